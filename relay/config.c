@@ -1,0 +1,1339 @@
+/*
+ * config.c -- read the relay's YAML configuration file into a struct relay_config.
+ *
+ * The file is parsed twice with libyaml.  A first pass over the event stream
+ * rejects what the relay does not support (anchors, aliases, a second document)
+ * and reports syntax errors; a second pass loads the document tree, whose nodes
+ * carry the start marks that every message points at.  The tree is then walked
+ * once against the option table below: each row names a section, a key, a type,
+ * the field of struct relay_config it fills, its default and whether it is
+ * required.  Adding a key is adding a row (and, for a new kind of value, a case
+ * in set_value() and free_option()); nothing else in the walk knows key names.
+ *
+ * Every scalar value goes through environment expansion ("${VAR}",
+ * "${VAR:-default}", "$$") before it is converted, so a duration or an integer
+ * may come from the environment too.  Defaults are written in the table as text
+ * and converted by the same code as file values, so they cannot drift from what
+ * the file would accept.
+ *
+ * The first problem found ends the load: the walk is in file order, then missing
+ * required keys are reported in table order.  Messages follow PostgreSQL's style:
+ * lowercase, no trailing period, names in double quotes, and always prefixed with
+ * "FILE:LINE:COLUMN: " (1-based, as editors count) so an operator can jump to it.
+ *
+ * This module is pure apart from reading the file in relay_config_load() and
+ * calling getenv(): it never logs and never exits.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <yaml.h>
+
+/* PostgreSQL's NAMEDATALEN - 1: the longest identifier the server keeps. */
+#define PG_NAME_MAX 63
+
+/* Refuse files larger than this rather than reading, say, /dev/zero forever. */
+#define CONFIG_FILE_MAX (16 * 1024 * 1024)
+
+/* Room for one value quoted in a message by show(); longer values are clipped. */
+#define SHOW_SIZE 96
+
+#define ATTR_PRINTF(f, a) __attribute__((format(printf, f, a)))
+
+/* A position in the file for messages: 1-based line and column. */
+struct pos {
+    size_t line;
+    size_t column;
+};
+
+struct parser_ctx;
+
+enum opt_type {
+    OPT_STRING,         /* any scalar, kept as text: char * */
+    OPT_DURATION,       /* "250ms", "10s", "1m30s": int64_t milliseconds, >= min */
+    OPT_INTEGER,        /* decimal: int64_t in [min, max] */
+    OPT_LOG_LEVEL,      /* debug | info | warn | error: enum relay_log_level */
+    OPT_QUALIFIED_NAME, /* [schema.]table: char * at offset, char * at offset2 */
+    OPT_PROPERTIES,     /* mapping of scalars: struct relay_kv * at offset, size_t at offset2 */
+};
+
+/*
+ * Extra validation of a value's text, after environment expansion and before it
+ * is stored.  Returns 0, or -1 after writing the message with fail_at().
+ */
+typedef int (*check_fn)(struct parser_ctx *ctx, const char *name, const char *value,
+                        struct pos pos);
+
+/* One configuration key: a row of the table. */
+struct option {
+    const char *section; /* top-level mapping holding the key */
+    const char *key;
+    enum opt_type type;
+    size_t offset;   /* field of struct relay_config */
+    size_t offset2;  /* second field, for OPT_QUALIFIED_NAME and OPT_PROPERTIES */
+    const char *def; /* default, written as in the file; NULL: none */
+    bool required;
+    int64_t min; /* OPT_INTEGER, OPT_DURATION: smallest value allowed */
+    int64_t max; /* OPT_INTEGER: largest value allowed */
+    check_fn check;
+};
+
+static int check_nonempty(struct parser_ctx *ctx, const char *name, const char *value,
+                          struct pos pos);
+static int check_slot_name(struct parser_ctx *ctx, const char *name, const char *value,
+                           struct pos pos);
+static int check_pg_name(struct parser_ctx *ctx, const char *name, const char *value,
+                         struct pos pos);
+static int check_topic(struct parser_ctx *ctx, const char *name, const char *value, struct pos pos);
+
+#define FIELD(f) offsetof(struct relay_config, f)
+
+/*
+ * Every key the file may hold.  Keep docs/configuration.md and config/full.yaml
+ * in step with this table.  (clang-format is off: one row per key reads better
+ * than one line per field.)
+ */
+/* clang-format off */
+static const struct option options[] = {
+    {.section = "postgres", .key = "dsn", .type = OPT_STRING,
+     .offset = FIELD(postgres.dsn), .required = true, .check = check_nonempty},
+    {.section = "postgres", .key = "slot", .type = OPT_STRING,
+     .offset = FIELD(postgres.slot), .def = "outbox_relay", .check = check_slot_name},
+    {.section = "postgres", .key = "publication", .type = OPT_STRING,
+     .offset = FIELD(postgres.publication), .def = "outbox_relay", .check = check_pg_name},
+    {.section = "postgres", .key = "status_interval", .type = OPT_DURATION,
+     .offset = FIELD(postgres.status_interval_ms), .def = "10s", .min = 1},
+    {.section = "postgres", .key = "retry_interval", .type = OPT_DURATION,
+     .offset = FIELD(postgres.retry_interval_ms), .def = "5s", .min = 1},
+
+    {.section = "outbox", .key = "table", .type = OPT_QUALIFIED_NAME,
+     .offset = FIELD(outbox.schema), .offset2 = FIELD(outbox.table), .def = "public.outbox"},
+
+    {.section = "kafka", .key = "brokers", .type = OPT_STRING,
+     .offset = FIELD(kafka.brokers), .required = true, .check = check_nonempty},
+    {.section = "kafka", .key = "topic", .type = OPT_STRING,
+     .offset = FIELD(kafka.topic), .def = "outbox.event.{aggregatetype}", .check = check_topic},
+    {.section = "kafka", .key = "properties", .type = OPT_PROPERTIES,
+     .offset = FIELD(kafka.properties), .offset2 = FIELD(kafka.nproperties)},
+    {.section = "kafka", .key = "max_inflight_events", .type = OPT_INTEGER,
+     .offset = FIELD(kafka.max_inflight_events), .def = "100000", .min = 1, .max = 10000000},
+    {.section = "kafka", .key = "shutdown_timeout", .type = OPT_DURATION,
+     .offset = FIELD(kafka.shutdown_timeout_ms), .def = "5s", .min = 0},
+
+    {.section = "log", .key = "level", .type = OPT_LOG_LEVEL,
+     .offset = FIELD(log.level), .def = "info"},
+};
+/* clang-format on */
+
+#define NOPTIONS (sizeof(options) / sizeof(options[0]))
+
+static const struct {
+    const char *name;
+    enum relay_log_level level;
+} log_levels[] = {
+    {"debug", RELAY_LOG_DEBUG},
+    {"info", RELAY_LOG_INFO},
+    {"warn", RELAY_LOG_WARN},
+    {"error", RELAY_LOG_ERROR},
+};
+
+/* State of one relay_config_parse() call. */
+struct parser_ctx {
+    const char *name;          /* file name for messages */
+    const unsigned char *text; /* the whole file, to point inside scalars */
+    size_t len;
+    char *errstr;
+    size_t errstr_size;
+    yaml_document_t *doc;
+    struct relay_config *cfg;
+
+    bool seen[NOPTIONS];              /* the key was in the file */
+    bool section_seen[NOPTIONS];      /* the key's section was in the file */
+    struct pos section_pos[NOPTIONS]; /* where that section is, for missing keys */
+};
+
+/*
+ * Messages
+ */
+
+/* Write "NAME:LINE:COLUMN: message" into the caller's buffer.  Always returns -1. */
+static int fail_at(struct parser_ctx *ctx, struct pos pos, const char *fmt, ...) ATTR_PRINTF(3, 4);
+
+static int fail_at(struct parser_ctx *ctx, struct pos pos, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+
+    if (ctx->errstr == NULL || ctx->errstr_size == 0)
+        return -1;
+    n = snprintf(ctx->errstr, ctx->errstr_size, "%s:%zu:%zu: ", ctx->name, pos.line, pos.column);
+    if (n >= 0 && (size_t)n < ctx->errstr_size) {
+        va_start(ap, fmt);
+        vsnprintf(ctx->errstr + n, ctx->errstr_size - (size_t)n, fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}
+
+/* "NAME: message", for problems that have no position.  Always returns -1. */
+static int fail_plain(char *errstr, size_t errstr_size, const char *name, const char *fmt, ...)
+    ATTR_PRINTF(4, 5);
+
+static int fail_plain(char *errstr, size_t errstr_size, const char *name, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+
+    if (errstr == NULL || errstr_size == 0)
+        return -1;
+    n = snprintf(errstr, errstr_size, "%s: ", name);
+    if (n >= 0 && (size_t)n < errstr_size) {
+        va_start(ap, fmt);
+        vsnprintf(errstr + n, errstr_size - (size_t)n, fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}
+
+static int fail_oom(struct parser_ctx *ctx)
+{
+    return fail_plain(ctx->errstr, ctx->errstr_size, ctx->name, "out of memory");
+}
+
+/*
+ * Copy s into buf for quoting in a message: backslash, double quote and control
+ * characters escaped so the message stays one line, and clipped with "..." (at a
+ * UTF-8 character boundary) when it does not fit.  Returns buf.
+ */
+static const char *show(char *buf, size_t size, const char *s)
+{
+    size_t o = 0;
+
+    for (; *s != '\0'; s++) {
+        unsigned char c = (unsigned char)*s;
+        char esc[8];
+        size_t elen;
+
+        if (c == '"' || c == '\\')
+            elen = (size_t)snprintf(esc, sizeof(esc), "\\%c", c);
+        else if (c == '\n')
+            elen = (size_t)snprintf(esc, sizeof(esc), "\\n");
+        else if (c == '\t')
+            elen = (size_t)snprintf(esc, sizeof(esc), "\\t");
+        else if (c == '\r')
+            elen = (size_t)snprintf(esc, sizeof(esc), "\\r");
+        else if (c < 0x20 || c == 0x7f)
+            elen = (size_t)snprintf(esc, sizeof(esc), "\\x%02x", c);
+        else {
+            esc[0] = (char)c;
+            elen = 1;
+        }
+        /* Keep room for "..." and the NUL in case the next character does not fit. */
+        if (o + elen + 4 > size) {
+            while (o > 0 && ((unsigned char)buf[o - 1] & 0xC0) == 0x80)
+                o--;
+            if (o > 0 && (unsigned char)buf[o - 1] >= 0xC0)
+                o--;
+            memcpy(buf + o, "...", 3);
+            o += 3;
+            break;
+        }
+        memcpy(buf + o, esc, elen);
+        o += elen;
+    }
+    buf[o] = '\0';
+    return buf;
+}
+
+/*
+ * Positions
+ */
+
+static struct pos mark_pos(yaml_mark_t mark)
+{
+    struct pos p = {mark.line + 1, mark.column + 1};
+    return p;
+}
+
+/*
+ * Where byte offset of a scalar's value is in the file.  libyaml's marks count
+ * characters, so that is only known when the scalar is on one line and its text
+ * in the file is exactly its value (plain, or quoted with no escapes); otherwise
+ * the scalar's start is the best answer, and a good enough one.
+ */
+static struct pos scalar_pos(const struct parser_ctx *ctx, const yaml_node_t *node, size_t offset)
+{
+    struct pos p = mark_pos(node->start_mark);
+    const unsigned char *value = node->data.scalar.value;
+    size_t vlen = node->data.scalar.length;
+    size_t quote, start, nchars, i, chars;
+
+    if (node->start_mark.line != node->end_mark.line || offset > vlen)
+        return p;
+    switch (node->data.scalar.style) {
+    case YAML_PLAIN_SCALAR_STYLE:
+        quote = 0;
+        break;
+    case YAML_SINGLE_QUOTED_SCALAR_STYLE:
+    case YAML_DOUBLE_QUOTED_SCALAR_STYLE:
+        quote = 1;
+        break;
+    default:
+        return p;
+    }
+
+    /* The mark's index counts characters: find the scalar's first byte. */
+    start = 0;
+    for (chars = 0; chars < node->start_mark.index && start < ctx->len; start++) {
+        if ((ctx->text[start] & 0xC0) != 0x80)
+            chars++;
+    }
+    while (start < ctx->len && (ctx->text[start] & 0xC0) == 0x80)
+        start++;
+
+    /* The scalar's text in the file must be its value, quotes aside. */
+    nchars = 0;
+    for (i = 0; i < vlen; i++) {
+        if ((value[i] & 0xC0) != 0x80)
+            nchars++;
+    }
+    if (node->end_mark.index - node->start_mark.index != nchars + 2 * quote)
+        return p;
+    if (start + quote + vlen > ctx->len || memcmp(ctx->text + start + quote, value, vlen) != 0)
+        return p;
+
+    p.column += quote;
+    for (i = 0; i < offset; i++) {
+        if ((value[i] & 0xC0) != 0x80)
+            p.column++;
+    }
+    return p;
+}
+
+/*
+ * Nodes
+ */
+
+/* A plain empty, "~" or "null" scalar: YAML's null. */
+static bool is_null(const yaml_node_t *node)
+{
+    const char *v;
+
+    if (node->type != YAML_SCALAR_NODE || node->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
+        return false;
+    v = (const char *)node->data.scalar.value;
+    return node->data.scalar.length == 0 || strcmp(v, "~") == 0 || strcmp(v, "null") == 0 ||
+           strcmp(v, "Null") == 0 || strcmp(v, "NULL") == 0;
+}
+
+/* What a node is, for "got ..." in messages: a mapping, a sequence, null or "text". */
+static const char *describe(char *buf, size_t size, const yaml_node_t *node)
+{
+    char shown[SHOW_SIZE];
+
+    switch (node->type) {
+    case YAML_MAPPING_NODE:
+        return "a mapping";
+    case YAML_SEQUENCE_NODE:
+        return "a sequence";
+    case YAML_SCALAR_NODE:
+        if (is_null(node))
+            return "null";
+        snprintf(buf, size, "\"%s\"",
+                 show(shown, sizeof(shown), (const char *)node->data.scalar.value));
+        return buf;
+    default:
+        return "nothing";
+    }
+}
+
+/*
+ * The text of a mapping key.  Keys must be scalars without NUL characters, so
+ * that they can be compared and quoted as C strings.
+ */
+static int key_text(struct parser_ctx *ctx, const yaml_node_t *key, const char **out)
+{
+    char buf[SHOW_SIZE + 2];
+
+    if (key->type != YAML_SCALAR_NODE)
+        return fail_at(ctx, mark_pos(key->start_mark), "a key must be a scalar, got %s",
+                       describe(buf, sizeof(buf), key));
+    if (strlen((const char *)key->data.scalar.value) != key->data.scalar.length)
+        return fail_at(ctx, mark_pos(key->start_mark), "a key must not contain a NUL character");
+    *out = (const char *)key->data.scalar.value;
+    return 0;
+}
+
+/* Does an earlier pair of the mapping have the key text? */
+static bool key_seen_before(yaml_document_t *doc, const yaml_node_t *mapping,
+                            const yaml_node_pair_t *pair, const char *text)
+{
+    const yaml_node_pair_t *p;
+
+    for (p = mapping->data.mapping.pairs.start; p < pair; p++) {
+        const yaml_node_t *k = yaml_document_get_node(doc, p->key);
+
+        if (k != NULL && k->type == YAML_SCALAR_NODE &&
+            strcmp((const char *)k->data.scalar.value, text) == 0)
+            return true;
+    }
+    return false;
+}
+
+/*
+ * Environment expansion
+ */
+
+struct strbuf {
+    char *data;
+    size_t len;
+    size_t cap;
+};
+
+static int strbuf_append(struct strbuf *sb, const char *s, size_t n)
+{
+    if (sb->len + n + 1 > sb->cap) {
+        size_t cap = sb->cap ? sb->cap : 64;
+        char *p;
+
+        while (cap < sb->len + n + 1)
+            cap *= 2;
+        p = realloc(sb->data, cap);
+        if (p == NULL)
+            return -1;
+        sb->data = p;
+        sb->cap = cap;
+    }
+    memcpy(sb->data + sb->len, s, n);
+    sb->len += n;
+    sb->data[sb->len] = '\0';
+    return 0;
+}
+
+static bool is_env_name_start(char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_';
+}
+
+static bool is_env_name_char(char c)
+{
+    return is_env_name_start(c) || (c >= '0' && c <= '9');
+}
+
+/*
+ * Expand "${VAR}", "${VAR:-default}" and "$$" in a scalar's value.  The default
+ * is taken literally, up to the first '}'.  A '$' followed by anything else is
+ * kept.  On success *out is a new string owned by the caller.
+ */
+static int expand_env(struct parser_ctx *ctx, const yaml_node_t *node, char **out)
+{
+    const char *v = (const char *)node->data.scalar.value;
+    size_t len = node->data.scalar.length;
+    struct strbuf sb = {NULL, 0, 0};
+    char shown[SHOW_SIZE];
+    size_t i;
+
+    if (strlen(v) != len)
+        return fail_at(ctx, mark_pos(node->start_mark), "a value must not contain a NUL character");
+    if (strbuf_append(&sb, "", 0) < 0)
+        return fail_oom(ctx);
+
+    for (i = 0; i < len; i++) {
+        const char *close, *inner, *name_end, *value, *def = NULL;
+        size_t inner_len, def_len = 0;
+        char *name;
+        int rc;
+
+        if (v[i] != '$' || i + 1 == len || (v[i + 1] != '$' && v[i + 1] != '{')) {
+            rc = strbuf_append(&sb, v + i, 1);
+        } else if (v[i + 1] == '$') {
+            rc = strbuf_append(&sb, "$", 1);
+            i++;
+        } else {
+            inner = v + i + 2;
+            close = memchr(inner, '}', len - i - 2);
+            if (close == NULL) {
+                free(sb.data);
+                return fail_at(ctx, scalar_pos(ctx, node, i), "unterminated \"${\"");
+            }
+            inner_len = (size_t)(close - inner);
+            name_end = inner;
+            if (inner_len > 0 && is_env_name_start(*inner)) {
+                while (name_end < close && is_env_name_char(*name_end))
+                    name_end++;
+            }
+            if (name_end < close && close - name_end >= 2 && name_end[0] == ':' &&
+                name_end[1] == '-') {
+                def = name_end + 2;
+                def_len = (size_t)(close - def);
+            }
+            if (name_end == inner || (name_end < close && def == NULL)) {
+                char ref[SHOW_SIZE];
+                size_t n = inner_len < sizeof(ref) - 1 ? inner_len : sizeof(ref) - 1;
+
+                memcpy(ref, inner, n);
+                ref[n] = '\0';
+                free(sb.data);
+                return fail_at(ctx, scalar_pos(ctx, node, i),
+                               "bad environment reference \"${%s}\": use ${NAME} or "
+                               "${NAME:-default}",
+                               show(shown, sizeof(shown), ref));
+            }
+
+            name = strndup(inner, (size_t)(name_end - inner));
+            if (name == NULL) {
+                free(sb.data);
+                return fail_oom(ctx);
+            }
+            value = getenv(name);
+            if (def != NULL && (value == NULL || value[0] == '\0')) {
+                rc = strbuf_append(&sb, def, def_len);
+            } else if (value == NULL) {
+                fail_at(ctx, scalar_pos(ctx, node, i), "environment variable \"%s\" is not set",
+                        show(shown, sizeof(shown), name));
+                free(name);
+                free(sb.data);
+                return -1;
+            } else {
+                rc = strbuf_append(&sb, value, strlen(value));
+            }
+            free(name);
+            i = (size_t)(close - v);
+        }
+        if (rc < 0) {
+            free(sb.data);
+            return fail_oom(ctx);
+        }
+    }
+    *out = sb.data;
+    return 0;
+}
+
+/*
+ * Value parsers
+ */
+
+int relay_parse_duration(const char *s, int64_t *ms)
+{
+    int64_t total = 0;
+
+    if (s == NULL || *s == '\0')
+        return -EINVAL;
+
+    /* One or more <digits><unit>, e.g. "1h", "1m30s", "250ms". */
+    while (*s != '\0') {
+        int64_t n = 0, mult;
+        bool digits = false;
+
+        while (*s >= '0' && *s <= '9') {
+            int d = *s - '0';
+
+            if (n > (INT64_MAX - d) / 10)
+                return -EINVAL;
+            n = n * 10 + d;
+            digits = true;
+            s++;
+        }
+        if (!digits)
+            return -EINVAL;
+
+        if (s[0] == 'm' && s[1] == 's') {
+            mult = 1;
+            s += 2;
+        } else if (s[0] == 's') {
+            mult = 1000;
+            s++;
+        } else if (s[0] == 'm') {
+            mult = 60 * 1000;
+            s++;
+        } else if (s[0] == 'h') {
+            mult = 60 * 60 * 1000;
+            s++;
+        } else {
+            return -EINVAL;
+        }
+
+        if (n > INT64_MAX / mult)
+            return -EINVAL;
+        n *= mult;
+        if (total > INT64_MAX - n)
+            return -EINVAL;
+        total += n;
+    }
+    *ms = total;
+    return 0;
+}
+
+/*
+ * A decimal integer with an optional '-' and nothing else.  Returns 0, -EINVAL
+ * when s is not such a number, or -ERANGE when it does not fit an int64_t.
+ */
+static int parse_int64(const char *s, int64_t *out)
+{
+    bool neg = false, digits = false, overflow = false;
+    uint64_t n = 0, limit;
+
+    if (*s == '-') {
+        neg = true;
+        s++;
+    }
+    limit = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
+    for (; *s >= '0' && *s <= '9'; s++) {
+        unsigned d = (unsigned)(*s - '0');
+
+        digits = true;
+        if (overflow || n > (limit - d) / 10)
+            overflow = true;
+        else
+            n = n * 10 + d;
+    }
+    if (!digits || *s != '\0')
+        return -EINVAL;
+    if (overflow)
+        return -ERANGE;
+    if (neg)
+        *out = n == (uint64_t)INT64_MAX + 1 ? INT64_MIN : -(int64_t)n;
+    else
+        *out = (int64_t)n;
+    return 0;
+}
+
+/*
+ * One SQL identifier at *sp, as PostgreSQL reads it: unquoted names are folded
+ * to lowercase; double-quoted names keep their case and "" stands for '"'.  On
+ * success *out is a new string and *sp points past the identifier; on error *why
+ * says what is wrong.
+ */
+static int parse_identifier(const char **sp, char **out, const char **why)
+{
+    const char *s = *sp;
+    struct strbuf sb = {NULL, 0, 0};
+    int rc = 0;
+
+    if (strbuf_append(&sb, "", 0) < 0)
+        return -ENOMEM;
+    if (*s == '"') {
+        for (s++;; s++) {
+            if (*s == '\0') {
+                *why = "unterminated quoted identifier";
+                rc = -EINVAL;
+                break;
+            }
+            if (*s == '"') {
+                if (s[1] != '"') {
+                    s++;
+                    break;
+                }
+                s++;
+            }
+            if (strbuf_append(&sb, s, 1) < 0) {
+                rc = -ENOMEM;
+                break;
+            }
+        }
+        if (rc == 0 && sb.len == 0) {
+            *why = "zero-length quoted identifier";
+            rc = -EINVAL;
+        }
+    } else if ((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') || *s == '_') {
+        for (; (*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') ||
+               *s == '_' || *s == '$';
+             s++) {
+            char c = (*s >= 'A' && *s <= 'Z') ? (char)(*s - 'A' + 'a') : *s;
+
+            if (strbuf_append(&sb, &c, 1) < 0) {
+                rc = -ENOMEM;
+                break;
+            }
+        }
+    } else {
+        *why = "use table or schema.table, with double quotes around names that are not "
+               "plain identifiers";
+        rc = -EINVAL;
+    }
+    if (rc == 0 && sb.len > PG_NAME_MAX) {
+        *why = "name longer than 63 bytes";
+        rc = -EINVAL;
+    }
+    if (rc < 0) {
+        free(sb.data);
+        return rc;
+    }
+    *sp = s;
+    *out = sb.data;
+    return 0;
+}
+
+/*
+ * Checks
+ */
+
+static int check_nonempty(struct parser_ctx *ctx, const char *name, const char *value,
+                          struct pos pos)
+{
+    if (value[0] == '\0')
+        return fail_at(ctx, pos, "\"%s\" must not be empty", name);
+    return 0;
+}
+
+/* A replication slot name, as PostgreSQL's ReplicationSlotValidateName() wants it. */
+static int check_slot_name(struct parser_ctx *ctx, const char *name, const char *value,
+                           struct pos pos)
+{
+    char shown[SHOW_SIZE];
+    size_t n = strspn(value, "abcdefghijklmnopqrstuvwxyz0123456789_");
+
+    if (n == 0 || value[n] != '\0' || n > PG_NAME_MAX)
+        return fail_at(ctx, pos,
+                       "bad slot name \"%s\" for \"%s\": use 1 to 63 lowercase letters, digits "
+                       "and underscores",
+                       show(shown, sizeof(shown), value), name);
+    return 0;
+}
+
+/* Any name PostgreSQL keeps whole: a publication. */
+static int check_pg_name(struct parser_ctx *ctx, const char *name, const char *value,
+                         struct pos pos)
+{
+    size_t n = strlen(value);
+
+    if (n == 0)
+        return fail_at(ctx, pos, "\"%s\" must not be empty", name);
+    if (n > PG_NAME_MAX)
+        return fail_at(ctx, pos, "\"%s\" must be at most %d bytes, got %zu", name, PG_NAME_MAX, n);
+    return 0;
+}
+
+/* A topic template: text with {placeholder}s, each a lowercase name. */
+static int check_topic(struct parser_ctx *ctx, const char *name, const char *value, struct pos pos)
+{
+    char shown[SHOW_SIZE], ph[SHOW_SIZE], phshown[SHOW_SIZE];
+    const char *s;
+
+    if (value[0] == '\0')
+        return fail_at(ctx, pos, "\"%s\" must not be empty", name);
+    for (s = value; *s != '\0'; s++) {
+        const char *close, *p;
+        size_t n;
+
+        if (*s == '}')
+            return fail_at(ctx, pos, "bad topic \"%s\" for \"%s\": unmatched \"}\"",
+                           show(shown, sizeof(shown), value), name);
+        if (*s != '{')
+            continue;
+        close = strchr(s + 1, '}');
+        if (close == NULL)
+            return fail_at(ctx, pos, "bad topic \"%s\" for \"%s\": unclosed \"{\"",
+                           show(shown, sizeof(shown), value), name);
+        if (close == s + 1)
+            return fail_at(ctx, pos, "bad topic \"%s\" for \"%s\": empty placeholder \"{}\"",
+                           show(shown, sizeof(shown), value), name);
+        for (p = s + 1; p < close; p++) {
+            bool ok =
+                (*p >= 'a' && *p <= 'z') || *p == '_' || (p > s + 1 && *p >= '0' && *p <= '9');
+
+            if (!ok) {
+                n = (size_t)(close - s - 1) < sizeof(ph) - 1 ? (size_t)(close - s - 1)
+                                                             : sizeof(ph) - 1;
+                memcpy(ph, s + 1, n);
+                ph[n] = '\0';
+                return fail_at(ctx, pos,
+                               "bad topic \"%s\" for \"%s\": bad placeholder \"{%s}\": use "
+                               "lowercase letters, digits and underscores",
+                               show(shown, sizeof(shown), value), name,
+                               show(phshown, sizeof(phshown), ph));
+            }
+        }
+        s = close;
+    }
+    return 0;
+}
+
+/*
+ * Storing values
+ */
+
+static void *field_at(struct relay_config *cfg, size_t offset)
+{
+    return (char *)cfg + offset;
+}
+
+static void option_name(char *buf, size_t size, const struct option *opt)
+{
+    snprintf(buf, size, "%s.%s", opt->section, opt->key);
+}
+
+static int store_string(struct parser_ctx *ctx, size_t offset, const char *value)
+{
+    char **field = field_at(ctx->cfg, offset);
+    char *copy = strdup(value);
+
+    if (copy == NULL)
+        return fail_oom(ctx);
+    free(*field);
+    *field = copy;
+    return 0;
+}
+
+/*
+ * Convert a scalar option's text (already expanded) and store it; pos is where
+ * the value is, for messages.  Used for file values and table defaults alike.
+ */
+static int set_value(struct parser_ctx *ctx, const struct option *opt, const char *value,
+                     struct pos pos)
+{
+    char name[128], shown[SHOW_SIZE];
+    int64_t n;
+    size_t i;
+    int rc;
+
+    option_name(name, sizeof(name), opt);
+    if (opt->check != NULL && opt->check(ctx, name, value, pos) < 0)
+        return -1;
+
+    switch (opt->type) {
+    case OPT_STRING:
+        return store_string(ctx, opt->offset, value);
+
+    case OPT_DURATION:
+        if (relay_parse_duration(value, &n) < 0)
+            return fail_at(ctx, pos,
+                           "bad duration \"%s\" for \"%s\": use a number with ms, s, m or h",
+                           show(shown, sizeof(shown), value), name);
+        if (n < opt->min) {
+            if (opt->min == 1)
+                return fail_at(ctx, pos, "\"%s\" must be greater than 0, got \"%s\"", name,
+                               show(shown, sizeof(shown), value));
+            return fail_at(ctx, pos, "\"%s\" must be at least %" PRId64 "ms, got \"%s\"", name,
+                           opt->min, show(shown, sizeof(shown), value));
+        }
+        *(int64_t *)field_at(ctx->cfg, opt->offset) = n;
+        return 0;
+
+    case OPT_INTEGER:
+        rc = parse_int64(value, &n);
+        if (rc == -EINVAL)
+            return fail_at(ctx, pos, "\"%s\" must be an integer, got \"%s\"", name,
+                           show(shown, sizeof(shown), value));
+        if (rc == -ERANGE || n < opt->min || n > opt->max)
+            return fail_at(ctx, pos,
+                           "\"%s\" must be between %" PRId64 " and %" PRId64 ", got \"%s\"", name,
+                           opt->min, opt->max, show(shown, sizeof(shown), value));
+        *(int64_t *)field_at(ctx->cfg, opt->offset) = n;
+        return 0;
+
+    case OPT_LOG_LEVEL:
+        for (i = 0; i < sizeof(log_levels) / sizeof(log_levels[0]); i++) {
+            if (strcmp(value, log_levels[i].name) == 0) {
+                *(enum relay_log_level *)field_at(ctx->cfg, opt->offset) = log_levels[i].level;
+                return 0;
+            }
+        }
+        return fail_at(ctx, pos, "\"%s\" must be one of debug, info, warn, error, got \"%s\"", name,
+                       show(shown, sizeof(shown), value));
+
+    case OPT_QUALIFIED_NAME: {
+        const char *s = value, *why = NULL;
+        char *first = NULL, *second = NULL;
+        char **schema = field_at(ctx->cfg, opt->offset);
+        char **table = field_at(ctx->cfg, opt->offset2);
+
+        rc = parse_identifier(&s, &first, &why);
+        if (rc == 0 && *s == '.') {
+            s++;
+            rc = parse_identifier(&s, &second, &why);
+        }
+        if (rc == 0 && *s != '\0') {
+            why = "use table or schema.table, with double quotes around names that are not "
+                  "plain identifiers";
+            rc = -EINVAL;
+        }
+        if (rc == 0 && second == NULL) {
+            /* An unqualified table is in "public", as search_path usually has it. */
+            second = first;
+            first = strdup("public");
+            if (first == NULL)
+                rc = -ENOMEM;
+        }
+        if (rc < 0) {
+            free(first);
+            free(second);
+            if (rc == -ENOMEM)
+                return fail_oom(ctx);
+            return fail_at(ctx, pos, "bad table name \"%s\" for \"%s\": %s",
+                           show(shown, sizeof(shown), value), name, why);
+        }
+        free(*schema);
+        free(*table);
+        *schema = first;
+        *table = second;
+        return 0;
+    }
+
+    case OPT_PROPERTIES:
+        break;
+    }
+    /* Not reached: OPT_PROPERTIES is handled by set_properties(). */
+    return fail_at(ctx, pos, "internal error: \"%s\" has no scalar form", name);
+}
+
+/* Append kafka.properties-style pairs, in file order, values expanded. */
+static int set_properties(struct parser_ctx *ctx, const struct option *opt, const yaml_node_t *node)
+{
+    struct relay_kv **kvs = field_at(ctx->cfg, opt->offset);
+    size_t *nkvs = field_at(ctx->cfg, opt->offset2);
+    char name[128], shown[SHOW_SIZE], desc[SHOW_SIZE + 2];
+    const yaml_node_pair_t *pair;
+
+    option_name(name, sizeof(name), opt);
+    if (is_null(node))
+        return 0;
+    if (node->type != YAML_MAPPING_NODE)
+        return fail_at(ctx, mark_pos(node->start_mark), "\"%s\" must be a mapping, got %s", name,
+                       describe(desc, sizeof(desc), node));
+
+    for (pair = node->data.mapping.pairs.start; pair < node->data.mapping.pairs.top; pair++) {
+        const yaml_node_t *k = yaml_document_get_node(ctx->doc, pair->key);
+        const yaml_node_t *v = yaml_document_get_node(ctx->doc, pair->value);
+        const char *key;
+        struct relay_kv *grown;
+        char *kcopy, *value;
+
+        if (key_text(ctx, k, &key) < 0)
+            return -1;
+        if (key_seen_before(ctx->doc, node, pair, key))
+            return fail_at(ctx, mark_pos(k->start_mark), "duplicate key \"%s\" in \"%s\"",
+                           show(shown, sizeof(shown), key), name);
+        if (v->type != YAML_SCALAR_NODE)
+            return fail_at(ctx, mark_pos(v->start_mark),
+                           "value of \"%s\" in \"%s\" must be a scalar, got %s",
+                           show(shown, sizeof(shown), key), name, describe(desc, sizeof(desc), v));
+        if (expand_env(ctx, v, &value) < 0)
+            return -1;
+        kcopy = strdup(key);
+        grown = realloc(*kvs, (*nkvs + 1) * sizeof(**kvs));
+        if (grown != NULL)
+            *kvs = grown;
+        if (kcopy == NULL || grown == NULL) {
+            free(kcopy);
+            free(value);
+            return fail_oom(ctx);
+        }
+        (*kvs)[*nkvs].key = kcopy;
+        (*kvs)[*nkvs].value = value;
+        (*nkvs)++;
+    }
+    return 0;
+}
+
+/* Apply one "key: value" pair of a section to its option. */
+static int apply_option(struct parser_ctx *ctx, const struct option *opt, const yaml_node_t *node)
+{
+    static const char *const type_names[] = {
+        [OPT_STRING] = "a string",         [OPT_DURATION] = "a duration",
+        [OPT_INTEGER] = "an integer",      [OPT_LOG_LEVEL] = "a string",
+        [OPT_QUALIFIED_NAME] = "a string", [OPT_PROPERTIES] = "a mapping",
+    };
+    char name[128], desc[SHOW_SIZE + 2];
+    char *value;
+    int rc;
+
+    if (opt->type == OPT_PROPERTIES)
+        return set_properties(ctx, opt, node);
+
+    option_name(name, sizeof(name), opt);
+    if (node->type != YAML_SCALAR_NODE || is_null(node))
+        return fail_at(ctx, mark_pos(node->start_mark), "\"%s\" must be %s, got %s", name,
+                       type_names[opt->type], describe(desc, sizeof(desc), node));
+    if (expand_env(ctx, node, &value) < 0)
+        return -1;
+    rc = set_value(ctx, opt, value, mark_pos(node->start_mark));
+    free(value);
+    return rc;
+}
+
+/*
+ * The walk
+ */
+
+static bool section_known(const char *section)
+{
+    size_t i;
+
+    for (i = 0; i < NOPTIONS; i++) {
+        if (strcmp(options[i].section, section) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* One top-level section; value is its mapping (or null for an empty one). */
+static int load_section(struct parser_ctx *ctx, const char *section, const yaml_node_t *keynode,
+                        const yaml_node_t *value)
+{
+    char shown[SHOW_SIZE], desc[SHOW_SIZE + 2];
+    const yaml_node_pair_t *pair;
+    struct pos where;
+    size_t i;
+
+    if (value->type != YAML_MAPPING_NODE && !is_null(value))
+        return fail_at(ctx, mark_pos(value->start_mark), "\"%s\" must be a mapping, got %s",
+                       section, describe(desc, sizeof(desc), value));
+
+    /* Missing keys are reported at the mapping, or at the key of an empty section. */
+    where = mark_pos(value->type == YAML_MAPPING_NODE ? value->start_mark : keynode->start_mark);
+    for (i = 0; i < NOPTIONS; i++) {
+        if (strcmp(options[i].section, section) == 0) {
+            ctx->section_seen[i] = true;
+            ctx->section_pos[i] = where;
+        }
+    }
+    if (value->type != YAML_MAPPING_NODE)
+        return 0;
+
+    for (pair = value->data.mapping.pairs.start; pair < value->data.mapping.pairs.top; pair++) {
+        const yaml_node_t *k = yaml_document_get_node(ctx->doc, pair->key);
+        const yaml_node_t *v = yaml_document_get_node(ctx->doc, pair->value);
+        const char *key;
+
+        if (key_text(ctx, k, &key) < 0)
+            return -1;
+        if (key_seen_before(ctx->doc, value, pair, key))
+            return fail_at(ctx, mark_pos(k->start_mark), "duplicate key \"%s\" in \"%s\"",
+                           show(shown, sizeof(shown), key), section);
+        for (i = 0; i < NOPTIONS; i++) {
+            if (strcmp(options[i].section, section) == 0 && strcmp(options[i].key, key) == 0)
+                break;
+        }
+        if (i == NOPTIONS)
+            return fail_at(ctx, mark_pos(k->start_mark), "unknown key \"%s\" in \"%s\"",
+                           show(shown, sizeof(shown), key), section);
+        ctx->seen[i] = true;
+        if (apply_option(ctx, &options[i], v) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int load_root(struct parser_ctx *ctx)
+{
+    const yaml_node_t *root = yaml_document_get_root_node(ctx->doc);
+    const yaml_node_pair_t *pair;
+    char shown[SHOW_SIZE], desc[SHOW_SIZE + 2];
+    struct pos top = {1, 1};
+
+    if (root == NULL || is_null(root))
+        return fail_at(ctx, top, "configuration is empty");
+    if (root->type != YAML_MAPPING_NODE)
+        return fail_at(ctx, mark_pos(root->start_mark),
+                       "the top level must be a mapping of sections, got %s",
+                       describe(desc, sizeof(desc), root));
+
+    for (pair = root->data.mapping.pairs.start; pair < root->data.mapping.pairs.top; pair++) {
+        const yaml_node_t *k = yaml_document_get_node(ctx->doc, pair->key);
+        const yaml_node_t *v = yaml_document_get_node(ctx->doc, pair->value);
+        const char *key;
+
+        if (key_text(ctx, k, &key) < 0)
+            return -1;
+        if (key_seen_before(ctx->doc, root, pair, key))
+            return fail_at(ctx, mark_pos(k->start_mark), "duplicate section \"%s\"",
+                           show(shown, sizeof(shown), key));
+        if (!section_known(key))
+            return fail_at(ctx, mark_pos(k->start_mark), "unknown section \"%s\"",
+                           show(shown, sizeof(shown), key));
+        if (load_section(ctx, key, k, v) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* After the walk: report the first missing required key, then fill in defaults. */
+static int finish(struct parser_ctx *ctx)
+{
+    struct pos top = {1, 1};
+    size_t i;
+
+    for (i = 0; i < NOPTIONS; i++) {
+        if (options[i].required && !ctx->seen[i])
+            return fail_at(ctx, ctx->section_seen[i] ? ctx->section_pos[i] : top,
+                           "missing required key \"%s.%s\"", options[i].section, options[i].key);
+    }
+    for (i = 0; i < NOPTIONS; i++) {
+        if (!ctx->seen[i] && options[i].def != NULL &&
+            set_value(ctx, &options[i], options[i].def, top) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/*
+ * libyaml
+ */
+
+/* Turn a libyaml parser error into a message with a position. */
+static int fail_yaml(struct parser_ctx *ctx, const yaml_parser_t *parser)
+{
+    struct pos pos = mark_pos(parser->problem_mark);
+    const char *problem = parser->problem ? parser->problem : "unknown error";
+
+    switch (parser->error) {
+    case YAML_MEMORY_ERROR:
+        return fail_oom(ctx);
+    case YAML_READER_ERROR: {
+        /* The reader knows a byte offset only; count lines and characters to it. */
+        size_t i;
+
+        pos.line = 1;
+        pos.column = 1;
+        for (i = 0; i < parser->problem_offset && i < ctx->len; i++) {
+            if (ctx->text[i] == '\n') {
+                pos.line++;
+                pos.column = 1;
+            } else if ((ctx->text[i] & 0xC0) != 0x80) {
+                pos.column++;
+            }
+        }
+        if (parser->problem_value != -1)
+            return fail_at(ctx, pos, "invalid YAML: %s (byte 0x%02X)", problem,
+                           (unsigned)parser->problem_value);
+        return fail_at(ctx, pos, "invalid YAML: %s", problem);
+    }
+    default:
+        if (parser->context != NULL)
+            return fail_at(ctx, pos, "invalid YAML: %s (%s at line %zu column %zu)", problem,
+                           parser->context, parser->context_mark.line + 1,
+                           parser->context_mark.column + 1);
+        return fail_at(ctx, pos, "invalid YAML: %s", problem);
+    }
+}
+
+/*
+ * First pass over the events: syntax errors, and what the relay refuses --
+ * anchors and aliases (a value should be where it is read) and a second document.
+ */
+static int prescan(struct parser_ctx *ctx)
+{
+    yaml_parser_t parser;
+    yaml_event_t event;
+    int ndocs = 0, rc = 0;
+    bool done = false;
+
+    if (!yaml_parser_initialize(&parser))
+        return fail_oom(ctx);
+    yaml_parser_set_input_string(&parser, ctx->text, ctx->len);
+
+    while (!done && rc == 0) {
+        const yaml_char_t *anchor = NULL;
+        char shown[SHOW_SIZE];
+
+        if (!yaml_parser_parse(&parser, &event)) {
+            rc = fail_yaml(ctx, &parser);
+            break;
+        }
+        switch (event.type) {
+        case YAML_STREAM_END_EVENT:
+            done = true;
+            break;
+        case YAML_DOCUMENT_START_EVENT:
+            if (++ndocs > 1)
+                rc = fail_at(ctx, mark_pos(event.start_mark), "only one YAML document is allowed");
+            break;
+        case YAML_ALIAS_EVENT:
+            rc = fail_at(ctx, mark_pos(event.start_mark),
+                         "anchors and aliases are not supported (\"*%s\")",
+                         show(shown, sizeof(shown), (const char *)event.data.alias.anchor));
+            break;
+        case YAML_SCALAR_EVENT:
+            anchor = event.data.scalar.anchor;
+            break;
+        case YAML_SEQUENCE_START_EVENT:
+            anchor = event.data.sequence_start.anchor;
+            break;
+        case YAML_MAPPING_START_EVENT:
+            anchor = event.data.mapping_start.anchor;
+            break;
+        default:
+            break;
+        }
+        if (anchor != NULL)
+            rc = fail_at(ctx, mark_pos(event.start_mark),
+                         "anchors and aliases are not supported (\"&%s\")",
+                         show(shown, sizeof(shown), (const char *)anchor));
+        yaml_event_delete(&event);
+    }
+    yaml_parser_delete(&parser);
+    return rc;
+}
+
+/* Second pass: the document tree.  On success the caller deletes *doc. */
+static int load_document(struct parser_ctx *ctx, yaml_document_t *doc)
+{
+    yaml_parser_t parser;
+    int rc = 0;
+
+    if (!yaml_parser_initialize(&parser))
+        return fail_oom(ctx);
+    yaml_parser_set_input_string(&parser, ctx->text, ctx->len);
+    /* On failure yaml_parser_load() has already deleted the partial document. */
+    if (!yaml_parser_load(&parser, doc))
+        rc = fail_yaml(ctx, &parser);
+    yaml_parser_delete(&parser);
+    return rc;
+}
+
+/*
+ * Public interface
+ */
+
+struct relay_config *relay_config_parse(const char *text, size_t len, const char *name,
+                                        char *errstr, size_t errstr_size)
+{
+    struct parser_ctx *ctx;
+    struct relay_config *cfg = NULL;
+    yaml_document_t doc;
+    bool have_doc = false;
+
+    if (errstr != NULL && errstr_size > 0)
+        errstr[0] = '\0';
+    if (name == NULL)
+        name = "<config>";
+    if (text == NULL)
+        text = "";
+
+    /* The context holds per-option arrays; keep it off the stack as the table grows. */
+    ctx = calloc(1, sizeof(*ctx));
+    if (ctx == NULL) {
+        fail_plain(errstr, errstr_size, name, "out of memory");
+        return NULL;
+    }
+    ctx->name = name;
+    ctx->text = (const unsigned char *)text;
+    ctx->len = len;
+    ctx->errstr = errstr;
+    ctx->errstr_size = errstr_size;
+    ctx->doc = &doc;
+
+    cfg = calloc(1, sizeof(*cfg));
+    if (cfg == NULL || (cfg->path = strdup(name)) == NULL) {
+        fail_oom(ctx);
+        goto fail;
+    }
+    ctx->cfg = cfg;
+
+    if (prescan(ctx) < 0 || load_document(ctx, &doc) < 0)
+        goto fail;
+    have_doc = true;
+    if (load_root(ctx) < 0 || finish(ctx) < 0)
+        goto fail;
+
+    yaml_document_delete(&doc);
+    free(ctx);
+    return cfg;
+
+fail:
+    if (have_doc)
+        yaml_document_delete(&doc);
+    relay_config_free(cfg);
+    free(ctx);
+    return NULL;
+}
+
+struct relay_config *relay_config_load(const char *path, char *errstr, size_t errstr_size)
+{
+    struct relay_config *cfg = NULL;
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    FILE *f;
+
+    if (errstr != NULL && errstr_size > 0)
+        errstr[0] = '\0';
+    f = fopen(path, "rb");
+    if (f == NULL) {
+        fail_plain(errstr, errstr_size, path, "cannot open: %s", strerror(errno));
+        return NULL;
+    }
+    for (;;) {
+        size_t n;
+
+        if (len == cap) {
+            size_t newcap = cap ? cap * 2 : 4096;
+            char *p;
+
+            if (cap >= CONFIG_FILE_MAX) {
+                fail_plain(errstr, errstr_size, path, "file is larger than %d bytes",
+                           CONFIG_FILE_MAX);
+                goto out;
+            }
+            p = realloc(buf, newcap);
+            if (p == NULL) {
+                fail_plain(errstr, errstr_size, path, "out of memory");
+                goto out;
+            }
+            buf = p;
+            cap = newcap;
+        }
+        n = fread(buf + len, 1, cap - len, f);
+        len += n;
+        if (n == 0) {
+            if (ferror(f)) {
+                fail_plain(errstr, errstr_size, path, "cannot read: %s", strerror(errno));
+                goto out;
+            }
+            break;
+        }
+    }
+    cfg = relay_config_parse(buf ? buf : "", len, path, errstr, errstr_size);
+
+out:
+    free(buf);
+    fclose(f);
+    return cfg;
+}
+
+/* Free what one option owns in cfg. */
+static void free_option(struct relay_config *cfg, const struct option *opt)
+{
+    switch (opt->type) {
+    case OPT_STRING:
+        free(*(char **)field_at(cfg, opt->offset));
+        break;
+    case OPT_QUALIFIED_NAME:
+        free(*(char **)field_at(cfg, opt->offset));
+        free(*(char **)field_at(cfg, opt->offset2));
+        break;
+    case OPT_PROPERTIES: {
+        struct relay_kv *kvs = *(struct relay_kv **)field_at(cfg, opt->offset);
+        size_t n = *(size_t *)field_at(cfg, opt->offset2), i;
+
+        for (i = 0; i < n; i++) {
+            free(kvs[i].key);
+            free(kvs[i].value);
+        }
+        free(kvs);
+        break;
+    }
+    case OPT_DURATION:
+    case OPT_INTEGER:
+    case OPT_LOG_LEVEL:
+        break;
+    }
+}
+
+void relay_config_free(struct relay_config *cfg)
+{
+    size_t i;
+
+    if (cfg == NULL)
+        return;
+    for (i = 0; i < NOPTIONS; i++)
+        free_option(cfg, &options[i]);
+    free(cfg->path);
+    free(cfg);
+}

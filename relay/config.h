@@ -1,0 +1,92 @@
+/*
+ * config.h -- the relay's configuration: one YAML file, validated in full at start.
+ *
+ * The file is read with libyaml into a struct relay_config of plain values.  Every
+ * problem -- an unknown key, a wrong type, a bad duration, a missing required key,
+ * an unset environment variable -- is reported as "FILE:LINE:COLUMN: message" so
+ * that the operator can jump straight to it.  Nothing is validated lazily later:
+ * once relay_config_load() returns a config, the relay can trust every field.
+ *
+ * Scalars may reference the environment: "${VAR}" is replaced by VAR's value (an
+ * error when VAR is unset), "${VAR:-default}" falls back to default when VAR is
+ * unset or empty, and "$$" is a literal '$'.
+ *
+ * Every key, its type and its default is listed in docs/configuration.md.
+ */
+#ifndef RELAY_CONFIG_H
+#define RELAY_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* One "key: value" pair of a free-form map such as kafka.properties. */
+struct relay_kv {
+    char *key;
+    char *value;
+};
+
+enum relay_log_level {
+    RELAY_LOG_DEBUG = 0,
+    RELAY_LOG_INFO = 1,
+    RELAY_LOG_WARN = 2,
+    RELAY_LOG_ERROR = 3,
+};
+
+struct relay_config {
+    char *path; /* the file it was read from, for messages */
+
+    struct {
+        char *dsn;                  /* required; libpq connection string */
+        char *slot;                 /* default "outbox_relay" */
+        char *publication;          /* default "outbox_relay" */
+        int64_t status_interval_ms; /* default 10s: forced standby status period */
+        int64_t retry_interval_ms;  /* default 5s: wait before reconnecting */
+    } postgres;
+
+    struct {
+        char *schema; /* from outbox.table, default "public" */
+        char *table;  /* from outbox.table, default "outbox" */
+    } outbox;
+
+    struct {
+        char *brokers;                /* required; bootstrap.servers */
+        char *topic;                  /* default "outbox.event.{aggregatetype}" */
+        struct relay_kv *properties;  /* passed to librdkafka as they are */
+        size_t nproperties;
+        int64_t max_inflight_events;  /* default 100000 */
+        int64_t shutdown_timeout_ms;  /* default 5s: flush budget at SIGTERM */
+    } kafka;
+
+    struct {
+        enum relay_log_level level; /* default info */
+    } log;
+};
+
+/*
+ * Read and validate the YAML file at path.
+ *
+ * Returns a new config on success, to be freed with relay_config_free().  On any
+ * error returns NULL and writes one line, "FILE:LINE:COLUMN: message" (or
+ * "FILE: message" when the file cannot be opened), into errstr.
+ */
+struct relay_config *relay_config_load(const char *path, char *errstr, size_t errstr_size);
+
+/*
+ * Same as relay_config_load() for YAML text already in memory; name is used in
+ * messages in place of the file name.  text need not be NUL-terminated.
+ */
+struct relay_config *relay_config_parse(const char *text, size_t len, const char *name,
+                                        char *errstr, size_t errstr_size);
+
+/* Free a config and everything it owns.  relay_config_free(NULL) is a no-op. */
+void relay_config_free(struct relay_config *cfg);
+
+/*
+ * Parse a duration such as "250ms", "10s", "5m", "1h" or "1m30s" into milliseconds.
+ * A bare number without a unit, a negative value, an unknown unit or an overflow is
+ * an error.  Returns 0 on success, -EINVAL on error.
+ */
+int relay_parse_duration(const char *s, int64_t *ms);
+
+#endif /* RELAY_CONFIG_H */

@@ -1,0 +1,581 @@
+/*
+ * replication.c -- libpq replication connection: setup, START_REPLICATION, CopyData.
+ *
+ * One connection with replication=database serves both the setup queries (a
+ * walsender in database mode accepts plain SQL through the simple query protocol)
+ * and the stream.  Setup runs in blocking mode; once streaming, the connection is
+ * switched to non-blocking mode and driven by the relay's poll() loop, in the same
+ * shape as PostgreSQL's pg_recvlogical.c.
+ *
+ * Only the simple query protocol works on a walsender, so values are quoted with
+ * PQescapeLiteral()/PQescapeIdentifier() rather than passed as parameters.
+ */
+#include "replication.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <sys/time.h>
+
+#include <libpq-fe.h>
+
+#include "log.h"
+
+struct repl_conn {
+    PGconn *conn;
+    char *copybuf; /* last frame returned by PQgetCopyData, freed on the next read */
+    bool want_write;
+};
+
+/* SQLSTATE of a failed result, or "" */
+static const char *sqlstate(const PGresult *res)
+{
+    const char *s = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+
+    return s ? s : "";
+}
+
+/* The first line of libpq's message, without its trailing newline. */
+static void copy_pg_error(const char *msg, char *dst, size_t size)
+{
+    size_t n = strcspn(msg, "\n");
+
+    if (n >= size)
+        n = size - 1;
+    memcpy(dst, msg, n);
+    dst[n] = '\0';
+}
+
+/*
+ * Classify a failed query: errors that retrying cannot cure are permanent.  Class
+ * 28 is authorization, 42 covers missing objects and insufficient privilege.
+ */
+static int classify(const PGresult *res)
+{
+    const char *st = sqlstate(res);
+
+    if (strncmp(st, "28", 2) == 0 || strncmp(st, "42", 2) == 0)
+        return -EPERM;
+    return -EAGAIN;
+}
+
+/*
+ * Run a query that must return tuples (or a command that must succeed when
+ * want_tuples is false).  On failure returns the classified error with errstr set
+ * to "what: message"; on success stores the result in *out.
+ */
+static int run(PGconn *conn, const char *sql, bool want_tuples, const char *what,
+               PGresult **out, char *errstr, size_t errstr_size)
+{
+    PGresult *res = PQexec(conn, sql);
+    ExecStatusType st = PQresultStatus(res);
+    char msg[512];
+    int err;
+
+    if (st == (want_tuples ? PGRES_TUPLES_OK : PGRES_COMMAND_OK)) {
+        *out = res;
+        return 0;
+    }
+    copy_pg_error(res ? PQresultErrorMessage(res) : PQerrorMessage(conn), msg, sizeof(msg));
+    if (!msg[0])
+        copy_pg_error(PQerrorMessage(conn), msg, sizeof(msg));
+    snprintf(errstr, errstr_size, "%s: %s", what, msg);
+    err = PQstatus(conn) == CONNECTION_OK ? classify(res) : -EAGAIN;
+    PQclear(res);
+    return err;
+}
+
+static int check_server(PGconn *conn, char *errstr, size_t errstr_size)
+{
+    PGresult *res;
+    int err;
+
+    if (PQserverVersion(conn) < 100000) {
+        snprintf(errstr, errstr_size,
+                 "server version %d is too old: logical replication with pgoutput needs "
+                 "PostgreSQL 10 or later",
+                 PQserverVersion(conn));
+        return -EPERM;
+    }
+    if ((err = run(conn, "SHOW wal_level", true, "cannot read wal_level", &res, errstr,
+                   errstr_size)) < 0)
+        return err;
+    if (strcmp(PQgetvalue(res, 0, 0), "logical") != 0) {
+        snprintf(errstr, errstr_size,
+                 "wal_level is \"%s\": logical replication needs wal_level = logical "
+                 "(set it in postgresql.conf and restart the server), or use polling mode",
+                 PQgetvalue(res, 0, 0));
+        PQclear(res);
+        return -EPERM;
+    }
+    PQclear(res);
+    return 0;
+}
+
+/*
+ * Make sure the publication exists and publishes the outbox table's inserts.
+ * Created when missing; an existing publication that lacks the table gets it added
+ * (and the relay says so); one that does not publish inserts is an error, because
+ * changing what an operator configured is not the relay's call.
+ */
+static int ensure_publication(PGconn *conn, const struct relay_config *cfg, char *errstr,
+                              size_t errstr_size)
+{
+    char *pub_lit = PQescapeLiteral(conn, cfg->postgres.publication,
+                                    strlen(cfg->postgres.publication));
+    char *pub_id = PQescapeIdentifier(conn, cfg->postgres.publication,
+                                      strlen(cfg->postgres.publication));
+    char *nsp_lit = PQescapeLiteral(conn, cfg->outbox.schema, strlen(cfg->outbox.schema));
+    char *rel_lit = PQescapeLiteral(conn, cfg->outbox.table, strlen(cfg->outbox.table));
+    char *nsp_id = PQescapeIdentifier(conn, cfg->outbox.schema, strlen(cfg->outbox.schema));
+    char *rel_id = PQescapeIdentifier(conn, cfg->outbox.table, strlen(cfg->outbox.table));
+    char sql[2048];
+    PGresult *res = NULL;
+    int err = -ENOMEM;
+
+    if (!pub_lit || !pub_id || !nsp_lit || !rel_lit || !nsp_id || !rel_id) {
+        snprintf(errstr, errstr_size, "out of memory");
+        goto out;
+    }
+
+    snprintf(sql, sizeof(sql),
+             "SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n "
+             "ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s",
+             nsp_lit, rel_lit);
+    if ((err = run(conn, sql, true, "cannot look up the outbox table", &res, errstr,
+                   errstr_size)) < 0)
+        goto out;
+    if (PQntuples(res) == 0) {
+        snprintf(errstr, errstr_size,
+                 "outbox table \"%s.%s\" does not exist: create it (see sql/) or fix "
+                 "outbox.table",
+                 cfg->outbox.schema, cfg->outbox.table);
+        err = -EPERM;
+        goto out;
+    }
+    PQclear(res);
+
+    snprintf(sql, sizeof(sql),
+             "SELECT pubinsert, puballtables, EXISTS (SELECT 1 FROM "
+             "pg_catalog.pg_publication_tables t WHERE t.pubname = p.pubname AND "
+             "t.schemaname = %s AND t.tablename = %s) FROM pg_catalog.pg_publication p "
+             "WHERE p.pubname = %s",
+             nsp_lit, rel_lit, pub_lit);
+    if ((err = run(conn, sql, true, "cannot look up the publication", &res, errstr,
+                   errstr_size)) < 0)
+        goto out;
+    if (PQntuples(res) == 0) {
+        PQclear(res);
+        res = NULL;
+        snprintf(sql, sizeof(sql),
+                 "CREATE PUBLICATION %s FOR TABLE %s.%s WITH (publish = 'insert')", pub_id,
+                 nsp_id, rel_id);
+        err = run(conn, sql, false, "cannot create the publication", &res, errstr,
+                  errstr_size);
+        if (err == 0) {
+            log_info("created publication \"%s\" for table \"%s.%s\"",
+                     cfg->postgres.publication, cfg->outbox.schema, cfg->outbox.table);
+        } else if (strstr(errstr, "already exists")) {
+            /* Another instance created it between our look-up and now. */
+            err = 0;
+        }
+        goto out;
+    }
+    if (strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
+        snprintf(errstr, errstr_size,
+                 "publication \"%s\" does not publish inserts: ALTER PUBLICATION %s SET "
+                 "(publish = 'insert')",
+                 cfg->postgres.publication, pub_id);
+        err = -EPERM;
+        goto out;
+    }
+    if (strcmp(PQgetvalue(res, 0, 2), "t") != 0) {
+        PQclear(res);
+        res = NULL;
+        snprintf(sql, sizeof(sql), "ALTER PUBLICATION %s ADD TABLE %s.%s", pub_id, nsp_id,
+                 rel_id);
+        if ((err = run(conn, sql, false, "cannot add the outbox table to the publication",
+                       &res, errstr, errstr_size)) < 0)
+            goto out;
+        log_info("added table \"%s.%s\" to publication \"%s\"", cfg->outbox.schema,
+                 cfg->outbox.table, cfg->postgres.publication);
+    }
+    err = 0;
+
+out:
+    PQclear(res);
+    PQfreemem(pub_lit);
+    PQfreemem(pub_id);
+    PQfreemem(nsp_lit);
+    PQfreemem(rel_lit);
+    PQfreemem(nsp_id);
+    PQfreemem(rel_id);
+    return err;
+}
+
+/*
+ * Make sure the slot exists, uses pgoutput and belongs to this database; create it
+ * when missing.  An existing slot is never dropped or recreated: its position is
+ * the relay's checkpoint.  Fills info->slot_confirmed.
+ */
+static int ensure_slot(PGconn *conn, const struct relay_config *cfg, struct repl_info *info,
+                       char *errstr, size_t errstr_size)
+{
+    const char *slot = cfg->postgres.slot;
+    char *slot_lit = PQescapeLiteral(conn, slot, strlen(slot));
+    char *slot_id = PQescapeIdentifier(conn, slot, strlen(slot));
+    char sql[1024];
+    PGresult *res = NULL;
+    int err = -ENOMEM;
+
+    if (!slot_lit || !slot_id) {
+        snprintf(errstr, errstr_size, "out of memory");
+        goto out;
+    }
+    for (int attempt = 0; attempt < 2; attempt++) {
+        snprintf(sql, sizeof(sql),
+                 "SELECT plugin, slot_type, database, confirmed_flush_lsn, "
+                 "COALESCE(wal_status, '') FROM pg_catalog.pg_replication_slots "
+                 "WHERE slot_name = %s",
+                 slot_lit);
+        if ((err = run(conn, sql, true, "cannot look up the replication slot", &res, errstr,
+                       errstr_size)) < 0)
+            goto out;
+        if (PQntuples(res) == 1)
+            break;
+        PQclear(res);
+        res = NULL;
+        /* The replication command, not the SQL function: no transaction needed. */
+        snprintf(sql, sizeof(sql), "CREATE_REPLICATION_SLOT %s LOGICAL pgoutput", slot_id);
+        if ((err = run(conn, sql, true, "cannot create the replication slot", &res, errstr,
+                       errstr_size)) < 0) {
+            if (strstr(errstr, "already exists"))
+                continue; /* created concurrently: look it up again */
+            goto out;
+        }
+        info->slot_created = true;
+        log_info("created replication slot \"%s\" at %s", slot, PQgetvalue(res, 0, 1));
+        PQclear(res);
+        res = NULL;
+    }
+    if (!res || PQntuples(res) != 1) {
+        snprintf(errstr, errstr_size, "replication slot \"%s\" vanished while being set up",
+                 slot);
+        err = -EAGAIN;
+        goto out;
+    }
+    if (strcmp(PQgetvalue(res, 0, 1), "logical") != 0 ||
+        strcmp(PQgetvalue(res, 0, 0), "pgoutput") != 0) {
+        snprintf(errstr, errstr_size,
+                 "replication slot \"%s\" exists but is not a logical slot of plugin "
+                 "\"pgoutput\" (plugin \"%s\"): choose another postgres.slot",
+                 slot, PQgetvalue(res, 0, 0));
+        err = -EPERM;
+        goto out;
+    }
+    if (strcmp(PQgetvalue(res, 0, 2), info->dbname) != 0) {
+        snprintf(errstr, errstr_size,
+                 "replication slot \"%s\" belongs to database \"%s\", not \"%s\": choose "
+                 "another postgres.slot",
+                 slot, PQgetvalue(res, 0, 2), info->dbname);
+        err = -EPERM;
+        goto out;
+    }
+    if (strcmp(PQgetvalue(res, 0, 4), "lost") == 0) {
+        snprintf(errstr, errstr_size,
+                 "replication slot \"%s\" was invalidated (wal_status = lost): the WAL it "
+                 "needed is gone and events may have been missed; see docs/guarantees.md "
+                 "before dropping and recreating it",
+                 slot);
+        err = -EPERM;
+        goto out;
+    }
+    if (PQgetisnull(res, 0, 3) || !lsn_parse(PQgetvalue(res, 0, 3), &info->slot_confirmed))
+        info->slot_confirmed = LSN_INVALID;
+    err = 0;
+
+out:
+    PQclear(res);
+    PQfreemem(slot_lit);
+    PQfreemem(slot_id);
+    return err;
+}
+
+static int identify_system(PGconn *conn, struct repl_info *info, char *errstr,
+                           size_t errstr_size)
+{
+    PGresult *res;
+    int err;
+
+    if ((err = run(conn, "IDENTIFY_SYSTEM", true, "IDENTIFY_SYSTEM failed", &res, errstr,
+                   errstr_size)) < 0)
+        return err;
+    if (PQntuples(res) != 1 || PQnfields(res) < 4) {
+        snprintf(errstr, errstr_size, "IDENTIFY_SYSTEM returned %d rows and %d fields",
+                 PQntuples(res), PQnfields(res));
+        PQclear(res);
+        return -EAGAIN;
+    }
+    snprintf(info->system_id, sizeof(info->system_id), "%s", PQgetvalue(res, 0, 0));
+    info->timeline = (uint32_t)strtoul(PQgetvalue(res, 0, 1), NULL, 10);
+    snprintf(info->dbname, sizeof(info->dbname), "%s", PQgetvalue(res, 0, 3));
+    PQclear(res);
+    return 0;
+}
+
+static int start_streaming(PGconn *conn, const struct relay_config *cfg,
+                           struct repl_info *info, char *errstr, size_t errstr_size)
+{
+    char *slot_id = PQescapeIdentifier(conn, cfg->postgres.slot, strlen(cfg->postgres.slot));
+    char *pub_id = PQescapeIdentifier(conn, cfg->postgres.publication,
+                                      strlen(cfg->postgres.publication));
+    char *pub_lit = pub_id ? PQescapeLiteral(conn, pub_id, strlen(pub_id)) : NULL;
+    char sql[1024];
+    PGresult *res = NULL;
+    int err = -ENOMEM;
+
+    if (!slot_id || !pub_lit) {
+        snprintf(errstr, errstr_size, "out of memory");
+        goto out;
+    }
+    /*
+     * publication_names is a comma-separated list of identifiers inside a string
+     * literal.  Logical decoding messages need PostgreSQL 14.
+     */
+    snprintf(sql, sizeof(sql),
+             "START_REPLICATION SLOT %s LOGICAL " LSN_FMT
+             " (proto_version '1', publication_names %s%s)",
+             slot_id, LSN_ARGS(info->start_lsn), pub_lit,
+             info->server_version >= 140000 ? ", messages 'true'" : "");
+    res = PQexec(conn, sql);
+    if (PQresultStatus(res) != PGRES_COPY_BOTH) {
+        char msg[512];
+
+        copy_pg_error(PQresultErrorMessage(res), msg, sizeof(msg));
+        snprintf(errstr, errstr_size, "cannot start replication from slot \"%s\": %s",
+                 cfg->postgres.slot, msg[0] ? msg : PQerrorMessage(conn));
+        /* 55006 object_in_use: another process streams from the slot; wait for it. */
+        err = strcmp(sqlstate(res), "55006") == 0 || PQstatus(conn) != CONNECTION_OK
+                  ? -EAGAIN
+                  : classify(res);
+        goto out;
+    }
+    err = 0;
+
+out:
+    PQclear(res);
+    PQfreemem(slot_id);
+    PQfreemem(pub_id);
+    PQfreemem(pub_lit);
+    return err;
+}
+
+int repl_open(const struct relay_config *cfg, lsn_t start_hint, repl_conn **out,
+              struct repl_info *info, char *errstr, size_t errstr_size)
+{
+    /* Keywords after "dbname" override what the expanded DSN says. */
+    const char *keys[] = {"dbname", "replication", "fallback_application_name", NULL};
+    const char *vals[] = {cfg->postgres.dsn, "database", "outbox-relay", NULL};
+    repl_conn *c;
+    PGconn *conn;
+    int err;
+
+    memset(info, 0, sizeof(*info));
+    conn = PQconnectdbParams(keys, vals, 1);
+    if (!conn) {
+        snprintf(errstr, errstr_size, "out of memory");
+        return -EAGAIN;
+    }
+    if (PQstatus(conn) != CONNECTION_OK) {
+        char msg[512];
+
+        copy_pg_error(PQerrorMessage(conn), msg, sizeof(msg));
+        snprintf(errstr, errstr_size, "cannot connect to postgresql: %s", msg);
+        /* Authentication failures will not heal by retrying. */
+        err = strstr(msg, "authentication failed") || strstr(msg, "no pg_hba.conf entry")
+                  ? -EPERM
+                  : -EAGAIN;
+        PQfinish(conn);
+        return err;
+    }
+    info->server_version = PQserverVersion(conn);
+    if ((err = check_server(conn, errstr, errstr_size)) < 0 ||
+        (err = identify_system(conn, info, errstr, errstr_size)) < 0 ||
+        (err = ensure_publication(conn, cfg, errstr, errstr_size)) < 0 ||
+        (err = ensure_slot(conn, cfg, info, errstr, errstr_size)) < 0)
+        goto fail;
+
+    info->start_lsn = start_hint > info->slot_confirmed ? start_hint : info->slot_confirmed;
+    if ((err = start_streaming(conn, cfg, info, errstr, errstr_size)) < 0)
+        goto fail;
+    if (PQsetnonblocking(conn, 1) != 0) {
+        snprintf(errstr, errstr_size, "cannot make the connection non-blocking");
+        err = -EAGAIN;
+        goto fail;
+    }
+    c = calloc(1, sizeof(*c));
+    if (!c) {
+        snprintf(errstr, errstr_size, "out of memory");
+        err = -EAGAIN;
+        goto fail;
+    }
+    c->conn = conn;
+    *out = c;
+    return 0;
+
+fail:
+    PQfinish(conn);
+    return err;
+}
+
+int repl_socket(const repl_conn *c)
+{
+    return PQsocket(c->conn);
+}
+
+static int conn_error(repl_conn *c, const char *what, char *errstr, size_t errstr_size)
+{
+    char msg[512];
+
+    copy_pg_error(PQerrorMessage(c->conn), msg, sizeof(msg));
+    snprintf(errstr, errstr_size, "%s: %s", what, msg[0] ? msg : "connection lost");
+    return -EAGAIN;
+}
+
+int repl_consume(repl_conn *c, char *errstr, size_t errstr_size)
+{
+    if (!PQconsumeInput(c->conn))
+        return conn_error(c, "replication connection lost", errstr, errstr_size);
+    return 0;
+}
+
+int repl_read(repl_conn *c, struct wal_frame *f, char *errstr, size_t errstr_size)
+{
+    int n;
+
+    if (c->copybuf) {
+        PQfreemem(c->copybuf);
+        c->copybuf = NULL;
+    }
+    n = PQgetCopyData(c->conn, &c->copybuf, 1);
+    if (n > 0) {
+        if (wal_frame_parse(c->copybuf, (size_t)n, f, errstr, errstr_size) < 0)
+            return -EBADMSG;
+        return 1;
+    }
+    if (n == 0)
+        return 0;
+    if (n == -1) {
+        /* The server ended the COPY: collect its reason. */
+        PGresult *res = PQgetResult(c->conn);
+        char msg[512];
+
+        copy_pg_error(res && PQresultErrorMessage(res)[0] ? PQresultErrorMessage(res)
+                                                            : "server ended the stream",
+                      msg, sizeof(msg));
+        snprintf(errstr, errstr_size, "replication stream ended: %s", msg);
+        PQclear(res);
+        return -EAGAIN;
+    }
+    return conn_error(c, "replication connection lost", errstr, errstr_size);
+}
+
+int repl_send_status(repl_conn *c, lsn_t write, lsn_t flush, bool reply_requested,
+                     char *errstr, size_t errstr_size)
+{
+    char msg[WAL_STATUS_LEN];
+    struct timeval tv;
+
+    gettimeofday(&tv, NULL);
+    wal_status_build(msg, write, flush, flush,
+                     wal_unix_to_pg_us((int64_t)tv.tv_sec * 1000000 + tv.tv_usec),
+                     reply_requested);
+    if (PQputCopyData(c->conn, msg, sizeof(msg)) <= 0)
+        return conn_error(c, "cannot send standby status", errstr, errstr_size);
+    return repl_flush(c, errstr, errstr_size);
+}
+
+bool repl_want_write(const repl_conn *c)
+{
+    return c->want_write;
+}
+
+int repl_flush(repl_conn *c, char *errstr, size_t errstr_size)
+{
+    int r = PQflush(c->conn);
+
+    if (r < 0)
+        return conn_error(c, "cannot send to the server", errstr, errstr_size);
+    c->want_write = r > 0;
+    return 0;
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Wait up to ms for the socket to become readable and read it; false on error. */
+static bool wait_readable(PGconn *conn, int64_t ms)
+{
+    struct pollfd pfd = {.fd = PQsocket(conn), .events = POLLIN};
+
+    if (ms < 0)
+        ms = 0;
+    if (poll(&pfd, 1, (int)ms) < 0 && errno != EINTR)
+        return false;
+    return PQconsumeInput(conn) != 0;
+}
+
+void repl_close(repl_conn *c, bool graceful, int timeout_ms)
+{
+    if (!c)
+        return;
+    if (c->copybuf)
+        PQfreemem(c->copybuf);
+    c->copybuf = NULL;
+    if (graceful && PQputCopyEnd(c->conn, NULL) > 0) {
+        int64_t deadline = now_ms() + timeout_ms;
+        bool ok = true;
+
+        /* Push CopyDone out, then read (and discard) until the server's CopyDone. */
+        while (ok && PQflush(c->conn) > 0 && now_ms() < deadline) {
+            struct pollfd pfd = {.fd = PQsocket(c->conn), .events = POLLOUT};
+
+            ok = poll(&pfd, 1, 100) >= 0 || errno == EINTR;
+        }
+        while (ok && now_ms() < deadline) {
+            char *buf = NULL;
+            int n = PQgetCopyData(c->conn, &buf, 1);
+
+            if (buf)
+                PQfreemem(buf);
+            if (n > 0)
+                continue;
+            if (n < 0)
+                break;
+            ok = wait_readable(c->conn, deadline - now_ms());
+        }
+        /* Then the command's results: CommandComplete, ReadyForQuery. */
+        while (ok && now_ms() < deadline) {
+            PGresult *res;
+
+            if (PQisBusy(c->conn)) {
+                ok = wait_readable(c->conn, deadline - now_ms());
+                continue;
+            }
+            res = PQgetResult(c->conn);
+            if (!res)
+                break;
+            PQclear(res);
+        }
+    }
+    PQfinish(c->conn);
+    free(c);
+}

@@ -1,0 +1,87 @@
+/*
+ * replication.h -- the libpq side of logical replication.
+ *
+ * Opens a replication connection, makes sure the publication and the slot exist
+ * (creating them when missing, never dropping or recreating them), starts pgoutput
+ * streaming from a position, and then moves CopyData frames in and standby status
+ * updates out without blocking.  It knows nothing of events or Kafka.
+ *
+ * Errors come in two kinds, so the caller knows whether to retry:
+ *   -EAGAIN  transient: the server is unreachable, restarting, the walsender was
+ *            terminated, or the slot is in use by another process;
+ *   -EPERM   permanent: retrying cannot help (wal_level is not logical, the outbox
+ *            table or a privilege is missing, the slot belongs to another plugin or
+ *            database, or it was invalidated).  The message says what to do.
+ */
+#ifndef RELAY_REPLICATION_H
+#define RELAY_REPLICATION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "lsn.h"
+#include "walproto.h"
+
+typedef struct repl_conn repl_conn;
+
+/* What the server said about itself and the slot when streaming started. */
+struct repl_info {
+    char system_id[32]; /* IDENTIFY_SYSTEM's systemid */
+    uint32_t timeline;
+    char dbname[64];
+    int server_version;    /* PQserverVersion(), e.g. 150018 */
+    lsn_t slot_confirmed;  /* the slot's confirmed_flush_lsn before streaming */
+    lsn_t start_lsn;       /* where streaming was asked to start */
+    bool slot_created;     /* this call created the slot */
+};
+
+/*
+ * Connect, prepare the publication and slot, and START_REPLICATION at
+ * max(start_hint, the slot's confirmed position).  On success stores the new
+ * connection in *out (free with repl_close()) and fills *info.  On error returns
+ * -EAGAIN or -EPERM (see above) with errstr set, and *out is untouched.
+ */
+int repl_open(const struct relay_config *cfg, lsn_t start_hint, repl_conn **out,
+              struct repl_info *info, char *errstr, size_t errstr_size);
+
+/* The connection's socket, for poll(2). */
+int repl_socket(const repl_conn *c);
+
+/*
+ * Read what the socket has (call when poll() says it is readable).  Returns 0, or
+ * -EAGAIN with errstr set when the connection is broken.
+ */
+int repl_consume(repl_conn *c, char *errstr, size_t errstr_size);
+
+/*
+ * Take the next complete frame already received, without blocking.  Returns 1 with
+ * *f filled (f->data borrows from the connection until the next repl_read()), 0 when
+ * no complete frame is buffered, -EAGAIN when the server ended the stream or the
+ * connection broke, -EBADMSG for a frame that cannot be parsed; errstr says why.
+ */
+int repl_read(repl_conn *c, struct wal_frame *f, char *errstr, size_t errstr_size);
+
+/*
+ * Queue a standby status update (write, flush = apply) and try to send it.
+ * Returns 0 (possibly with bytes still queued: see repl_want_write()), or -EAGAIN
+ * with errstr set when the connection is broken.
+ */
+int repl_send_status(repl_conn *c, lsn_t write, lsn_t flush, bool reply_requested,
+                     char *errstr, size_t errstr_size);
+
+/* True when queued output waits for the socket to become writable. */
+bool repl_want_write(const repl_conn *c);
+
+/* Send queued output.  Returns 0, or -EAGAIN with errstr set. */
+int repl_flush(repl_conn *c, char *errstr, size_t errstr_size);
+
+/*
+ * Close the connection.  graceful ends the COPY stream properly and waits (at most
+ * timeout_ms) for the server to answer, which guarantees that a status update sent
+ * just before was processed.  repl_close(NULL, ...) is a no-op.
+ */
+void repl_close(repl_conn *c, bool graceful, int timeout_ms);
+
+#endif /* RELAY_REPLICATION_H */

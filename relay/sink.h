@@ -1,0 +1,89 @@
+/*
+ * sink.h -- where rendered messages go, and how their fate comes back.
+ *
+ * A sink accepts messages tagged with the sequence number of their transaction and
+ * later reports, one call per message, whether it was delivered.  Reports are
+ * delivered only from inside sink_poll() / sink_flush(), on the caller's thread, so
+ * the relay needs no locks.  The Kafka sink is the first; others are new
+ * sink_*.c files behind the same functions.
+ */
+#ifndef RELAY_SINK_H
+#define RELAY_SINK_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "format.h"
+
+enum sink_outcome {
+    SINK_DELIVERED = 0,
+    SINK_FAILED = 1,           /* transient or unknown: rebuild the pipeline and replay */
+    SINK_FAILED_PERMANENT = 2, /* this message can never be delivered as it is */
+};
+
+/*
+ * A delivery report.  id is the event id (for messages), err a one-line reason when
+ * the outcome is not SINK_DELIVERED.  Both are valid only during the call.
+ */
+typedef void(sink_report_fn)(void *opaque, uint64_t txn_seq, enum sink_outcome outcome,
+                             const char *topic, const char *id, const char *err);
+
+typedef struct sink sink;
+
+/*
+ * Create the Kafka sink from the configuration.  report is called for every message
+ * produced.  Returns NULL with errstr set when librdkafka rejects a property or the
+ * producer cannot be created.  Connecting to the brokers happens in the background:
+ * an unreachable cluster is not an error here.
+ */
+sink *sink_kafka_new(const struct relay_config *cfg, sink_report_fn *report, void *opaque,
+                     char *errstr, size_t errstr_size);
+
+/*
+ * Hand one message to the sink; the sink copies what it needs.  Returns 0; -EAGAIN
+ * when the sink's own queue is full (poll, then try again); or another negative
+ * errno with errstr set.
+ */
+int sink_produce(sink *s, const struct out_msg *msg, uint64_t txn_seq, char *errstr,
+                 size_t errstr_size);
+
+/* Serve pending delivery reports without blocking.  Returns how many were served. */
+int sink_poll(sink *s);
+
+/*
+ * True when the sink hit an error that no retry cures (librdkafka's fatal
+ * idempotent-producer state): the caller must rebuild the pipeline with sink_reset().
+ */
+bool sink_fatal(const sink *s);
+
+/*
+ * A file descriptor that becomes readable when reports are waiting, for poll(2).
+ * Read and discard its bytes before calling sink_poll().
+ */
+int sink_fd(const sink *s);
+
+/* Drain the wakeup descriptor returned by sink_fd(). */
+void sink_drain_fd(sink *s);
+
+/*
+ * Wait up to timeout_ms for every outstanding message to be reported, serving
+ * reports meanwhile.  Returns the number still outstanding.
+ */
+int sink_flush(sink *s, int timeout_ms);
+
+/*
+ * Abandon every outstanding message: each is reported as failed (a late report is
+ * harmless: the checkpoint tracker ignores reports for forgotten transactions), and
+ * the sink is recreated so that a fatal producer state does not outlive the
+ * rebuild.  Returns 0, or a negative errno with errstr set.
+ */
+int sink_reset(sink *s, char *errstr, size_t errstr_size);
+
+/* Messages produced and not yet reported. */
+int sink_outstanding(const sink *s);
+
+/* Destroy the sink; outstanding messages are purged.  sink_free(NULL) is a no-op. */
+void sink_free(sink *s);
+
+#endif /* RELAY_SINK_H */

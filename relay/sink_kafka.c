@@ -1,0 +1,314 @@
+/*
+ * sink_kafka.c -- the Kafka sink: librdkafka's idempotent producer.
+ *
+ * Delivery guarantees come from three settings the relay insists on:
+ * enable.idempotence=true (no duplicates or reordering from librdkafka's own
+ * retries), acks=all (a message is acknowledged only once every in-sync replica has
+ * it) and the partitioner murmur2_random (the one the Java client uses, so a key
+ * lands on the same partition whichever client wrote it).  Anything else in
+ * kafka.properties is passed through untouched.
+ *
+ * librdkafka runs its own network threads; delivery reports wait on its main queue
+ * until we call rd_kafka_poll() on the relay's thread.  The queue is made pollable
+ * with rd_kafka_queue_io_event_enable(): librdkafka writes a byte to a pipe when the
+ * queue becomes non-empty, and the relay's poll() loop watches the pipe.
+ */
+#include "sink.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include <librdkafka/rdkafka.h>
+
+#include "log.h"
+
+struct sink {
+    const struct relay_config *cfg;
+    rd_kafka_t *rk;
+    rd_kafka_queue_t *mainq;
+    int pipefd[2];
+    sink_report_fn *report;
+    void *opaque;
+    int outstanding;
+    bool fatal;
+};
+
+/* Properties the relay's guarantee depends on: a user value must agree. */
+static const struct {
+    const char *name;
+    const char *value;
+    const char *alt; /* another spelling of the same value, or NULL */
+} enforced[] = {
+    {"enable.idempotence", "true", NULL},
+    {"acks", "all", "-1"},
+};
+
+/*
+ * Errors that no retry or rebuild can cure for this message: it is too big, the
+ * topic name is invalid, or we may not write to it.  Everything else is treated as
+ * transient, which means replay.
+ */
+static bool is_permanent(rd_kafka_resp_err_t err)
+{
+    switch (err) {
+    case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
+    case RD_KAFKA_RESP_ERR_INVALID_MSG_SIZE:
+    case RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE:
+    case RD_KAFKA_RESP_ERR_INVALID_RECORD:
+    case RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION:
+    case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
+    case RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED:
+        return true;
+    default:
+        return false;
+    }
+}
+
+static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    sink *s = opaque;
+    rd_kafka_headers_t *hdrs = NULL;
+    char id[128] = "";
+    enum sink_outcome outcome = SINK_DELIVERED;
+    const char *errtext = NULL;
+
+    (void)rk;
+    s->outstanding--;
+    if (m->err) {
+        const void *v;
+        size_t len;
+
+        outcome = is_permanent(m->err) ? SINK_FAILED_PERMANENT : SINK_FAILED;
+        errtext = rd_kafka_err2str(m->err);
+        if (rd_kafka_message_headers(m, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+            rd_kafka_header_get_last(hdrs, "ce_id", &v, &len) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+            v) {
+            if (len >= sizeof(id))
+                len = sizeof(id) - 1;
+            memcpy(id, v, len);
+            id[len] = '\0';
+        }
+    }
+    s->report(s->opaque, (uint64_t)(uintptr_t)m->_private, outcome,
+              m->rkt ? rd_kafka_topic_name(m->rkt) : "", id, errtext);
+}
+
+static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+    sink *s = opaque;
+
+    if (err == RD_KAFKA_RESP_ERR__FATAL) {
+        char buf[512];
+        rd_kafka_resp_err_t orig = rd_kafka_fatal_error(rk, buf, sizeof(buf));
+
+        log_error("kafka producer fatal error: %s: %s", rd_kafka_err2name(orig), buf);
+        s->fatal = true;
+        return;
+    }
+    log_warn("kafka: %s: %s", rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
+}
+
+static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+    (void)rk;
+    /* syslog levels: 0-3 error, 4 warning, 5-6 info, 7 debug */
+    log_msg(level <= 3 ? RELAY_LOG_ERROR
+            : level == 4 ? RELAY_LOG_WARN
+            : level <= 6 ? RELAY_LOG_INFO
+                         : RELAY_LOG_DEBUG,
+            "kafka: %s: %s", fac, buf);
+}
+
+static int set_prop(rd_kafka_conf_t *conf, const char *name, const char *value, char *errstr,
+                    size_t errstr_size)
+{
+    char err[256];
+
+    if (rd_kafka_conf_set(conf, name, value, err, sizeof(err)) != RD_KAFKA_CONF_OK) {
+        snprintf(errstr, errstr_size, "kafka property \"%s\": %s", name, err);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+static int producer_create(sink *s, char *errstr, size_t errstr_size)
+{
+    const struct relay_config *cfg = s->cfg;
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    char qmax[32], err[512];
+
+    snprintf(qmax, sizeof(qmax), "%lld", (long long)cfg->kafka.max_inflight_events + 1024);
+    if (set_prop(conf, "bootstrap.servers", cfg->kafka.brokers, errstr, errstr_size) < 0 ||
+        set_prop(conf, "partitioner", "murmur2_random", errstr, errstr_size) < 0 ||
+        set_prop(conf, "queue.buffering.max.messages", qmax, errstr, errstr_size) < 0 ||
+        set_prop(conf, "client.id", "outbox-relay", errstr, errstr_size) < 0)
+        goto fail;
+    for (size_t i = 0; i < cfg->kafka.nproperties; i++) {
+        const struct relay_kv *kv = &cfg->kafka.properties[i];
+
+        for (size_t j = 0; j < sizeof(enforced) / sizeof(enforced[0]); j++) {
+            if (strcmp(kv->key, enforced[j].name) == 0 &&
+                strcasecmp(kv->value, enforced[j].value) != 0 &&
+                !(enforced[j].alt && strcmp(kv->value, enforced[j].alt) == 0)) {
+                snprintf(errstr, errstr_size,
+                         "kafka property \"%s\" must be \"%s\": the relay's delivery "
+                         "guarantee depends on it",
+                         kv->key, enforced[j].value);
+                goto fail;
+            }
+        }
+        if (set_prop(conf, kv->key, kv->value, errstr, errstr_size) < 0)
+            goto fail;
+    }
+    for (size_t j = 0; j < sizeof(enforced) / sizeof(enforced[0]); j++)
+        if (set_prop(conf, enforced[j].name, enforced[j].value, errstr, errstr_size) < 0)
+            goto fail;
+
+    rd_kafka_conf_set_opaque(conf, s);
+    rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+    rd_kafka_conf_set_error_cb(conf, on_error);
+    rd_kafka_conf_set_log_cb(conf, on_log);
+
+    s->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+    if (!s->rk) {
+        snprintf(errstr, errstr_size, "cannot create kafka producer: %s", err);
+        goto fail;
+    }
+    /* conf is owned by s->rk from here on. */
+    s->mainq = rd_kafka_queue_get_main(s->rk);
+    rd_kafka_queue_io_event_enable(s->mainq, s->pipefd[1], "1", 1);
+    s->fatal = false;
+    return 0;
+
+fail:
+    rd_kafka_conf_destroy(conf);
+    return -EINVAL;
+}
+
+static void producer_destroy(sink *s)
+{
+    if (!s->rk)
+        return;
+    rd_kafka_purge(s->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+    /* Serve the purge reports so that the counters and the tracker see them. */
+    rd_kafka_poll(s->rk, 0);
+    rd_kafka_queue_io_event_enable(s->mainq, -1, NULL, 0);
+    rd_kafka_queue_destroy(s->mainq);
+    s->mainq = NULL;
+    rd_kafka_destroy(s->rk);
+    s->rk = NULL;
+    s->outstanding = 0;
+}
+
+sink *sink_kafka_new(const struct relay_config *cfg, sink_report_fn *report, void *opaque,
+                     char *errstr, size_t errstr_size)
+{
+    sink *s = calloc(1, sizeof(*s));
+
+    if (!s) {
+        snprintf(errstr, errstr_size, "out of memory");
+        return NULL;
+    }
+    s->cfg = cfg;
+    s->report = report;
+    s->opaque = opaque;
+    if (pipe(s->pipefd) < 0) {
+        snprintf(errstr, errstr_size, "pipe: %s", strerror(errno));
+        free(s);
+        return NULL;
+    }
+    for (int i = 0; i < 2; i++) {
+        fcntl(s->pipefd[i], F_SETFL, fcntl(s->pipefd[i], F_GETFL) | O_NONBLOCK);
+        fcntl(s->pipefd[i], F_SETFD, FD_CLOEXEC);
+    }
+    if (producer_create(s, errstr, errstr_size) < 0) {
+        sink_free(s);
+        return NULL;
+    }
+    return s;
+}
+
+int sink_produce(sink *s, const struct out_msg *msg, uint64_t txn_seq, char *errstr,
+                 size_t errstr_size)
+{
+    rd_kafka_headers_t *hdrs = rd_kafka_headers_new((size_t)msg->nheaders);
+    rd_kafka_resp_err_t err;
+
+    for (int i = 0; i < msg->nheaders; i++)
+        rd_kafka_header_add(hdrs, msg->headers[i].name, -1, msg->headers[i].value,
+                            (ssize_t)msg->headers[i].len);
+    err = rd_kafka_producev(s->rk, RD_KAFKA_V_TOPIC(msg->topic),
+                            RD_KAFKA_V_KEY(msg->key, msg->key_len),
+                            RD_KAFKA_V_VALUE((void *)msg->value, msg->value_len),
+                            RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                            RD_KAFKA_V_OPAQUE((void *)(uintptr_t)txn_seq), RD_KAFKA_V_END);
+    if (err) {
+        /* On failure the headers stay ours. */
+        rd_kafka_headers_destroy(hdrs);
+        if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL)
+            return -EAGAIN;
+        snprintf(errstr, errstr_size, "cannot produce to topic \"%s\": %s", msg->topic,
+                 rd_kafka_err2str(err));
+        return -EIO;
+    }
+    s->outstanding++;
+    return 0;
+}
+
+int sink_poll(sink *s)
+{
+    return rd_kafka_poll(s->rk, 0);
+}
+
+bool sink_fatal(const sink *s)
+{
+    return s->fatal;
+}
+
+int sink_fd(const sink *s)
+{
+    return s->pipefd[0];
+}
+
+void sink_drain_fd(sink *s)
+{
+    char buf[256];
+
+    while (read(s->pipefd[0], buf, sizeof(buf)) > 0)
+        ;
+}
+
+int sink_flush(sink *s, int timeout_ms)
+{
+    /* rd_kafka_flush() serves delivery reports while it waits. */
+    rd_kafka_flush(s->rk, timeout_ms);
+    rd_kafka_poll(s->rk, 0);
+    return s->outstanding;
+}
+
+int sink_reset(sink *s, char *errstr, size_t errstr_size)
+{
+    producer_destroy(s);
+    sink_drain_fd(s);
+    return producer_create(s, errstr, errstr_size);
+}
+
+int sink_outstanding(const sink *s)
+{
+    return s->outstanding;
+}
+
+void sink_free(sink *s)
+{
+    if (!s)
+        return;
+    producer_destroy(s);
+    close(s->pipefd[0]);
+    close(s->pipefd[1]);
+    free(s);
+}

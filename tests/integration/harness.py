@@ -1,0 +1,470 @@
+"""Integration-test harness: real servers, started and stopped by the tests.
+
+Every integration test runs the real outbox-relay binary against a real PostgreSQL 15
+server (initdb into a temporary directory, wal_level=logical, loopback only) and the
+project's Kafka-protocol dev broker (tools/devbroker.c, on librdkafka's mock cluster),
+and reads what arrived with the project's consumer (tools/consume.c).  Nothing of the
+relay is mocked.  Python's standard library only; SQL goes through psql.
+
+When run as root (CI on a fresh machine), PostgreSQL's programs run as the
+"postgres" system user, since initdb refuses to run as root.
+"""
+
+import argparse
+import glob
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def parse_args():
+    p = argparse.ArgumentParser()
+    p.add_argument("--build-dir", default=os.path.join(ROOT, "build"))
+    p.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    return p.parse_args()
+
+
+def log(msg):
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def pg_bindir():
+    for d in sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True):
+        if os.path.exists(os.path.join(d, "initdb")):
+            return d
+    path = shutil.which("initdb")
+    if path:
+        return os.path.dirname(path)
+    raise RuntimeError("initdb not found: install postgresql-15")
+
+
+def as_pg_user(cmd):
+    """Prefix cmd so that it runs as the postgres user when we are root."""
+    if os.geteuid() == 0:
+        return ["runuser", "-u", "postgres", "--"] + cmd
+    return cmd
+
+
+def lsn_to_int(s):
+    hi, lo = s.split("/")
+    return (int(hi, 16) << 32) | int(lo, 16)
+
+
+class TestFailure(Exception):
+    pass
+
+
+def check(cond, msg):
+    if not cond:
+        raise TestFailure(msg)
+
+
+def wait_for(pred, timeout, what, interval=0.1):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(interval)
+    raise TestFailure(f"timed out after {timeout}s waiting for {what}")
+
+
+class PgServer:
+    """A throwaway PostgreSQL cluster on a free loopback port."""
+
+    def __init__(self, tmp):
+        self.bindir = pg_bindir()
+        self.dir = os.path.join(tmp, "pg")
+        self.data = os.path.join(self.dir, "data")
+        self.port = free_port()
+        os.makedirs(self.dir)
+        if os.geteuid() == 0:
+            shutil.chown(self.dir, "postgres", "postgres")
+        self.logfile = os.path.join(self.dir, "postgresql.log")
+
+    def start(self, extra_conf=""):
+        subprocess.run(as_pg_user([os.path.join(self.bindir, "initdb"), "-D", self.data,
+                                   "-U", "postgres", "--auth=trust", "-E", "UTF8",
+                                   "--no-sync", "--no-instructions"]),
+                       check=True, stdout=subprocess.DEVNULL)
+        conf = f"""
+listen_addresses = '127.0.0.1'
+port = {self.port}
+unix_socket_directories = '{self.dir}'
+wal_level = logical
+max_wal_senders = 10
+max_replication_slots = 10
+fsync = off
+full_page_writes = off
+log_min_messages = warning
+log_line_prefix = '%m [%p] '
+{extra_conf}
+"""
+        with open(os.path.join(self.data, "postgresql.conf"), "a") as f:
+            f.write(conf)
+        if os.geteuid() == 0:
+            shutil.chown(os.path.join(self.data, "postgresql.conf"), "postgres", "postgres")
+        self.ctl("start", "-w", "-l", self.logfile)
+        self.psql("CREATE DATABASE app", db="postgres")
+
+    def ctl(self, *args):
+        subprocess.run(as_pg_user([os.path.join(self.bindir, "pg_ctl"), "-D", self.data]
+                                  + list(args)), check=True, stdout=subprocess.DEVNULL)
+
+    def stop(self, mode="fast"):
+        if os.path.exists(os.path.join(self.data, "postmaster.pid")):
+            subprocess.run(as_pg_user([os.path.join(self.bindir, "pg_ctl"), "-D", self.data,
+                                       "stop", "-m", mode, "-w"]),
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def dsn(self, db="app", user="postgres"):
+        return f"host=127.0.0.1 port={self.port} dbname={db} user={user}"
+
+    def psql(self, sql, db="app", user="postgres"):
+        r = subprocess.run(["psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1",
+                            "-h", "127.0.0.1", "-p", str(self.port), "-U", user, "-d", db],
+                           input=sql, capture_output=True, text=True)
+        if r.returncode != 0:
+            raise TestFailure(f"psql failed: {r.stderr.strip()}\nSQL: {sql[:500]}")
+        return r.stdout.strip()
+
+    def psql_file(self, path, db="app"):
+        r = subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1",
+                            "-p", str(self.port), "-U", "postgres", "-d", db, "-f", path],
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            raise TestFailure(f"psql -f {path} failed: {r.stderr.strip()}")
+
+    def apply_sql_dir(self):
+        for path in sorted(glob.glob(os.path.join(ROOT, "sql", "*.sql"))):
+            self.psql_file(path)
+
+    def slot(self, name="outbox_relay"):
+        """(confirmed_flush_lsn as int or None, active) of a slot, or None."""
+        row = self.psql("SELECT confirmed_flush_lsn, active FROM pg_replication_slots "
+                        f"WHERE slot_name = '{name}'")
+        if not row:
+            return None
+        lsn, active = row.split("|")
+        return (lsn_to_int(lsn) if lsn else None, active == "t")
+
+    def current_lsn(self):
+        return lsn_to_int(self.psql("SELECT pg_current_wal_lsn()"))
+
+
+class Broker:
+    """The dev broker: librdkafka's mock cluster, driven through its stdin."""
+
+    def __init__(self, build_dir, tmp, topics, brokers=1):
+        self.logfile = open(os.path.join(tmp, "devbroker.log"), "w")
+        cmd = [os.path.join(build_dir, "outbox-devbroker"), "--brokers", str(brokers)]
+        for t in topics:
+            cmd += ["--topic", t]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=self.logfile, text=True, bufsize=1)
+        self.bootstrap = self.proc.stdout.readline().strip()
+        check(self.bootstrap, "dev broker printed no bootstrap list")
+
+    def command(self, line):
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+        reply = self.proc.stdout.readline().strip()
+        check(reply == "ok", f"dev broker: {line!r} -> {reply!r}")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            try:
+                self.proc.stdin.write("quit\n")
+                self.proc.stdin.flush()
+                self.proc.wait(timeout=10)
+            except Exception:
+                self.proc.kill()
+                self.proc.wait()
+        self.logfile.close()
+
+
+class Consumer:
+    """outbox-consume writing one JSON line per message to a file we read as it grows."""
+
+    def __init__(self, build_dir, tmp, bootstrap, topics, name="consumer"):
+        self.path = os.path.join(tmp, f"{name}.jsonl")
+        self.errlog = open(os.path.join(tmp, f"{name}.log"), "w")
+        cmd = [os.path.join(build_dir, "outbox-consume"), "-b", bootstrap, "-o", self.path,
+               "--timeout", "3600000"]
+        for t in topics:
+            cmd += ["-t", t]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=self.errlog)
+        self.messages = []
+        self._offset = 0
+        self._partial = b""
+
+    def poll(self):
+        """Read the lines written since the last call; returns the total count."""
+        if not os.path.exists(self.path):
+            return len(self.messages)
+        with open(self.path, "rb") as f:
+            f.seek(self._offset)
+            data = f.read()
+        self._offset += len(data)
+        data = self._partial + data
+        lines = data.split(b"\n")
+        self._partial = lines.pop()
+        for line in lines:
+            if line.strip():
+                self.messages.append(decode_message(json.loads(line)))
+        return len(self.messages)
+
+    def wait_count(self, n, timeout):
+        return wait_for(lambda: self.poll() >= n, timeout, f"{n} messages (have "
+                        f"{len(self.messages)})", interval=0.05)
+
+    def wait_quiet(self, quiet=1.5, timeout=60):
+        """Wait until no new message arrived for `quiet` seconds; returns the count."""
+        deadline = time.time() + timeout
+        last, since = self.poll(), time.time()
+        while time.time() < deadline:
+            time.sleep(0.1)
+            n = self.poll()
+            if n != last:
+                last, since = n, time.time()
+            elif time.time() - since >= quiet:
+                return n
+        raise TestFailure("consumer never went quiet")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.poll()
+        self.errlog.close()
+
+
+def decode_message(m):
+    """Flatten a consumer line: headers become a dict (last value wins) and a list."""
+    m["header_list"] = m.get("headers") or []
+    m["headers"] = {k: v for k, v in m["header_list"]}
+    return m
+
+
+class Relay:
+    """The outbox-relay daemon, with its log in the temporary directory."""
+
+    runs = 0
+
+    def __init__(self, build_dir, tmp, config_text, name="relay"):
+        self.build_dir = build_dir
+        self.tmp = tmp
+        self.cfg = os.path.join(tmp, f"{name}.yaml")
+        with open(self.cfg, "w") as f:
+            f.write(config_text)
+        self.name = name
+        self.proc = None
+        self.logpath = None
+
+    def start(self, env=None):
+        Relay.runs += 1
+        self.logpath = os.path.join(self.tmp, f"{self.name}.{Relay.runs}.log")
+        self._log = open(self.logpath, "w")
+        e = dict(os.environ)
+        if env:
+            e.update(env)
+        self.proc = subprocess.Popen([os.path.join(self.build_dir, "outbox-relay"), "run",
+                                      "-c", self.cfg], stdout=self._log,
+                                     stderr=subprocess.STDOUT, env=e)
+        return self
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def wait(self, timeout):
+        try:
+            rc = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise TestFailure(f"relay did not exit within {timeout}s")
+        self._log.close()
+        return rc
+
+    def stop(self, timeout=15):
+        """SIGTERM; returns (exit code, seconds taken)."""
+        t0 = time.time()
+        self.signal(signal.SIGTERM)
+        rc = self.wait(timeout)
+        return rc, time.time() - t0
+
+    def kill(self):
+        if self.alive():
+            self.proc.kill()
+            self.proc.wait()
+            self._log.close()
+
+    def log_text(self):
+        with open(self.logpath) as f:
+            return f.read()
+
+
+def relay_config(pg, broker, topic="outbox.event.{aggregatetype}", extra=""):
+    return f"""postgres:
+  dsn: "{pg.dsn()}"
+  slot: outbox_relay
+  publication: outbox_relay
+  status_interval: 1s
+  retry_interval: 1s
+outbox:
+  table: public.outbox
+kafka:
+  brokers: "{broker.bootstrap}"
+  topic: "{topic}"
+  properties:
+    linger.ms: 5
+{extra}"""
+
+
+def insert_sql(first, ntx, per_tx, nkeys=50, aggregatetype="order"):
+    """SQL for ntx transactions of per_tx rows; row n (from first) has payload {"n": n}
+    and key order-(n % nkeys), so commit order is the order of n."""
+    out = []
+    for t in range(ntx):
+        lo = first + t * per_tx
+        hi = lo + per_tx - 1
+        out.append(
+            "BEGIN;\n"
+            "INSERT INTO public.outbox (aggregatetype, aggregateid, type, payload) "
+            f"SELECT '{aggregatetype}', 'order-' || (g % {nkeys}), 'OrderCreated', "
+            f"jsonb_build_object('n', g) FROM generate_series({lo}, {hi}) g;\n"
+            "COMMIT;\n")
+    return "".join(out)
+
+
+def start_insert_job(pg, sql):
+    """Run the SQL in a background psql; returns the Popen."""
+    return subprocess.Popen(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1",
+                             "-p", str(pg.port), "-U", "postgres", "-d", "app"],
+                            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True), sql
+
+
+def db_rows(pg):
+    """{id: (aggregateid, n)} for every outbox row."""
+    rows = {}
+    out = pg.psql("SELECT id, aggregateid, payload->>'n' FROM public.outbox")
+    for line in out.splitlines():
+        i, k, n = line.split("|")
+        rows[i] = (k, int(n))
+    return rows
+
+
+def check_per_key_order(messages, allow_replay=False):
+    """Per key, payload n must grow in partition order.  With allow_replay, a message
+    seen before (a redelivery) may go back, but every first delivery must still come
+    after the previous first delivery of its key."""
+    last = {}
+    partitions = {}
+    for m in messages:
+        k = m["key"]
+        n = json.loads(m["value"])["n"]
+        partitions.setdefault(k, set()).add((m["topic"], m["partition"]))
+        if allow_replay and n <= last.get(k, -1):
+            continue
+        check(n > last.get(k, -1), f"key {k}: n={n} arrived after n={last.get(k)}")
+        last[k] = n
+    for k, ps in partitions.items():
+        check(len(ps) == 1, f"key {k} spread over partitions {sorted(ps)}")
+
+
+def ordered_by_partition(messages):
+    """Messages sorted by (topic, partition, offset): the order a consumer of each
+    partition sees."""
+    return sorted(messages, key=lambda m: (m["topic"], m["partition"], m["offset"]))
+
+
+class Env:
+    """Temporary directory, PostgreSQL, broker; torn down in reverse order."""
+
+    def __init__(self, args, topics=("outbox.event.order:4",)):
+        self.args = args
+        self.tmp = tempfile.mkdtemp(prefix="outbox-relay-it-")
+        os.chmod(self.tmp, 0o755)
+        self.pg = None
+        self.broker = None
+        self.relays = []
+        self.consumers = []
+        self.topics = topics
+
+    def __enter__(self):
+        self.pg = PgServer(self.tmp)
+        self.pg.start()
+        self.pg.apply_sql_dir()
+        self.broker = Broker(self.args.build_dir, self.tmp, self.topics)
+        return self
+
+    def relay(self, config_text=None, name="relay"):
+        r = Relay(self.args.build_dir, self.tmp,
+                  config_text or relay_config(self.pg, self.broker), name)
+        self.relays.append(r)
+        return r
+
+    def consumer(self, topics=("outbox.event.order",), name="consumer"):
+        c = Consumer(self.args.build_dir, self.tmp, self.broker.bootstrap, topics, name)
+        self.consumers.append(c)
+        return c
+
+    def __exit__(self, exc_type, exc, tb):
+        for r in self.relays:
+            r.kill()
+        for c in self.consumers:
+            c.stop()
+        if self.broker:
+            self.broker.stop()
+        if self.pg:
+            self.pg.stop("immediate")
+        if exc_type is not None:
+            self.dump_logs()
+        if not self.args.keep and exc_type is None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+        else:
+            log(f"kept {self.tmp}")
+        return False
+
+    def dump_logs(self):
+        for path in sorted(glob.glob(os.path.join(self.tmp, "*.log")) +
+                           glob.glob(os.path.join(self.tmp, "pg", "*.log"))):
+            with open(path, errors="replace") as f:
+                lines = f.readlines()
+            print(f"----- {path} (last 40 lines) -----")
+            sys.stdout.writelines(lines[-40:])
+
+
+def main(test):
+    """Run test(env) and print a closing line ctest-style runners understand."""
+    args = parse_args()
+    t0 = time.time()
+    try:
+        with Env(args) as env:
+            test(env)
+    except TestFailure as e:
+        print(f"FAIL: {e}")
+        print("0 passed, 1 failed")
+        sys.exit(1)
+    log(f"done in {time.time() - t0:.1f}s")
+    print("1 passed, 0 failed")

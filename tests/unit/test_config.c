@@ -1,0 +1,926 @@
+/*
+ * test_config.c -- unit tests for relay/config.c: YAML -> struct relay_config.
+ *
+ * Each error test feeds a small YAML text to relay_config_parse() under the name
+ * "config.yaml" and compares the whole message, position included, with the one
+ * an operator should see.  The happy paths check every field, defaults included,
+ * and the example files in config/ are loaded as they ship.  The tests are meant
+ * to run under AddressSanitizer/LeakSanitizer too, which checks that the error
+ * paths free what they allocated.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "config.h"
+
+#define CONFIG_DIR FIXTURES_DIR "/../../config"
+
+/* The minimal file from the issue, as config/outbox-relay.yaml holds it. */
+static const char minimal[] = "postgres:\n"
+                              "  dsn: \"host=127.0.0.1 port=5432 dbname=app user=postgres\"\n"
+                              "  slot: outbox_relay\n"
+                              "  publication: outbox_relay\n"
+                              "outbox:\n"
+                              "  table: public.outbox\n"
+                              "kafka:\n"
+                              "  brokers: \"127.0.0.1:9092\"\n"
+                              "  topic: \"outbox.event.{aggregatetype}\"\n"
+                              "  properties:            # any librdkafka property, passed through\n"
+                              "    compression.type: lz4\n";
+
+/* The required keys and nothing else; tests append a section to it. */
+#define REQUIRED                                                                                   \
+    "postgres:\n"                                                                                  \
+    "  dsn: dbname=app\n"                                                                          \
+    "kafka:\n"                                                                                     \
+    "  brokers: localhost:9092\n"
+
+static char errbuf[512];
+
+static struct relay_config *parse(const char *text)
+{
+    memset(errbuf, 'x', sizeof(errbuf) - 1);
+    errbuf[sizeof(errbuf) - 1] = '\0';
+    return relay_config_parse(text, strlen(text), "config.yaml", errbuf, sizeof(errbuf));
+}
+
+/* Parsing text must fail with exactly this message. */
+static void expect_error(const char *text, const char *expected)
+{
+    struct relay_config *cfg = parse(text);
+
+    if (cfg != NULL) {
+        relay_config_free(cfg);
+        fail_msg("parsed, expected error: %s", expected);
+    }
+    assert_string_equal(errbuf, expected);
+}
+
+/* Parsing text must succeed; the caller frees the config. */
+static struct relay_config *expect_ok(const char *text)
+{
+    struct relay_config *cfg = parse(text);
+
+    if (cfg == NULL)
+        fail_msg("unexpected error: %s", errbuf);
+    assert_string_equal(errbuf, "");
+    return cfg;
+}
+
+/* Every default, and the values the minimal file sets. */
+static void assert_minimal(const struct relay_config *cfg)
+{
+    assert_string_equal(cfg->postgres.dsn, "host=127.0.0.1 port=5432 dbname=app user=postgres");
+    assert_string_equal(cfg->postgres.slot, "outbox_relay");
+    assert_string_equal(cfg->postgres.publication, "outbox_relay");
+    assert_int_equal(cfg->postgres.status_interval_ms, 10000);
+    assert_int_equal(cfg->postgres.retry_interval_ms, 5000);
+    assert_string_equal(cfg->outbox.schema, "public");
+    assert_string_equal(cfg->outbox.table, "outbox");
+    assert_string_equal(cfg->kafka.brokers, "127.0.0.1:9092");
+    assert_string_equal(cfg->kafka.topic, "outbox.event.{aggregatetype}");
+    assert_int_equal(cfg->kafka.max_inflight_events, 100000);
+    assert_int_equal(cfg->kafka.shutdown_timeout_ms, 5000);
+    assert_int_equal(cfg->log.level, RELAY_LOG_INFO);
+}
+
+/*
+ * Happy paths
+ */
+
+static void test_minimal(void **state)
+{
+    struct relay_config *cfg;
+
+    (void)state;
+    cfg = expect_ok(minimal);
+    assert_minimal(cfg);
+    assert_string_equal(cfg->path, "config.yaml");
+    assert_int_equal(cfg->kafka.nproperties, 1);
+    assert_string_equal(cfg->kafka.properties[0].key, "compression.type");
+    assert_string_equal(cfg->kafka.properties[0].value, "lz4");
+    relay_config_free(cfg);
+}
+
+static void test_required_only(void **state)
+{
+    struct relay_config *cfg;
+
+    (void)state;
+    cfg = expect_ok(REQUIRED);
+    assert_string_equal(cfg->postgres.dsn, "dbname=app");
+    assert_string_equal(cfg->kafka.brokers, "localhost:9092");
+    assert_string_equal(cfg->postgres.slot, "outbox_relay");
+    assert_string_equal(cfg->postgres.publication, "outbox_relay");
+    assert_int_equal(cfg->postgres.status_interval_ms, 10000);
+    assert_int_equal(cfg->postgres.retry_interval_ms, 5000);
+    assert_string_equal(cfg->outbox.schema, "public");
+    assert_string_equal(cfg->outbox.table, "outbox");
+    assert_string_equal(cfg->kafka.topic, "outbox.event.{aggregatetype}");
+    assert_null(cfg->kafka.properties);
+    assert_int_equal(cfg->kafka.nproperties, 0);
+    assert_int_equal(cfg->kafka.max_inflight_events, 100000);
+    assert_int_equal(cfg->kafka.shutdown_timeout_ms, 5000);
+    assert_int_equal(cfg->log.level, RELAY_LOG_INFO);
+    relay_config_free(cfg);
+}
+
+static void test_every_key_set(void **state)
+{
+    struct relay_config *cfg;
+
+    (void)state;
+    cfg = expect_ok("postgres:\n"
+                    "  dsn: dbname=other\n"
+                    "  slot: s_1\n"
+                    "  publication: Pub-1\n"
+                    "  status_interval: 250ms\n"
+                    "  retry_interval: 1m30s\n"
+                    "outbox:\n"
+                    "  table: app.events\n"
+                    "kafka:\n"
+                    "  brokers: a:1,b:2\n"
+                    "  topic: t.{aggregatetype}.{event_type2}\n"
+                    "  max_inflight_events: 10000000\n"
+                    "  shutdown_timeout: 0s\n"
+                    "log:\n"
+                    "  level: debug\n");
+    assert_string_equal(cfg->postgres.dsn, "dbname=other");
+    assert_string_equal(cfg->postgres.slot, "s_1");
+    assert_string_equal(cfg->postgres.publication, "Pub-1");
+    assert_int_equal(cfg->postgres.status_interval_ms, 250);
+    assert_int_equal(cfg->postgres.retry_interval_ms, 90000);
+    assert_string_equal(cfg->outbox.schema, "app");
+    assert_string_equal(cfg->outbox.table, "events");
+    assert_string_equal(cfg->kafka.brokers, "a:1,b:2");
+    assert_string_equal(cfg->kafka.topic, "t.{aggregatetype}.{event_type2}");
+    assert_int_equal(cfg->kafka.max_inflight_events, 10000000);
+    assert_int_equal(cfg->kafka.shutdown_timeout_ms, 0);
+    assert_int_equal(cfg->log.level, RELAY_LOG_DEBUG);
+    relay_config_free(cfg);
+}
+
+static void test_log_levels(void **state)
+{
+    static const struct {
+        const char *name;
+        enum relay_log_level level;
+    } cases[] = {
+        {"debug", RELAY_LOG_DEBUG},
+        {"info", RELAY_LOG_INFO},
+        {"warn", RELAY_LOG_WARN},
+        {"error", RELAY_LOG_ERROR},
+    };
+    char text[256];
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct relay_config *cfg;
+
+        snprintf(text, sizeof(text), REQUIRED "log:\n  level: %s\n", cases[i].name);
+        cfg = expect_ok(text);
+        assert_int_equal(cfg->log.level, cases[i].level);
+        relay_config_free(cfg);
+    }
+    expect_error(REQUIRED "log:\n  level: verbose\n",
+                 "config.yaml:6:10: \"log.level\" must be one of debug, info, warn, error, "
+                 "got \"verbose\"");
+    expect_error(REQUIRED "log:\n  level: INFO\n",
+                 "config.yaml:6:10: \"log.level\" must be one of debug, info, warn, error, "
+                 "got \"INFO\"");
+}
+
+/* Empty sections and an empty properties mapping are fine. */
+static void test_empty_sections(void **state)
+{
+    struct relay_config *cfg;
+
+    (void)state;
+    cfg = expect_ok(REQUIRED "  properties: {}\noutbox:\nlog: {}\n");
+    assert_int_equal(cfg->kafka.nproperties, 0);
+    assert_string_equal(cfg->outbox.table, "outbox");
+    relay_config_free(cfg);
+
+    cfg = expect_ok(REQUIRED "  properties:\n");
+    assert_int_equal(cfg->kafka.nproperties, 0);
+    relay_config_free(cfg);
+}
+
+static void test_example_files(void **state)
+{
+    struct relay_config *cfg, *full;
+    char err[512];
+
+    (void)state;
+    cfg = relay_config_load(CONFIG_DIR "/outbox-relay.yaml", err, sizeof(err));
+    if (cfg == NULL)
+        fail_msg("%s", err);
+    assert_minimal(cfg);
+    assert_string_equal(cfg->path, CONFIG_DIR "/outbox-relay.yaml");
+    assert_int_equal(cfg->kafka.nproperties, 1);
+    assert_string_equal(cfg->kafka.properties[0].key, "compression.type");
+    assert_string_equal(cfg->kafka.properties[0].value, "lz4");
+
+    /* full.yaml writes every default out: it must mean the same as leaving them out. */
+    full = relay_config_load(CONFIG_DIR "/full.yaml", err, sizeof(err));
+    if (full == NULL)
+        fail_msg("%s", err);
+    assert_minimal(full);
+    assert_int_equal(full->kafka.nproperties, 0);
+
+    relay_config_free(full);
+    relay_config_free(cfg);
+}
+
+/* The minimal file in config/ must be the one from the issue, byte for byte in its YAML. */
+static void test_example_file_is_minimal(void **state)
+{
+    char buf[4096], *p;
+    size_t n;
+    FILE *f;
+
+    (void)state;
+    f = fopen(CONFIG_DIR "/outbox-relay.yaml", "r");
+    assert_non_null(f);
+    n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    /* Comments come first; the YAML itself is the text above, verbatim. */
+    p = strstr(buf, "postgres:\n");
+    assert_non_null(p);
+    assert_string_equal(p, minimal);
+}
+
+/*
+ * kafka.properties
+ */
+
+static void test_properties_order(void **state)
+{
+    static const char *const want[][2] = {
+        {"linger.ms", "5"},
+        {"acks", "all"},
+        {"enable.idempotence", "true"},
+        {"compression.type", "zstd"},
+        {"batch.size", "1.5"},
+        {"client.id", ""},
+        {"message.max.bytes", "1000000"},
+    };
+    struct relay_config *cfg;
+    size_t i;
+
+    (void)state;
+    cfg = expect_ok(REQUIRED "  properties:\n"
+                             "    linger.ms: 5\n"
+                             "    acks: all\n"
+                             "    enable.idempotence: true\n"
+                             "    compression.type: 'zstd'\n"
+                             "    batch.size: 1.5\n"
+                             "    client.id:\n"
+                             "    message.max.bytes: \"1000000\"\n");
+    assert_int_equal(cfg->kafka.nproperties, sizeof(want) / sizeof(want[0]));
+    for (i = 0; i < cfg->kafka.nproperties; i++) {
+        assert_string_equal(cfg->kafka.properties[i].key, want[i][0]);
+        assert_string_equal(cfg->kafka.properties[i].value, want[i][1]);
+    }
+    relay_config_free(cfg);
+}
+
+static void test_properties_errors(void **state)
+{
+    (void)state;
+    expect_error(REQUIRED "  properties: lz4\n",
+                 "config.yaml:5:15: \"kafka.properties\" must be a mapping, got \"lz4\"");
+    expect_error(REQUIRED "  properties:\n    a: 1\n    b: [1, 2]\n",
+                 "config.yaml:7:8: value of \"b\" in \"kafka.properties\" must be a scalar, "
+                 "got a sequence");
+    expect_error(REQUIRED "  properties:\n    a: {x: 1}\n",
+                 "config.yaml:6:8: value of \"a\" in \"kafka.properties\" must be a scalar, "
+                 "got a mapping");
+    expect_error(REQUIRED "  properties:\n    acks: all\n    linger.ms: 5\n    acks: 1\n",
+                 "config.yaml:8:5: duplicate key \"acks\" in \"kafka.properties\"");
+}
+
+/*
+ * Errors: keys, sections and shapes
+ */
+
+static void test_unknown_key(void **state)
+{
+    (void)state;
+    expect_error("postgres:\n"
+                 "    dsn: a\n"
+                 "    dns: b\n",
+                 "config.yaml:3:5: unknown key \"dns\" in \"postgres\"");
+    expect_error(REQUIRED "  Brokers: x\n",
+                 "config.yaml:5:3: unknown key \"Brokers\" in \"kafka\"");
+    expect_error(REQUIRED "postgress:\n  dsn: a\n",
+                 "config.yaml:5:1: unknown section \"postgress\"");
+}
+
+static void test_duplicate_key(void **state)
+{
+    (void)state;
+    expect_error("postgres:\n"
+                 "  dsn: a\n"
+                 "  slot: one\n"
+                 "  slot: two\n",
+                 "config.yaml:4:3: duplicate key \"slot\" in \"postgres\"");
+    expect_error(REQUIRED "postgres:\n  slot: x\n",
+                 "config.yaml:5:1: duplicate section \"postgres\"");
+}
+
+static void test_missing_required(void **state)
+{
+    (void)state;
+    /* The section is there: point at its mapping. */
+    expect_error("kafka:\n"
+                 "  brokers: b\n"
+                 "postgres:\n"
+                 "  slot: s\n",
+                 "config.yaml:4:3: missing required key \"postgres.dsn\"");
+    /* The whole section is missing: point at the start of the file. */
+    expect_error("# comment\n"
+                 "postgres:\n"
+                 "  dsn: a\n",
+                 "config.yaml:1:1: missing required key \"kafka.brokers\"");
+    expect_error("log:\n  level: info\n", "config.yaml:1:1: missing required key \"postgres.dsn\"");
+    /* An empty section: point at its key. */
+    expect_error("kafka:\n"
+                 "  brokers: b\n"
+                 "postgres:\n",
+                 "config.yaml:3:1: missing required key \"postgres.dsn\"");
+}
+
+static void test_shapes(void **state)
+{
+    (void)state;
+    expect_error("- postgres\n- kafka\n",
+                 "config.yaml:1:1: the top level must be a mapping of sections, got a sequence");
+    expect_error("hello\n",
+                 "config.yaml:1:1: the top level must be a mapping of sections, got \"hello\"");
+    expect_error("postgres: dbname=app\n",
+                 "config.yaml:1:11: \"postgres\" must be a mapping, got \"dbname=app\"");
+    expect_error("postgres:\n  - dsn\n",
+                 "config.yaml:2:3: \"postgres\" must be a mapping, got a sequence");
+    expect_error("postgres:\n  dsn: [a, b]\n",
+                 "config.yaml:2:8: \"postgres.dsn\" must be a string, got a sequence");
+    expect_error("postgres:\n  dsn:\n",
+                 "config.yaml:2:7: \"postgres.dsn\" must be a string, got null");
+    expect_error(REQUIRED "  max_inflight_events: ~\n",
+                 "config.yaml:5:24: \"kafka.max_inflight_events\" must be an integer, got null");
+    expect_error("postgres:\n  ? [a]\n  : b\n",
+                 "config.yaml:2:5: a key must be a scalar, got a sequence");
+    /* "\0" is a valid YAML escape, but C strings cannot hold it. */
+    expect_error("postgres:\n  dsn: \"a\\0b\"\n",
+                 "config.yaml:2:8: a value must not contain a NUL character");
+    expect_error("postgres:\n  \"dsn\\0\": a\n",
+                 "config.yaml:2:3: a key must not contain a NUL character");
+}
+
+static void test_empty(void **state)
+{
+    (void)state;
+    expect_error("", "config.yaml:1:1: configuration is empty");
+    expect_error("# nothing but a comment\n\n", "config.yaml:1:1: configuration is empty");
+    expect_error("---\n", "config.yaml:1:1: configuration is empty");
+}
+
+static void test_yaml_syntax(void **state)
+{
+    (void)state;
+    expect_error("postgres:\n  dsn: a: b\n",
+                 "config.yaml:2:9: invalid YAML: mapping values are not allowed in this context");
+    expect_error("postgres:\n  dsn: [a\nkafka:\n",
+                 "config.yaml:3:6: invalid YAML: did not find expected ',' or ']' "
+                 "(while parsing a flow sequence at line 2 column 8)");
+    expect_error("postgres:\n  dsn: \"abc\n",
+                 "config.yaml:3:1: invalid YAML: found unexpected end of stream "
+                 "(while scanning a quoted scalar at line 2 column 8)");
+    expect_error("postgres:\n  dsn: \xff\n",
+                 "config.yaml:2:8: invalid YAML: invalid leading UTF-8 octet (byte 0xFF)");
+}
+
+static void test_anchors_and_documents(void **state)
+{
+    (void)state;
+    expect_error("postgres: &pg\n  dsn: a\n",
+                 "config.yaml:1:11: anchors and aliases are not supported (\"&pg\")");
+    expect_error("postgres:\n  dsn: &d a\n  slot: *d\n",
+                 "config.yaml:2:8: anchors and aliases are not supported (\"&d\")");
+    expect_error(REQUIRED "---\nlog: {}\n", "config.yaml:5:1: only one YAML document is allowed");
+}
+
+/*
+ * Errors: values
+ */
+
+static void test_integer(void **state)
+{
+    struct relay_config *cfg;
+
+    (void)state;
+    expect_error(
+        REQUIRED "  max_inflight_events: lots\n",
+        "config.yaml:5:24: \"kafka.max_inflight_events\" must be an integer, got \"lots\"");
+    expect_error(
+        REQUIRED "  max_inflight_events: 100k\n",
+        "config.yaml:5:24: \"kafka.max_inflight_events\" must be an integer, got \"100k\"");
+    expect_error(
+        REQUIRED "  max_inflight_events: 0x10\n",
+        "config.yaml:5:24: \"kafka.max_inflight_events\" must be an integer, got \"0x10\"");
+    expect_error(REQUIRED "  max_inflight_events: 1e5\n",
+                 "config.yaml:5:24: \"kafka.max_inflight_events\" must be an integer, got \"1e5\"");
+    expect_error(REQUIRED "  max_inflight_events: +5\n",
+                 "config.yaml:5:24: \"kafka.max_inflight_events\" must be an integer, got \"+5\"");
+    expect_error(REQUIRED "  max_inflight_events: \"\"\n",
+                 "config.yaml:5:24: \"kafka.max_inflight_events\" must be an integer, got \"\"");
+    expect_error(REQUIRED "  max_inflight_events: 0\n",
+                 "config.yaml:5:24: \"kafka.max_inflight_events\" must be between 1 and 10000000, "
+                 "got \"0\"");
+    expect_error(REQUIRED "  max_inflight_events: -1\n",
+                 "config.yaml:5:24: \"kafka.max_inflight_events\" must be between 1 and 10000000, "
+                 "got \"-1\"");
+    expect_error(REQUIRED "  max_inflight_events: 10000001\n",
+                 "config.yaml:5:24: \"kafka.max_inflight_events\" must be between 1 and 10000000, "
+                 "got \"10000001\"");
+    expect_error(REQUIRED "  max_inflight_events: 99999999999999999999999\n",
+                 "config.yaml:5:24: \"kafka.max_inflight_events\" must be between 1 and 10000000, "
+                 "got \"99999999999999999999999\"");
+
+    cfg = expect_ok(REQUIRED "  max_inflight_events: 1\n");
+    assert_int_equal(cfg->kafka.max_inflight_events, 1);
+    relay_config_free(cfg);
+    cfg = expect_ok(REQUIRED "  max_inflight_events: \"0042\"\n");
+    assert_int_equal(cfg->kafka.max_inflight_events, 42);
+    relay_config_free(cfg);
+}
+
+static void test_duration_keys(void **state)
+{
+    struct relay_config *cfg;
+
+    (void)state;
+    expect_error("postgres:\n"
+                 "  dsn: a\n"
+                 "  status_interval: 10 parsecs\n",
+                 "config.yaml:3:20: bad duration \"10 parsecs\" for \"postgres.status_interval\": "
+                 "use a number with ms, s, m or h");
+    expect_error("postgres:\n"
+                 "  dsn: a\n"
+                 "  retry_interval: 10\n",
+                 "config.yaml:3:19: bad duration \"10\" for \"postgres.retry_interval\": "
+                 "use a number with ms, s, m or h");
+    expect_error(
+        "postgres:\n"
+        "  dsn: a\n"
+        "  status_interval: 0s\n",
+        "config.yaml:3:20: \"postgres.status_interval\" must be greater than 0, got \"0s\"");
+    expect_error(
+        "postgres:\n"
+        "  dsn: a\n"
+        "  retry_interval: 0ms\n",
+        "config.yaml:3:19: \"postgres.retry_interval\" must be greater than 0, got \"0ms\"");
+    expect_error(REQUIRED "  shutdown_timeout: -1s\n",
+                 "config.yaml:5:21: bad duration \"-1s\" for \"kafka.shutdown_timeout\": "
+                 "use a number with ms, s, m or h");
+
+    cfg = expect_ok(REQUIRED "  shutdown_timeout: 1h\n");
+    assert_int_equal(cfg->kafka.shutdown_timeout_ms, 3600000);
+    relay_config_free(cfg);
+}
+
+static void test_slot_and_publication(void **state)
+{
+    struct relay_config *cfg;
+    char text[512];
+
+    (void)state;
+    expect_error("postgres:\n  dsn: a\n  slot: Outbox\n",
+                 "config.yaml:3:9: bad slot name \"Outbox\" for \"postgres.slot\": use 1 to 63 "
+                 "lowercase letters, digits and underscores");
+    expect_error("postgres:\n  dsn: a\n  slot: out-box\n",
+                 "config.yaml:3:9: bad slot name \"out-box\" for \"postgres.slot\": use 1 to 63 "
+                 "lowercase letters, digits and underscores");
+    expect_error("postgres:\n  dsn: a\n  slot: \"\"\n",
+                 "config.yaml:3:9: bad slot name \"\" for \"postgres.slot\": use 1 to 63 "
+                 "lowercase letters, digits and underscores");
+
+    /* 63 bytes is the longest name PostgreSQL keeps. */
+    snprintf(text, sizeof(text), "postgres:\n  dsn: a\n  slot: %063d\nkafka:\n  brokers: b\n", 0);
+    cfg = expect_ok(text);
+    assert_int_equal(strlen(cfg->postgres.slot), 63);
+    relay_config_free(cfg);
+    snprintf(text, sizeof(text), "postgres:\n  dsn: a\n  slot: %064d\n", 0);
+    expect_error(text, "config.yaml:3:9: bad slot name "
+                       "\"0000000000000000000000000000000000000000000000000000000000000000\" for "
+                       "\"postgres.slot\": use 1 to 63 lowercase letters, digits and underscores");
+
+    expect_error("postgres:\n  dsn: a\n  publication: ''\n",
+                 "config.yaml:3:16: \"postgres.publication\" must not be empty");
+    snprintf(text, sizeof(text), "postgres:\n  dsn: a\n  publication: P%063d\n", 0);
+    expect_error(text,
+                 "config.yaml:3:16: \"postgres.publication\" must be at most 63 bytes, got 64");
+}
+
+static void test_required_not_empty(void **state)
+{
+    (void)state;
+    expect_error("postgres:\n  dsn: \"\"\nkafka:\n  brokers: b\n",
+                 "config.yaml:2:8: \"postgres.dsn\" must not be empty");
+    expect_error("postgres:\n  dsn: a\nkafka:\n  brokers: ''\n",
+                 "config.yaml:4:12: \"kafka.brokers\" must not be empty");
+}
+
+static void test_outbox_table(void **state)
+{
+    static const struct {
+        const char *yaml; /* the value as written in the file */
+        const char *schema;
+        const char *table;
+    } ok[] = {
+        {"events", "public", "events"},
+        {"Events", "public", "events"},
+        {"App.Outbox_1", "app", "outbox_1"},
+        {"_a$.b$2", "_a$", "b$2"},
+        {"'\"Sales\".\"Outbox\"'", "Sales", "Outbox"},
+        {"'\"My Table\"'", "public", "My Table"},
+        {"'\"a.b\".c'", "a.b", "c"},
+        {"'app.\"Out\"\"box\"'", "app", "Out\"box"},
+    };
+    struct relay_config *cfg;
+    char text[256];
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        snprintf(text, sizeof(text), REQUIRED "outbox:\n  table: %s\n", ok[i].yaml);
+        cfg = expect_ok(text);
+        assert_string_equal(cfg->outbox.schema, ok[i].schema);
+        assert_string_equal(cfg->outbox.table, ok[i].table);
+        relay_config_free(cfg);
+    }
+
+    expect_error(REQUIRED "outbox:\n  table: a.b.c\n",
+                 "config.yaml:6:10: bad table name \"a.b.c\" for \"outbox.table\": use table or "
+                 "schema.table, with double quotes around names that are not plain identifiers");
+    expect_error(REQUIRED "outbox:\n  table: 1abc\n",
+                 "config.yaml:6:10: bad table name \"1abc\" for \"outbox.table\": use table or "
+                 "schema.table, with double quotes around names that are not plain identifiers");
+    expect_error(REQUIRED "outbox:\n  table: \"\"\n",
+                 "config.yaml:6:10: bad table name \"\" for \"outbox.table\": use table or "
+                 "schema.table, with double quotes around names that are not plain identifiers");
+    expect_error(REQUIRED "outbox:\n  table: 'app.'\n",
+                 "config.yaml:6:10: bad table name \"app.\" for \"outbox.table\": use table or "
+                 "schema.table, with double quotes around names that are not plain identifiers");
+    expect_error(REQUIRED "outbox:\n  table: '\"Sales'\n",
+                 "config.yaml:6:10: bad table name \"\\\"Sales\" for \"outbox.table\": "
+                 "unterminated quoted identifier");
+    expect_error(REQUIRED "outbox:\n  table: '\"\".x'\n",
+                 "config.yaml:6:10: bad table name \"\\\"\\\".x\" for \"outbox.table\": "
+                 "zero-length quoted identifier");
+    snprintf(text, sizeof(text), REQUIRED "outbox:\n  table: a%063d\n", 0);
+    expect_error(text, "config.yaml:6:10: bad table name "
+                       "\"a000000000000000000000000000000000000000000000000000000000000000\" for "
+                       "\"outbox.table\": name longer than 63 bytes");
+
+    /* A file, with the quoting an operator would write. */
+    cfg = relay_config_load(FIXTURES_DIR "/config/quoted_table.yaml", errbuf, sizeof(errbuf));
+    if (cfg == NULL)
+        fail_msg("%s", errbuf);
+    assert_string_equal(cfg->outbox.schema, "Sales");
+    assert_string_equal(cfg->outbox.table, "Outbox \"v2\"");
+    relay_config_free(cfg);
+}
+
+static void test_topic(void **state)
+{
+    struct relay_config *cfg;
+
+    (void)state;
+    cfg = expect_ok(REQUIRED "  topic: plain.topic\n");
+    assert_string_equal(cfg->kafka.topic, "plain.topic");
+    relay_config_free(cfg);
+    cfg = expect_ok(REQUIRED "  topic: \"{aggregatetype}{_x1}-{b}\"\n");
+    assert_string_equal(cfg->kafka.topic, "{aggregatetype}{_x1}-{b}");
+    relay_config_free(cfg);
+
+    expect_error(REQUIRED "  topic: \"outbox.{aggregatetype\"\n",
+                 "config.yaml:5:10: bad topic \"outbox.{aggregatetype\" for \"kafka.topic\": "
+                 "unclosed \"{\"");
+    expect_error(REQUIRED "  topic: \"outbox.{}\"\n",
+                 "config.yaml:5:10: bad topic \"outbox.{}\" for \"kafka.topic\": "
+                 "empty placeholder \"{}\"");
+    expect_error(REQUIRED "  topic: \"outbox.{AggregateType}\"\n",
+                 "config.yaml:5:10: bad topic \"outbox.{AggregateType}\" for \"kafka.topic\": "
+                 "bad placeholder \"{AggregateType}\": use lowercase letters, digits and "
+                 "underscores");
+    expect_error(REQUIRED "  topic: \"outbox.{1st}\"\n",
+                 "config.yaml:5:10: bad topic \"outbox.{1st}\" for \"kafka.topic\": "
+                 "bad placeholder \"{1st}\": use lowercase letters, digits and underscores");
+    expect_error(REQUIRED "  topic: \"outbox.{a{b}\"\n",
+                 "config.yaml:5:10: bad topic \"outbox.{a{b}\" for \"kafka.topic\": "
+                 "bad placeholder \"{a{b}\": use lowercase letters, digits and underscores");
+    expect_error(REQUIRED "  topic: \"outbox}\"\n",
+                 "config.yaml:5:10: bad topic \"outbox}\" for \"kafka.topic\": unmatched \"}\"");
+    expect_error(REQUIRED "  topic: \"\"\n", "config.yaml:5:10: \"kafka.topic\" must not be empty");
+}
+
+/*
+ * Environment expansion
+ */
+
+static void test_env_expansion(void **state)
+{
+    struct relay_config *cfg;
+
+    (void)state;
+    setenv("RELAY_T_DSN", "host=db password=s3cr$t", 1);
+    setenv("RELAY_T_EMPTY", "", 1);
+    setenv("RELAY_T_MS", "250ms", 1);
+    setenv("RELAY_T_N", "7", 1);
+    unsetenv("RELAY_T_UNSET");
+
+    cfg = expect_ok("postgres:\n"
+                    "  dsn: \"${RELAY_T_DSN}\"\n"
+                    "  slot: ${RELAY_T_UNSET:-from_default}\n"
+                    "  publication: ${RELAY_T_EMPTY:-pub}\n"
+                    "  status_interval: ${RELAY_T_MS}\n"
+                    "  retry_interval: 1${RELAY_T_UNSET:-5}s\n"
+                    "kafka:\n"
+                    "  brokers: \"a:1,${RELAY_T_UNSET:-b:2}\"\n"
+                    "  topic: \"cost.$$5.$x.a$\"\n"
+                    "  max_inflight_events: ${RELAY_T_N}${RELAY_T_N}\n"
+                    "  properties:\n"
+                    "    client.id: pre-${RELAY_T_EMPTY}-post\n"
+                    "    sasl.password: \"$${RELAY_T_DSN}\"\n"
+                    "    ${RELAY_T_N}: $\n");
+    assert_string_equal(cfg->postgres.dsn, "host=db password=s3cr$t"); /* no re-expansion */
+    assert_string_equal(cfg->postgres.slot, "from_default");
+    assert_string_equal(cfg->postgres.publication, "pub");
+    assert_int_equal(cfg->postgres.status_interval_ms, 250);
+    assert_int_equal(cfg->postgres.retry_interval_ms, 15000);
+    assert_string_equal(cfg->kafka.brokers, "a:1,b:2");
+    assert_string_equal(cfg->kafka.topic, "cost.$5.$x.a$");
+    assert_int_equal(cfg->kafka.max_inflight_events, 77);
+    assert_int_equal(cfg->kafka.nproperties, 3);
+    assert_string_equal(cfg->kafka.properties[0].value, "pre--post");
+    assert_string_equal(cfg->kafka.properties[1].value, "${RELAY_T_DSN}");
+    /* Keys are not expanded. */
+    assert_string_equal(cfg->kafka.properties[2].key, "${RELAY_T_N}");
+    assert_string_equal(cfg->kafka.properties[2].value, "$");
+    relay_config_free(cfg);
+
+    /* An empty default is allowed. */
+    cfg = expect_ok(REQUIRED "  properties:\n    x: \"${RELAY_T_UNSET:-}\"\n");
+    assert_string_equal(cfg->kafka.properties[0].value, "");
+    relay_config_free(cfg);
+
+    unsetenv("RELAY_T_DSN");
+    unsetenv("RELAY_T_EMPTY");
+    unsetenv("RELAY_T_MS");
+    unsetenv("RELAY_T_N");
+}
+
+static void test_env_errors(void **state)
+{
+    (void)state;
+    unsetenv("PGDSN");
+    unsetenv("RELAY_T_UNSET");
+    setenv("RELAY_T_BAD", "lots", 1);
+
+    /* Errors point at the '$' when the scalar is written plainly, else at the scalar. */
+    expect_error("postgres:\n  dsn: \"${PGDSN}\"\n",
+                 "config.yaml:2:9: environment variable \"PGDSN\" is not set");
+    expect_error("postgres:\n  dsn: ${PGDSN}\n",
+                 "config.yaml:2:8: environment variable \"PGDSN\" is not set");
+    expect_error("postgres:\n  dsn: host=x ${PGDSN}\n",
+                 "config.yaml:2:15: environment variable \"PGDSN\" is not set");
+    expect_error("postgres:\n  dsn: 'é ${PGDSN}'\n",
+                 "config.yaml:2:11: environment variable \"PGDSN\" is not set");
+    expect_error("postgres:\n  dsn: \"\\t${PGDSN}\"\n",
+                 "config.yaml:2:8: environment variable \"PGDSN\" is not set");
+    expect_error("postgres:\n  dsn: >\n    a\n    ${PGDSN}\n",
+                 "config.yaml:2:8: environment variable \"PGDSN\" is not set");
+    expect_error("postgres:\n  dsn: \"${PGDSN:-x}${RELAY_T_UNSET}\"\n",
+                 "config.yaml:2:20: environment variable \"RELAY_T_UNSET\" is not set");
+    expect_error(REQUIRED "  properties:\n    x: ${RELAY_T_UNSET}\n",
+                 "config.yaml:6:8: environment variable \"RELAY_T_UNSET\" is not set");
+
+    expect_error("postgres:\n  dsn: \"a ${PGDSN\"\n", "config.yaml:2:11: unterminated \"${\"");
+    expect_error("postgres:\n  dsn: \"${}\"\n",
+                 "config.yaml:2:9: bad environment reference \"${}\": use ${NAME} or "
+                 "${NAME:-default}");
+    expect_error("postgres:\n  dsn: \"${1X}\"\n",
+                 "config.yaml:2:9: bad environment reference \"${1X}\": use ${NAME} or "
+                 "${NAME:-default}");
+    expect_error("postgres:\n  dsn: \"${PGDSN-x}\"\n",
+                 "config.yaml:2:9: bad environment reference \"${PGDSN-x}\": use ${NAME} or "
+                 "${NAME:-default}");
+
+    /* Expansion comes before conversion, and the message shows the expanded value. */
+    expect_error(
+        REQUIRED "  max_inflight_events: ${RELAY_T_BAD}\n",
+        "config.yaml:5:24: \"kafka.max_inflight_events\" must be an integer, got \"lots\"");
+    expect_error(REQUIRED "  shutdown_timeout: ${RELAY_T_UNSET:-soon}\n",
+                 "config.yaml:5:21: bad duration \"soon\" for \"kafka.shutdown_timeout\": "
+                 "use a number with ms, s, m or h");
+    unsetenv("RELAY_T_BAD");
+}
+
+static void test_env_file(void **state)
+{
+    struct relay_config *cfg;
+    char err[512];
+
+    (void)state;
+    unsetenv("RELAY_TEST_INTERVAL");
+    unsetenv("RELAY_TEST_BROKERS");
+    unsetenv("RELAY_TEST_DSN");
+    setenv("RELAY_TEST_SECRET", "hunter2", 1);
+
+    cfg = relay_config_load(FIXTURES_DIR "/config/env.yaml", err, sizeof(err));
+    assert_null(cfg);
+    assert_string_equal(err, FIXTURES_DIR "/config/env.yaml:3:9: environment variable "
+                                          "\"RELAY_TEST_DSN\" is not set");
+
+    setenv("RELAY_TEST_DSN", "dbname=env", 1);
+    cfg = relay_config_load(FIXTURES_DIR "/config/env.yaml", err, sizeof(err));
+    if (cfg == NULL)
+        fail_msg("%s", err);
+    assert_string_equal(cfg->postgres.dsn, "dbname=env");
+    assert_int_equal(cfg->postgres.status_interval_ms, 2000);
+    assert_string_equal(cfg->kafka.brokers, "localhost:9092");
+    assert_int_equal(cfg->kafka.nproperties, 2);
+    assert_string_equal(cfg->kafka.properties[0].key, "sasl.password");
+    assert_string_equal(cfg->kafka.properties[0].value, "hunter2");
+    assert_string_equal(cfg->kafka.properties[1].value, "relay-$1");
+    relay_config_free(cfg);
+
+    unsetenv("RELAY_TEST_DSN");
+    unsetenv("RELAY_TEST_SECRET");
+}
+
+/*
+ * relay_parse_duration()
+ */
+
+static void test_parse_duration(void **state)
+{
+    static const struct {
+        const char *s;
+        int64_t ms;
+    } ok[] = {
+        {"250ms", 250},
+        {"10s", 10000},
+        {"5m", 300000},
+        {"1h", 3600000},
+        {"1m30s", 90000},
+        {"1h2m3s4ms", 3723004},
+        {"0s", 0},
+        {"0ms", 0},
+        {"007s", 7000},
+        {"9223372036854775807ms", INT64_MAX},
+        {"2562047788015h", INT64_C(2562047788015) * 3600000},
+    };
+    static const char *const bad[] = {
+        "10",
+        "-1s",
+        "1x",
+        "",
+        "s",
+        "ms",
+        "1.5s",
+        "1 s",
+        " 1s",
+        "1s ",
+        "1S",
+        "+1s",
+        "1sm",
+        "1m30",
+        "9223372036854775808ms",
+        "9223372036854775807s",
+        "2562047788016h",
+        "9223372036854775807ms1ms",
+        "99999999999999999999999s",
+    };
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        int64_t ms = -1;
+
+        if (relay_parse_duration(ok[i].s, &ms) != 0)
+            fail_msg("\"%s\" rejected", ok[i].s);
+        assert_int_equal(ms, ok[i].ms);
+    }
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        int64_t ms = 12345;
+
+        if (relay_parse_duration(bad[i], &ms) != -EINVAL)
+            fail_msg("\"%s\" accepted", bad[i]);
+        assert_int_equal(ms, 12345); /* untouched on error */
+    }
+}
+
+/*
+ * Files and buffers
+ */
+
+static void test_load_errors(void **state)
+{
+    char err[512];
+
+    (void)state;
+    assert_null(relay_config_load(FIXTURES_DIR "/config/no-such-file.yaml", err, sizeof(err)));
+    assert_string_equal(err, FIXTURES_DIR "/config/no-such-file.yaml: cannot open: "
+                                          "No such file or directory");
+
+    assert_null(relay_config_load(FIXTURES_DIR "/config", err, sizeof(err)));
+    assert_string_equal(err, FIXTURES_DIR "/config: cannot read: Is a directory");
+
+    assert_null(relay_config_load(FIXTURES_DIR "/config/bad_duration.yaml", err, sizeof(err)));
+    assert_string_equal(err, FIXTURES_DIR "/config/bad_duration.yaml:4:20: bad duration "
+                                          "\"10 parsecs\" for \"postgres.status_interval\": use a "
+                                          "number with ms, s, m or h");
+}
+
+static void test_buffers(void **state)
+{
+    char small[16];
+    struct relay_config *cfg;
+
+    (void)state;
+    relay_config_free(NULL);
+
+    /* The text need not be NUL-terminated: only len bytes are read. */
+    cfg = relay_config_parse(REQUIRED "log: {level: error}\nGARBAGE: [",
+                             strlen(REQUIRED "log: {level: error}\n"), "mem", small, sizeof(small));
+    assert_non_null(cfg);
+    assert_int_equal(cfg->log.level, RELAY_LOG_ERROR);
+    assert_string_equal(cfg->path, "mem");
+    relay_config_free(cfg);
+
+    /* A short error buffer gets a truncated, terminated message. */
+    assert_null(relay_config_parse("x: 1\n", 5, "config.yaml", small, sizeof(small)));
+    assert_string_equal(small, "config.yaml:1:1");
+    /* No buffer at all is allowed. */
+    assert_null(relay_config_parse("x: 1\n", 5, "config.yaml", NULL, 0));
+
+    /* Long and multi-line values are clipped and escaped in messages. */
+    expect_error("postgres:\n  dsn: a\n  slot: \"line\\none\\t\\\"q\\\"\"\n",
+                 "config.yaml:3:9: bad slot name \"line\\none\\t\\\"q\\\"\" for \"postgres.slot\": "
+                 "use 1 to 63 lowercase letters, digits and underscores");
+    expect_error(
+        REQUIRED "log:\n  level: "
+                 "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+                 "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n",
+        "config.yaml:6:10: \"log.level\" must be one of debug, info, warn, error, got "
+        "\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+        "aaaaaaaaaaaa...\"");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_minimal),
+        cmocka_unit_test(test_required_only),
+        cmocka_unit_test(test_every_key_set),
+        cmocka_unit_test(test_log_levels),
+        cmocka_unit_test(test_empty_sections),
+        cmocka_unit_test(test_example_files),
+        cmocka_unit_test(test_example_file_is_minimal),
+        cmocka_unit_test(test_properties_order),
+        cmocka_unit_test(test_properties_errors),
+        cmocka_unit_test(test_unknown_key),
+        cmocka_unit_test(test_duplicate_key),
+        cmocka_unit_test(test_missing_required),
+        cmocka_unit_test(test_shapes),
+        cmocka_unit_test(test_empty),
+        cmocka_unit_test(test_yaml_syntax),
+        cmocka_unit_test(test_anchors_and_documents),
+        cmocka_unit_test(test_integer),
+        cmocka_unit_test(test_duration_keys),
+        cmocka_unit_test(test_slot_and_publication),
+        cmocka_unit_test(test_required_not_empty),
+        cmocka_unit_test(test_outbox_table),
+        cmocka_unit_test(test_topic),
+        cmocka_unit_test(test_env_expansion),
+        cmocka_unit_test(test_env_errors),
+        cmocka_unit_test(test_env_file),
+        cmocka_unit_test(test_parse_duration),
+        cmocka_unit_test(test_load_errors),
+        cmocka_unit_test(test_buffers),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
