@@ -93,6 +93,7 @@ int relcache_update(relcache *rc, const struct pgo_relation *r, char *errstr, si
 
     if (!d)
         goto nomem;
+    d->outbox = (struct outbox_cols){-1, -1, -1, -1, -1};
     d->relid = r->relid;
     d->replident = r->replident;
     d->nspname = strdup(r->nspname);

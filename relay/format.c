@@ -121,7 +121,10 @@ static int render_topic(const formatter *f, const struct event *ev, char *topic,
             }
             v = &ev->tuple->cols[ix];
             if (v->kind != PGO_VALUE_TEXT) {
-                snprintf(errstr, errstr_size, "topic placeholder \"{%s}\" is null", s->text);
+                snprintf(errstr, errstr_size, "topic placeholder \"{%s}\" is %s", s->text,
+                         v->kind == PGO_VALUE_NULL            ? "null"
+                         : v->kind == PGO_VALUE_UNCHANGED_TOAST ? "an unchanged toast value"
+                                                                : "a binary value");
                 return -EINVAL;
             }
             src = v->data;
@@ -131,7 +134,8 @@ static int render_topic(const formatter *f, const struct event *ev, char *topic,
             snprintf(errstr, errstr_size, "topic name longer than %d bytes", FORMAT_TOPIC_MAX);
             return -EINVAL;
         }
-        memcpy(topic + n, src, len);
+        if (len > 0)
+            memcpy(topic + n, src, len);
         n += len;
     }
     topic[n] = '\0';

@@ -49,7 +49,8 @@
 struct relay {
     const struct relay_config *cfg;
     int stop_fd;
-    bool stopping;
+    bool stopping;         /* a stop was requested */
+    int64_t stop_deadline_ms;
 
     sink *sink;
     ckpt_tracker *ckpt;
@@ -317,7 +318,8 @@ static void read_stream(struct relay *r)
     char err[512];
     int rc;
 
-    while (r->conn && !r->fatal && !r->rebuild && !backpressured(r)) {
+    while (r->conn && !r->fatal && !r->rebuild && !backpressured(r) &&
+           !(r->stopping && !r->in_txn)) {
         rc = repl_read(r->conn, &f, err, sizeof(err));
         if (rc == 0)
             return;
@@ -403,18 +405,32 @@ static int poll_timeout(const struct relay *r)
     return (int)t;
 }
 
+/*
+ * Whether the loop is done.  A stop request lets the transaction being received
+ * finish (within kafka.shutdown_timeout), so that its events are confirmed and a
+ * restart after a clean stop replays nothing.
+ */
+static bool loop_done(const struct relay *r)
+{
+    if (r->fatal)
+        return true;
+    if (!r->stopping)
+        return false;
+    return !r->conn || !r->in_txn || now_ms() >= r->stop_deadline_ms;
+}
+
 static void loop(struct relay *r)
 {
-    while (!r->stopping && !r->fatal) {
+    while (!loop_done(r)) {
         struct pollfd fds[3];
         int nfds = 2;
         char err[512];
 
-        if (!r->conn && now_ms() >= r->retry_at_ms) {
+        if (!r->conn && !r->stopping && now_ms() >= r->retry_at_ms) {
             try_connect(r);
             continue;
         }
-        fds[0] = (struct pollfd){.fd = r->stop_fd, .events = POLLIN};
+        fds[0] = (struct pollfd){.fd = r->stop_fd, .events = r->stopping ? 0 : POLLIN};
         fds[1] = (struct pollfd){.fd = sink_fd(r->sink), .events = POLLIN};
         if (r->conn) {
             fds[2] = (struct pollfd){.fd = repl_socket(r->conn), .events = POLLIN};
@@ -426,9 +442,16 @@ static void loop(struct relay *r)
             set_fatal(r, "poll: %s", strerror(errno));
             break;
         }
-        if (fds[0].revents) {
+        if (fds[0].revents && !r->stopping) {
+            char buf[16];
+
+            while (read(r->stop_fd, buf, sizeof(buf)) > 0)
+                ;
             r->stopping = true;
-            break;
+            r->stop_deadline_ms = now_ms() + r->cfg->kafka.shutdown_timeout_ms;
+            if (r->in_txn)
+                log_info("stopping after the current transaction (%u)", r->pos.xid);
+            continue;
         }
         if (fds[1].revents)
             sink_drain_fd(r->sink);

@@ -375,21 +375,69 @@ def db_rows(pg):
 
 
 def check_per_key_order(messages, allow_replay=False):
-    """Per key, payload n must grow in partition order.  With allow_replay, a message
-    seen before (a redelivery) may go back, but every first delivery must still come
-    after the previous first delivery of its key."""
+    """Per key, in partition order, payload n must grow.  With allow_replay, a message
+    may go back only if it is a redelivery (its event id was seen before): a replayed
+    suffix.  A first delivery that goes back is a reordering and fails."""
     last = {}
+    seen = set()
     partitions = {}
     for m in messages:
         k = m["key"]
         n = json.loads(m["value"])["n"]
+        rid = m["headers"].get("ce_id")
         partitions.setdefault(k, set()).add((m["topic"], m["partition"]))
-        if allow_replay and n <= last.get(k, -1):
-            continue
-        check(n > last.get(k, -1), f"key {k}: n={n} arrived after n={last.get(k)}")
-        last[k] = n
+        if n <= last.get(k, -1):
+            check(allow_replay and rid in seen,
+                  f"key {k}: n={n} arrived after n={last.get(k)} (not a redelivery)")
+        else:
+            last[k] = n
+        seen.add(rid)
     for k, ps in partitions.items():
         check(len(ps) == 1, f"key {k} spread over partitions {sorted(ps)}")
+
+
+def check_stream(pg, messages, confirmed_at_stop=(), pre_stop_ids=()):
+    """The four invariants over everything consumed.
+
+    confirmed_at_stop[i] is the slot's confirmed_flush_lsn read right after stop i
+    (kill, crash), pre_stop_ids[i] the ids consumed before that stop.  Returns
+    (rows, distinct, duplicates)."""
+    rows = db_rows(pg)
+    ids = [m["headers"]["ce_id"] for m in messages]
+    distinct = set(ids)
+    # 1. No loss: every committed row arrived.
+    missing = set(rows) - distinct
+    check(not missing, f"{len(missing)} rows never arrived, e.g. {sorted(missing)[:3]}")
+    check(distinct <= set(rows), "messages for rows that do not exist")
+    # A redelivery is the same event: same position and value.
+    first = {}
+    for m in messages:
+        hd = m["headers"]
+        ident = (hd["ce_pglsn"], hd["ce_pgxid"], hd["ce_pgindex"], m["value"], m["key"])
+        rid = hd["ce_id"]
+        check(first.setdefault(rid, ident) == ident,
+              f"event {rid} redelivered with another position or value")
+    for confirmed, before in zip(confirmed_at_stop, pre_stop_ids):
+        before = set(before)
+        for rid, ident in first.items():
+            committed_before_checkpoint = lsn_to_int(ident[0]) < confirmed
+            # 2. Checkpoint safety: whatever the slot had confirmed was delivered.
+            if committed_before_checkpoint:
+                check(rid in before, f"event {rid} at {ident[0]} was confirmed "
+                      "before Kafka had it")
+    # 3. Bounded duplicates: only events at or after a stop's confirmed position.
+    dups = len(ids) - len(distinct)
+    counts = {}
+    for rid in ids:
+        counts[rid] = counts.get(rid, 0) + 1
+    for rid, c in counts.items():
+        if c > 1:
+            lsn = lsn_to_int(first[rid][0])
+            check(any(lsn >= conf for conf in confirmed_at_stop),
+                  f"event {rid} at {first[rid][0]} redelivered although confirmed")
+    # 4. Per-key order, except a replayed suffix.
+    check_per_key_order(ordered_by_partition(messages), allow_replay=True)
+    return len(rows), len(distinct), dups
 
 
 def ordered_by_partition(messages):

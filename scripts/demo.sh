@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# demo.sh -- the main job end to end on embedded defaults, from a fresh Debian 12
+# machine: installs what is missing, builds, starts a throwaway PostgreSQL and the
+# local Kafka-protocol broker, applies sql/, starts the relay, writes business rows
+# and outbox rows in the same transactions, and prints the events as they arrive in
+# Kafka -- topic, partition, key, headers and value.  Everything runs on loopback in
+# a temporary directory and is stopped and removed at the end.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+scripts/deps.sh
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build -j"$(nproc 2>/dev/null || echo 2)" >/dev/null
+
+TMP=$(mktemp -d /tmp/outbox-relay-demo.XXXXXX)
+chmod 755 "$TMP"
+PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+PGPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    as_pg "$PGBIN/pg_ctl" -D "$TMP/pg" stop -m fast >/dev/null 2>&1 || true
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+step "PostgreSQL 15 on 127.0.0.1:$PGPORT (wal_level = logical)"
+mkdir -p "$TMP/pg" && [ "$(id -u)" -eq 0 ] && chown postgres: "$TMP/pg"
+as_pg "$PGBIN/initdb" -D "$TMP/pg" -U postgres --auth=trust --no-sync --no-instructions >/dev/null
+cat >>"$TMP/pg/postgresql.conf" <<CONF
+listen_addresses = '127.0.0.1'
+port = $PGPORT
+unix_socket_directories = '$TMP/pg'
+wal_level = logical
+CONF
+as_pg "$PGBIN/pg_ctl" -D "$TMP/pg" -l "$TMP/pg/log" -w start >/dev/null
+PSQL=(psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PGPORT" -U postgres)
+"${PSQL[@]}" -d postgres -c "CREATE DATABASE app"
+for f in sql/*.sql; do echo "applying $f"; "${PSQL[@]}" -d app -f "$f"; done
+"${PSQL[@]}" -d app -c "CREATE TABLE IF NOT EXISTS orders (id bigint PRIMARY KEY, customer text, total numeric)"
+
+step "Kafka-protocol dev broker (librdkafka mock cluster, 3 brokers)"
+mkfifo "$TMP/broker.in"
+build/outbox-devbroker --brokers 3 --topic outbox.event.order:3 --topic outbox.event.customer:3 \
+    --bootstrap-file "$TMP/bootstrap" <"$TMP/broker.in" >"$TMP/broker.out" 2>&1 &
+pids+=($!)
+exec 3>"$TMP/broker.in"   # keep the broker's stdin open
+for _ in $(seq 100); do [ -s "$TMP/bootstrap" ] && break; sleep 0.1; done
+BROKERS=$(cat "$TMP/bootstrap")
+echo "bootstrap servers: $BROKERS"
+
+step "outbox-relay run -c config/demo.yaml"
+export DEMO_PG_DSN="host=127.0.0.1 port=$PGPORT dbname=app user=postgres"
+export DEMO_BROKERS="$BROKERS"
+build/outbox-relay --version
+build/outbox-relay check -c config/demo.yaml
+build/outbox-relay run -c config/demo.yaml > >(sed -u 's/^/  relay| /') 2>&1 &
+RELAY_PID=$!
+pids+=($RELAY_PID)
+for _ in $(seq 100); do
+    [ "$("${PSQL[@]}" -d app -Atc "SELECT active FROM pg_replication_slots WHERE slot_name = 'outbox_relay'")" = t ] && break
+    sleep 0.1
+done
+
+step "the application: business rows and outbox rows in one transaction each"
+"${PSQL[@]}" -d app <<'SQL'
+BEGIN;
+INSERT INTO orders VALUES (1001, 'alice', 42.50);
+INSERT INTO outbox (aggregatetype, aggregateid, type, payload)
+VALUES ('order', '1001', 'OrderCreated', '{"orderId": 1001, "customer": "alice", "total": 42.50}');
+COMMIT;
+BEGIN;
+INSERT INTO orders VALUES (1002, 'bob', 7.25);
+INSERT INTO outbox (aggregatetype, aggregateid, type, payload)
+VALUES ('order', '1002', 'OrderCreated', '{"orderId": 1002, "customer": "bob", "total": 7.25}'),
+       ('customer', 'bob', 'CustomerOrdered', '{"customer": "bob", "orders": 1}');
+COMMIT;
+BEGIN;
+UPDATE orders SET total = 50.00 WHERE id = 1001;
+INSERT INTO outbox (aggregatetype, aggregateid, type, payload)
+VALUES ('order', '1001', 'OrderTotalChanged', '{"orderId": 1001, "total": 50.00}');
+COMMIT;
+-- A rolled-back transaction publishes nothing.
+BEGIN;
+INSERT INTO outbox (aggregatetype, aggregateid, type, payload)
+VALUES ('order', '9999', 'OrderCreated', '{"never": "published"}');
+ROLLBACK;
+SQL
+echo "4 outbox rows committed in 3 transactions (and 1 rolled back)"
+
+step "events in Kafka (outbox-consume)"
+build/outbox-consume -b "$BROKERS" -t outbox.event.order -t outbox.event.customer \
+    --count 4 --timeout 30000 2>/dev/null | python3 -c '
+import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    print(f"{m[\"topic\"]} [partition {m[\"partition\"]}, offset {m[\"offset\"]}] key={m[\"key\"]}")
+    for k, v in m["headers"]:
+        print(f"    {k}: {v}")
+    print(f"    value: {m[\"value\"]}")
+'
+
+step "the slot's checkpoint after delivery"
+sleep 1
+"${PSQL[@]}" -d app -c "SELECT slot_name, active, confirmed_flush_lsn, pg_current_wal_lsn() FROM pg_replication_slots"
+step "SIGTERM: the relay flushes, confirms and exits"
+kill -TERM "$RELAY_PID"
+wait "$RELAY_PID" && echo "relay exited with status 0"
+echo "demo finished; stopping everything"

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# deps.sh -- install the Debian 12 packages outbox-relay needs to build, test and run
+# its demo.  Idempotent and quiet when everything is present; needs root (or sudo)
+# only when something is missing.  Used by the README's commands, CI and docker/.
+#
+#   scripts/deps.sh            build + test + demo dependencies
+#   scripts/deps.sh --runtime  only what the daemon needs at run time
+set -euo pipefail
+
+build_pkgs=(build-essential cmake pkg-config clang libpq-dev librdkafka-dev libyaml-dev
+            libcmocka-dev postgresql-15 postgresql-client-15 python3 ca-certificates)
+runtime_pkgs=(libpq5 librdkafka1 libyaml-0-2 ca-certificates)
+
+pkgs=("${build_pkgs[@]}")
+[ "${1:-}" = "--runtime" ] && pkgs=("${runtime_pkgs[@]}")
+
+missing=()
+for p in "${pkgs[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "installing: ${missing[*]}" >&2
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
