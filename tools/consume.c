@@ -222,13 +222,27 @@ static void buf_json_string(struct buf *b, const void *p, size_t n)
         buf_append(b, s + i - run, run);
         run = 0;
         switch (c) {
-        case '"': esc = "\\\""; break;
-        case '\\': esc = "\\\\"; break;
-        case '\b': esc = "\\b"; break;
-        case '\f': esc = "\\f"; break;
-        case '\n': esc = "\\n"; break;
-        case '\r': esc = "\\r"; break;
-        case '\t': esc = "\\t"; break;
+        case '"':
+            esc = "\\\"";
+            break;
+        case '\\':
+            esc = "\\\\";
+            break;
+        case '\b':
+            esc = "\\b";
+            break;
+        case '\f':
+            esc = "\\f";
+            break;
+        case '\n':
+            esc = "\\n";
+            break;
+        case '\r':
+            esc = "\\r";
+            break;
+        case '\t':
+            esc = "\\t";
+            break;
         default:
             /* Control character, or a byte outside valid UTF-8. */
             u[0] = '\\';
@@ -282,8 +296,8 @@ static void message_to_json(struct buf *b, const rd_kafka_message_t *m)
         const void *val;
         size_t size, idx;
 
-        for (idx = 0; rd_kafka_header_get_all(hdrs, idx, &name, &val, &size) ==
-                      RD_KAFKA_RESP_ERR_NO_ERROR;
+        for (idx = 0;
+             rd_kafka_header_get_all(hdrs, idx, &name, &val, &size) == RD_KAFKA_RESP_ERR_NO_ERROR;
              idx++) {
             if (idx > 0)
                 buf_puts(b, ",");
@@ -316,6 +330,7 @@ static bool write_all(int fd, const char *p, size_t n)
     return true;
 }
 
+/* Parse argv into o. Returns 0 to run, -1 after printing --help, or EXIT_USAGE. */
 static int option_parse(int argc, char **argv, struct options *o)
 {
     static const struct option longopts[] = {
@@ -362,8 +377,7 @@ static int option_parse(int argc, char **argv, struct options *o)
             break;
         case 'T':
             if (!parse_long(optarg, 0, INT_MAX, &o->timeout_ms)) {
-                fprintf(stderr, "outbox-consume: --timeout must be >= 0 ms, not \"%s\"\n",
-                        optarg);
+                fprintf(stderr, "outbox-consume: --timeout must be >= 0 ms, not \"%s\"\n", optarg);
                 return EXIT_USAGE;
             }
             break;
@@ -383,19 +397,20 @@ static int option_parse(int argc, char **argv, struct options *o)
             break;
         case 'h':
             usage(stdout);
-            exit(0);
+            return -1;
         default:
-            usage(stderr);
+            fprintf(stderr, "try \"outbox-consume --help\"\n");
             return EXIT_USAGE;
         }
     }
     if (optind != argc) {
         fprintf(stderr, "outbox-consume: unexpected argument \"%s\"\n", argv[optind]);
+        fprintf(stderr, "try \"outbox-consume --help\"\n");
         return EXIT_USAGE;
     }
     if (o->brokers == NULL || o->topic_cnt == 0) {
         fprintf(stderr, "outbox-consume: -b BROKERS and at least one -t TOPIC are required\n");
-        usage(stderr);
+        fprintf(stderr, "try \"outbox-consume --help\"\n");
         return EXIT_USAGE;
     }
     return 0;
@@ -458,8 +473,7 @@ static int topics_assign(rd_kafka_t *rk, const struct options *o, bool *assigned
     err = rd_kafka_metadata(rk, 1, NULL, &md, timeout_ms);
     if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
         if (o->verbose)
-            fprintf(stderr, "outbox-consume: metadata request failed: %s\n",
-                    rd_kafka_err2str(err));
+            fprintf(stderr, "outbox-consume: metadata request failed: %s\n", rd_kafka_err2str(err));
         for (i = 0; i < o->topic_cnt; i++)
             missing += !assigned[i];
         return missing;
@@ -483,9 +497,12 @@ static int topics_assign(rd_kafka_t *rk, const struct options *o, bool *assigned
             missing++;
             continue;
         }
-        for (p = 0; p < mt->partition_cnt; p++)
-            rd_kafka_topic_partition_list_add(parts, o->topics[i], mt->partitions[p].id)
-                ->offset = o->start_offset;
+        for (p = 0; p < mt->partition_cnt; p++) {
+            rd_kafka_topic_partition_t *tp;
+
+            tp = rd_kafka_topic_partition_list_add(parts, o->topics[i], mt->partitions[p].id);
+            tp->offset = o->start_offset;
+        }
         assigned[i] = true;
         if (o->verbose)
             fprintf(stderr, "outbox-consume: assigned \"%s\" (%d partitions)\n", o->topics[i],
@@ -543,8 +560,11 @@ int main(int argc, char **argv)
         goto out;
     }
     rc = option_parse(argc, argv, &o);
-    if (rc != 0)
+    if (rc != 0) {
+        if (rc < 0) /* --help */
+            rc = 0;
         goto out;
+    }
     missing = o.topic_cnt;
     /* The same topic twice would be assigned twice; the second one is already satisfied. */
     for (int i = 1; i < o.topic_cnt; i++) {
@@ -559,8 +579,7 @@ int main(int argc, char **argv)
     if (o.outfile != NULL) {
         out_fd = open(o.outfile, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
         if (out_fd < 0) {
-            fprintf(stderr, "outbox-consume: cannot open \"%s\": %s\n", o.outfile,
-                    strerror(errno));
+            fprintf(stderr, "outbox-consume: cannot open \"%s\": %s\n", o.outfile, strerror(errno));
             out_fd = STDOUT_FILENO;
             rc = EXIT_RUNTIME;
             goto out;
@@ -614,8 +633,7 @@ int main(int argc, char **argv)
                 fprintf(stderr, "outbox-consume: consumer error on \"%s\" [%" PRId32 "]: %s\n",
                         rd_kafka_topic_name(m->rkt), m->partition, rd_kafka_message_errstr(m));
             else
-                fprintf(stderr, "outbox-consume: consumer error: %s\n",
-                        rd_kafka_message_errstr(m));
+                fprintf(stderr, "outbox-consume: consumer error: %s\n", rd_kafka_message_errstr(m));
             rd_kafka_message_destroy(m);
             continue;
         }

@@ -46,7 +46,7 @@
 static volatile sig_atomic_t stop_requested;
 
 struct topic_spec {
-    const char *name;
+    char *name;
     int partitions;  /* 0: use --default-partitions */
     int replication; /* 0: use min(3, brokers) */
 };
@@ -71,8 +71,9 @@ static void usage(FILE *out)
             "usage: outbox-devbroker [--brokers N] [--topic NAME[:PARTITIONS[:REPLICATION]]]...\n"
             "                        [--bootstrap-file PATH] [--default-partitions N] [--verbose]\n"
             "\n"
-            "Starts a librdkafka mock Kafka cluster on 127.0.0.1, prints its bootstrap list as the\n"
-            "first line of stdout, then reads control commands from stdin (see docs/devbroker.md):\n"
+            "Starts a librdkafka mock Kafka cluster on 127.0.0.1, prints its bootstrap list as\n"
+            "the first line of stdout, then reads control commands from stdin\n"
+            "(see docs/devbroker.md):\n"
             "  down ID | up ID | rtt ID MS | topic NAME [PARTITIONS [REPLICATION]]\n"
             "  leader TOPIC PARTITION ID | error API COUNT ERR | clear API\n"
             "  topic-error NAME ERR | bootstrap | help | quit\n");
@@ -111,11 +112,21 @@ static const struct {
     const char *name;
     int16_t key;
 } api_names[] = {
-    {"Produce", 0},       {"Fetch", 1},           {"ListOffsets", 2},
-    {"Metadata", 3},      {"OffsetCommit", 8},    {"OffsetFetch", 9},
-    {"FindCoordinator", 10}, {"JoinGroup", 11},   {"Heartbeat", 12},
-    {"SyncGroup", 14},    {"ApiVersions", 18},    {"InitProducerId", 22},
-    {"AddPartitionsToTxn", 24}, {"AddOffsetsToTxn", 25}, {"EndTxn", 26},
+    {"Produce", 0},
+    {"Fetch", 1},
+    {"ListOffsets", 2},
+    {"Metadata", 3},
+    {"OffsetCommit", 8},
+    {"OffsetFetch", 9},
+    {"FindCoordinator", 10},
+    {"JoinGroup", 11},
+    {"Heartbeat", 12},
+    {"SyncGroup", 14},
+    {"ApiVersions", 18},
+    {"InitProducerId", 22},
+    {"AddPartitionsToTxn", 24},
+    {"AddOffsetsToTxn", 25},
+    {"EndTxn", 26},
     {"TxnOffsetCommit", 28},
 };
 
@@ -224,35 +235,51 @@ static bool topic_create(struct devbroker *db, const char *name, int partitions,
     return true;
 }
 
-/* Parse --topic NAME[:PARTITIONS[:REPLICATION]] in place (the colons are overwritten). */
-static bool topic_spec_parse(char *arg, struct topic_spec *spec)
+/*
+ * Parse --topic NAME[:PARTITIONS[:REPLICATION]]. The name is copied (argv stays intact, so ps
+ * shows the command line as typed); the caller frees spec->name.
+ */
+static bool topic_spec_parse(const char *arg, struct topic_spec *spec)
 {
-    char *p, *r;
+    const char *colon = strchr(arg, ':');
+    size_t name_len = colon != NULL ? (size_t)(colon - arg) : strlen(arg);
+    char num[32];
+    const char *r;
     long v;
 
-    spec->name = arg;
+    spec->name = NULL;
     spec->partitions = 0;
     spec->replication = 0;
-    p = strchr(arg, ':');
-    if (p != NULL) {
-        *p++ = '\0';
+    if (name_len == 0 || name_len > 249)
+        return false;
+    if (colon != NULL) {
+        const char *p = colon + 1;
+        size_t plen;
+
         r = strchr(p, ':');
+        plen = r != NULL ? (size_t)(r - p) : strlen(p);
+        if (plen >= sizeof(num))
+            return false;
+        memcpy(num, p, plen);
+        num[plen] = '\0';
+        if (!parse_int(num, 1, 100000, &v))
+            return false;
+        spec->partitions = (int)v;
         if (r != NULL) {
-            *r++ = '\0';
-            if (!parse_int(r, 1, INT16_MAX, &v))
+            if (!parse_int(r + 1, 1, INT16_MAX, &v))
                 return false;
             spec->replication = (int)v;
         }
-        if (!parse_int(p, 1, 100000, &v))
-            return false;
-        spec->partitions = (int)v;
     }
-    return *spec->name != '\0' && strlen(spec->name) <= 249;
+    spec->name = strndup(arg, name_len);
+    return spec->name != NULL;
 }
 
 /* Reply to the controller: one line, flushed at once. Write errors are ignored on purpose:
  * a broker started as `outbox-devbroker >/dev/null &` or whose harness went away keeps
  * serving its clients. */
+static void reply(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 static void reply(const char *fmt, ...)
 {
     va_list ap;
@@ -294,15 +321,17 @@ static void command_run(struct devbroker *db, char *line)
     int api;
     rd_kafka_resp_err_t err, kerr;
 
-    n = split_words(line, w, 5);
-    if (n == 0 || (n > 0 && w[0][0] == '#'))
+    line += strspn(line, " \t\r");
+    if (*line == '\0' || *line == '#')
         return;
-    if (n < 0) {
-        reply("error: too many arguments");
+    n = split_words(line, w, 5);
+    if (n <= 0) {
+        if (n < 0)
+            reply("error: too many arguments");
         return;
     }
 
-    if (strcmp(w[0], "quit") == 0 || strcmp(w[0], "exit") == 0) {
+    if (strcmp(w[0], "quit") == 0) {
         if (n != 1) {
             reply("error: usage: quit");
             return;
@@ -351,8 +380,7 @@ static void command_run(struct devbroker *db, char *line)
     } else if (strcmp(w[0], "leader") == 0) {
         /* Leader change is the one fault "down" cannot simulate: the mock never moves
          * leadership by itself. -1 makes the partition leader-less. */
-        if (n != 4 || !parse_int(w[2], 0, INT32_MAX, &v) ||
-            !broker_id_parse(db, w[3], &id)) {
+        if (n != 4 || !parse_int(w[2], 0, INT32_MAX, &v) || !broker_id_parse(db, w[3], &id)) {
             reply("error: usage: leader TOPIC PARTITION BROKER_ID");
             return;
         }
@@ -525,6 +553,7 @@ int main(int argc, char **argv)
     struct topic_spec *topics = NULL;
     int topic_cnt = 0;
     const char *bootstrap_path = NULL;
+    bool bootstrap_written = false;
     bool verbose = false;
     rd_kafka_conf_t *conf = NULL;
     char errstr[512];
@@ -575,8 +604,8 @@ int main(int argc, char **argv)
             break;
         case 'h':
             usage(stdout);
-            free(topics);
-            return 0;
+            rc = 0;
+            goto out;
         default:
             goto usage_error;
         }
@@ -628,22 +657,24 @@ int main(int argc, char **argv)
     }
 
     for (i = 0; i < topic_cnt; i++) {
-        if (!topic_create(&db, topics[i].name, topics[i].partitions, topics[i].replication,
-                          errstr, sizeof(errstr))) {
+        if (!topic_create(&db, topics[i].name, topics[i].partitions, topics[i].replication, errstr,
+                          sizeof(errstr))) {
             fprintf(stderr, "outbox-devbroker: %s\n", errstr);
             goto out;
         }
     }
 
-    /* Only now, with every topic in place, announce readiness: first the stdout line, then
-     * the file, so whichever a harness waits for means "ready". */
+    /* Only now, with every topic in place, announce readiness: first the file, then the
+     * stdout line, so whichever a harness waits for means "ready" and a failure to write the
+     * file is never preceded by a bootstrap line. */
     bootstraps = rd_kafka_mock_cluster_bootstraps(db.mc);
+    if (bootstrap_path != NULL) {
+        if (!bootstrap_file_write(bootstrap_path, bootstraps))
+            goto out;
+        bootstrap_written = true;
+    }
     printf("%s\n", bootstraps);
     fflush(stdout);
-    if (bootstrap_path != NULL && !bootstrap_file_write(bootstrap_path, bootstraps)) {
-        bootstrap_path = NULL;
-        goto out;
-    }
     if (verbose)
         fprintf(stderr, "outbox-devbroker: %d broker(s) at %s\n", db.broker_cnt, bootstraps);
 
@@ -652,17 +683,19 @@ int main(int argc, char **argv)
 
 out:
     /* The bootstrap file names ports that die with us; do not leave it behind. */
-    if (bootstrap_path != NULL && rc == 0)
+    if (bootstrap_written)
         unlink(bootstrap_path);
     if (db.mc != NULL)
         rd_kafka_mock_cluster_destroy(db.mc);
     if (db.rk != NULL)
         rd_kafka_destroy(db.rk);
+    for (i = 0; i < topic_cnt; i++)
+        free(topics[i].name);
     free(topics);
     return rc;
 
 usage_error:
-    usage(stderr);
-    free(topics);
-    return EXIT_USAGE;
+    fprintf(stderr, "try \"outbox-devbroker --help\"\n");
+    rc = EXIT_USAGE;
+    goto out;
 }
