@@ -20,8 +20,11 @@ PGPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); 
 as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 pids=()
 cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
+    # Newest first: the relay stops before the broker and PostgreSQL it talks to.
+    for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
+        kill "${pids[i]}" 2>/dev/null || true
+        wait "${pids[i]}" 2>/dev/null || true
+    done
     as_pg "$PGBIN/pg_ctl" -D "$TMP/pg" stop -m fast >/dev/null 2>&1 || true
     rm -rf "$TMP"
 }
@@ -94,16 +97,18 @@ SQL
 echo "4 outbox rows committed in 3 transactions (and 1 rolled back)"
 
 step "events in Kafka (outbox-consume)"
-build/outbox-consume -b "$BROKERS" -t outbox.event.order -t outbox.event.customer \
-    --count 4 --timeout 30000 2>/dev/null | python3 -c '
+PRETTY=$(cat <<'PY'
 import json, sys
 for line in sys.stdin:
     m = json.loads(line)
-    print(f"{m[\"topic\"]} [partition {m[\"partition\"]}, offset {m[\"offset\"]}] key={m[\"key\"]}")
+    print(f"{m['topic']} [partition {m['partition']}, offset {m['offset']}] key={m['key']}")
     for k, v in m["headers"]:
         print(f"    {k}: {v}")
-    print(f"    value: {m[\"value\"]}")
-'
+    print(f"    value: {m['value']}")
+PY
+)
+build/outbox-consume -b "$BROKERS" -t outbox.event.order -t outbox.event.customer \
+    --count 4 --timeout 30000 2>/dev/null | python3 -c "$PRETTY"
 
 step "the slot's checkpoint after delivery"
 sleep 1
