@@ -306,6 +306,7 @@ static void handle_message(struct relay *r, const char *data, size_t len)
     }
 }
 
+/* kafka.max_inflight_events reached: stop reading WAL until acknowledgements arrive. */
 static bool backpressured(const struct relay *r)
 {
     return ckpt_inflight_events(r->ckpt) >= (uint64_t)r->cfg->kafka.max_inflight_events;
@@ -342,6 +343,22 @@ static void read_stream(struct relay *r)
     }
 }
 
+/* Back-pressured, the relay reads no keepalive requests: it answers in advance. */
+#define STATUS_BACKPRESSURE_MS 1000
+
+/*
+ * How long the relay may stay silent.  While back-pressured it cannot see the
+ * walsender's keepalive requests (they sit behind unread data), so it reports at
+ * least every second, which keeps any wal_sender_timeout of 2 s or more from
+ * tripping.
+ */
+static int64_t status_period(const struct relay *r)
+{
+    int64_t p = r->cfg->postgres.status_interval_ms;
+
+    return backpressured(r) && p > STATUS_BACKPRESSURE_MS ? STATUS_BACKPRESSURE_MS : p;
+}
+
 static void send_status(struct relay *r, bool force)
 {
     lsn_t flush = ckpt_confirmed(r->ckpt);
@@ -352,7 +369,7 @@ static void send_status(struct relay *r, bool force)
         return;
     if (!force && !r->reply_due &&
         !(flush != r->sent_flush && now - r->last_status_ms >= STATUS_MIN_INTERVAL_MS) &&
-        now - r->last_status_ms < r->cfg->postgres.status_interval_ms)
+        now - r->last_status_ms < status_period(r))
         return;
     if (repl_send_status(r->conn, r->received > flush ? r->received : flush, flush, false, err,
                          sizeof(err)) < 0) {
@@ -391,7 +408,7 @@ static int poll_timeout(const struct relay *r)
     if (!r->conn) {
         t = r->retry_at_ms - now;
     } else {
-        int64_t due = r->last_status_ms + r->cfg->postgres.status_interval_ms - now;
+        int64_t due = r->last_status_ms + status_period(r) - now;
 
         if (due < t)
             t = due;

@@ -323,9 +323,12 @@ class Relay:
             return f.read()
 
 
-def relay_config(pg, broker, topic="outbox.event.{aggregatetype}", extra=""):
+def relay_config(pg, broker, topic="outbox.event.{aggregatetype}", extra="", kafka_props="",
+                 user="outbox_relay"):
+    """A configuration for the test servers.  The relay connects as the least-privilege
+    role from sql/003_relay_role.sql, not as a superuser."""
     return f"""postgres:
-  dsn: "{pg.dsn()}"
+  dsn: "{pg.dsn(user=user)}"
   slot: outbox_relay
   publication: outbox_relay
   status_interval: 1s
@@ -337,7 +340,7 @@ kafka:
   topic: "{topic}"
   properties:
     linger.ms: 5
-{extra}"""
+{kafka_props}{extra}"""
 
 
 def insert_sql(first, ntx, per_tx, nkeys=50, aggregatetype="order"):
@@ -449,8 +452,10 @@ def ordered_by_partition(messages):
 class Env:
     """Temporary directory, PostgreSQL, broker; torn down in reverse order."""
 
-    def __init__(self, args, topics=("outbox.event.order:4",)):
+    def __init__(self, args, topics=("outbox.event.order:4",), pg_conf="", brokers=1):
         self.args = args
+        self.pg_conf = pg_conf
+        self.nbrokers = brokers
         self.tmp = tempfile.mkdtemp(prefix="outbox-relay-it-")
         os.chmod(self.tmp, 0o755)
         self.pg = None
@@ -461,9 +466,11 @@ class Env:
 
     def __enter__(self):
         self.pg = PgServer(self.tmp)
-        self.pg.start()
+        self.pg.start(self.pg_conf)
+        # Twice: every script in sql/ must be idempotent.
         self.pg.apply_sql_dir()
-        self.broker = Broker(self.args.build_dir, self.tmp, self.topics)
+        self.pg.apply_sql_dir()
+        self.broker = Broker(self.args.build_dir, self.tmp, self.topics, self.nbrokers)
         return self
 
     def relay(self, config_text=None, name="relay"):
@@ -503,12 +510,12 @@ class Env:
             sys.stdout.writelines(lines[-40:])
 
 
-def main(test):
+def main(test, **env_options):
     """Run test(env) and print a closing line ctest-style runners understand."""
     args = parse_args()
     t0 = time.time()
     try:
-        with Env(args) as env:
+        with Env(args, **env_options) as env:
             test(env)
     except TestFailure as e:
         print(f"FAIL: {e}")
