@@ -204,3 +204,9 @@ void ckpt_reset(ckpt_tracker *t)
     t->inflight_events = 0;
     t->failed = false;
 }
+
+void ckpt_restart(ckpt_tracker *t, lsn_t confirmed)
+{
+    ckpt_reset(t);
+    t->confirmed = confirmed;
+}

@@ -95,4 +95,11 @@ size_t ckpt_inflight_txns(const ckpt_tracker *t);
  */
 void ckpt_reset(ckpt_tracker *t);
 
+/*
+ * Like ckpt_reset(), and also set the confirmed position to confirmed, even if that
+ * is lower.  Only for a changed server history (failover to another timeline,
+ * restore), where positions of the old history mean nothing.
+ */
+void ckpt_restart(ckpt_tracker *t, lsn_t confirmed);
+
 #endif /* RELAY_CHECKPOINT_H */

@@ -6,7 +6,8 @@
  *   outbox-relay --version        print the version
  *
  * This is the only file that may exit().  Signal handlers do nothing but write a byte
- * to the stop pipe that the relay's poll() loop watches.
+ * to the stop pipe that the relay's poll() loop watches: SIGTERM and SIGINT stop
+ * cleanly (a second one stops waiting for Kafka); SIGHUP is ignored.
  *
  * Exit codes: 0 clean stop, 1 permanent runtime error, 2 bad usage or configuration.
  */
@@ -24,6 +25,7 @@
 #include "config.h"
 #include "log.h"
 #include "relay.h"
+#include "sink.h"
 
 #define EXIT_RUNTIME 1
 #define EXIT_USAGE 2
@@ -58,6 +60,8 @@ static int setup_signals(void)
     if (sigaction(SIGTERM, &sa, NULL) < 0 || sigaction(SIGINT, &sa, NULL) < 0)
         return -1;
     signal(SIGPIPE, SIG_IGN);
+    /* No configuration reload yet: a stray SIGHUP must not kill an unflushed relay. */
+    signal(SIGHUP, SIG_IGN);
     return 0;
 }
 
@@ -119,6 +123,11 @@ int main(int argc, char **argv)
     cfg = relay_config_load(path, errstr, sizeof(errstr));
     if (!cfg) {
         fprintf(stderr, "%s\n", errstr);
+        return EXIT_USAGE;
+    }
+    if (sink_kafka_check(cfg, errstr, sizeof(errstr)) < 0) {
+        fprintf(stderr, "%s: %s\n", path, errstr);
+        relay_config_free(cfg);
         return EXIT_USAGE;
     }
     if (strcmp(cmd, "check") == 0) {

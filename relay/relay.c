@@ -6,19 +6,23 @@
  * pipe written by signal handlers.  Each turn of the loop:
  *
  *   1. serves delivery reports -> the checkpoint tracker learns what is acknowledged;
- *   2. unless back-pressured, drains every complete CopyData frame libpq holds:
+ *   2. while reading, drains every complete CopyData frame libpq holds:
  *      pgoutput message -> event -> rendered message -> sink, transaction
  *      boundaries -> tracker;
  *   3. sends a standby status update when the confirmed position moved, when the
- *      server asked for one, or when postgres.status_interval passed.
+ *      server asked for one, or when the status period passed.
  *
- * Back-pressure (kafka.max_inflight_events reached) stops step 2 only: reports keep
- * being served and status updates keep flowing, so wal_sender_timeout never trips.
+ * Back-pressure (kafka.max_inflight_events unacknowledged) stops reading: the
+ * socket is not even polled for input, so TCP pushes back on the walsender and the
+ * backlog stays in PostgreSQL, not in our memory.  Reports keep being served and
+ * status updates go out every second, which keeps wal_sender_timeout from tripping
+ * although the walsender's keepalive requests sit unread behind the data.
  *
- * Failures never guess.  A lost connection, a failed delivery or a fatal producer
- * error tears the pipeline down to the confirmed position and replays from the slot;
- * a bad row or a permanently undeliverable event stops the relay with a message
- * naming the row, without confirming past it.
+ * Failures never guess.  A lost connection drains what is in flight and reconnects
+ * from the checkpoint; a failed delivery or a fatal producer error tears the
+ * pipeline down to the checkpoint and replays from the slot; a bad row or a
+ * permanently undeliverable event stops the relay with a message naming the row,
+ * without confirming past it.
  */
 #include "relay.h"
 
@@ -41,6 +45,8 @@
 
 /* Send a status update this soon after the confirmed position moves, not sooner. */
 #define STATUS_MIN_INTERVAL_MS 100
+/* Back-pressured, the relay reads no keepalive requests: it answers in advance. */
+#define STATUS_BACKPRESSURE_MS 1000
 /* First reconnection delay; doubles up to postgres.retry_interval. */
 #define RETRY_MIN_MS 100
 /* How long a graceful close may wait for the server's answer. */
@@ -59,25 +65,26 @@ struct relay {
     formatter *fmt;
 
     repl_conn *conn;
-    struct repl_info info;
-    int64_t retry_at_ms;   /* when to try connecting again */
+    struct repl_info info;   /* of the current (or last) connection */
+    bool have_info;
+    int64_t retry_at_ms;     /* when to try connecting again */
     int64_t retry_delay_ms;
-    bool rebuild;          /* a delivery failed: replay from the confirmed position */
+    bool rebuild;            /* a delivery failed: replay from the confirmed position */
 
     /* The transaction being received. */
     bool in_txn;
     uint64_t txn_seq;
     struct event_pos pos;
 
-    lsn_t received;        /* highest WAL position received: the "write" we report */
-    lsn_t sent_flush;      /* the flush position last reported */
+    lsn_t received;          /* highest WAL position received: the "write" we report */
+    lsn_t sent_flush;        /* the flush position last reported */
     int64_t last_status_ms;
-    bool reply_due;        /* the server asked for a status update */
+    bool reply_due;          /* the server asked for a status update */
 
     uint64_t produced;
     uint64_t delivered;
 
-    int fatal;             /* a permanent error: stop */
+    int fatal;               /* a permanent error: stop */
     char errstr[1024];
 };
 
@@ -104,6 +111,14 @@ static void set_fatal(struct relay *r, const char *fmt, ...)
     va_end(ap);
 }
 
+/* Ask for a rebuild (replay from the checkpoint), saying why once. */
+static void request_rebuild(struct relay *r, const char *why)
+{
+    if (!r->rebuild)
+        log_warn("%s; replaying from " LSN_FMT, why, LSN_ARGS(ckpt_confirmed(r->ckpt)));
+    r->rebuild = true;
+}
+
 /* Delivery report from the sink, on our thread, inside sink_poll()/sink_flush(). */
 static void on_report(void *opaque, uint64_t txn_seq, enum sink_outcome outcome,
                       const char *topic, const char *id, const char *err)
@@ -119,27 +134,46 @@ static void on_report(void *opaque, uint64_t txn_seq, enum sink_outcome outcome,
     if (ckpt_fail(r->ckpt, txn_seq) == -ENOENT)
         return; /* a report from a pipeline already discarded */
     if (outcome == SINK_FAILED_PERMANENT) {
-        snprintf(msg, sizeof(msg),
-                 "event \"%s\" cannot be delivered to topic \"%s\": %s; stopping without "
-                 "confirming past it (no dead-letter topic is configured)",
-                 id, topic, err);
-        set_fatal(r, "%s", msg);
+        set_fatal(r,
+                  "event \"%s\" cannot be delivered to topic \"%s\": %s; stopping without "
+                  "confirming past it (no dead-letter topic is configured)",
+                  id, topic, err);
         return;
     }
-    if (!r->rebuild)
-        log_warn("delivery of event \"%s\" to topic \"%s\" failed: %s; replaying from " LSN_FMT,
-                 id, topic, err, LSN_ARGS(ckpt_confirmed(r->ckpt)));
-    r->rebuild = true;
+    snprintf(msg, sizeof(msg), "delivery of event \"%s\" to topic \"%s\" failed: %s", id,
+             topic, err);
+    request_rebuild(r, msg);
 }
 
-/* Forget the in-flight pipeline state; the next connection replays from the slot. */
-static void drop_connection(struct relay *r, bool graceful)
+/* kafka.max_inflight_events reached: stop reading WAL until acknowledgements arrive. */
+static bool backpressured(const struct relay *r)
 {
-    repl_close(r->conn, graceful, CLOSE_TIMEOUT_MS);
+    int64_t limit = r->cfg->kafka.max_inflight_events;
+
+    return ckpt_inflight_events(r->ckpt) >= (uint64_t)limit ||
+           sink_outstanding(r->sink) >= limit;
+}
+
+/* Whether the loop takes frames from PostgreSQL now. */
+static bool reading(const struct relay *r)
+{
+    return r->conn && !r->fatal && !r->rebuild && !sink_fatal(r->sink) && !backpressured(r) &&
+           !(r->stopping && !r->in_txn);
+}
+
+/*
+ * Close the connection and forget the in-flight pipeline state: the next connection
+ * starts from the checkpoint.  Returns what repl_close() says of a graceful close.
+ */
+static bool drop_connection(struct relay *r, bool graceful)
+{
+    bool ok = repl_close(r->conn, graceful, CLOSE_TIMEOUT_MS);
+
     r->conn = NULL;
     r->in_txn = false;
     (void)ckpt_confirmed(r->ckpt);
     ckpt_reset(r->ckpt);
+    return ok;
 }
 
 static void schedule_retry(struct relay *r)
@@ -156,24 +190,32 @@ static void schedule_retry(struct relay *r)
         r->retry_delay_ms = r->cfg->postgres.retry_interval_ms;
 }
 
-/* A transient source failure: log once, close, wait, reconnect. */
+/*
+ * A transient source failure: let what is in flight be acknowledged (so the replay
+ * starts as late as possible), close, and reconnect after a pause.  Whatever Kafka
+ * does not acknowledge within kafka.shutdown_timeout is purged, so the replay cannot
+ * pile new messages on top of old ones.
+ */
 static void source_lost(struct relay *r, const char *why)
 {
-    log_warn("%s; reconnecting from " LSN_FMT, why, LSN_ARGS(ckpt_confirmed(r->ckpt)));
-    /*
-     * Let what is in flight be acknowledged first, so that the replay starts as late
-     * as possible (fewer duplicates).
-     */
-    sink_flush(r->sink, (int)r->cfg->kafka.shutdown_timeout_ms);
+    char err[512];
+
+    log_warn("%s; reconnecting", why);
+    if (sink_flush(r->sink, (int)r->cfg->kafka.shutdown_timeout_ms) > 0 &&
+        sink_reset(r->sink, err, sizeof(err)) < 0)
+        set_fatal(r, "%s", err);
     drop_connection(r, false);
-    schedule_retry(r);
+    log_info("will replay from " LSN_FMT, LSN_ARGS(ckpt_confirmed(r->ckpt)));
+    if (!r->stopping)
+        schedule_retry(r);
 }
 
 static void try_connect(struct relay *r)
 {
     char err[1024];
-    lsn_t start = ckpt_confirmed(r->ckpt);
-    int rc = repl_open(r->cfg, start, &r->conn, &r->info, err, sizeof(err));
+    struct repl_info info;
+    int rc = repl_open(r->cfg, ckpt_confirmed(r->ckpt), r->have_info ? &r->info : NULL,
+                       &r->conn, &info, err, sizeof(err));
 
     if (rc == -EPERM) {
         set_fatal(r, "%s", err);
@@ -184,11 +226,13 @@ static void try_connect(struct relay *r)
         schedule_retry(r);
         return;
     }
+    r->info = info;
+    r->have_info = true;
     if (!r->fmt) {
         char source[256];
 
         /* CloudEvents "source": which database and table the event came from. */
-        snprintf(source, sizeof(source), "/%s/%s.%s", r->info.dbname, r->cfg->outbox.schema,
+        snprintf(source, sizeof(source), "/%s/%s.%s", info.dbname, r->cfg->outbox.schema,
                  r->cfg->outbox.table);
         r->fmt = formatter_new(r->cfg->kafka.topic, source, err, sizeof(err));
         if (!r->fmt) {
@@ -198,30 +242,33 @@ static void try_connect(struct relay *r)
         }
     }
     r->retry_delay_ms = RETRY_MIN_MS;
-    /* The server has nothing for us before the start position: the ring is empty. */
-    ckpt_keepalive(r->ckpt, r->info.start_lsn);
-    r->received = r->info.start_lsn;
-    r->sent_flush = r->info.slot_confirmed;
+    if (info.hint_ignored) {
+        /* Another server history: our old positions mean nothing there. */
+        ckpt_restart(r->ckpt, info.start_lsn);
+    } else {
+        /* The server has nothing for us before the start position: the ring is empty. */
+        ckpt_keepalive(r->ckpt, info.start_lsn);
+    }
+    r->received = info.start_lsn;
+    r->sent_flush = info.slot_confirmed;
     r->last_status_ms = 0;
     r->reply_due = false;
     log_info("streaming from slot \"%s\" at " LSN_FMT " (system %s, timeline %u, database "
              "\"%s\")",
-             r->cfg->postgres.slot, LSN_ARGS(r->info.start_lsn), r->info.system_id,
-             r->info.timeline, r->info.dbname);
+             r->cfg->postgres.slot, LSN_ARGS(info.start_lsn), info.system_id, info.timeline,
+             info.dbname);
 }
 
 /* Stop with a clear message naming the row: nothing is skipped silently. */
 static void bad_row(struct relay *r, const struct event *ev, const char *why)
 {
-    char msg[1024];
     int idlen = ev->id.p ? (int)(ev->id.len < 64 ? ev->id.len : 64) : 6;
 
-    snprintf(msg, sizeof(msg),
-             "bad outbox row id \"%.*s\" in transaction %u at " LSN_FMT ": %s; stopping "
-             "without confirming past it",
-             idlen, ev->id.p ? ev->id.p : "(null)", r->pos.xid, LSN_ARGS(r->pos.commit_lsn),
-             why);
-    set_fatal(r, "%s", msg);
+    set_fatal(r,
+              "bad outbox row id \"%.*s\" in transaction %u at " LSN_FMT ": %s; stopping "
+              "without confirming past it",
+              idlen, ev->id.p ? ev->id.p : "(null)", r->pos.xid, LSN_ARGS(r->pos.commit_lsn),
+              why);
 }
 
 static void handle_insert(struct relay *r, const struct pgo_insert *ins)
@@ -233,13 +280,15 @@ static void handle_insert(struct relay *r, const struct pgo_insert *ins)
     int rc;
 
     if (!rel) {
-        set_fatal(r, "%s", "protocol error: insert for a relation never described");
+        set_fatal(r, "protocol error: insert for relation %u, never described, at " LSN_FMT,
+                  ins->relid, LSN_ARGS(r->pos.commit_lsn));
         return;
     }
     if (!rel->is_outbox)
         return; /* another table in a shared publication: not ours */
     if (!r->in_txn) {
-        set_fatal(r, "%s", "protocol error: insert outside a transaction");
+        set_fatal(r, "protocol error: insert outside a transaction after " LSN_FMT,
+                  LSN_ARGS(r->received));
         return;
     }
     if (event_from_outbox_row(rel, &ins->newtuple, &r->pos, &ev, err, sizeof(err)) < 0 ||
@@ -247,13 +296,14 @@ static void handle_insert(struct relay *r, const struct pgo_insert *ins)
         bad_row(r, &ev, err);
         return;
     }
-    while ((rc = sink_produce(r->sink, &msg, r->txn_seq, err, sizeof(err))) == -EAGAIN) {
-        /* librdkafka's queue is full despite our limit: let deliveries drain it. */
-        sink_poll(r->sink);
-        usleep(1000);
+    rc = sink_produce(r->sink, &msg, r->txn_seq, err, sizeof(err));
+    if (rc == -EMSGSIZE) {
+        bad_row(r, &ev, err);
+        return;
     }
     if (rc < 0) {
-        bad_row(r, &ev, err);
+        /* Queue full or a producer in trouble: never spin, never skip -- replay. */
+        request_rebuild(r, err);
         return;
     }
     ckpt_add_event(r->ckpt);
@@ -266,15 +316,20 @@ static void handle_message(struct relay *r, const char *data, size_t len)
 {
     struct pgo_msg m;
     char err[512];
+    int rc;
 
     if (pgo_decode(r->dec, data, len, false, &m, err, sizeof(err)) < 0) {
-        set_fatal(r, "cannot decode pgoutput message: %s", err);
+        set_fatal(r, "cannot decode pgoutput message after " LSN_FMT ": %s",
+                  LSN_ARGS(r->received), err);
         return;
     }
     switch (m.kind) {
     case PGO_BEGIN:
-        if (ckpt_begin(r->ckpt, &r->txn_seq) < 0) {
-            set_fatal(r, "%s", "protocol error: begin inside a transaction");
+        if ((rc = ckpt_begin(r->ckpt, &r->txn_seq)) < 0) {
+            set_fatal(r, "%s at " LSN_FMT,
+                      rc == -ENOMEM ? "out of memory" : "protocol error: begin inside a "
+                                                        "transaction",
+                      LSN_ARGS(m.u.begin.final_lsn));
             return;
         }
         r->in_txn = true;
@@ -285,7 +340,8 @@ static void handle_message(struct relay *r, const char *data, size_t len)
         break;
     case PGO_COMMIT:
         if (ckpt_commit(r->ckpt, m.u.commit.end_lsn) < 0) {
-            set_fatal(r, "%s", "protocol error: commit outside a transaction");
+            set_fatal(r, "protocol error: commit outside a transaction at " LSN_FMT,
+                      LSN_ARGS(m.u.commit.commit_lsn));
             return;
         }
         r->in_txn = false;
@@ -299,31 +355,30 @@ static void handle_message(struct relay *r, const char *data, size_t len)
         break;
     default:
         /*
-         * Type, Origin, Update, Delete, Truncate and non-outbox messages carry nothing
-         * for the outbox: the publication publishes inserts only.
+         * Type, Origin, Update, Delete and Truncate carry nothing for the outbox (the
+         * publication publishes inserts only); logical decoding messages are requested
+         * for the table-less outbox, which reads them in a later version.
          */
         break;
     }
 }
 
-/* kafka.max_inflight_events reached: stop reading WAL until acknowledgements arrive. */
-static bool backpressured(const struct relay *r)
-{
-    return ckpt_inflight_events(r->ckpt) >= (uint64_t)r->cfg->kafka.max_inflight_events;
-}
-
-/* Drain every complete frame libpq has buffered, unless back-pressured. */
+/* Drain every complete frame libpq has buffered, while reading. */
 static void read_stream(struct relay *r)
 {
     struct wal_frame f;
     char err[512];
     int rc;
 
-    while (r->conn && !r->fatal && !r->rebuild && !backpressured(r) &&
-           !(r->stopping && !r->in_txn)) {
+    while (reading(r)) {
         rc = repl_read(r->conn, &f, err, sizeof(err));
         if (rc == 0)
             return;
+        if (rc == -EBADMSG) {
+            set_fatal(r, "bad replication frame after " LSN_FMT ": %s", LSN_ARGS(r->received),
+                      err);
+            return;
+        }
         if (rc < 0) {
             source_lost(r, err);
             return;
@@ -343,11 +398,8 @@ static void read_stream(struct relay *r)
     }
 }
 
-/* Back-pressured, the relay reads no keepalive requests: it answers in advance. */
-#define STATUS_BACKPRESSURE_MS 1000
-
 /*
- * How long the relay may stay silent.  While back-pressured it cannot see the
+ * How long the relay may stay silent.  While not reading it cannot see the
  * walsender's keepalive requests (they sit behind unread data), so it reports at
  * least every second, which keeps any wal_sender_timeout of 2 s or more from
  * tripping.
@@ -356,7 +408,7 @@ static int64_t status_period(const struct relay *r)
 {
     int64_t p = r->cfg->postgres.status_interval_ms;
 
-    return backpressured(r) && p > STATUS_BACKPRESSURE_MS ? STATUS_BACKPRESSURE_MS : p;
+    return !reading(r) && p > STATUS_BACKPRESSURE_MS ? STATUS_BACKPRESSURE_MS : p;
 }
 
 static void send_status(struct relay *r, bool force)
@@ -392,13 +444,32 @@ static void rebuild(struct relay *r)
     log_warn("rebuilding the pipeline: replaying from " LSN_FMT,
              LSN_ARGS(ckpt_confirmed(r->ckpt)));
     send_status(r, true);
-    drop_connection(r, false);
+    drop_connection(r, r->conn != NULL);
     if (sink_reset(r->sink, err, sizeof(err)) < 0) {
         set_fatal(r, "%s", err);
         return;
     }
     r->rebuild = false;
     r->retry_at_ms = 0;
+}
+
+/*
+ * Whether the loop is done.  A stop request first lets the transaction being
+ * received finish, then waits for Kafka to acknowledge everything in flight -- all
+ * within kafka.shutdown_timeout, and all while status updates keep flowing -- so
+ * that the final status update confirms everything and a restart replays nothing.
+ */
+static bool loop_done(const struct relay *r)
+{
+    if (r->fatal)
+        return true;
+    if (!r->stopping)
+        return false;
+    if (!r->conn || now_ms() >= r->stop_deadline_ms)
+        return true;
+    if (r->in_txn)
+        return false;
+    return sink_outstanding(r->sink) == 0;
 }
 
 static int poll_timeout(const struct relay *r)
@@ -415,6 +486,8 @@ static int poll_timeout(const struct relay *r)
         if (ckpt_confirmed(r->ckpt) != r->sent_flush && t > STATUS_MIN_INTERVAL_MS)
             t = STATUS_MIN_INTERVAL_MS;
     }
+    if (r->stopping && r->stop_deadline_ms - now < t)
+        t = r->stop_deadline_ms - now;
     if (t < 0)
         t = 0;
     if (t > 1000)
@@ -422,18 +495,22 @@ static int poll_timeout(const struct relay *r)
     return (int)t;
 }
 
-/*
- * Whether the loop is done.  A stop request lets the transaction being received
- * finish (within kafka.shutdown_timeout), so that its events are confirmed and a
- * restart after a clean stop replays nothing.
- */
-static bool loop_done(const struct relay *r)
+static void on_stop_request(struct relay *r)
 {
-    if (r->fatal)
-        return true;
-    if (!r->stopping)
-        return false;
-    return !r->conn || !r->in_txn || now_ms() >= r->stop_deadline_ms;
+    char buf[16];
+
+    while (read(r->stop_fd, buf, sizeof(buf)) > 0)
+        ;
+    if (r->stopping) {
+        /* A second signal: stop waiting for the transaction and for Kafka. */
+        log_warn("second stop request: not waiting any longer");
+        r->stop_deadline_ms = now_ms();
+        return;
+    }
+    r->stopping = true;
+    r->stop_deadline_ms = now_ms() + r->cfg->kafka.shutdown_timeout_ms;
+    log_info("stopping: finishing transaction %s, waiting for %d events to be acknowledged",
+             r->in_txn ? "in progress" : "(none)", sink_outstanding(r->sink));
 }
 
 static void loop(struct relay *r)
@@ -447,34 +524,26 @@ static void loop(struct relay *r)
             try_connect(r);
             continue;
         }
-        fds[0] = (struct pollfd){.fd = r->stop_fd, .events = r->stopping ? 0 : POLLIN};
+        fds[0] = (struct pollfd){.fd = r->stop_fd, .events = POLLIN};
         fds[1] = (struct pollfd){.fd = sink_fd(r->sink), .events = POLLIN};
         if (r->conn) {
-            fds[2] = (struct pollfd){.fd = repl_socket(r->conn), .events = POLLIN};
-            if (repl_want_write(r->conn))
-                fds[2].events |= POLLOUT;
+            /* Not reading: leave the data in the socket, so TCP pushes back. */
+            fds[2] = (struct pollfd){.fd = repl_socket(r->conn),
+                                     .events = (short)((reading(r) ? POLLIN : 0) |
+                                                       (repl_want_write(r->conn) ? POLLOUT : 0))};
             nfds = 3;
         }
         if (poll(fds, (nfds_t)nfds, poll_timeout(r)) < 0 && errno != EINTR) {
             set_fatal(r, "poll: %s", strerror(errno));
             break;
         }
-        if (fds[0].revents && !r->stopping) {
-            char buf[16];
-
-            while (read(r->stop_fd, buf, sizeof(buf)) > 0)
-                ;
-            r->stopping = true;
-            r->stop_deadline_ms = now_ms() + r->cfg->kafka.shutdown_timeout_ms;
-            if (r->in_txn)
-                log_info("stopping after the current transaction (%u)", r->pos.xid);
-            continue;
-        }
+        if (fds[0].revents)
+            on_stop_request(r);
         if (fds[1].revents)
             sink_drain_fd(r->sink);
         sink_poll(r->sink);
         if (sink_fatal(r->sink))
-            r->rebuild = true;
+            request_rebuild(r, "kafka producer failed");
         if (r->rebuild) {
             rebuild(r);
             continue;
@@ -496,17 +565,25 @@ static void loop(struct relay *r)
     }
 }
 
-/* Stop reading, flush what is in flight, confirm what was acknowledged, close. */
+/* Confirm what was acknowledged and close; after a permanent error, drain first. */
 static void shutdown_pipeline(struct relay *r)
 {
     int left;
 
-    left = sink_flush(r->sink, (int)r->cfg->kafka.shutdown_timeout_ms);
+    if (r->fatal)
+        sink_flush(r->sink, (int)r->cfg->kafka.shutdown_timeout_ms);
+    left = sink_outstanding(r->sink);
     if (left > 0)
         log_warn("%d events still unacknowledged at shutdown: they will be replayed", left);
     if (r->conn) {
+        lsn_t flush = ckpt_confirmed(r->ckpt);
+
         send_status(r, true);
-        drop_connection(r, r->conn != NULL);
+        if (!drop_connection(r, true))
+            log_warn("the server did not confirm the final status update: the slot may "
+                     "stay before " LSN_FMT " and a restart may replay events delivered "
+                     "after it",
+                     LSN_ARGS(flush));
     }
     log_info("stopped: %llu events produced, %llu delivered, confirmed " LSN_FMT,
              (unsigned long long)r->produced, (unsigned long long)r->delivered,

@@ -64,8 +64,10 @@ static int classify(const PGresult *res)
 
 /*
  * Run a query that must return tuples (or a command that must succeed when
- * want_tuples is false).  On failure returns the classified error with errstr set
- * to "what: message"; on success stores the result in *out.
+ * want_tuples is false).  On success stores the result in *out (the caller clears
+ * it).  On failure sets *out to NULL, errstr to "what: message", and returns
+ * -EEXIST for duplicate_object (42710: created concurrently), otherwise the
+ * classified error.
  */
 static int run(PGconn *conn, const char *sql, bool want_tuples, const char *what,
                PGresult **out, char *errstr, size_t errstr_size)
@@ -79,11 +81,15 @@ static int run(PGconn *conn, const char *sql, bool want_tuples, const char *what
         *out = res;
         return 0;
     }
+    *out = NULL;
     copy_pg_error(res ? PQresultErrorMessage(res) : PQerrorMessage(conn), msg, sizeof(msg));
     if (!msg[0])
         copy_pg_error(PQerrorMessage(conn), msg, sizeof(msg));
     snprintf(errstr, errstr_size, "%s: %s", what, msg);
-    err = PQstatus(conn) == CONNECTION_OK ? classify(res) : -EAGAIN;
+    if (strcmp(sqlstate(res), "42710") == 0)
+        err = -EEXIST;
+    else
+        err = PQstatus(conn) == CONNECTION_OK ? classify(res) : -EAGAIN;
     PQclear(res);
     return err;
 }
@@ -93,10 +99,9 @@ static int check_server(PGconn *conn, char *errstr, size_t errstr_size)
     PGresult *res;
     int err;
 
-    if (PQserverVersion(conn) < 100000) {
+    if (PQserverVersion(conn) < 130000) {
         snprintf(errstr, errstr_size,
-                 "server version %d is too old: logical replication with pgoutput needs "
-                 "PostgreSQL 10 or later",
+                 "server version %d is too old: outbox-relay needs PostgreSQL 13 or later",
                  PQserverVersion(conn));
         return -EPERM;
     }
@@ -117,9 +122,10 @@ static int check_server(PGconn *conn, char *errstr, size_t errstr_size)
 
 /*
  * Make sure the publication exists and publishes the outbox table's inserts.
- * Created when missing; an existing publication that lacks the table gets it added
- * (and the relay says so); one that does not publish inserts is an error, because
- * changing what an operator configured is not the relay's call.
+ * Created when missing.  An existing publication that lacks the table gets it added,
+ * with a warning.  One that does not publish inserts, or that publishes a
+ * partitioned outbox partition by partition, is an error: changing how a
+ * publication publishes is the operator's call.
  */
 static int ensure_publication(PGconn *conn, const struct relay_config *cfg, char *errstr,
                               size_t errstr_size)
@@ -134,6 +140,7 @@ static int ensure_publication(PGconn *conn, const struct relay_config *cfg, char
     char *rel_id = PQescapeIdentifier(conn, cfg->outbox.table, strlen(cfg->outbox.table));
     char sql[2048];
     PGresult *res = NULL;
+    bool partitioned;
     int err = -ENOMEM;
 
     if (!pub_lit || !pub_id || !nsp_lit || !rel_lit || !nsp_id || !rel_id) {
@@ -142,7 +149,7 @@ static int ensure_publication(PGconn *conn, const struct relay_config *cfg, char
     }
 
     snprintf(sql, sizeof(sql),
-             "SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n "
+             "SELECT c.relkind FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n "
              "ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s",
              nsp_lit, rel_lit);
     if ((err = run(conn, sql, true, "cannot look up the outbox table", &res, errstr,
@@ -156,10 +163,12 @@ static int ensure_publication(PGconn *conn, const struct relay_config *cfg, char
         err = -EPERM;
         goto out;
     }
+    partitioned = strcmp(PQgetvalue(res, 0, 0), "p") == 0;
     PQclear(res);
+    res = NULL;
 
     snprintf(sql, sizeof(sql),
-             "SELECT pubinsert, puballtables, EXISTS (SELECT 1 FROM "
+             "SELECT pubinsert, pubviaroot, EXISTS (SELECT 1 FROM "
              "pg_catalog.pg_publication_tables t WHERE t.pubname = p.pubname AND "
              "t.schemaname = %s AND t.tablename = %s) FROM pg_catalog.pg_publication p "
              "WHERE p.pubname = %s",
@@ -170,18 +179,32 @@ static int ensure_publication(PGconn *conn, const struct relay_config *cfg, char
     if (PQntuples(res) == 0) {
         PQclear(res);
         res = NULL;
+        /*
+         * publish_via_partition_root: a partitioned outbox's rows then arrive under
+         * the outbox's own name instead of each partition's.
+         */
         snprintf(sql, sizeof(sql),
-                 "CREATE PUBLICATION %s FOR TABLE %s.%s WITH (publish = 'insert')", pub_id,
-                 nsp_id, rel_id);
+                 "CREATE PUBLICATION %s FOR TABLE %s.%s WITH (publish = 'insert', "
+                 "publish_via_partition_root = true)",
+                 pub_id, nsp_id, rel_id);
         err = run(conn, sql, false, "cannot create the publication", &res, errstr,
                   errstr_size);
         if (err == 0) {
             log_info("created publication \"%s\" for table \"%s.%s\"",
                      cfg->postgres.publication, cfg->outbox.schema, cfg->outbox.table);
-        } else if (strstr(errstr, "already exists")) {
+        } else if (err == -EEXIST) {
             /* Another instance created it between our look-up and now. */
             err = 0;
         }
+        goto out;
+    }
+    if (partitioned && strcmp(PQgetvalue(res, 0, 1), "t") != 0) {
+        snprintf(errstr, errstr_size,
+                 "outbox table \"%s.%s\" is partitioned but publication \"%s\" publishes "
+                 "each partition under its own name: ALTER PUBLICATION %s SET "
+                 "(publish_via_partition_root = true)",
+                 cfg->outbox.schema, cfg->outbox.table, cfg->postgres.publication, pub_id);
+        err = -EPERM;
         goto out;
     }
     if (strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
@@ -200,8 +223,13 @@ static int ensure_publication(PGconn *conn, const struct relay_config *cfg, char
         if ((err = run(conn, sql, false, "cannot add the outbox table to the publication",
                        &res, errstr, errstr_size)) < 0)
             goto out;
-        log_info("added table \"%s.%s\" to publication \"%s\"", cfg->outbox.schema,
-                 cfg->outbox.table, cfg->postgres.publication);
+        /*
+         * Logical decoding reads the publication as of each change, so rows committed
+         * before this moment are not published: say so loudly.
+         */
+        log_warn("added table \"%s.%s\" to publication \"%s\": outbox rows committed "
+                 "before now were not published through it",
+                 cfg->outbox.schema, cfg->outbox.table, cfg->postgres.publication);
     }
     err = 0;
 
@@ -214,6 +242,31 @@ out:
     PQfreemem(nsp_id);
     PQfreemem(rel_id);
     return err;
+}
+
+/*
+ * A new slot streams only what commits after it exists.  Outbox rows already in the
+ * table are not published by it: say so, once, so that nobody mistakes it for loss.
+ */
+static void warn_existing_rows(PGconn *conn, const struct relay_config *cfg)
+{
+    char *nsp = PQescapeIdentifier(conn, cfg->outbox.schema, strlen(cfg->outbox.schema));
+    char *rel = PQescapeIdentifier(conn, cfg->outbox.table, strlen(cfg->outbox.table));
+    char sql[512];
+    PGresult *res;
+
+    if (nsp && rel) {
+        snprintf(sql, sizeof(sql), "SELECT EXISTS (SELECT 1 FROM %s.%s)", nsp, rel);
+        res = PQexec(conn, sql);
+        if (PQresultStatus(res) == PGRES_TUPLES_OK && strcmp(PQgetvalue(res, 0, 0), "t") == 0)
+            log_warn("outbox table \"%s.%s\" already has rows: rows committed before the "
+                     "slot was created are not published (create the slot with the table, "
+                     "as sql/002_publication.sql does)",
+                     cfg->outbox.schema, cfg->outbox.table);
+        PQclear(res);
+    }
+    PQfreemem(nsp);
+    PQfreemem(rel);
 }
 
 /*
@@ -252,7 +305,7 @@ static int ensure_slot(PGconn *conn, const struct relay_config *cfg, struct repl
         snprintf(sql, sizeof(sql), "CREATE_REPLICATION_SLOT %s LOGICAL pgoutput", slot_id);
         if ((err = run(conn, sql, true, "cannot create the replication slot", &res, errstr,
                        errstr_size)) < 0) {
-            if (strstr(errstr, "already exists"))
+            if (err == -EEXIST)
                 continue; /* created concurrently: look it up again */
             goto out;
         }
@@ -260,6 +313,7 @@ static int ensure_slot(PGconn *conn, const struct relay_config *cfg, struct repl
         log_info("created replication slot \"%s\" at %s", slot, PQgetvalue(res, 0, 1));
         PQclear(res);
         res = NULL;
+        warn_existing_rows(conn, cfg);
     }
     if (!res || PQntuples(res) != 1) {
         snprintf(errstr, errstr_size, "replication slot \"%s\" vanished while being set up",
@@ -321,6 +375,8 @@ static int identify_system(PGconn *conn, struct repl_info *info, char *errstr,
     }
     snprintf(info->system_id, sizeof(info->system_id), "%s", PQgetvalue(res, 0, 0));
     info->timeline = (uint32_t)strtoul(PQgetvalue(res, 0, 1), NULL, 10);
+    if (!lsn_parse(PQgetvalue(res, 0, 2), &info->server_lsn))
+        info->server_lsn = LSN_INVALID;
     snprintf(info->dbname, sizeof(info->dbname), "%s", PQgetvalue(res, 0, 3));
     PQclear(res);
     return 0;
@@ -373,12 +429,19 @@ out:
     return err;
 }
 
-int repl_open(const struct relay_config *cfg, lsn_t start_hint, repl_conn **out,
-              struct repl_info *info, char *errstr, size_t errstr_size)
+int repl_open(const struct relay_config *cfg, lsn_t start_hint, const struct repl_info *prev,
+              repl_conn **out, struct repl_info *info, char *errstr, size_t errstr_size)
 {
-    /* Keywords after "dbname" override what the expanded DSN says. */
-    const char *keys[] = {"dbname", "replication", "fallback_application_name", NULL};
-    const char *vals[] = {cfg->postgres.dsn, "database", "outbox-relay", NULL};
+    /*
+     * Keywords before "dbname" are defaults the DSN may override; keywords after it
+     * override the DSN.  The defaults bound a hung connect (connect_timeout) and
+     * detect a dead peer within about half a minute instead of TCP's fifteen.
+     */
+    const char *keys[] = {"connect_timeout", "keepalives", "keepalives_idle",
+                          "keepalives_interval", "keepalives_count", "tcp_user_timeout",
+                          "dbname", "replication", "fallback_application_name", NULL};
+    const char *vals[] = {"10", "1", "10", "5", "3", "30000",
+                          cfg->postgres.dsn, "database", "outbox-relay", NULL};
     repl_conn *c;
     PGconn *conn;
     int err;
@@ -408,6 +471,24 @@ int repl_open(const struct relay_config *cfg, lsn_t start_hint, repl_conn **out,
         (err = ensure_slot(conn, cfg, info, errstr, errstr_size)) < 0)
         goto fail;
 
+    /*
+     * The caller's checkpoint may be ahead of the slot (its last status update was
+     * lost with the connection), but it is meaningful only on the same server
+     * history: after a failover to another timeline or a restore, WAL past the point
+     * of divergence is different WAL, and only the slot's position counts.
+     */
+    if (start_hint > info->slot_confirmed && prev &&
+        (strcmp(prev->system_id, info->system_id) != 0 || prev->timeline != info->timeline ||
+         start_hint > info->server_lsn)) {
+        log_warn("server history changed (system %s timeline %u, was system %s timeline %u; "
+                 "server at " LSN_FMT "): starting from the slot's position " LSN_FMT
+                 " instead of " LSN_FMT,
+                 info->system_id, info->timeline, prev->system_id, prev->timeline,
+                 LSN_ARGS(info->server_lsn), LSN_ARGS(info->slot_confirmed),
+                 LSN_ARGS(start_hint));
+        start_hint = LSN_INVALID;
+        info->hint_ignored = true;
+    }
     info->start_lsn = start_hint > info->slot_confirmed ? start_hint : info->slot_confirmed;
     if ((err = start_streaming(conn, cfg, info, errstr, errstr_size)) < 0)
         goto fail;
@@ -533,10 +614,12 @@ static bool wait_readable(PGconn *conn, int64_t ms)
     return PQconsumeInput(conn) != 0;
 }
 
-void repl_close(repl_conn *c, bool graceful, int timeout_ms)
+bool repl_close(repl_conn *c, bool graceful, int timeout_ms)
 {
+    bool done = false;
+
     if (!c)
-        return;
+        return false;
     if (c->copybuf)
         PQfreemem(c->copybuf);
     c->copybuf = NULL;
@@ -558,8 +641,12 @@ void repl_close(repl_conn *c, bool graceful, int timeout_ms)
                 PQfreemem(buf);
             if (n > 0)
                 continue;
-            if (n < 0)
+            if (n == -1)
                 break;
+            if (n < 0) {
+                ok = false;
+                break;
+            }
             ok = wait_readable(c->conn, deadline - now_ms());
         }
         /* Then the command's results: CommandComplete, ReadyForQuery. */
@@ -571,11 +658,15 @@ void repl_close(repl_conn *c, bool graceful, int timeout_ms)
                 continue;
             }
             res = PQgetResult(c->conn);
-            if (!res)
+            if (!res) {
+                /* The server answered our CopyDone: it read everything before it. */
+                done = true;
                 break;
+            }
             PQclear(res);
         }
     }
     PQfinish(c->conn);
     free(c);
+    return done;
 }

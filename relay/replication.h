@@ -31,20 +31,27 @@ struct repl_info {
     char system_id[32]; /* IDENTIFY_SYSTEM's systemid */
     uint32_t timeline;
     char dbname[64];
+    lsn_t server_lsn;      /* IDENTIFY_SYSTEM's xlogpos: the server's WAL end */
     int server_version;    /* PQserverVersion(), e.g. 150018 */
     lsn_t slot_confirmed;  /* the slot's confirmed_flush_lsn before streaming */
     lsn_t start_lsn;       /* where streaming was asked to start */
     bool slot_created;     /* this call created the slot */
+    bool hint_ignored;     /* start_hint was dropped: the server's history changed */
 };
 
 /*
  * Connect, prepare the publication and slot, and START_REPLICATION at
- * max(start_hint, the slot's confirmed position).  On success stores the new
- * connection in *out (free with repl_close()) and fills *info.  On error returns
- * -EAGAIN or -EPERM (see above) with errstr set, and *out is untouched.
+ * max(start_hint, the slot's confirmed position).  prev is what the previous
+ * successful call returned (NULL on the first): start_hint is trusted only on the
+ * same system and timeline, and only up to the server's WAL end; otherwise it is
+ * ignored (info->hint_ignored) and streaming starts at the slot's position.
+ *
+ * On success stores the new connection in *out (free with repl_close()) and fills
+ * *info.  On error returns -EAGAIN or -EPERM (see above) with errstr set, and *out
+ * is untouched.  Blocks for the setup queries; connect_timeout defaults to 10 s.
  */
-int repl_open(const struct relay_config *cfg, lsn_t start_hint, repl_conn **out,
-              struct repl_info *info, char *errstr, size_t errstr_size);
+int repl_open(const struct relay_config *cfg, lsn_t start_hint, const struct repl_info *prev,
+              repl_conn **out, struct repl_info *info, char *errstr, size_t errstr_size);
 
 /* The connection's socket, for poll(2). */
 int repl_socket(const repl_conn *c);
@@ -78,10 +85,12 @@ bool repl_want_write(const repl_conn *c);
 int repl_flush(repl_conn *c, char *errstr, size_t errstr_size);
 
 /*
- * Close the connection.  graceful ends the COPY stream properly and waits (at most
- * timeout_ms) for the server to answer, which guarantees that a status update sent
- * just before was processed.  repl_close(NULL, ...) is a no-op.
+ * Close the connection and free c.  graceful ends the COPY stream properly and waits
+ * (at most timeout_ms) for the server to answer.  Returns true only when it did:
+ * the walsender then processed every status update sent before, so the slot holds
+ * the last flush position reported.  Returns false for a non-graceful close, a
+ * timeout or a broken connection.  repl_close(NULL, ...) is a no-op returning false.
  */
-void repl_close(repl_conn *c, bool graceful, int timeout_ms);
+bool repl_close(repl_conn *c, bool graceful, int timeout_ms);
 
 #endif /* RELAY_REPLICATION_H */

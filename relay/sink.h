@@ -33,7 +33,8 @@ typedef struct sink sink;
 
 /*
  * Create the Kafka sink from the configuration.  report is called for every message
- * produced.  Returns NULL with errstr set when librdkafka rejects a property or the
+ * produced.  cfg is borrowed and must outlive the sink (sink_reset() reads it
+ * again).  Returns NULL with errstr set when librdkafka rejects a property or the
  * producer cannot be created.  Connecting to the brokers happens in the background:
  * an unreachable cluster is not an error here.
  */
@@ -41,9 +42,16 @@ sink *sink_kafka_new(const struct relay_config *cfg, sink_report_fn *report, voi
                      char *errstr, size_t errstr_size);
 
 /*
- * Hand one message to the sink; the sink copies what it needs.  Returns 0; -EAGAIN
- * when the sink's own queue is full (poll, then try again); or another negative
- * errno with errstr set.
+ * Check kafka.* of cfg as sink_kafka_new() would, without creating a producer.
+ * Returns 0, or -EINVAL with errstr naming the offending property.
+ */
+int sink_kafka_check(const struct relay_config *cfg, char *errstr, size_t errstr_size);
+
+/*
+ * Hand one message to the sink; the sink copies what it needs.  Returns 0, or with
+ * errstr set: -EAGAIN when the sink's queue is full; -EMSGSIZE when the message is
+ * larger than the sink accepts (permanent: no retry helps); -EIO for anything else
+ * (treat as transient: rebuild and replay).
  */
 int sink_produce(sink *s, const struct out_msg *msg, uint64_t txn_seq, char *errstr,
                  size_t errstr_size);
@@ -53,7 +61,8 @@ int sink_poll(sink *s);
 
 /*
  * True when the sink hit an error that no retry cures (librdkafka's fatal
- * idempotent-producer state): the caller must rebuild the pipeline with sink_reset().
+ * idempotent-producer state), or has no producer after a failed sink_reset(): the
+ * caller must rebuild the pipeline with sink_reset().
  */
 bool sink_fatal(const sink *s);
 
@@ -80,7 +89,7 @@ int sink_flush(sink *s, int timeout_ms);
  */
 int sink_reset(sink *s, char *errstr, size_t errstr_size);
 
-/* Messages produced and not yet reported. */
+/* Messages produced and not yet reported (by this producer: a reset clears it). */
 int sink_outstanding(const sink *s);
 
 /* Destroy the sink; outstanding messages are purged.  sink_free(NULL) is a no-op. */

@@ -5,8 +5,16 @@
  * enable.idempotence=true (no duplicates or reordering from librdkafka's own
  * retries), acks=all (a message is acknowledged only once every in-sync replica has
  * it) and the partitioner murmur2_random (the one the Java client uses, so a key
- * lands on the same partition whichever client wrote it).  Anything else in
- * kafka.properties is passed through untouched.
+ * lands on the same partition whichever client wrote it -- and on the same one
+ * after a restart).  Two defaults matter as much but may be overridden:
+ * message.timeout.ms=0 (never give up on a message: an outage becomes
+ * back-pressure, not a failure; with a finite timeout a later message of the same
+ * key can be delivered before an earlier one that timed out and is replayed) and
+ * linger.ms=5.  Anything else in kafka.properties is passed through untouched.
+ *
+ * librdkafka calls the log callback from its own threads; log_msg() is safe there
+ * (one write(2) per line, no shared mutable state).  Every other callback runs on the
+ * relay's thread.
  *
  * librdkafka runs its own network threads; delivery reports wait on its main queue
  * until we call rd_kafka_poll() on the relay's thread.  The queue is made pollable
@@ -46,6 +54,17 @@ static const struct {
 } enforced[] = {
     {"enable.idempotence", "true", NULL},
     {"acks", "all", "-1"},
+    {"partitioner", "murmur2_random", NULL},
+};
+
+/* Defaults the user may override. */
+static const struct {
+    const char *name;
+    const char *value;
+} defaults[] = {
+    {"client.id", "outbox-relay"},
+    {"message.timeout.ms", "0"},
+    {"linger.ms", "5"},
 };
 
 /*
@@ -136,17 +155,24 @@ static int set_prop(rd_kafka_conf_t *conf, const char *name, const char *value, 
     return 0;
 }
 
-static int producer_create(sink *s, char *errstr, size_t errstr_size)
+/*
+ * Build the producer configuration: defaults, then the user's properties (checked
+ * against the enforced ones), then the enforced ones.  Returns NULL with errstr set
+ * when a property is unknown, has a bad value, or contradicts the relay's guarantee.
+ */
+static rd_kafka_conf_t *build_conf(const struct relay_config *cfg, char *errstr,
+                                   size_t errstr_size)
 {
-    const struct relay_config *cfg = s->cfg;
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    char qmax[32], err[512];
+    char qmax[32];
 
+    for (size_t j = 0; j < sizeof(defaults) / sizeof(defaults[0]); j++)
+        if (set_prop(conf, defaults[j].name, defaults[j].value, errstr, errstr_size) < 0)
+            goto fail;
+    /* Room for every event the relay lets be in flight, so produce never blocks. */
     snprintf(qmax, sizeof(qmax), "%lld", (long long)cfg->kafka.max_inflight_events + 1024);
     if (set_prop(conf, "bootstrap.servers", cfg->kafka.brokers, errstr, errstr_size) < 0 ||
-        set_prop(conf, "partitioner", "murmur2_random", errstr, errstr_size) < 0 ||
-        set_prop(conf, "queue.buffering.max.messages", qmax, errstr, errstr_size) < 0 ||
-        set_prop(conf, "client.id", "outbox-relay", errstr, errstr_size) < 0)
+        set_prop(conf, "queue.buffering.max.messages", qmax, errstr, errstr_size) < 0)
         goto fail;
     for (size_t i = 0; i < cfg->kafka.nproperties; i++) {
         const struct relay_kv *kv = &cfg->kafka.properties[i];
@@ -162,13 +188,44 @@ static int producer_create(sink *s, char *errstr, size_t errstr_size)
                 goto fail;
             }
         }
+        if (strcmp(kv->key, "queue.buffering.max.messages") == 0 &&
+            strtoll(kv->value, NULL, 10) < cfg->kafka.max_inflight_events) {
+            snprintf(errstr, errstr_size,
+                     "kafka property \"queue.buffering.max.messages\" (%s) must be at least "
+                     "kafka.max_inflight_events (%lld)",
+                     kv->value, (long long)cfg->kafka.max_inflight_events);
+            goto fail;
+        }
         if (set_prop(conf, kv->key, kv->value, errstr, errstr_size) < 0)
             goto fail;
     }
     for (size_t j = 0; j < sizeof(enforced) / sizeof(enforced[0]); j++)
         if (set_prop(conf, enforced[j].name, enforced[j].value, errstr, errstr_size) < 0)
             goto fail;
+    return conf;
 
+fail:
+    rd_kafka_conf_destroy(conf);
+    return NULL;
+}
+
+int sink_kafka_check(const struct relay_config *cfg, char *errstr, size_t errstr_size)
+{
+    rd_kafka_conf_t *conf = build_conf(cfg, errstr, errstr_size);
+
+    if (!conf)
+        return -EINVAL;
+    rd_kafka_conf_destroy(conf);
+    return 0;
+}
+
+static int producer_create(sink *s, char *errstr, size_t errstr_size)
+{
+    rd_kafka_conf_t *conf = build_conf(s->cfg, errstr, errstr_size);
+    char err[512];
+
+    if (!conf)
+        return -EINVAL;
     rd_kafka_conf_set_opaque(conf, s);
     rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
     rd_kafka_conf_set_error_cb(conf, on_error);
@@ -177,17 +234,14 @@ static int producer_create(sink *s, char *errstr, size_t errstr_size)
     s->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
     if (!s->rk) {
         snprintf(errstr, errstr_size, "cannot create kafka producer: %s", err);
-        goto fail;
+        rd_kafka_conf_destroy(conf);
+        return -EINVAL;
     }
     /* conf is owned by s->rk from here on. */
     s->mainq = rd_kafka_queue_get_main(s->rk);
     rd_kafka_queue_io_event_enable(s->mainq, s->pipefd[1], "1", 1);
     s->fatal = false;
     return 0;
-
-fail:
-    rd_kafka_conf_destroy(conf);
-    return -EINVAL;
 }
 
 static void producer_destroy(sink *s)
@@ -236,8 +290,14 @@ sink *sink_kafka_new(const struct relay_config *cfg, sink_report_fn *report, voi
 int sink_produce(sink *s, const struct out_msg *msg, uint64_t txn_seq, char *errstr,
                  size_t errstr_size)
 {
-    rd_kafka_headers_t *hdrs = rd_kafka_headers_new((size_t)msg->nheaders);
+    rd_kafka_headers_t *hdrs;
     rd_kafka_resp_err_t err;
+
+    if (!s->rk) {
+        snprintf(errstr, errstr_size, "no kafka producer");
+        return -EIO;
+    }
+    hdrs = rd_kafka_headers_new((size_t)msg->nheaders);
 
     for (int i = 0; i < msg->nheaders; i++)
         rd_kafka_header_add(hdrs, msg->headers[i].name, -1, msg->headers[i].value,
@@ -250,10 +310,12 @@ int sink_produce(sink *s, const struct out_msg *msg, uint64_t txn_seq, char *err
     if (err) {
         /* On failure the headers stay ours. */
         rd_kafka_headers_destroy(hdrs);
-        if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL)
-            return -EAGAIN;
         snprintf(errstr, errstr_size, "cannot produce to topic \"%s\": %s", msg->topic,
                  rd_kafka_err2str(err));
+        if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL)
+            return -EAGAIN;
+        if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE)
+            return -EMSGSIZE; /* larger than message.max.bytes: no retry helps */
         return -EIO;
     }
     s->outstanding++;
@@ -262,12 +324,12 @@ int sink_produce(sink *s, const struct out_msg *msg, uint64_t txn_seq, char *err
 
 int sink_poll(sink *s)
 {
-    return rd_kafka_poll(s->rk, 0);
+    return s->rk ? rd_kafka_poll(s->rk, 0) : 0;
 }
 
 bool sink_fatal(const sink *s)
 {
-    return s->fatal;
+    return s->fatal || !s->rk;
 }
 
 int sink_fd(const sink *s)
@@ -285,6 +347,8 @@ void sink_drain_fd(sink *s)
 
 int sink_flush(sink *s, int timeout_ms)
 {
+    if (!s->rk)
+        return s->outstanding;
     /* rd_kafka_flush() serves delivery reports while it waits. */
     rd_kafka_flush(s->rk, timeout_ms);
     rd_kafka_poll(s->rk, 0);

@@ -59,6 +59,12 @@ def as_pg_user(cmd):
     return cmd
 
 
+def sanitized(build_dir):
+    """True for a build made with -DRELAY_SANITIZE=ON."""
+    with open(os.path.join(build_dir, "CMakeCache.txt")) as f:
+        return "RELAY_SANITIZE:BOOL=ON" in f.read()
+
+
 def lsn_to_int(s):
     hi, lo = s.split("/")
     return (int(hi, 16) << 32) | int(lo, 16)
@@ -399,12 +405,14 @@ def check_per_key_order(messages, allow_replay=False):
         check(len(ps) == 1, f"key {k} spread over partitions {sorted(ps)}")
 
 
-def check_stream(pg, messages, confirmed_at_stop=(), pre_stop_ids=()):
+def check_stream(pg, messages, confirmed_at_stop=(), pre_stop_ids=None):
     """The four invariants over everything consumed.
 
-    confirmed_at_stop[i] is the slot's confirmed_flush_lsn read right after stop i
-    (kill, crash), pre_stop_ids[i] the ids consumed before that stop.  Returns
-    (rows, distinct, duplicates)."""
+    confirmed_at_stop[i] is the slot's confirmed_flush_lsn read right after failure i
+    (kill, crash, terminated walsender); every redelivered event must lie at or after
+    one of them.  pre_stop_ids[i], when given, are the ids consumed (with the
+    consumer caught up) before failure i: every event below confirmed_at_stop[i] must
+    be among them.  Returns (rows, distinct, duplicates)."""
     rows = db_rows(pg)
     ids = [m["headers"]["ce_id"] for m in messages]
     distinct = set(ids)
@@ -420,7 +428,7 @@ def check_stream(pg, messages, confirmed_at_stop=(), pre_stop_ids=()):
         rid = hd["ce_id"]
         check(first.setdefault(rid, ident) == ident,
               f"event {rid} redelivered with another position or value")
-    for confirmed, before in zip(confirmed_at_stop, pre_stop_ids):
+    for confirmed, before in zip(confirmed_at_stop, pre_stop_ids or ()):
         before = set(before)
         for rid, ident in first.items():
             committed_before_checkpoint = lsn_to_int(ident[0]) < confirmed
