@@ -7,7 +7,7 @@
 #   scripts/deps.sh --runtime  only what the daemon needs at run time
 set -euo pipefail
 
-build_pkgs=(build-essential cmake pkg-config clang libpq-dev librdkafka-dev libyaml-dev
+build_pkgs=(build-essential cmake pkg-config clang libclang-rt-14-dev libpq-dev librdkafka-dev libyaml-dev
             libcmocka-dev postgresql-15 postgresql-client-15 python3 ca-certificates)
 runtime_pkgs=(libpq5 librdkafka1 libyaml-0-2 ca-certificates)
 
