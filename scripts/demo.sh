@@ -17,7 +17,7 @@ TMP=$(mktemp -d /tmp/outbox-relay-demo.XXXXXX)
 chmod 755 "$TMP"
 PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
 PGPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+as_pg() { if [ "$(id -u)" -eq 0 ]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi; }
 pids=()
 cleanup() {
     # Newest first: the relay stops before the broker and PostgreSQL it talks to.

@@ -106,7 +106,7 @@ class PgServer:
         subprocess.run(as_pg_user([os.path.join(self.bindir, "initdb"), "-D", self.data,
                                    "-U", "postgres", "--auth=trust", "-E", "UTF8",
                                    "--no-sync", "--no-instructions"]),
-                       check=True, stdout=subprocess.DEVNULL)
+                       check=True, stdout=subprocess.DEVNULL, cwd="/")
         conf = f"""
 listen_addresses = '127.0.0.1'
 port = {self.port}
@@ -129,13 +129,13 @@ log_line_prefix = '%m [%p] '
 
     def ctl(self, *args):
         subprocess.run(as_pg_user([os.path.join(self.bindir, "pg_ctl"), "-D", self.data]
-                                  + list(args)), check=True, stdout=subprocess.DEVNULL)
+                                  + list(args)), check=True, stdout=subprocess.DEVNULL, cwd="/")
 
     def stop(self, mode="fast"):
         if os.path.exists(os.path.join(self.data, "postmaster.pid")):
             subprocess.run(as_pg_user([os.path.join(self.bindir, "pg_ctl"), "-D", self.data,
                                        "stop", "-m", mode, "-w"]),
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd="/")
 
     def dsn(self, db="app", user="postgres"):
         return f"host=127.0.0.1 port={self.port} dbname={db} user={user}"
