@@ -5,10 +5,14 @@
  * rejects what the relay does not support (anchors, aliases, a second document)
  * and reports syntax errors; a second pass loads the document tree, whose nodes
  * carry the start marks that every message points at.  The tree is then walked
- * once against the option table below: each row names a section, a key, a type,
- * the field of struct relay_config it fills, its default and whether it is
- * required.  Adding a key is adding a row (and, for a new kind of value, a case
- * in set_value() and free_option()); nothing else in the walk knows key names.
+ * once against the option table below: each row names a section (or none, for a
+ * key at the top level such as "sink"), a key, a type, the field of struct
+ * relay_config it fills, its default and whether it is required.  Adding a key is
+ * adding a row (and, for a new kind of value, a case in set_value() or
+ * add_entry(), and in free_option()); nothing else in the walk knows key names.
+ * The few rules that tie keys together -- which sink a "stdout" section selects,
+ * that kafka.brokers is required only for the kafka sink, that the outbox table
+ * is not also a cdc table -- come after the walk, in finish().
  *
  * Every scalar value goes through environment expansion ("${VAR}",
  * "${VAR:-default}", "$$") before it is converted, so a duration or an integer
@@ -16,8 +20,9 @@
  * and converted by the same code as file values, so they cannot drift from what
  * the file would accept.
  *
- * The first problem found ends the load: the walk is in file order, then missing
- * required keys are reported in table order.  Messages follow PostgreSQL's style:
+ * The first problem found ends the load: the walk is in file order; then defaults
+ * are filled in, the sink is settled, missing required keys are reported in table
+ * order and the rules between keys are checked.  Messages follow PostgreSQL's style:
  * lowercase, no trailing period, names in double quotes, and always prefixed with
  * "FILE:LINE:COLUMN: " (1-based, as editors count) so an operator can jump to it.
  *
@@ -58,9 +63,56 @@ enum opt_type {
     OPT_STRING,         /* any scalar, kept as text: char * */
     OPT_DURATION,       /* "250ms", "10s", "1m30s": int64_t milliseconds, >= min */
     OPT_INTEGER,        /* decimal: int64_t in [min, max] */
-    OPT_LOG_LEVEL,      /* debug | info | warn | error: enum relay_log_level */
+    OPT_ENUM,           /* one of the names in choices: an enum (int-sized) */
     OPT_QUALIFIED_NAME, /* [schema.]table: char * at offset, char * at offset2 */
     OPT_PROPERTIES,     /* mapping of scalars: struct relay_kv * at offset, size_t at offset2 */
+    OPT_STRING_LIST,    /* sequence of scalars: char ** at offset, size_t at offset2 */
+    OPT_TABLE_LIST,     /* sequence of [schema.]table: struct relay_table * and size_t */
+};
+
+/* What "got ..." messages call the expected shape of each type. */
+static const char *const type_names[] = {
+    [OPT_STRING] = "a string",
+    [OPT_DURATION] = "a duration",
+    [OPT_INTEGER] = "an integer",
+    [OPT_ENUM] = "a string",
+    [OPT_QUALIFIED_NAME] = "a string",
+    [OPT_PROPERTIES] = "a mapping",
+    [OPT_STRING_LIST] = "a list of strings",
+    [OPT_TABLE_LIST] = "a list of table names",
+};
+
+/* One name an OPT_ENUM key accepts and the value it stands for. */
+struct choice {
+    const char *name;
+    int value;
+};
+
+/* OPT_ENUM stores through an int *: every enum it fills must be int-sized. */
+_Static_assert(sizeof(enum relay_log_level) == sizeof(int), "enum relay_log_level is not an int");
+_Static_assert(sizeof(enum relay_format) == sizeof(int), "enum relay_format is not an int");
+_Static_assert(sizeof(enum relay_sink) == sizeof(int), "enum relay_sink is not an int");
+
+/* The choices of each OPT_ENUM key, NULL-terminated, in the order messages list them. */
+static const struct choice log_levels[] = {
+    {"debug", RELAY_LOG_DEBUG},
+    {"info", RELAY_LOG_INFO},
+    {"warn", RELAY_LOG_WARN},
+    {"error", RELAY_LOG_ERROR},
+    {NULL, 0},
+};
+
+static const struct choice formats[] = {
+    {"cloudevents", RELAY_FORMAT_CLOUDEVENTS},
+    {"cloudevents-structured", RELAY_FORMAT_CLOUDEVENTS_STRUCTURED},
+    {"debezium", RELAY_FORMAT_DEBEZIUM},
+    {NULL, 0},
+};
+
+static const struct choice sinks[] = {
+    {"kafka", RELAY_SINK_KAFKA},
+    {"stdout", RELAY_SINK_STDOUT},
+    {NULL, 0},
 };
 
 /*
@@ -72,16 +124,19 @@ typedef int (*check_fn)(struct parser_ctx *ctx, const char *name, const char *va
 
 /* One configuration key: a row of the table. */
 struct option {
-    const char *section; /* top-level mapping holding the key */
+    const char *section; /* top-level mapping holding the key; NULL: a top-level key */
     const char *key;
     enum opt_type type;
     size_t offset;   /* field of struct relay_config */
-    size_t offset2;  /* second field, for OPT_QUALIFIED_NAME and OPT_PROPERTIES */
+    size_t offset2;  /* second field, for the two-field types (names, mapping, lists) */
     const char *def; /* default, written as in the file; NULL: none */
     bool required;
-    int64_t min; /* OPT_INTEGER, OPT_DURATION: smallest value allowed */
-    int64_t max; /* OPT_INTEGER: largest value allowed */
-    check_fn check;
+    /* With required: required only when this says so, once the walk is done. */
+    bool (*required_if)(const struct relay_config *cfg);
+    int64_t min;                  /* OPT_INTEGER, OPT_DURATION: smallest value allowed */
+    int64_t max;                  /* OPT_INTEGER: largest value allowed */
+    const struct choice *choices; /* OPT_ENUM: the names allowed */
+    check_fn check; /* OPT_STRING and OPT_STRING_LIST (each entry): extra validation */
 };
 
 static int check_nonempty(struct parser_ctx *ctx, const char *name, const char *value,
@@ -91,6 +146,14 @@ static int check_slot_name(struct parser_ctx *ctx, const char *name, const char 
 static int check_pg_name(struct parser_ctx *ctx, const char *name, const char *value,
                          struct pos pos);
 static int check_topic(struct parser_ctx *ctx, const char *name, const char *value, struct pos pos);
+static int check_column(struct parser_ctx *ctx, const char *name, const char *value,
+                        struct pos pos);
+
+/* kafka.brokers is needed only when events go to Kafka. */
+static bool sink_is_kafka(const struct relay_config *cfg)
+{
+    return cfg->sink == RELAY_SINK_KAFKA;
+}
 
 #define FIELD(f) offsetof(struct relay_config, f)
 
@@ -114,9 +177,23 @@ static const struct option options[] = {
 
     {.section = "outbox", .key = "table", .type = OPT_QUALIFIED_NAME,
      .offset = FIELD(outbox.schema), .offset2 = FIELD(outbox.table), .def = "public.outbox"},
+    {.section = "outbox", .key = "key_column", .type = OPT_STRING,
+     .offset = FIELD(outbox.key_column), .def = "aggregateid", .check = check_column},
+    {.section = "outbox", .key = "version_column", .type = OPT_STRING,
+     .offset = FIELD(outbox.version_column), .def = "version", .check = check_column},
+    {.section = "outbox", .key = "headers_column", .type = OPT_STRING,
+     .offset = FIELD(outbox.headers_column), .def = "headers", .check = check_column},
+    {.section = "outbox", .key = "header_columns", .type = OPT_STRING_LIST,
+     .offset = FIELD(outbox.header_columns), .offset2 = FIELD(outbox.nheader_columns),
+     .check = check_column},
+    {.section = "outbox", .key = "source", .type = OPT_STRING,
+     .offset = FIELD(outbox.source), .def = ""},
+    {.section = "outbox", .key = "messages_prefix", .type = OPT_STRING,
+     .offset = FIELD(outbox.messages_prefix), .def = "outbox", .check = check_nonempty},
 
     {.section = "kafka", .key = "brokers", .type = OPT_STRING,
-     .offset = FIELD(kafka.brokers), .required = true, .check = check_nonempty},
+     .offset = FIELD(kafka.brokers), .required = true, .required_if = sink_is_kafka,
+     .check = check_nonempty},
     {.section = "kafka", .key = "topic", .type = OPT_STRING,
      .offset = FIELD(kafka.topic), .def = "outbox.event.{aggregatetype}", .check = check_topic},
     {.section = "kafka", .key = "properties", .type = OPT_PROPERTIES,
@@ -125,23 +202,29 @@ static const struct option options[] = {
      .offset = FIELD(kafka.max_inflight_events), .def = "100000", .min = 1, .max = 10000000},
     {.section = "kafka", .key = "shutdown_timeout", .type = OPT_DURATION,
      .offset = FIELD(kafka.shutdown_timeout_ms), .def = "5s", .min = 0},
+    {.section = "kafka", .key = "format", .type = OPT_ENUM,
+     .offset = FIELD(kafka.format), .def = "cloudevents", .choices = formats},
 
-    {.section = "log", .key = "level", .type = OPT_LOG_LEVEL,
-     .offset = FIELD(log.level), .def = "info"},
+    /* A top-level key; a "stdout" section also selects the stdout sink (settle_sink()). */
+    {.section = NULL, .key = "sink", .type = OPT_ENUM,
+     .offset = FIELD(sink), .def = "kafka", .choices = sinks},
+
+    {.section = "stdout", .key = "format", .type = OPT_ENUM,
+     .offset = FIELD(stdout_sink.format), .def = "cloudevents-structured", .choices = formats},
+
+    {.section = "cdc", .key = "tables", .type = OPT_TABLE_LIST,
+     .offset = FIELD(cdc.tables), .offset2 = FIELD(cdc.ntables)},
+    {.section = "cdc", .key = "topic", .type = OPT_STRING,
+     .offset = FIELD(cdc.topic), .def = "cdc.{schema}.{table}", .check = check_topic},
+    {.section = "cdc", .key = "publication", .type = OPT_STRING,
+     .offset = FIELD(cdc.publication), .def = "outbox_relay_cdc", .check = check_pg_name},
+
+    {.section = "log", .key = "level", .type = OPT_ENUM,
+     .offset = FIELD(log.level), .def = "info", .choices = log_levels},
 };
 /* clang-format on */
 
 #define NOPTIONS (sizeof(options) / sizeof(options[0]))
-
-static const struct {
-    const char *name;
-    enum relay_log_level level;
-} log_levels[] = {
-    {"debug", RELAY_LOG_DEBUG},
-    {"info", RELAY_LOG_INFO},
-    {"warn", RELAY_LOG_WARN},
-    {"error", RELAY_LOG_ERROR},
-};
 
 /* State of one relay_config_parse() call. */
 struct parser_ctx {
@@ -153,9 +236,10 @@ struct parser_ctx {
     yaml_document_t *doc;
     struct relay_config *cfg;
 
-    bool seen[NOPTIONS];              /* the key was in the file */
-    bool section_seen[NOPTIONS];      /* the key's section was in the file */
-    struct pos section_pos[NOPTIONS]; /* where that section is, for missing keys */
+    bool seen[NOPTIONS];               /* the key was in the file */
+    const yaml_node_t *node[NOPTIONS]; /* its value there, for rules checked after the walk */
+    bool section_seen[NOPTIONS];       /* the key's section was in the file */
+    struct pos section_pos[NOPTIONS];  /* where that section is, for missing keys */
 };
 
 /*
@@ -756,6 +840,106 @@ static int check_topic(struct parser_ctx *ctx, const char *name, const char *val
 }
 
 /*
+ * A column name as PostgreSQL keeps an unquoted one: [a-z_][a-z0-9_]*, at most 63
+ * bytes.  Mixed-case or quoted column names are not supported here: the relay
+ * matches these names against the relation's columns byte for byte.
+ */
+static int check_column(struct parser_ctx *ctx, const char *name, const char *value, struct pos pos)
+{
+    char shown[SHOW_SIZE];
+    size_t n = strspn(value, "abcdefghijklmnopqrstuvwxyz0123456789_");
+
+    if (n == 0 || value[n] != '\0' || n > PG_NAME_MAX || (value[0] >= '0' && value[0] <= '9'))
+        return fail_at(ctx, pos,
+                       "bad column name \"%s\" for \"%s\": use 1 to 63 lowercase letters, "
+                       "digits and underscores, not starting with a digit",
+                       show(shown, sizeof(shown), value), name);
+    return 0;
+}
+
+/*
+ * Table names
+ */
+
+/*
+ * "table" or "schema.table", each name as parse_identifier() reads it; a missing
+ * schema is "public".  On success *schema and *table are new strings.  Returns 0,
+ * -ENOMEM, or -EINVAL with *why saying what is wrong.
+ */
+static int parse_table_name(const char *value, char **schema, char **table, const char **why)
+{
+    const char *s = value;
+    char *first = NULL, *second = NULL;
+    int rc;
+
+    rc = parse_identifier(&s, &first, why);
+    if (rc == 0 && *s == '.') {
+        s++;
+        rc = parse_identifier(&s, &second, why);
+    }
+    if (rc == 0 && *s != '\0') {
+        *why = "use table or schema.table, with double quotes around names that are not "
+               "plain identifiers";
+        rc = -EINVAL;
+    }
+    if (rc == 0 && second == NULL) {
+        /* An unqualified table is in "public", as search_path usually has it. */
+        second = first;
+        first = strdup("public");
+        if (first == NULL)
+            rc = -ENOMEM;
+    }
+    if (rc < 0) {
+        free(first);
+        free(second);
+        return rc;
+    }
+    *schema = first;
+    *table = second;
+    return 0;
+}
+
+/* Append name to buf at *o, double-quoted (with "" for ") unless it needs no quotes. */
+static void append_ident(char *buf, size_t size, size_t *o, const char *name)
+{
+    bool plain = (*name >= 'a' && *name <= 'z') || *name == '_';
+    const char *s;
+
+    for (s = name; plain && *s != '\0'; s++)
+        plain = (*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '_' || *s == '$';
+    if (!plain && *o + 1 < size)
+        buf[(*o)++] = '"';
+    for (s = name; *s != '\0'; s++) {
+        if (!plain && *s == '"' && *o + 1 < size)
+            buf[(*o)++] = '"';
+        if (*o + 1 < size)
+            buf[(*o)++] = *s;
+    }
+    if (!plain && *o + 1 < size)
+        buf[(*o)++] = '"';
+    buf[*o] = '\0';
+}
+
+/*
+ * A table for messages, "schema.table", written so that it reads back as the same
+ * table: names that are not plain lowercase identifiers are double-quoted.
+ * Returns buf; a name too long for buf is cut (show() clips it further anyway).
+ */
+static const char *table_text(char *buf, size_t size, const char *schema, const char *table)
+{
+    size_t o = 0;
+
+    buf[0] = '\0';
+    append_ident(buf, size, &o, schema);
+    if (o + 1 < size) {
+        buf[o++] = '.';
+        buf[o] = '\0';
+    }
+    append_ident(buf, size, &o, table);
+    return buf;
+}
+
+/*
  * Storing values
  */
 
@@ -764,9 +948,13 @@ static void *field_at(struct relay_config *cfg, size_t offset)
     return (char *)cfg + offset;
 }
 
+/* "section.key" for messages, or just "key" at the top level. */
 static void option_name(char *buf, size_t size, const struct option *opt)
 {
-    snprintf(buf, size, "%s.%s", opt->section, opt->key);
+    if (opt->section == NULL)
+        snprintf(buf, size, "%s", opt->key);
+    else
+        snprintf(buf, size, "%s.%s", opt->section, opt->key);
 }
 
 static int store_string(struct parser_ctx *ctx, size_t offset, const char *value)
@@ -790,7 +978,6 @@ static int set_value(struct parser_ctx *ctx, const struct option *opt, const cha
 {
     char name[128], shown[SHOW_SIZE];
     int64_t n;
-    size_t i;
     int rc;
 
     option_name(name, sizeof(name), opt);
@@ -828,47 +1015,43 @@ static int set_value(struct parser_ctx *ctx, const struct option *opt, const cha
         *(int64_t *)field_at(ctx->cfg, opt->offset) = n;
         return 0;
 
-    case OPT_LOG_LEVEL:
-        for (i = 0; i < sizeof(log_levels) / sizeof(log_levels[0]); i++) {
-            if (strcmp(value, log_levels[i].name) == 0) {
-                *(enum relay_log_level *)field_at(ctx->cfg, opt->offset) = log_levels[i].level;
+    case OPT_ENUM: {
+        const struct choice *c;
+        char names[256];
+        size_t o = 0;
+
+        for (c = opt->choices; c->name != NULL; c++) {
+            if (strcmp(value, c->name) == 0) {
+                *(int *)field_at(ctx->cfg, opt->offset) = c->value;
                 return 0;
             }
         }
-        return fail_at(ctx, pos, "\"%s\" must be one of debug, info, warn, error, got \"%s\"", name,
+        /* "a, b, c": the names from the table, so the message cannot go stale. */
+        names[0] = '\0';
+        for (c = opt->choices; c->name != NULL && o < sizeof(names); c++) {
+            int w = snprintf(names + o, sizeof(names) - o, "%s%s", c == opt->choices ? "" : ", ",
+                             c->name);
+
+            if (w < 0)
+                break;
+            o += (size_t)w;
+        }
+        return fail_at(ctx, pos, "\"%s\" must be one of %s, got \"%s\"", name, names,
                        show(shown, sizeof(shown), value));
+    }
 
     case OPT_QUALIFIED_NAME: {
-        const char *s = value, *why = NULL;
+        const char *why = NULL;
         char *first = NULL, *second = NULL;
         char **schema = field_at(ctx->cfg, opt->offset);
         char **table = field_at(ctx->cfg, opt->offset2);
 
-        rc = parse_identifier(&s, &first, &why);
-        if (rc == 0 && *s == '.') {
-            s++;
-            rc = parse_identifier(&s, &second, &why);
-        }
-        if (rc == 0 && *s != '\0') {
-            why = "use table or schema.table, with double quotes around names that are not "
-                  "plain identifiers";
-            rc = -EINVAL;
-        }
-        if (rc == 0 && second == NULL) {
-            /* An unqualified table is in "public", as search_path usually has it. */
-            second = first;
-            first = strdup("public");
-            if (first == NULL)
-                rc = -ENOMEM;
-        }
-        if (rc < 0) {
-            free(first);
-            free(second);
-            if (rc == -ENOMEM)
-                return fail_oom(ctx);
+        rc = parse_table_name(value, &first, &second, &why);
+        if (rc == -ENOMEM)
+            return fail_oom(ctx);
+        if (rc < 0)
             return fail_at(ctx, pos, "bad table name \"%s\" for \"%s\": %s",
                            show(shown, sizeof(shown), value), name, why);
-        }
         free(*schema);
         free(*table);
         *schema = first;
@@ -877,9 +1060,11 @@ static int set_value(struct parser_ctx *ctx, const struct option *opt, const cha
     }
 
     case OPT_PROPERTIES:
+    case OPT_STRING_LIST:
+    case OPT_TABLE_LIST:
         break;
     }
-    /* Not reached: OPT_PROPERTIES is handled by set_properties(). */
+    /* Not reached: these are handled by set_properties() and set_list(). */
     return fail_at(ctx, pos, "internal error: \"%s\" has no scalar form", name);
 }
 
@@ -932,20 +1117,134 @@ static int set_properties(struct parser_ctx *ctx, const struct option *opt, cons
     return 0;
 }
 
-/* Apply one "key: value" pair of a section to its option. */
+/*
+ * Check one entry of a list option (already expanded) and append it; pos is
+ * where the entry is.  An entry equal to an earlier one is an error: for a table,
+ * equal once parsed, so "Orders" and "public.orders" are the same entry.
+ */
+static int add_entry(struct parser_ctx *ctx, const struct option *opt, const char *name,
+                     const char *value, struct pos pos)
+{
+    size_t *n = field_at(ctx->cfg, opt->offset2);
+    char shown[SHOW_SIZE];
+    size_t i;
+
+    if (opt->check != NULL && opt->check(ctx, name, value, pos) < 0)
+        return -1;
+
+    switch (opt->type) {
+    case OPT_STRING_LIST: {
+        char ***list = field_at(ctx->cfg, opt->offset);
+        char **grown, *copy;
+
+        for (i = 0; i < *n; i++) {
+            if (strcmp((*list)[i], value) == 0)
+                return fail_at(ctx, pos, "duplicate entry \"%s\" in \"%s\"",
+                               show(shown, sizeof(shown), value), name);
+        }
+        copy = strdup(value);
+        grown = realloc(*list, (*n + 1) * sizeof(**list));
+        if (grown != NULL)
+            *list = grown;
+        if (copy == NULL || grown == NULL) {
+            free(copy);
+            return fail_oom(ctx);
+        }
+        (*list)[(*n)++] = copy;
+        return 0;
+    }
+
+    case OPT_TABLE_LIST: {
+        struct relay_table **list = field_at(ctx->cfg, opt->offset);
+        struct relay_table *grown;
+        char *schema = NULL, *table = NULL, text[2 * (2 * PG_NAME_MAX + 2) + 2];
+        const char *why = NULL;
+        int rc;
+
+        rc = parse_table_name(value, &schema, &table, &why);
+        if (rc == -ENOMEM)
+            return fail_oom(ctx);
+        if (rc < 0)
+            return fail_at(ctx, pos, "bad table name \"%s\" for \"%s\": %s",
+                           show(shown, sizeof(shown), value), name, why);
+        for (i = 0; i < *n; i++) {
+            if (strcmp((*list)[i].schema, schema) == 0 && strcmp((*list)[i].table, table) == 0) {
+                fail_at(ctx, pos, "duplicate entry \"%s\" in \"%s\"",
+                        show(shown, sizeof(shown), table_text(text, sizeof(text), schema, table)),
+                        name);
+                free(schema);
+                free(table);
+                return -1;
+            }
+        }
+        grown = realloc(*list, (*n + 1) * sizeof(**list));
+        if (grown == NULL) {
+            free(schema);
+            free(table);
+            return fail_oom(ctx);
+        }
+        *list = grown;
+        (*list)[*n].schema = schema;
+        (*list)[*n].table = table;
+        (*n)++;
+        return 0;
+    }
+
+    default:
+        break;
+    }
+    /* Not reached: only list options have entries. */
+    return fail_at(ctx, pos, "internal error: \"%s\" is not a list", name);
+}
+
+/*
+ * A list option: a sequence of scalars, appended in file order, each expanded
+ * and checked, with messages pointing at the entry.  A null value is an empty
+ * list, as "[]" is.
+ */
+static int set_list(struct parser_ctx *ctx, const struct option *opt, const yaml_node_t *node)
+{
+    char name[128], desc[SHOW_SIZE + 2];
+    const yaml_node_item_t *item;
+
+    option_name(name, sizeof(name), opt);
+    if (is_null(node))
+        return 0;
+    if (node->type != YAML_SEQUENCE_NODE)
+        return fail_at(ctx, mark_pos(node->start_mark), "\"%s\" must be %s, got %s", name,
+                       type_names[opt->type], describe(desc, sizeof(desc), node));
+
+    for (item = node->data.sequence.items.start; item < node->data.sequence.items.top; item++) {
+        const yaml_node_t *v = yaml_document_get_node(ctx->doc, *item);
+        char *value;
+        int rc;
+
+        if (v->type != YAML_SCALAR_NODE || is_null(v))
+            return fail_at(ctx, mark_pos(v->start_mark),
+                           "entry %zu of \"%s\" must be a string, got %s",
+                           (size_t)(item - node->data.sequence.items.start) + 1, name,
+                           describe(desc, sizeof(desc), v));
+        if (expand_env(ctx, v, &value) < 0)
+            return -1;
+        rc = add_entry(ctx, opt, name, value, mark_pos(v->start_mark));
+        free(value);
+        if (rc < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Apply one "key: value" pair of a section (or of the top level) to its option. */
 static int apply_option(struct parser_ctx *ctx, const struct option *opt, const yaml_node_t *node)
 {
-    static const char *const type_names[] = {
-        [OPT_STRING] = "a string",         [OPT_DURATION] = "a duration",
-        [OPT_INTEGER] = "an integer",      [OPT_LOG_LEVEL] = "a string",
-        [OPT_QUALIFIED_NAME] = "a string", [OPT_PROPERTIES] = "a mapping",
-    };
     char name[128], desc[SHOW_SIZE + 2];
     char *value;
     int rc;
 
     if (opt->type == OPT_PROPERTIES)
         return set_properties(ctx, opt, node);
+    if (opt->type == OPT_STRING_LIST || opt->type == OPT_TABLE_LIST)
+        return set_list(ctx, opt, node);
 
     option_name(name, sizeof(name), opt);
     if (node->type != YAML_SCALAR_NODE || is_null(node))
@@ -962,12 +1261,45 @@ static int apply_option(struct parser_ctx *ctx, const struct option *opt, const 
  * The walk
  */
 
+/* Is the option in this section?  A NULL section is the top level. */
+static bool in_section(const struct option *opt, const char *section)
+{
+    if (opt->section == NULL || section == NULL)
+        return opt->section == section;
+    return strcmp(opt->section, section) == 0;
+}
+
+/* The index of the option section.key (section NULL: top level), or NOPTIONS. */
+static size_t find_option(const char *section, const char *key)
+{
+    size_t i;
+
+    for (i = 0; i < NOPTIONS; i++) {
+        if (in_section(&options[i], section) && strcmp(options[i].key, key) == 0)
+            break;
+    }
+    return i;
+}
+
 static bool section_known(const char *section)
 {
     size_t i;
 
     for (i = 0; i < NOPTIONS; i++) {
-        if (strcmp(options[i].section, section) == 0)
+        if (options[i].section != NULL && strcmp(options[i].section, section) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* Was the section in the file, even empty? */
+static bool section_present(const struct parser_ctx *ctx, const char *section)
+{
+    size_t i;
+
+    for (i = 0; i < NOPTIONS; i++) {
+        if (options[i].section != NULL && strcmp(options[i].section, section) == 0 &&
+            ctx->section_seen[i])
             return true;
     }
     return false;
@@ -989,7 +1321,7 @@ static int load_section(struct parser_ctx *ctx, const char *section, const yaml_
     /* Missing keys are reported at the mapping, or at the key of an empty section. */
     where = mark_pos(value->type == YAML_MAPPING_NODE ? value->start_mark : keynode->start_mark);
     for (i = 0; i < NOPTIONS; i++) {
-        if (strcmp(options[i].section, section) == 0) {
+        if (in_section(&options[i], section)) {
             ctx->section_seen[i] = true;
             ctx->section_pos[i] = where;
         }
@@ -1007,14 +1339,12 @@ static int load_section(struct parser_ctx *ctx, const char *section, const yaml_
         if (key_seen_before(ctx->doc, value, pair, key))
             return fail_at(ctx, mark_pos(k->start_mark), "duplicate key \"%s\" in \"%s\"",
                            show(shown, sizeof(shown), key), section);
-        for (i = 0; i < NOPTIONS; i++) {
-            if (strcmp(options[i].section, section) == 0 && strcmp(options[i].key, key) == 0)
-                break;
-        }
+        i = find_option(section, key);
         if (i == NOPTIONS)
             return fail_at(ctx, mark_pos(k->start_mark), "unknown key \"%s\" in \"%s\"",
                            show(shown, sizeof(shown), key), section);
         ctx->seen[i] = true;
+        ctx->node[i] = v;
         if (apply_option(ctx, &options[i], v) < 0)
             return -1;
     }
@@ -1039,12 +1369,23 @@ static int load_root(struct parser_ctx *ctx)
         const yaml_node_t *k = yaml_document_get_node(ctx->doc, pair->key);
         const yaml_node_t *v = yaml_document_get_node(ctx->doc, pair->value);
         const char *key;
+        size_t i;
 
         if (key_text(ctx, k, &key) < 0)
             return -1;
+        /* A key of the top level itself, such as "sink: stdout", or a section. */
+        i = find_option(NULL, key);
         if (key_seen_before(ctx->doc, root, pair, key))
-            return fail_at(ctx, mark_pos(k->start_mark), "duplicate section \"%s\"",
+            return fail_at(ctx, mark_pos(k->start_mark),
+                           i < NOPTIONS ? "duplicate key \"%s\"" : "duplicate section \"%s\"",
                            show(shown, sizeof(shown), key));
+        if (i < NOPTIONS) {
+            ctx->seen[i] = true;
+            ctx->node[i] = v;
+            if (apply_option(ctx, &options[i], v) < 0)
+                return -1;
+            continue;
+        }
         if (!section_known(key))
             return fail_at(ctx, mark_pos(k->start_mark), "unknown section \"%s\"",
                            show(shown, sizeof(shown), key));
@@ -1054,23 +1395,87 @@ static int load_root(struct parser_ctx *ctx)
     return 0;
 }
 
-/* After the walk: report the first missing required key, then fill in defaults. */
+/*
+ * A "stdout" section selects the stdout sink, so that a debugging session needs
+ * one edit; with "sink: kafka" written out as well, the file says two things and
+ * neither wins.  Runs after defaults, so cfg->sink holds the "sink" key's value.
+ */
+static int settle_sink(struct parser_ctx *ctx)
+{
+    size_t sink = find_option(NULL, "sink");
+    const struct choice *c;
+
+    if (!section_present(ctx, "stdout"))
+        return 0;
+    if (ctx->seen[sink] && ctx->cfg->sink != RELAY_SINK_STDOUT) {
+        for (c = sinks; c->name != NULL && c->value != (int)ctx->cfg->sink; c++)
+            ;
+        return fail_at(ctx, mark_pos(ctx->node[sink]->start_mark),
+                       "\"sink\" is \"%s\", but a \"stdout\" section selects the stdout sink",
+                       c->name != NULL ? c->name : "?");
+    }
+    ctx->cfg->sink = RELAY_SINK_STDOUT;
+    return 0;
+}
+
+/*
+ * The outbox table's rows are events already; decoding its changes as cdc events
+ * too would send each one twice, in two shapes.  Runs after defaults, so an
+ * outbox.table left out counts as "public.outbox".
+ */
+static int check_cdc_tables(struct parser_ctx *ctx)
+{
+    const struct relay_config *cfg = ctx->cfg;
+    size_t idx = find_option("cdc", "tables"), i;
+    char shown[SHOW_SIZE], text[2 * (2 * PG_NAME_MAX + 2) + 2];
+
+    for (i = 0; i < cfg->cdc.ntables; i++) {
+        const struct relay_table *t = &cfg->cdc.tables[i];
+        struct pos pos = {1, 1};
+        const yaml_node_t *list = ctx->node[idx], *entry;
+
+        if (strcmp(t->schema, cfg->outbox.schema) != 0 || strcmp(t->table, cfg->outbox.table) != 0)
+            continue;
+        /* Entries were appended one per sequence item: item i is entry i. */
+        if (list != NULL && list->type == YAML_SEQUENCE_NODE &&
+            i < (size_t)(list->data.sequence.items.top - list->data.sequence.items.start)) {
+            entry = yaml_document_get_node(ctx->doc, list->data.sequence.items.start[i]);
+            if (entry != NULL)
+                pos = mark_pos(entry->start_mark);
+        }
+        return fail_at(
+            ctx, pos, "\"%s\" in \"cdc.tables\": outbox table cannot also be a cdc table",
+            show(shown, sizeof(shown), table_text(text, sizeof(text), t->schema, t->table)));
+    }
+    return 0;
+}
+
+/*
+ * After the walk: fill in defaults, settle the sink, report the first missing
+ * required key, then check the rules between keys.
+ */
 static int finish(struct parser_ctx *ctx)
 {
     struct pos top = {1, 1};
+    char name[128];
     size_t i;
 
-    for (i = 0; i < NOPTIONS; i++) {
-        if (options[i].required && !ctx->seen[i])
-            return fail_at(ctx, ctx->section_seen[i] ? ctx->section_pos[i] : top,
-                           "missing required key \"%s.%s\"", options[i].section, options[i].key);
-    }
     for (i = 0; i < NOPTIONS; i++) {
         if (!ctx->seen[i] && options[i].def != NULL &&
             set_value(ctx, &options[i], options[i].def, top) < 0)
             return -1;
     }
-    return 0;
+    if (settle_sink(ctx) < 0)
+        return -1;
+    for (i = 0; i < NOPTIONS; i++) {
+        if (options[i].required && !ctx->seen[i] &&
+            (options[i].required_if == NULL || options[i].required_if(ctx->cfg))) {
+            option_name(name, sizeof(name), &options[i]);
+            return fail_at(ctx, ctx->section_seen[i] ? ctx->section_pos[i] : top,
+                           "missing required key \"%s\"", name);
+        }
+    }
+    return check_cdc_tables(ctx);
 }
 
 /*
@@ -1319,9 +1724,29 @@ static void free_option(struct relay_config *cfg, const struct option *opt)
         free(kvs);
         break;
     }
+    case OPT_STRING_LIST: {
+        char **list = *(char ***)field_at(cfg, opt->offset);
+        size_t n = *(size_t *)field_at(cfg, opt->offset2), i;
+
+        for (i = 0; i < n; i++)
+            free(list[i]);
+        free(list);
+        break;
+    }
+    case OPT_TABLE_LIST: {
+        struct relay_table *list = *(struct relay_table **)field_at(cfg, opt->offset);
+        size_t n = *(size_t *)field_at(cfg, opt->offset2), i;
+
+        for (i = 0; i < n; i++) {
+            free(list[i].schema);
+            free(list[i].table);
+        }
+        free(list);
+        break;
+    }
     case OPT_DURATION:
     case OPT_INTEGER:
-    case OPT_LOG_LEVEL:
+    case OPT_ENUM:
         break;
     }
 }

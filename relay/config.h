@@ -3,9 +3,10 @@
  *
  * The file is read with libyaml into a struct relay_config of plain values.  Every
  * problem -- an unknown key, a wrong type, a bad duration, a missing required key,
- * an unset environment variable -- is reported as "FILE:LINE:COLUMN: message" so
- * that the operator can jump straight to it.  Nothing is validated lazily later:
- * once relay_config_load() returns a config, the relay can trust every field.
+ * keys that contradict each other, an unset environment variable -- is reported as
+ * "FILE:LINE:COLUMN: message" so that the operator can jump straight to it.
+ * Nothing is validated lazily later: once relay_config_load() returns a config,
+ * the relay can trust every field.
  *
  * Scalars may reference the environment: "${VAR}" is replaced by VAR's value (an
  * error when VAR is unset), "${VAR:-default}" falls back to default when VAR is
@@ -26,11 +27,30 @@ struct relay_kv {
     char *value;
 };
 
+/* A schema-qualified table name, as PostgreSQL keeps it (unquoted, case kept). */
+struct relay_table {
+    char *schema;
+    char *table;
+};
+
 enum relay_log_level {
     RELAY_LOG_DEBUG = 0,
     RELAY_LOG_INFO = 1,
     RELAY_LOG_WARN = 2,
     RELAY_LOG_ERROR = 3,
+};
+
+/* How an event is rendered into a message (kafka.format, stdout.format). */
+enum relay_format {
+    RELAY_FORMAT_CLOUDEVENTS = 0,            /* "cloudevents": binary mode, ce_* headers */
+    RELAY_FORMAT_CLOUDEVENTS_STRUCTURED = 1, /* "cloudevents-structured": one JSON envelope */
+    RELAY_FORMAT_DEBEZIUM = 2,               /* "debezium": as Debezium would write it */
+};
+
+/* Where events go (the top-level "sink" key, or a "stdout" section). */
+enum relay_sink {
+    RELAY_SINK_KAFKA = 0,
+    RELAY_SINK_STDOUT = 1,
 };
 
 struct relay_config {
@@ -45,18 +65,44 @@ struct relay_config {
     } postgres;
 
     struct {
-        char *schema; /* from outbox.table, default "public" */
-        char *table;  /* from outbox.table, default "outbox" */
+        char *schema;          /* from outbox.table, default "public" */
+        char *table;           /* from outbox.table, default "outbox" */
+        char *key_column;      /* default "aggregateid": message key; [a-z_][a-z0-9_]* */
+        char *version_column;  /* default "version": event version (1 if no such column) */
+        char *headers_column;  /* default "headers": JSON object of extra headers */
+        char **header_columns; /* default none: columns copied to same-named headers */
+        size_t nheader_columns;
+        char *source;          /* default "": empty means derived from database and table */
+        char *messages_prefix; /* default "outbox": pg_logical_emit_message() prefix */
     } outbox;
 
     struct {
-        char *brokers;                /* required; bootstrap.servers */
-        char *topic;                  /* default "outbox.event.{aggregatetype}" */
-        struct relay_kv *properties;  /* passed to librdkafka as they are */
+        char *brokers;               /* required when the sink is kafka; bootstrap.servers */
+        char *topic;                 /* default "outbox.event.{aggregatetype}" */
+        struct relay_kv *properties; /* passed to librdkafka as they are */
         size_t nproperties;
-        int64_t max_inflight_events;  /* default 100000 */
-        int64_t shutdown_timeout_ms;  /* default 5s: flush budget at SIGTERM */
+        int64_t max_inflight_events; /* default 100000 */
+        int64_t shutdown_timeout_ms; /* default 5s: flush budget at SIGTERM */
+        enum relay_format format;    /* default cloudevents */
     } kafka;
+
+    /*
+     * Default kafka; stdout when "sink: stdout" or when the file has a "stdout"
+     * section.  With the stdout sink the kafka section is checked but unused.
+     */
+    enum relay_sink sink;
+
+    /* The stdout sink's settings: the "stdout" section of the file. */
+    struct {
+        enum relay_format format; /* default cloudevents-structured */
+    } stdout_sink;
+
+    struct {
+        struct relay_table *tables; /* default none: tables whose changes are events */
+        size_t ntables;
+        char *topic;       /* default "cdc.{schema}.{table}": topic template */
+        char *publication; /* default "outbox_relay_cdc": publication of the cdc tables */
+    } cdc;
 
     struct {
         enum relay_log_level level; /* default info */

@@ -16,81 +16,154 @@
 #include <string.h>
 #include <time.h>
 
+#include "cdcjson.h"
+#include "jsonbuf.h"
+#include "jsonscan.h"
+
 struct segment {
     bool is_column;
-    char *text; /* literal text, or the column name */
+    char *text; /* literal text, or the placeholder's name */
     size_t len;
 };
 
-struct formatter {
+/* A topic template split into literal and placeholder segments. */
+struct tmpl {
     struct segment *segs;
     size_t nsegs;
-    char *source;
 };
+
+struct formatter {
+    struct tmpl topic;     /* outbox events */
+    struct tmpl cdc_topic; /* table changes */
+    char *source;
+    char *cdc_source_prefix; /* "/<database>": a change's source is prefix/schema.table */
+    enum format_kind kind;
+    struct jbuf value;   /* the structured envelope, or a change's value */
+    struct jbuf data;    /* a change's data object */
+    struct jbuf key;     /* a change's key */
+    struct jbuf aux;     /* a change's unchanged-TOAST column list */
+    struct jbuf headers; /* unescaped names and values of a headers object */
+};
+
+void formatter_set_kind(formatter *f, enum format_kind kind)
+{
+    f->kind = kind;
+}
+
+static void tmpl_free(struct tmpl *t)
+{
+    for (size_t i = 0; i < t->nsegs; i++)
+        free(t->segs[i].text);
+    free(t->segs);
+    t->segs = NULL;
+    t->nsegs = 0;
+}
 
 void formatter_free(formatter *f)
 {
     if (!f)
         return;
-    for (size_t i = 0; i < f->nsegs; i++)
-        free(f->segs[i].text);
-    free(f->segs);
+    tmpl_free(&f->topic);
+    tmpl_free(&f->cdc_topic);
     free(f->source);
+    free(f->cdc_source_prefix);
+    jbuf_free(&f->value);
+    jbuf_free(&f->data);
+    jbuf_free(&f->key);
+    jbuf_free(&f->aux);
+    jbuf_free(&f->headers);
     free(f);
 }
 
-static int add_segment(formatter *f, bool is_column, const char *s, size_t len)
+static int add_segment(struct tmpl *t, bool is_column, const char *s, size_t len)
 {
-    struct segment *n = realloc(f->segs, (f->nsegs + 1) * sizeof(*n));
+    struct segment *n = realloc(t->segs, (t->nsegs + 1) * sizeof(*n));
 
     if (!n)
         return -ENOMEM;
-    f->segs = n;
-    n[f->nsegs].is_column = is_column;
-    n[f->nsegs].len = len;
-    n[f->nsegs].text = strndup(s, len);
-    if (!n[f->nsegs].text)
+    t->segs = n;
+    n[t->nsegs].is_column = is_column;
+    n[t->nsegs].len = len;
+    n[t->nsegs].text = strndup(s, len);
+    if (!n[t->nsegs].text)
         return -ENOMEM;
-    f->nsegs++;
+    t->nsegs++;
     return 0;
+}
+
+/* Split text into t.  Returns 0, -EINVAL (bad placeholder) or -ENOMEM; errstr set. */
+static int tmpl_parse(struct tmpl *t, const char *text, char *errstr, size_t errstr_size)
+{
+    const char *p = text;
+
+    while (*p) {
+        const char *open = strchr(p, '{');
+        const char *close;
+
+        if (!open) {
+            if (add_segment(t, false, p, strlen(p)) < 0)
+                goto nomem;
+            break;
+        }
+        if (open > p && add_segment(t, false, p, (size_t)(open - p)) < 0)
+            goto nomem;
+        close = strchr(open, '}');
+        if (!close || close == open + 1) {
+            snprintf(errstr, errstr_size, "bad placeholder in topic template \"%s\"", text);
+            return -EINVAL;
+        }
+        if (add_segment(t, true, open + 1, (size_t)(close - open - 1)) < 0)
+            goto nomem;
+        p = close + 1;
+    }
+    return 0;
+
+nomem:
+    snprintf(errstr, errstr_size, "out of memory");
+    return -ENOMEM;
 }
 
 formatter *formatter_new(const char *topic_template, const char *source, char *errstr,
                          size_t errstr_size)
 {
     formatter *f = calloc(1, sizeof(*f));
-    const char *p = topic_template;
 
-    if (!f || !(f->source = strdup(source)))
-        goto nomem;
-    while (*p) {
-        const char *open = strchr(p, '{');
-        const char *close;
-
-        if (!open) {
-            if (add_segment(f, false, p, strlen(p)) < 0)
-                goto nomem;
-            break;
-        }
-        if (open > p && add_segment(f, false, p, (size_t)(open - p)) < 0)
-            goto nomem;
-        close = strchr(open, '}');
-        if (!close || close == open + 1) {
-            snprintf(errstr, errstr_size, "bad placeholder in topic template \"%s\"",
-                     topic_template);
-            formatter_free(f);
-            return NULL;
-        }
-        if (add_segment(f, true, open + 1, (size_t)(close - open - 1)) < 0)
-            goto nomem;
-        p = close + 1;
+    if (!f || !(f->source = strdup(source))) {
+        formatter_free(f);
+        snprintf(errstr, errstr_size, "out of memory");
+        return NULL;
+    }
+    jbuf_init(&f->value);
+    jbuf_init(&f->data);
+    jbuf_init(&f->key);
+    jbuf_init(&f->aux);
+    jbuf_init(&f->headers);
+    if (tmpl_parse(&f->topic, topic_template, errstr, errstr_size) < 0 ||
+        tmpl_parse(&f->cdc_topic, "cdc.{schema}.{table}", errstr, errstr_size) < 0) {
+        formatter_free(f);
+        return NULL;
     }
     return f;
+}
 
-nomem:
-    formatter_free(f);
-    snprintf(errstr, errstr_size, "out of memory");
-    return NULL;
+int formatter_set_cdc(formatter *f, const char *topic_template, const char *source_prefix,
+                      char *errstr, size_t errstr_size)
+{
+    struct tmpl t = {NULL, 0};
+    char *prefix = strdup(source_prefix);
+
+    if (!prefix || tmpl_parse(&t, topic_template, errstr, errstr_size) < 0) {
+        if (!prefix)
+            snprintf(errstr, errstr_size, "out of memory");
+        free(prefix);
+        tmpl_free(&t);
+        return prefix ? -EINVAL : -ENOMEM;
+    }
+    tmpl_free(&f->cdc_topic);
+    f->cdc_topic = t;
+    free(f->cdc_source_prefix);
+    f->cdc_source_prefix = prefix;
+    return 0;
 }
 
 static bool topic_char_ok(char c)
@@ -99,20 +172,66 @@ static bool topic_char_ok(char c)
            c == '.' || c == '_' || c == '-';
 }
 
-static int render_topic(const formatter *f, const struct event *ev, char *topic,
+/* An event field named by a placeholder: true when name is one (*p NULL if unset). */
+static bool event_field(const struct event *ev, const char *name, const char **p, size_t *len)
+{
+    const struct ev_str *v;
+
+    if (ev->change.op) {
+        static const char *const ops[] = {"c", "u", "d", "t"};
+
+        if (strcmp(name, "schema") == 0)
+            *p = ev->rel->nspname;
+        else if (strcmp(name, "table") == 0)
+            *p = ev->rel->relname;
+        else if (strcmp(name, "op") == 0)
+            *p = ops[strchr("cudt", ev->change.op) - "cudt"];
+        else
+            return false;
+        *len = strlen(*p);
+        return true;
+    }
+    if (strcmp(name, "aggregatetype") == 0)
+        v = &ev->aggregatetype;
+    else if (strcmp(name, "type") == 0)
+        v = &ev->type;
+    else if (strcmp(name, "version") == 0)
+        v = &ev->version;
+    else if (strcmp(name, "id") == 0)
+        v = &ev->id;
+    else if (strcmp(name, "aggregateid") == 0)
+        v = &ev->aggregateid;
+    else
+        return false;
+    *p = v->p;
+    *len = v->len;
+    return true;
+}
+
+static int render_topic(const struct tmpl *t, const struct event *ev, char *topic,
                         char *errstr, size_t errstr_size)
 {
     size_t n = 0;
 
-    for (size_t i = 0; i < f->nsegs; i++) {
-        const struct segment *s = &f->segs[i];
+    for (size_t i = 0; i < t->nsegs; i++) {
+        const struct segment *s = &t->segs[i];
         const char *src = s->text;
         size_t len = s->len;
 
-        if (s->is_column) {
-            int ix = rel_column_index(ev->rel, s->text);
+        if (s->is_column && event_field(ev, s->text, &src, &len)) {
+            if (!src) {
+                snprintf(errstr, errstr_size, "topic placeholder \"{%s}\" is null", s->text);
+                return -EINVAL;
+            }
+        } else if (s->is_column) {
+            int ix = ev->tuple ? rel_column_index(ev->rel, s->text) : -1;
             const struct pgo_value *v;
 
+            if (ix < 0 && !ev->tuple) {
+                snprintf(errstr, errstr_size,
+                         "topic placeholder \"{%s}\" is not a field of this event", s->text);
+                return -EINVAL;
+            }
             if (ix < 0) {
                 snprintf(errstr, errstr_size,
                          "topic placeholder \"{%s}\" names no column of \"%s.%s\"", s->text,
@@ -177,55 +296,427 @@ size_t format_rfc3339(int64_t unix_us, char *buf, size_t size)
     return n + (r > 0 ? (size_t)r : 0);
 }
 
-static void add_header(struct out_msg *out, const char *name, const char *value, size_t len)
+static int add_header(struct out_msg *out, const char *name, const char *value, size_t len,
+                      char *errstr, size_t errstr_size)
 {
-    struct msg_header *h = &out->headers[out->nheaders++];
+    struct msg_header *h;
 
+    if (out->nheaders >= FORMAT_MAX_HEADERS) {
+        snprintf(errstr, errstr_size, "more than %d headers", FORMAT_MAX_HEADERS);
+        return -EINVAL;
+    }
+    h = &out->headers[out->nheaders++];
     h->name = name;
     h->value = value;
     h->len = len;
+    return 0;
 }
 
-int formatter_render(const formatter *f, const struct event *ev, struct out_msg *out,
-                     char *errstr, size_t errstr_size)
+/* Text of the positional attributes, kept in out->scratch. */
+struct pos_text {
+    const char *time, *lsn, *xid, *index, *timeline;
+    size_t time_len, lsn_len, xid_len, index_len, timeline_len;
+};
+
+static void render_pos(const struct event *ev, struct out_msg *out, struct pos_text *t)
 {
     char *s = out->scratch;
     size_t left = sizeof(out->scratch);
-    size_t n;
     int r;
 
-    if ((r = render_topic(f, ev, out->topic, errstr, errstr_size)) < 0)
+    t->time = s;
+    t->time_len = format_rfc3339(ev->pos.commit_time_us, s, left);
+    s += t->time_len + 1;
+    left -= t->time_len + 1;
+#define POS_FIELD(field, fmt, ...)                                                             \
+    do {                                                                                       \
+        r = snprintf(s, left, fmt, __VA_ARGS__);                                               \
+        t->field = s;                                                                          \
+        t->field##_len = (size_t)r;                                                            \
+        s += r + 1;                                                                            \
+        left -= (size_t)r + 1;                                                                 \
+    } while (0)
+    POS_FIELD(lsn, LSN_FMT, LSN_ARGS(ev->pos.commit_lsn));
+    POS_FIELD(xid, "%" PRIu32, ev->pos.xid);
+    POS_FIELD(index, "%" PRIu32, ev->pos.index);
+    POS_FIELD(timeline, "%" PRIu32, ev->pos.timeline);
+#undef POS_FIELD
+}
+
+/*
+ * The extra headers every format carries: configured columns, then the members of a
+ * headers object (strings unescaped, other values as their JSON text, null as a
+ * header without a value).
+ */
+static int add_extra_headers(formatter *f, const struct event *ev, struct out_msg *out,
+                             char *errstr, size_t errstr_size)
+{
+    struct json_iter it;
+    struct ev_str key, val, name, text;
+    int err;
+
+    for (int i = 0; i < ev->nextra; i++) {
+        if (ev->extra[i].value.p &&
+            (err = add_header(out, ev->extra[i].name, ev->extra[i].value.p, ev->extra[i].value.len,
+                              errstr, errstr_size)) < 0)
+            return err;
+    }
+    if (!ev->headers.p || json_iter_object(&it, ev->headers.p, ev->headers.len) < 0)
+        return 0;
+    /*
+     * Names need a terminating NUL, values may need unescaping: both go to f->headers,
+     * reserved up front (neither makes text longer than the object plus one NUL per
+     * member) so that pointers into it stay valid.
+     */
+    jbuf_reset(&f->headers);
+    for (size_t i = 0; i < 2 * ev->headers.len + 16; i++)
+        jbuf_putc(&f->headers, 0);
+    jbuf_reset(&f->headers);
+    while (json_iter_next(&it, &key, &val) == 1) {
+        size_t start = f->headers.len;
+
+        if (json_string_unescape(key, &f->headers, &name) < 0)
+            goto nomem;
+        if (name.p != f->headers.data + start) /* borrowed: copy, to add the NUL */
+            jbuf_put(&f->headers, name.p, name.len);
+        jbuf_putc(&f->headers, '\0');
+        name.p = f->headers.data + start;
+        if (json_raw_is_string(val)) {
+            struct ev_str body = {val.p + 1, val.len - 2};
+
+            if (json_string_unescape(body, &f->headers, &text) < 0)
+                goto nomem;
+        } else if (val.len == 4 && memcmp(val.p, "null", 4) == 0) {
+            text.p = NULL;
+            text.len = 0;
+        } else {
+            text = val;
+        }
+        if (f->headers.oom)
+            goto nomem;
+        if ((err = add_header(out, name.p, text.p, text.len, errstr, errstr_size)) < 0)
+            return err;
+    }
+    return 0;
+
+nomem:
+    snprintf(errstr, errstr_size, "out of memory");
+    return -ENOMEM;
+}
+
+static void put_member(struct jbuf *b, const char *name, const char *v, size_t len)
+{
+    jbuf_putc(b, ',');
+    jbuf_put_json_string(b, name, strlen(name));
+    jbuf_putc(b, ':');
+    jbuf_put_json_string(b, v, len);
+}
+
+static void put_raw_member(struct jbuf *b, const char *name, const char *v, size_t len)
+{
+    jbuf_putc(b, ',');
+    jbuf_put_json_string(b, name, strlen(name));
+    jbuf_putc(b, ':');
+    jbuf_put(b, v, len);
+}
+
+/* A version is a JSON number when it is all digits, else a string. */
+static bool is_integer(const struct ev_str *v)
+{
+    size_t i = v->len > 0 && v->p[0] == '-' ? 1 : 0;
+
+    if (i == v->len || v->len > 18)
+        return false;
+    for (; i < v->len; i++)
+        if (v->p[i] < '0' || v->p[i] > '9')
+            return false;
+    return true;
+}
+
+/* The application/cloudevents+json envelope, in f->value. */
+static int render_structured(formatter *f, const struct event *ev, const struct pos_text *t,
+                             char *errstr, size_t errstr_size)
+{
+    struct jbuf *b = &f->value;
+
+    jbuf_reset(b);
+    jbuf_puts(b, "{\"specversion\":\"1.0\"");
+    put_member(b, "id", ev->id.p, ev->id.len);
+    put_member(b, "source", f->source, strlen(f->source));
+    put_member(b, "type", ev->type.p, ev->type.len);
+    put_member(b, "subject", ev->aggregateid.p, ev->aggregateid.len);
+    put_member(b, "time", t->time, t->time_len);
+    put_member(b, "datacontenttype", "application/json", 16);
+    if (is_integer(&ev->version))
+        put_raw_member(b, "schemaversion", ev->version.p, ev->version.len);
+    else
+        put_member(b, "schemaversion", ev->version.p, ev->version.len);
+    put_member(b, "pgsystemid", ev->pos.system_id ? ev->pos.system_id : "",
+               ev->pos.system_id ? strlen(ev->pos.system_id) : 0);
+    put_raw_member(b, "pgtimeline", t->timeline, t->timeline_len);
+    put_member(b, "pglsn", t->lsn, t->lsn_len);
+    put_raw_member(b, "pgxid", t->xid, t->xid_len);
+    put_raw_member(b, "pgindex", t->index, t->index_len);
+    if (ev->payload.p)
+        put_raw_member(b, "data", ev->payload.p, ev->payload.len);
+    jbuf_putc(b, '}');
+    if (b->oom) {
+        snprintf(errstr, errstr_size, "out of memory");
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+static const char *op_name(char op)
+{
+    switch (op) {
+    case 'c': return "created";
+    case 'u': return "updated";
+    case 'd': return "deleted";
+    default: return "truncated";
+    }
+}
+
+/* The change's "before" image: the old row, its key, or null. */
+static int put_before(const struct event *ev, struct jbuf *b, char *errstr, size_t errstr_size)
+{
+    const struct event_change *c = &ev->change;
+
+    if (c->old_kind == 'O')
+        return cdc_row_to_json(b, ev->rel, c->oldtuple, NULL, errstr, errstr_size);
+    if (c->old_kind == 'K')
+        return cdc_key_to_json(b, ev->rel, c->oldtuple, errstr, errstr_size);
+    jbuf_puts(b, "null");
+    return 0;
+}
+
+/*
+ * A table change: the data object {"op", "before", "after"[, "unchanged_toast"]},
+ * keyed by the primary key as a JSON object, rendered in the chosen format.
+ */
+static int render_change(formatter *f, const struct event *ev, struct out_msg *out, char *errstr,
+                         size_t errstr_size)
+{
+    const struct event_change *c = &ev->change;
+    const struct pgo_tuple *keyt = c->op == 'd' ? c->oldtuple : c->newtuple;
+    struct pos_text t;
+    char table[260], source[320], type[320];
+    char *id;
+    size_t idlen;
+    int r;
+
+    if ((r = render_topic(&f->cdc_topic, ev, out->topic, errstr, errstr_size)) < 0)
+        return r;
+    out->nheaders = 0;
+    render_pos(ev, out, &t);
+    /* The id is the position: a redelivered change keeps it. */
+    id = (char *)t.timeline + t.timeline_len + 1; /* after the position texts in scratch */
+    memcpy(id, t.lsn, t.lsn_len);
+    id[t.lsn_len] = ':';
+    memcpy(id + t.lsn_len + 1, t.index, t.index_len);
+    idlen = t.lsn_len + 1 + t.index_len;
+    id[idlen] = '\0';
+
+    jbuf_reset(&f->key);
+    if (keyt && (r = cdc_key_to_json(&f->key, ev->rel, keyt, errstr, errstr_size)) < 0)
+        return r;
+    jbuf_reset(&f->data);
+    jbuf_reset(&f->aux);
+    jbuf_printf(&f->data, "{\"op\":\"%c\",\"before\":", c->op);
+    if ((r = put_before(ev, &f->data, errstr, errstr_size)) < 0)
+        return r;
+    jbuf_puts(&f->data, ",\"after\":");
+    if (c->newtuple) {
+        if ((r = cdc_row_to_json(&f->data, ev->rel, c->newtuple, &f->aux, errstr,
+                                 errstr_size)) < 0)
+            return r;
+        if (f->aux.len > 2) { /* not "[]" */
+            jbuf_puts(&f->data, ",\"unchanged_toast\":");
+            jbuf_put(&f->data, f->aux.data, f->aux.len);
+        }
+    } else {
+        jbuf_puts(&f->data, "null");
+    }
+    jbuf_putc(&f->data, '}');
+    if (f->data.oom || f->key.oom || f->aux.oom) {
+        snprintf(errstr, errstr_size, "out of memory");
+        return -ENOMEM;
+    }
+    /* No primary key (or a truncate): a null key, as Kafka has no better one. */
+    out->key = keyt && !(f->key.len == 4 && memcmp(f->key.data, "null", 4) == 0) ? f->key.data
+                                                                                : NULL;
+    out->key_len = out->key ? f->key.len : 0;
+    snprintf(table, sizeof(table), "%s.%s", ev->rel->nspname, ev->rel->relname);
+    snprintf(source, sizeof(source), "%s/%s", f->cdc_source_prefix ? f->cdc_source_prefix : "",
+             table);
+    snprintf(type, sizeof(type), "%s.%s", table, op_name(c->op));
+
+    switch (f->kind) {
+    case FORMAT_DEBEZIUM: {
+        /* Debezium's change event envelope, without schemas. */
+        struct jbuf *b = &f->value;
+
+        jbuf_reset(b);
+        jbuf_puts(b, "{\"before\":");
+        if ((r = put_before(ev, b, errstr, errstr_size)) < 0)
+            return r;
+        jbuf_puts(b, ",\"after\":");
+        if (c->newtuple) {
+            if ((r = cdc_row_to_json(b, ev->rel, c->newtuple, NULL, errstr, errstr_size)) < 0)
+                return r;
+        } else {
+            jbuf_puts(b, "null");
+        }
+        jbuf_puts(b, ",\"source\":{\"connector\":\"postgresql\",\"name\":\"outbox-relay\"");
+        put_member(b, "db", f->cdc_source_prefix ? f->cdc_source_prefix + 1 : "",
+                   f->cdc_source_prefix ? strlen(f->cdc_source_prefix + 1) : 0);
+        put_member(b, "schema", ev->rel->nspname, strlen(ev->rel->nspname));
+        put_member(b, "table", ev->rel->relname, strlen(ev->rel->relname));
+        put_raw_member(b, "txId", t.xid, t.xid_len);
+        jbuf_printf(b, ",\"lsn\":%llu,\"ts_ms\":%lld}", (unsigned long long)ev->pos.commit_lsn,
+                    (long long)(ev->pos.commit_time_us / 1000));
+        jbuf_printf(b, ",\"op\":\"%c\",\"ts_ms\":%lld}", c->op,
+                    (long long)(ev->pos.commit_time_us / 1000));
+        if (b->oom)
+            goto nomem;
+        out->value = b->data;
+        out->value_len = b->len;
+        return 0;
+    }
+    case FORMAT_CLOUDEVENTS_STRUCTURED: {
+        struct jbuf *b = &f->value;
+
+        jbuf_reset(b);
+        jbuf_puts(b, "{\"specversion\":\"1.0\"");
+        put_member(b, "id", id, idlen);
+        put_member(b, "source", source, strlen(source));
+        put_member(b, "type", type, strlen(type));
+        if (out->key)
+            put_member(b, "subject", out->key, out->key_len);
+        put_member(b, "time", t.time, t.time_len);
+        put_member(b, "datacontenttype", "application/json", 16);
+        put_member(b, "pgsystemid", ev->pos.system_id ? ev->pos.system_id : "",
+                   ev->pos.system_id ? strlen(ev->pos.system_id) : 0);
+        put_raw_member(b, "pgtimeline", t.timeline, t.timeline_len);
+        put_member(b, "pglsn", t.lsn, t.lsn_len);
+        put_raw_member(b, "pgxid", t.xid, t.xid_len);
+        put_raw_member(b, "pgindex", t.index, t.index_len);
+        put_member(b, "pgtable", table, strlen(table));
+        put_raw_member(b, "data", f->data.data, f->data.len);
+        jbuf_putc(b, '}');
+        if (b->oom)
+            goto nomem;
+        out->value = b->data;
+        out->value_len = b->len;
+        return add_header(out, "content-type", "application/cloudevents+json; charset=UTF-8", 43,
+                          errstr, errstr_size);
+    }
+    case FORMAT_CLOUDEVENTS:
+    default: {
+        /* The header values must outlive this call: keep them in f->aux after the list. */
+        size_t table_off, source_off;
+        const char *sysid = ev->pos.system_id ? ev->pos.system_id : "";
+
+        jbuf_reset(&f->aux);
+        jbuf_puts(&f->aux, type);
+        jbuf_putc(&f->aux, '\0');
+        table_off = f->aux.len;
+        jbuf_puts(&f->aux, table);
+        jbuf_putc(&f->aux, '\0');
+        source_off = f->aux.len;
+        jbuf_puts(&f->aux, source);
+        if (f->aux.oom)
+            goto nomem;
+        {
+            const struct msg_header hs[] = {
+                {"ce_specversion", "1.0", 3},
+                {"ce_id", id, idlen},
+                {"ce_source", f->aux.data + source_off, strlen(source)},
+                {"ce_type", f->aux.data, strlen(type)},
+                {"ce_subject", out->key, out->key_len},
+                {"ce_time", t.time, t.time_len},
+                {"ce_pglsn", t.lsn, t.lsn_len},
+                {"ce_pgxid", t.xid, t.xid_len},
+                {"ce_pgindex", t.index, t.index_len},
+                {"content-type", "application/json", 16},
+                {"ce_pgsystemid", sysid, strlen(sysid)},
+                {"ce_pgtimeline", t.timeline, t.timeline_len},
+                {"ce_pgtable", f->aux.data + table_off, strlen(table)},
+            };
+
+            for (size_t i = 0; i < sizeof(hs) / sizeof(hs[0]); i++) {
+                if (!hs[i].value)
+                    continue; /* no subject for a truncate or a table without a key */
+                if ((r = add_header(out, hs[i].name, hs[i].value, hs[i].len, errstr,
+                                    errstr_size)) < 0)
+                    return r;
+            }
+        }
+        out->value = f->data.data;
+        out->value_len = f->data.len;
+        return 0;
+    }
+    }
+
+nomem:
+    snprintf(errstr, errstr_size, "out of memory");
+    return -ENOMEM;
+}
+
+int formatter_render(formatter *f, const struct event *ev, struct out_msg *out, char *errstr,
+                     size_t errstr_size)
+{
+    struct pos_text t;
+    int r;
+
+    if (ev->change.op)
+        return render_change(f, ev, out, errstr, errstr_size);
+    if ((r = render_topic(&f->topic, ev, out->topic, errstr, errstr_size)) < 0)
         return r;
     out->key = ev->aggregateid.p;
     out->key_len = ev->aggregateid.len;
     out->value = ev->payload.p;
     out->value_len = ev->payload.len;
     out->nheaders = 0;
+    render_pos(ev, out, &t);
 
-    add_header(out, "ce_specversion", "1.0", 3);
-    add_header(out, "ce_id", ev->id.p, ev->id.len);
-    add_header(out, "ce_source", f->source, strlen(f->source));
-    add_header(out, "ce_type", ev->type.p, ev->type.len);
-    add_header(out, "ce_subject", ev->aggregateid.p, ev->aggregateid.len);
+    switch (f->kind) {
+    case FORMAT_CLOUDEVENTS_STRUCTURED:
+        if ((r = render_structured(f, ev, &t, errstr, errstr_size)) < 0)
+            return r;
+        out->value = f->value.data;
+        out->value_len = f->value.len;
+        r = add_header(out, "content-type", "application/cloudevents+json; charset=UTF-8", 43,
+                       errstr, errstr_size);
+        break;
+    case FORMAT_DEBEZIUM:
+        r = add_header(out, "id", ev->id.p, ev->id.len, errstr, errstr_size);
+        break;
+    case FORMAT_CLOUDEVENTS:
+    default: {
+        const char *sysid = ev->pos.system_id ? ev->pos.system_id : "";
+        const struct msg_header hs[] = {
+            {"ce_specversion", "1.0", 3},
+            {"ce_id", ev->id.p, ev->id.len},
+            {"ce_source", f->source, strlen(f->source)},
+            {"ce_type", ev->type.p, ev->type.len},
+            {"ce_subject", ev->aggregateid.p, ev->aggregateid.len},
+            {"ce_time", t.time, t.time_len},
+            {"ce_pglsn", t.lsn, t.lsn_len},
+            {"ce_pgxid", t.xid, t.xid_len},
+            {"ce_pgindex", t.index, t.index_len},
+            {"content-type", "application/json", 16},
+            {"ce_schemaversion", ev->version.p, ev->version.len},
+            {"ce_pgsystemid", sysid, strlen(sysid)},
+            {"ce_pgtimeline", t.timeline, t.timeline_len},
+        };
 
-    n = format_rfc3339(ev->pos.commit_time_us, s, left);
-    add_header(out, "ce_time", s, n);
-    s += n;
-    left -= n;
-
-    r = snprintf(s, left, LSN_FMT, LSN_ARGS(ev->pos.commit_lsn));
-    add_header(out, "ce_pglsn", s, (size_t)r);
-    s += r;
-    left -= (size_t)r;
-
-    r = snprintf(s, left, "%" PRIu32, ev->pos.xid);
-    add_header(out, "ce_pgxid", s, (size_t)r);
-    s += r;
-    left -= (size_t)r;
-
-    r = snprintf(s, left, "%" PRIu32, ev->pos.index);
-    add_header(out, "ce_pgindex", s, (size_t)r);
-
-    add_header(out, "content-type", "application/json", 16);
-    return 0;
+        for (size_t i = 0; i < sizeof(hs) / sizeof(hs[0]) && r == 0; i++)
+            r = add_header(out, hs[i].name, hs[i].value, hs[i].len, errstr, errstr_size);
+        break;
+    }
+    }
+    if (r < 0)
+        return r;
+    return add_extra_headers(f, ev, out, errstr, errstr_size);
 }

@@ -1,15 +1,19 @@
 /*
  * format.h -- how an event becomes a message: topic, key, headers and value.
  *
- * The default rendering is the CloudEvents 1.0 Kafka protocol binding in binary
- * mode: the value is the outbox payload as it is, the key is the aggregate id, and
- * the event's attributes travel as "ce_"-prefixed headers (docs/events.md lists
- * them).  The topic comes from a template such as "outbox.event.{aggregatetype}"
- * whose placeholders name outbox columns.
+ * Three renderings (docs/events.md shows each byte for byte):
+ *   - CloudEvents 1.0 Kafka protocol binding, binary mode (the default): the value is
+ *     the payload as it is, the key the aggregate id, and every attribute and
+ *     extension a "ce_"-prefixed header;
+ *   - CloudEvents structured mode: the value is an application/cloudevents+json
+ *     envelope with the payload embedded as JSON under "data";
+ *   - Debezium's outbox event router: value = payload, key = aggregate id, header "id".
+ * In every mode configured header columns and a headers JSON object become extra
+ * headers.  The topic comes from a template such as "outbox.event.{aggregatetype}".
  *
- * Pure: no I/O, no logging, and no heap allocation per event -- a rendered message
- * borrows from the event and from scratch space inside struct out_msg, and is valid
- * while both are.
+ * Pure: no I/O, no logging, and no heap allocation per event once warm -- a rendered
+ * message borrows from the event, from scratch space inside struct out_msg and from
+ * the formatter's buffers, and is valid until the next render.
  */
 #ifndef RELAY_FORMAT_H
 #define RELAY_FORMAT_H
@@ -20,7 +24,13 @@
 
 /* Kafka's limit on a topic name is 249 bytes. */
 #define FORMAT_TOPIC_MAX 249
-#define FORMAT_MAX_HEADERS 16
+#define FORMAT_MAX_HEADERS 64
+
+enum format_kind {
+    FORMAT_CLOUDEVENTS = 0,
+    FORMAT_CLOUDEVENTS_STRUCTURED = 1,
+    FORMAT_DEBEZIUM = 2,
+};
 
 struct msg_header {
     const char *name;
@@ -36,29 +46,45 @@ struct out_msg {
     size_t value_len;
     struct msg_header headers[FORMAT_MAX_HEADERS];
     int nheaders;
-    char scratch[256]; /* text of rendered header values: time, LSN, xid */
+    char scratch[256]; /* text of rendered header values: time, LSN, xid, timeline */
 };
 
 typedef struct formatter formatter;
 
 /*
- * Create a formatter.  topic_template is "literal{column}literal..." (validated by
- * the config); source is the CloudEvents "source" attribute.  Both are copied.
- * Returns NULL with errstr set on a bad template or when out of memory.
+ * Create a formatter, in CloudEvents binary mode.  topic_template is
+ * "literal{name}literal..." (validated by the config); source is the CloudEvents
+ * "source" attribute.  Both are copied.  Returns NULL with errstr set on a bad
+ * template or when out of memory.
  */
 formatter *formatter_new(const char *topic_template, const char *source, char *errstr,
                          size_t errstr_size);
+
+/* Choose the rendering. */
+void formatter_set_kind(formatter *f, enum format_kind kind);
+
+/*
+ * Set the topic template of table changes (default "cdc.{schema}.{table}"; also
+ * {op}) and the prefix of their CloudEvents source, "/<database>" (a change's source
+ * is "<prefix>/<schema>.<table>").  Both are copied.  Returns 0, or -EINVAL/-ENOMEM
+ * with errstr set; the old settings stay.
+ */
+int formatter_set_cdc(formatter *f, const char *topic_template, const char *source_prefix,
+                      char *errstr, size_t errstr_size);
 
 /* Free a formatter.  formatter_free(NULL) is a no-op. */
 void formatter_free(formatter *f);
 
 /*
- * Render ev into *out.  Returns 0; or -EINVAL when the topic cannot be made: a
- * placeholder names a column the table lacks, the column is NULL, or the result is
- * not a valid Kafka topic name (1-249 of [A-Za-z0-9._-]); errstr says which.
+ * Render ev into *out.  A placeholder names an event field (aggregatetype, type,
+ * version, id, aggregateid) or, for rows, any outbox column.  Returns 0; -EINVAL
+ * when the topic cannot be made (unknown placeholder, NULL value, not a valid Kafka
+ * topic name: 1-249 of [A-Za-z0-9._-]) or there are more than FORMAT_MAX_HEADERS
+ * headers; -ENOMEM; errstr says which.  *out borrows from ev and from f until the
+ * next render.
  */
-int formatter_render(const formatter *f, const struct event *ev, struct out_msg *out,
-                     char *errstr, size_t errstr_size);
+int formatter_render(formatter *f, const struct event *ev, struct out_msg *out, char *errstr,
+                     size_t errstr_size);
 
 /*
  * Write the RFC 3339 UTC form of a Unix time in microseconds

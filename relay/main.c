@@ -125,7 +125,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "%s\n", errstr);
         return EXIT_USAGE;
     }
-    if (sink_kafka_check(cfg, errstr, sizeof(errstr)) < 0) {
+    if (cfg->sink == RELAY_SINK_KAFKA && sink_kafka_check(cfg, errstr, sizeof(errstr)) < 0) {
         fprintf(stderr, "%s: %s\n", path, errstr);
         relay_config_free(cfg);
         return EXIT_USAGE;

@@ -38,6 +38,7 @@
 #include "checkpoint.h"
 #include "event.h"
 #include "format.h"
+#include "jsonbuf.h"
 #include "log.h"
 #include "pgoutput.h"
 #include "replication.h"
@@ -63,6 +64,10 @@ struct relay {
     pgo_decoder *dec;
     relcache *rels;
     formatter *fmt;
+    struct jbuf msgbuf;      /* unescaped strings of the logical message being handled */
+    const char **cdc_schemas; /* cdc.tables, as the relation cache wants them */
+    const char **cdc_tables;
+    char **cdc_keys;          /* their primary keys, as replication found them */
 
     repl_conn *conn;
     struct repl_info info;   /* of the current (or last) connection */
@@ -215,7 +220,7 @@ static void try_connect(struct relay *r)
     char err[1024];
     struct repl_info info;
     int rc = repl_open(r->cfg, ckpt_confirmed(r->ckpt), r->have_info ? &r->info : NULL,
-                       &r->conn, &info, err, sizeof(err));
+                       r->cdc_keys, &r->conn, &info, err, sizeof(err));
 
     if (rc == -EPERM) {
         set_fatal(r, "%s", err);
@@ -231,15 +236,28 @@ static void try_connect(struct relay *r)
     if (!r->fmt) {
         char source[256];
 
-        /* CloudEvents "source": which database and table the event came from. */
-        snprintf(source, sizeof(source), "/%s/%s.%s", info.dbname, r->cfg->outbox.schema,
-                 r->cfg->outbox.table);
+        /* CloudEvents "source": configured, or which database and table it came from. */
+        if (r->cfg->outbox.source && r->cfg->outbox.source[0])
+            snprintf(source, sizeof(source), "%s", r->cfg->outbox.source);
+        else
+            snprintf(source, sizeof(source), "/%s/%s.%s", info.dbname, r->cfg->outbox.schema,
+                     r->cfg->outbox.table);
         r->fmt = formatter_new(r->cfg->kafka.topic, source, err, sizeof(err));
         if (!r->fmt) {
             set_fatal(r, "%s", err);
             drop_connection(r, false);
             return;
         }
+        snprintf(source, sizeof(source), "/%s", info.dbname);
+        if (formatter_set_cdc(r->fmt, r->cfg->cdc.topic, source, err, sizeof(err)) < 0) {
+            set_fatal(r, "%s", err);
+            drop_connection(r, false);
+            return;
+        }
+        /* The two enums list the same formats in the same order. */
+        formatter_set_kind(r->fmt, (enum format_kind)(r->cfg->sink == RELAY_SINK_STDOUT
+                                                          ? r->cfg->stdout_sink.format
+                                                          : r->cfg->kafka.format));
     }
     r->retry_delay_ms = RETRY_MIN_MS;
     if (info.hint_ignored) {
@@ -271,34 +289,20 @@ static void bad_row(struct relay *r, const struct event *ev, const char *why)
               why);
 }
 
-static void handle_insert(struct relay *r, const struct pgo_insert *ins)
+/* Render an event and hand it to the sink; a bad event stops the relay. */
+static void publish(struct relay *r, const struct event *ev)
 {
-    const struct rel_desc *rel = relcache_get(r->rels, ins->relid);
-    struct event ev;
     struct out_msg msg;
     char err[512];
     int rc;
 
-    if (!rel) {
-        set_fatal(r, "protocol error: insert for relation %u, never described, at " LSN_FMT,
-                  ins->relid, LSN_ARGS(r->pos.commit_lsn));
-        return;
-    }
-    if (!rel->is_outbox)
-        return; /* another table in a shared publication: not ours */
-    if (!r->in_txn) {
-        set_fatal(r, "protocol error: insert outside a transaction after " LSN_FMT,
-                  LSN_ARGS(r->received));
-        return;
-    }
-    if (event_from_outbox_row(rel, &ins->newtuple, &r->pos, &ev, err, sizeof(err)) < 0 ||
-        formatter_render(r->fmt, &ev, &msg, err, sizeof(err)) < 0) {
-        bad_row(r, &ev, err);
+    if (formatter_render(r->fmt, ev, &msg, err, sizeof(err)) < 0) {
+        bad_row(r, ev, err);
         return;
     }
     rc = sink_produce(r->sink, &msg, r->txn_seq, err, sizeof(err));
     if (rc == -EMSGSIZE) {
-        bad_row(r, &ev, err);
+        bad_row(r, ev, err);
         return;
     }
     if (rc < 0) {
@@ -309,6 +313,94 @@ static void handle_insert(struct relay *r, const struct pgo_insert *ins)
     ckpt_add_event(r->ckpt);
     r->produced++;
     r->pos.index++;
+}
+
+/* A table-less outbox event: pg_logical_emit_message(true, prefix, json). */
+static void handle_logical_message(struct relay *r, const struct pgo_message *m)
+{
+    struct event ev;
+    char err[512];
+
+    if (strcmp(m->prefix, r->cfg->outbox.messages_prefix) != 0)
+        return; /* somebody else's message */
+    if (!m->transactional || !r->in_txn) {
+        /* Not part of a transaction: no commit position to confirm it by. */
+        log_warn("ignoring non-transactional message with prefix \"%s\" at " LSN_FMT
+                 ": use pg_logical_emit_message(true, ...)",
+                 m->prefix, LSN_ARGS(m->lsn));
+        return;
+    }
+    if (event_from_message(m->content, m->content_len, &r->pos, &r->msgbuf, &ev, err,
+                           sizeof(err)) < 0) {
+        set_fatal(r,
+                  "bad outbox message in transaction %u at " LSN_FMT ": %s; stopping without "
+                  "confirming past it",
+                  r->pos.xid, LSN_ARGS(m->lsn), err);
+        return;
+    }
+    publish(r, &ev);
+}
+
+/* A change of a cdc table. */
+static void handle_change(struct relay *r, const struct rel_desc *rel, char op,
+                          const struct pgo_tuple *newtuple, char old_kind,
+                          const struct pgo_tuple *oldtuple)
+{
+    struct event ev;
+    char err[512];
+
+    if (!r->in_txn) {
+        set_fatal(r, "protocol error: change outside a transaction after " LSN_FMT,
+                  LSN_ARGS(r->received));
+        return;
+    }
+    if (event_from_change(rel, op, newtuple, old_kind, oldtuple, &r->pos, &ev, err,
+                          sizeof(err)) < 0) {
+        set_fatal(r, "bad change of table \"%s.%s\" in transaction %u at " LSN_FMT ": %s",
+                  rel->nspname, rel->relname, r->pos.xid, LSN_ARGS(r->pos.commit_lsn), err);
+        return;
+    }
+    publish(r, &ev);
+}
+
+/* The description of relid; a relation never described is a protocol error. */
+static const struct rel_desc *relation(struct relay *r, pgo_oid_t relid)
+{
+    const struct rel_desc *rel = relcache_get(r->rels, relid);
+
+    if (!rel)
+        set_fatal(r, "protocol error: change of relation %u, never described, at " LSN_FMT,
+                  relid, LSN_ARGS(r->pos.commit_lsn));
+    return rel;
+}
+
+static void handle_insert(struct relay *r, const struct pgo_insert *ins)
+{
+    const struct rel_desc *rel = relcache_get(r->rels, ins->relid);
+    struct event ev;
+    char err[512];
+
+    if (!rel) {
+        set_fatal(r, "protocol error: insert for relation %u, never described, at " LSN_FMT,
+                  ins->relid, LSN_ARGS(r->pos.commit_lsn));
+        return;
+    }
+    if (rel->is_cdc) {
+        handle_change(r, rel, 'c', &ins->newtuple, 0, NULL);
+        return;
+    }
+    if (!rel->is_outbox)
+        return; /* another table in a shared publication: not ours */
+    if (!r->in_txn) {
+        set_fatal(r, "protocol error: insert outside a transaction after " LSN_FMT,
+                  LSN_ARGS(r->received));
+        return;
+    }
+    if (event_from_outbox_row(rel, &ins->newtuple, &r->pos, &ev, err, sizeof(err)) < 0) {
+        bad_row(r, &ev, err);
+        return;
+    }
+    publish(r, &ev);
 }
 
 /* One pgoutput message. */
@@ -333,6 +425,8 @@ static void handle_message(struct relay *r, const char *data, size_t len)
             return;
         }
         r->in_txn = true;
+        r->pos.system_id = r->info.system_id;
+        r->pos.timeline = r->info.timeline;
         r->pos.commit_lsn = m.u.begin.final_lsn;
         r->pos.xid = m.u.begin.xid;
         r->pos.commit_time_us = pgo_timestamp_to_unix_us(m.u.begin.commit_time);
@@ -353,11 +447,35 @@ static void handle_message(struct relay *r, const char *data, size_t len)
     case PGO_INSERT:
         handle_insert(r, &m.u.insert);
         break;
+    case PGO_MESSAGE:
+        handle_logical_message(r, &m.u.message);
+        break;
+    case PGO_UPDATE: {
+        const struct rel_desc *rel = relation(r, m.u.update.relid);
+
+        if (rel && rel->is_cdc)
+            handle_change(r, rel, 'u', &m.u.update.newtuple, m.u.update.old_kind,
+                          &m.u.update.oldtuple);
+        break;
+    }
+    case PGO_DELETE: {
+        const struct rel_desc *rel = relation(r, m.u.del.relid);
+
+        if (rel && rel->is_cdc)
+            handle_change(r, rel, 'd', NULL, m.u.del.old_kind, &m.u.del.oldtuple);
+        break;
+    }
+    case PGO_TRUNCATE:
+        for (uint32_t i = 0; i < m.u.truncate.nrelids && !r->fatal; i++) {
+            const struct rel_desc *rel = relation(r, m.u.truncate.relids[i]);
+
+            if (rel && rel->is_cdc)
+                handle_change(r, rel, 't', NULL, 0, NULL);
+        }
+        break;
     default:
         /*
-         * Type, Origin, Update, Delete and Truncate carry nothing for the outbox (the
-         * publication publishes inserts only); logical decoding messages are requested
-         * for the table-less outbox, which reads them in a later version.
+         * Type and Origin carry nothing for the relay.
          */
         break;
     }
@@ -601,6 +719,7 @@ int relay_run(const struct relay_config *cfg, int stop_fd, char *errstr, size_t 
     r.retry_delay_ms = RETRY_MIN_MS;
     srand((unsigned)getpid());
 
+    jbuf_init(&r.msgbuf);
     r.ckpt = ckpt_new(LSN_INVALID);
     r.dec = pgo_decoder_new();
     r.rels = relcache_new(cfg->outbox.schema, cfg->outbox.table);
@@ -608,7 +727,34 @@ int relay_run(const struct relay_config *cfg, int stop_fd, char *errstr, size_t 
         snprintf(errstr, errstr_size, "out of memory");
         goto out;
     }
-    r.sink = sink_kafka_new(cfg, on_report, &r, errstr, errstr_size);
+    {
+        const struct outbox_spec spec = {
+            .key_column = cfg->outbox.key_column,
+            .version_column = cfg->outbox.version_column,
+            .headers_column = cfg->outbox.headers_column,
+            .header_columns = cfg->outbox.header_columns,
+            .nheader_columns = cfg->outbox.nheader_columns,
+        };
+
+        if (relcache_set_outbox_spec(r.rels, &spec, errstr, errstr_size) < 0)
+            goto out;
+    }
+    r.cdc_schemas = calloc(cfg->cdc.ntables + 1, sizeof(*r.cdc_schemas));
+    r.cdc_tables = calloc(cfg->cdc.ntables + 1, sizeof(*r.cdc_tables));
+    r.cdc_keys = calloc(cfg->cdc.ntables + 1, sizeof(*r.cdc_keys));
+    if (!r.cdc_schemas || !r.cdc_tables || !r.cdc_keys) {
+        snprintf(errstr, errstr_size, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < cfg->cdc.ntables; i++) {
+        r.cdc_schemas[i] = cfg->cdc.tables[i].schema;
+        r.cdc_tables[i] = cfg->cdc.tables[i].table;
+    }
+    relcache_set_cdc_tables(r.rels, r.cdc_schemas, r.cdc_tables, r.cdc_keys, cfg->cdc.ntables);
+    if (cfg->sink == RELAY_SINK_STDOUT)
+        r.sink = sink_stdout_new(STDOUT_FILENO, on_report, &r, errstr, errstr_size);
+    else
+        r.sink = sink_kafka_new(cfg, on_report, &r, errstr, errstr_size);
     if (!r.sink)
         goto out;
 
@@ -626,5 +772,11 @@ out:
     relcache_free(r.rels);
     pgo_decoder_free(r.dec);
     ckpt_free(r.ckpt);
+    jbuf_free(&r.msgbuf);
+    free(r.cdc_schemas);
+    free(r.cdc_tables);
+    for (size_t i = 0; r.cdc_keys && i < cfg->cdc.ntables; i++)
+        free(r.cdc_keys[i]);
+    free(r.cdc_keys);
     return rc;
 }

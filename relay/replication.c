@@ -245,6 +245,145 @@ out:
 }
 
 /*
+ * The publication of the cdc tables: every operation (insert, update, delete,
+ * truncate), partitions under their root's name.  Created when missing; tables named
+ * in cdc.tables that it lacks are added.  A listed table that does not exist is a
+ * permanent error.
+ */
+/*
+ * The primary key columns of schema.table (identifiers already quoted), comma
+ * separated in key order, into a new string *out ("" when there is none).
+ */
+static int primary_key(PGconn *conn, const char *nsp_id, const char *rel_id, char **out,
+                       char *errstr, size_t errstr_size)
+{
+    char sql[1024], qualified[600];
+    char *lit;
+    PGresult *res;
+    int err;
+
+    snprintf(qualified, sizeof(qualified), "%s.%s", nsp_id, rel_id);
+    if (!(lit = PQescapeLiteral(conn, qualified, strlen(qualified)))) {
+        snprintf(errstr, errstr_size, "out of memory");
+        return -ENOMEM;
+    }
+    snprintf(sql, sizeof(sql),
+             "SELECT COALESCE(string_agg(a.attname, ',' ORDER BY k.ord), '') FROM "
+             "pg_catalog.pg_index i CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY "
+             "AS k(attnum, ord) JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid "
+             "AND a.attnum = k.attnum WHERE i.indrelid = %s::regclass AND i.indisprimary",
+             lit);
+    PQfreemem(lit);
+    if ((err = run(conn, sql, true, "cannot read a cdc table's primary key", &res, errstr,
+                   errstr_size)) < 0)
+        return err;
+    free(*out);
+    *out = strdup(PQntuples(res) == 1 ? PQgetvalue(res, 0, 0) : "");
+    PQclear(res);
+    if (!*out) {
+        snprintf(errstr, errstr_size, "out of memory");
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+static int ensure_cdc_publication(PGconn *conn, const struct relay_config *cfg, char **keys,
+                                  char *errstr, size_t errstr_size)
+{
+    const char *pub = cfg->cdc.publication;
+    char *pub_lit = PQescapeLiteral(conn, pub, strlen(pub));
+    char *pub_id = PQescapeIdentifier(conn, pub, strlen(pub));
+    char sql[8192];
+    PGresult *res = NULL;
+    bool exists;
+    int err = -ENOMEM;
+
+    if (!pub_lit || !pub_id) {
+        snprintf(errstr, errstr_size, "out of memory");
+        goto out;
+    }
+    snprintf(sql, sizeof(sql), "SELECT 1 FROM pg_catalog.pg_publication WHERE pubname = %s",
+             pub_lit);
+    if ((err = run(conn, sql, true, "cannot look up the cdc publication", &res, errstr,
+                   errstr_size)) < 0)
+        goto out;
+    exists = PQntuples(res) == 1;
+    PQclear(res);
+    res = NULL;
+    for (size_t i = 0; i < cfg->cdc.ntables; i++) {
+        const struct relay_table *t = &cfg->cdc.tables[i];
+        char *nsp_lit = PQescapeLiteral(conn, t->schema, strlen(t->schema));
+        char *rel_lit = PQescapeLiteral(conn, t->table, strlen(t->table));
+        char *nsp_id = PQescapeIdentifier(conn, t->schema, strlen(t->schema));
+        char *rel_id = PQescapeIdentifier(conn, t->table, strlen(t->table));
+        bool have_table = false, in_pub = false;
+
+        err = -ENOMEM;
+        if (nsp_lit && rel_lit && nsp_id && rel_id) {
+            snprintf(sql, sizeof(sql),
+                     "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class c JOIN "
+                     "pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s "
+                     "AND c.relname = %s), EXISTS (SELECT 1 FROM "
+                     "pg_catalog.pg_publication_tables WHERE pubname = %s AND schemaname = %s "
+                     "AND tablename = %s)",
+                     nsp_lit, rel_lit, pub_lit, nsp_lit, rel_lit);
+            err = run(conn, sql, true, "cannot look up a cdc table", &res, errstr, errstr_size);
+        } else {
+            snprintf(errstr, errstr_size, "out of memory");
+        }
+        if (err == 0) {
+            have_table = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+            in_pub = strcmp(PQgetvalue(res, 0, 1), "t") == 0;
+            PQclear(res);
+            res = NULL;
+            if (have_table)
+                err = primary_key(conn, nsp_id, rel_id, &keys[i], errstr, errstr_size);
+            if (err < 0) {
+                /* reported below */
+            } else if (!have_table) {
+                snprintf(errstr, errstr_size, "cdc table \"%s.%s\" does not exist", t->schema,
+                         t->table);
+                err = -EPERM;
+            } else if (!exists) {
+                snprintf(sql, sizeof(sql),
+                         "CREATE PUBLICATION %s FOR TABLE %s.%s WITH "
+                         "(publish_via_partition_root = true)",
+                         pub_id, nsp_id, rel_id);
+                err = run(conn, sql, false, "cannot create the cdc publication", &res, errstr,
+                          errstr_size);
+                exists = err == 0;
+                if (err == 0)
+                    log_info("created publication \"%s\" for table \"%s.%s\"", pub, t->schema,
+                             t->table);
+            } else if (!in_pub) {
+                snprintf(sql, sizeof(sql), "ALTER PUBLICATION %s ADD TABLE %s.%s", pub_id,
+                         nsp_id, rel_id);
+                err = run(conn, sql, false, "cannot add a cdc table to its publication", &res,
+                          errstr, errstr_size);
+                if (err == 0)
+                    log_info("added table \"%s.%s\" to publication \"%s\"", t->schema,
+                             t->table, pub);
+            }
+            PQclear(res);
+            res = NULL;
+        }
+        PQfreemem(nsp_lit);
+        PQfreemem(rel_lit);
+        PQfreemem(nsp_id);
+        PQfreemem(rel_id);
+        if (err < 0)
+            goto out;
+    }
+    err = 0;
+
+out:
+    PQclear(res);
+    PQfreemem(pub_lit);
+    PQfreemem(pub_id);
+    return err;
+}
+
+/*
  * A new slot streams only what commits after it exists.  Outbox rows already in the
  * table are not published by it: say so, once, so that nobody mistakes it for loss.
  */
@@ -388,8 +527,16 @@ static int start_streaming(PGconn *conn, const struct relay_config *cfg,
     char *slot_id = PQescapeIdentifier(conn, cfg->postgres.slot, strlen(cfg->postgres.slot));
     char *pub_id = PQescapeIdentifier(conn, cfg->postgres.publication,
                                       strlen(cfg->postgres.publication));
-    char *pub_lit = pub_id ? PQescapeLiteral(conn, pub_id, strlen(pub_id)) : NULL;
+    char *cdc_id = PQescapeIdentifier(conn, cfg->cdc.publication, strlen(cfg->cdc.publication));
+    char names[512];
+    char *pub_lit = NULL;
     char sql[1024];
+
+    if (pub_id && cdc_id) {
+        snprintf(names, sizeof(names), "%s%s%s", pub_id, cfg->cdc.ntables > 0 ? "," : "",
+                 cfg->cdc.ntables > 0 ? cdc_id : "");
+        pub_lit = PQescapeLiteral(conn, names, strlen(names));
+    }
     PGresult *res = NULL;
     int err = -ENOMEM;
 
@@ -425,12 +572,14 @@ out:
     PQclear(res);
     PQfreemem(slot_id);
     PQfreemem(pub_id);
+    PQfreemem(cdc_id);
     PQfreemem(pub_lit);
     return err;
 }
 
 int repl_open(const struct relay_config *cfg, lsn_t start_hint, const struct repl_info *prev,
-              repl_conn **out, struct repl_info *info, char *errstr, size_t errstr_size)
+              char **cdc_keys, repl_conn **out, struct repl_info *info, char *errstr,
+              size_t errstr_size)
 {
     /*
      * Keywords before "dbname" are defaults the DSN may override; keywords after it
@@ -468,6 +617,8 @@ int repl_open(const struct relay_config *cfg, lsn_t start_hint, const struct rep
     if ((err = check_server(conn, errstr, errstr_size)) < 0 ||
         (err = identify_system(conn, info, errstr, errstr_size)) < 0 ||
         (err = ensure_publication(conn, cfg, errstr, errstr_size)) < 0 ||
+        (cfg->cdc.ntables > 0 && (err = ensure_cdc_publication(conn, cfg, cdc_keys, errstr,
+                                                               errstr_size)) < 0) ||
         (err = ensure_slot(conn, cfg, info, errstr, errstr_size)) < 0)
         goto fail;
 

@@ -46,12 +46,17 @@ struct repl_info {
  * same system and timeline, and only up to the server's WAL end; otherwise it is
  * ignored (info->hint_ignored) and streaming starts at the slot's position.
  *
+ * cdc_keys has one entry per cdc.tables entry: each is replaced by a new string (the
+ * old one is freed; the caller frees the last) listing the table's primary key
+ * columns, comma separated, "" when it has none.
+ *
  * On success stores the new connection in *out (free with repl_close()) and fills
  * *info.  On error returns -EAGAIN or -EPERM (see above) with errstr set, and *out
  * is untouched.  Blocks for the setup queries; connect_timeout defaults to 10 s.
  */
 int repl_open(const struct relay_config *cfg, lsn_t start_hint, const struct repl_info *prev,
-              repl_conn **out, struct repl_info *info, char *errstr, size_t errstr_size);
+              char **cdc_keys, repl_conn **out, struct repl_info *info, char *errstr,
+              size_t errstr_size);
 
 /* The connection's socket, for poll(2). */
 int repl_socket(const repl_conn *c);

@@ -4,8 +4,8 @@
  * A sink accepts messages tagged with the sequence number of their transaction and
  * later reports, one call per message, whether it was delivered.  Reports are
  * delivered only from inside sink_poll() / sink_flush(), on the caller's thread, so
- * the relay needs no locks.  The Kafka sink is the first; others are new
- * sink_*.c files behind the same functions.
+ * the relay needs no locks.  Each sink is a sink_*.c file implementing the
+ * operations of sink_impl.h: sink_kafka.c (librdkafka) and sink_stdout.c.
  */
 #ifndef RELAY_SINK_H
 #define RELAY_SINK_H
@@ -40,6 +40,14 @@ typedef struct sink sink;
  */
 sink *sink_kafka_new(const struct relay_config *cfg, sink_report_fn *report, void *opaque,
                      char *errstr, size_t errstr_size);
+
+/*
+ * Create the stdout sink, writing one line per message (the message's value) to fd.
+ * report is called for every line, from sink_poll(), once write(2) took it whole.
+ * Returns NULL with errstr set when out of memory or out of file descriptors.
+ */
+sink *sink_stdout_new(int fd, sink_report_fn *report, void *opaque, char *errstr,
+                      size_t errstr_size);
 
 /*
  * Check kafka.* of cfg as sink_kafka_new() would, without creating a producer.

@@ -21,7 +21,7 @@
  * with rd_kafka_queue_io_event_enable(): librdkafka writes a byte to a pipe when the
  * queue becomes non-empty, and the relay's poll() loop watches the pipe.
  */
-#include "sink.h"
+#include "sink_impl.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -35,14 +35,11 @@
 
 #include "log.h"
 
-struct sink {
+struct kafka_sink {
+    struct sink base; /* first: a struct kafka_sink * is a sink * */
     const struct relay_config *cfg;
     rd_kafka_t *rk;
     rd_kafka_queue_t *mainq;
-    int pipefd[2];
-    sink_report_fn *report;
-    void *opaque;
-    int outstanding;
     bool fatal;
 };
 
@@ -90,14 +87,14 @@ static bool is_permanent(rd_kafka_resp_err_t err)
 
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
-    sink *s = opaque;
+    struct kafka_sink *s = opaque;
     rd_kafka_headers_t *hdrs = NULL;
     char id[128] = "";
     enum sink_outcome outcome = SINK_DELIVERED;
     const char *errtext = NULL;
 
     (void)rk;
-    s->outstanding--;
+    s->base.outstanding--;
     if (m->err) {
         const void *v;
         size_t len;
@@ -113,13 +110,13 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
             id[len] = '\0';
         }
     }
-    s->report(s->opaque, (uint64_t)(uintptr_t)m->_private, outcome,
+    s->base.report(s->base.opaque, (uint64_t)(uintptr_t)m->_private, outcome,
               m->rkt ? rd_kafka_topic_name(m->rkt) : "", id, errtext);
 }
 
 static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
-    sink *s = opaque;
+    struct kafka_sink *s = opaque;
 
     if (err == RD_KAFKA_RESP_ERR__FATAL) {
         char buf[512];
@@ -219,7 +216,7 @@ int sink_kafka_check(const struct relay_config *cfg, char *errstr, size_t errstr
     return 0;
 }
 
-static int producer_create(sink *s, char *errstr, size_t errstr_size)
+static int producer_create(struct kafka_sink *s, char *errstr, size_t errstr_size)
 {
     rd_kafka_conf_t *conf = build_conf(s->cfg, errstr, errstr_size);
     char err[512];
@@ -239,12 +236,12 @@ static int producer_create(sink *s, char *errstr, size_t errstr_size)
     }
     /* conf is owned by s->rk from here on. */
     s->mainq = rd_kafka_queue_get_main(s->rk);
-    rd_kafka_queue_io_event_enable(s->mainq, s->pipefd[1], "1", 1);
+    rd_kafka_queue_io_event_enable(s->mainq, s->base.pipefd[1], "1", 1);
     s->fatal = false;
     return 0;
 }
 
-static void producer_destroy(sink *s)
+static void producer_destroy(struct kafka_sink *s)
 {
     if (!s->rk)
         return;
@@ -256,40 +253,13 @@ static void producer_destroy(sink *s)
     s->mainq = NULL;
     rd_kafka_destroy(s->rk);
     s->rk = NULL;
-    s->outstanding = 0;
+    s->base.outstanding = 0;
 }
 
-sink *sink_kafka_new(const struct relay_config *cfg, sink_report_fn *report, void *opaque,
-                     char *errstr, size_t errstr_size)
+static int kafka_produce(sink *base, const struct out_msg *msg, uint64_t txn_seq, char *errstr,
+                         size_t errstr_size)
 {
-    sink *s = calloc(1, sizeof(*s));
-
-    if (!s) {
-        snprintf(errstr, errstr_size, "out of memory");
-        return NULL;
-    }
-    s->cfg = cfg;
-    s->report = report;
-    s->opaque = opaque;
-    if (pipe(s->pipefd) < 0) {
-        snprintf(errstr, errstr_size, "pipe: %s", strerror(errno));
-        free(s);
-        return NULL;
-    }
-    for (int i = 0; i < 2; i++) {
-        fcntl(s->pipefd[i], F_SETFL, fcntl(s->pipefd[i], F_GETFL) | O_NONBLOCK);
-        fcntl(s->pipefd[i], F_SETFD, FD_CLOEXEC);
-    }
-    if (producer_create(s, errstr, errstr_size) < 0) {
-        sink_free(s);
-        return NULL;
-    }
-    return s;
-}
-
-int sink_produce(sink *s, const struct out_msg *msg, uint64_t txn_seq, char *errstr,
-                 size_t errstr_size)
-{
+    struct kafka_sink *s = (struct kafka_sink *)base;
     rd_kafka_headers_t *hdrs;
     rd_kafka_resp_err_t err;
 
@@ -298,7 +268,6 @@ int sink_produce(sink *s, const struct out_msg *msg, uint64_t txn_seq, char *err
         return -EIO;
     }
     hdrs = rd_kafka_headers_new((size_t)msg->nheaders);
-
     for (int i = 0; i < msg->nheaders; i++)
         rd_kafka_header_add(hdrs, msg->headers[i].name, -1, msg->headers[i].value,
                             (ssize_t)msg->headers[i].len);
@@ -318,61 +287,74 @@ int sink_produce(sink *s, const struct out_msg *msg, uint64_t txn_seq, char *err
             return -EMSGSIZE; /* larger than message.max.bytes: no retry helps */
         return -EIO;
     }
-    s->outstanding++;
+    s->base.outstanding++;
     return 0;
 }
 
-int sink_poll(sink *s)
+static int kafka_poll(sink *base)
 {
+    struct kafka_sink *s = (struct kafka_sink *)base;
+
     return s->rk ? rd_kafka_poll(s->rk, 0) : 0;
 }
 
-bool sink_fatal(const sink *s)
+static bool kafka_fatal(const sink *base)
 {
+    const struct kafka_sink *s = (const struct kafka_sink *)base;
+
     return s->fatal || !s->rk;
 }
 
-int sink_fd(const sink *s)
+static void kafka_flush(sink *base, int timeout_ms)
 {
-    return s->pipefd[0];
-}
+    struct kafka_sink *s = (struct kafka_sink *)base;
 
-void sink_drain_fd(sink *s)
-{
-    char buf[256];
-
-    while (read(s->pipefd[0], buf, sizeof(buf)) > 0)
-        ;
-}
-
-int sink_flush(sink *s, int timeout_ms)
-{
     if (!s->rk)
-        return s->outstanding;
+        return;
     /* rd_kafka_flush() serves delivery reports while it waits. */
     rd_kafka_flush(s->rk, timeout_ms);
     rd_kafka_poll(s->rk, 0);
-    return s->outstanding;
 }
 
-int sink_reset(sink *s, char *errstr, size_t errstr_size)
+static int kafka_reset(sink *base, char *errstr, size_t errstr_size)
 {
+    struct kafka_sink *s = (struct kafka_sink *)base;
+
     producer_destroy(s);
-    sink_drain_fd(s);
     return producer_create(s, errstr, errstr_size);
 }
 
-int sink_outstanding(const sink *s)
+static void kafka_destroy(sink *base)
 {
-    return s->outstanding;
+    producer_destroy((struct kafka_sink *)base);
 }
 
-void sink_free(sink *s)
+static const struct sink_ops kafka_ops = {
+    .produce = kafka_produce,
+    .poll = kafka_poll,
+    .fatal = kafka_fatal,
+    .flush = kafka_flush,
+    .reset = kafka_reset,
+    .destroy = kafka_destroy,
+};
+
+sink *sink_kafka_new(const struct relay_config *cfg, sink_report_fn *report, void *opaque,
+                     char *errstr, size_t errstr_size)
 {
-    if (!s)
-        return;
-    producer_destroy(s);
-    close(s->pipefd[0]);
-    close(s->pipefd[1]);
-    free(s);
+    struct kafka_sink *s = calloc(1, sizeof(*s));
+
+    if (!s) {
+        snprintf(errstr, errstr_size, "out of memory");
+        return NULL;
+    }
+    s->cfg = cfg;
+    if (sink_base_init(&s->base, &kafka_ops, report, opaque, errstr, errstr_size) < 0) {
+        free(s);
+        return NULL;
+    }
+    if (producer_create(s, errstr, errstr_size) < 0) {
+        sink_free(&s->base);
+        return NULL;
+    }
+    return &s->base;
 }

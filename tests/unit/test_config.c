@@ -75,6 +75,25 @@ static struct relay_config *expect_ok(const char *text)
     return cfg;
 }
 
+/* The defaults of the keys for versioned events, formats, sinks and cdc. */
+static void assert_feature_defaults(const struct relay_config *cfg)
+{
+    assert_string_equal(cfg->outbox.key_column, "aggregateid");
+    assert_string_equal(cfg->outbox.version_column, "version");
+    assert_string_equal(cfg->outbox.headers_column, "headers");
+    assert_null(cfg->outbox.header_columns);
+    assert_int_equal(cfg->outbox.nheader_columns, 0);
+    assert_string_equal(cfg->outbox.source, "");
+    assert_string_equal(cfg->outbox.messages_prefix, "outbox");
+    assert_int_equal(cfg->kafka.format, RELAY_FORMAT_CLOUDEVENTS);
+    assert_int_equal(cfg->sink, RELAY_SINK_KAFKA);
+    assert_int_equal(cfg->stdout_sink.format, RELAY_FORMAT_CLOUDEVENTS_STRUCTURED);
+    assert_null(cfg->cdc.tables);
+    assert_int_equal(cfg->cdc.ntables, 0);
+    assert_string_equal(cfg->cdc.topic, "cdc.{schema}.{table}");
+    assert_string_equal(cfg->cdc.publication, "outbox_relay_cdc");
+}
+
 /* Every default, and the values the minimal file sets. */
 static void assert_minimal(const struct relay_config *cfg)
 {
@@ -90,6 +109,7 @@ static void assert_minimal(const struct relay_config *cfg)
     assert_int_equal(cfg->kafka.max_inflight_events, 100000);
     assert_int_equal(cfg->kafka.shutdown_timeout_ms, 5000);
     assert_int_equal(cfg->log.level, RELAY_LOG_INFO);
+    assert_feature_defaults(cfg);
 }
 
 /*
@@ -130,6 +150,7 @@ static void test_required_only(void **state)
     assert_int_equal(cfg->kafka.max_inflight_events, 100000);
     assert_int_equal(cfg->kafka.shutdown_timeout_ms, 5000);
     assert_int_equal(cfg->log.level, RELAY_LOG_INFO);
+    assert_feature_defaults(cfg);
     relay_config_free(cfg);
 }
 
@@ -636,6 +657,463 @@ static void test_topic(void **state)
 }
 
 /*
+ * Outbox columns, source and message prefix
+ */
+
+static void test_outbox_feature_keys_set(void **state)
+{
+    struct relay_config *cfg;
+
+    (void)state;
+    cfg = expect_ok(REQUIRED "outbox:\n"
+                             "  table: app.events\n"
+                             "  key_column: order_id\n"
+                             "  version_column: schema_version\n"
+                             "  headers_column: _extra_headers2\n"
+                             "  header_columns:\n"
+                             "    - tenant_id\n"
+                             "    - trace_id\n"
+                             "  source: \"/shop/orders\"\n"
+                             "  messages_prefix: shop.events\n");
+    assert_string_equal(cfg->outbox.schema, "app");
+    assert_string_equal(cfg->outbox.table, "events");
+    assert_string_equal(cfg->outbox.key_column, "order_id");
+    assert_string_equal(cfg->outbox.version_column, "schema_version");
+    assert_string_equal(cfg->outbox.headers_column, "_extra_headers2");
+    assert_int_equal(cfg->outbox.nheader_columns, 2);
+    assert_string_equal(cfg->outbox.header_columns[0], "tenant_id");
+    assert_string_equal(cfg->outbox.header_columns[1], "trace_id");
+    assert_string_equal(cfg->outbox.source, "/shop/orders");
+    assert_string_equal(cfg->outbox.messages_prefix, "shop.events");
+    relay_config_free(cfg);
+
+    /* An explicit empty source means the same as leaving it out. */
+    cfg = expect_ok(REQUIRED "outbox:\n  source: ''\n");
+    assert_string_equal(cfg->outbox.source, "");
+    relay_config_free(cfg);
+
+    expect_error(REQUIRED "outbox:\n  messages_prefix: \"\"\n",
+                 "config.yaml:6:20: \"outbox.messages_prefix\" must not be empty");
+    expect_error(REQUIRED "outbox:\n  source:\n",
+                 "config.yaml:6:10: \"outbox.source\" must be a string, got null");
+}
+
+static void test_column_names(void **state)
+{
+    static const char *const keys[] = {"key_column", "version_column", "headers_column"};
+    static const char *const bad[] = {"AggregateId", "1st", "a-b", "a$", "\"\"", "'x y'", "é"};
+    struct relay_config *cfg;
+    char text[512], want[512];
+    size_t i, j;
+
+    (void)state;
+    for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+        snprintf(text, sizeof(text), REQUIRED "outbox:\n  %s: _a1\n", keys[i]);
+        cfg = expect_ok(text);
+        assert_string_equal(i == 0   ? cfg->outbox.key_column
+                            : i == 1 ? cfg->outbox.version_column
+                                     : cfg->outbox.headers_column,
+                            "_a1");
+        relay_config_free(cfg);
+
+        for (j = 0; j < sizeof(bad) / sizeof(bad[0]); j++) {
+            const char *v = bad[j];
+            char shown[16];
+
+            /* The message shows the value without the YAML quotes. */
+            if (v[0] == '"' || v[0] == '\'')
+                snprintf(shown, sizeof(shown), "%.*s", (int)strlen(v) - 2, v + 1);
+            else
+                snprintf(shown, sizeof(shown), "%s", v);
+            snprintf(text, sizeof(text), REQUIRED "outbox:\n  %s: %s\n", keys[i], v);
+            snprintf(want, sizeof(want),
+                     "config.yaml:6:%zu: bad column name \"%s\" for \"outbox.%s\": use 1 to 63 "
+                     "lowercase letters, digits and underscores, not starting with a digit",
+                     strlen(keys[i]) + 5, shown, keys[i]);
+            expect_error(text, want);
+        }
+    }
+
+    /* 63 bytes is the longest name PostgreSQL keeps. */
+    snprintf(text, sizeof(text), REQUIRED "outbox:\n  key_column: a%062d\n", 0);
+    cfg = expect_ok(text);
+    assert_int_equal(strlen(cfg->outbox.key_column), 63);
+    relay_config_free(cfg);
+    snprintf(text, sizeof(text), REQUIRED "outbox:\n  key_column: a%063d\n", 0);
+    expect_error(text, "config.yaml:6:15: bad column name "
+                       "\"a000000000000000000000000000000000000000000000000000000000000000\" for "
+                       "\"outbox.key_column\": use 1 to 63 lowercase letters, digits and "
+                       "underscores, not starting with a digit");
+
+    /* Checked after expansion. */
+    setenv("RELAY_T_COL", "Order_Id", 1);
+    expect_error(REQUIRED "outbox:\n  key_column: ${RELAY_T_COL}\n",
+                 "config.yaml:6:15: bad column name \"Order_Id\" for \"outbox.key_column\": use 1 "
+                 "to 63 lowercase letters, digits and underscores, not starting with a digit");
+    unsetenv("RELAY_T_COL");
+}
+
+static void test_header_columns(void **state)
+{
+    struct relay_config *cfg;
+
+    (void)state;
+    setenv("RELAY_T_COL", "trace_id", 1);
+    unsetenv("RELAY_T_UNSET");
+
+    /* Flow and block sequences, in file order, each entry expanded. */
+    cfg = expect_ok(REQUIRED "outbox:\n"
+                             "  header_columns: [tenant_id, \"${RELAY_T_COL}\", "
+                             "'x_${RELAY_T_UNSET:-y}']\n");
+    assert_int_equal(cfg->outbox.nheader_columns, 3);
+    assert_string_equal(cfg->outbox.header_columns[0], "tenant_id");
+    assert_string_equal(cfg->outbox.header_columns[1], "trace_id");
+    assert_string_equal(cfg->outbox.header_columns[2], "x_y");
+    relay_config_free(cfg);
+
+    cfg = expect_ok(REQUIRED "outbox:\n"
+                             "  header_columns:\n"
+                             "  - ${RELAY_T_COL}\n"
+                             "  - 'region'\n");
+    assert_int_equal(cfg->outbox.nheader_columns, 2);
+    assert_string_equal(cfg->outbox.header_columns[0], "trace_id");
+    assert_string_equal(cfg->outbox.header_columns[1], "region");
+    relay_config_free(cfg);
+
+    /* [] and null are the empty list. */
+    cfg = expect_ok(REQUIRED "outbox:\n  header_columns: []\n");
+    assert_null(cfg->outbox.header_columns);
+    assert_int_equal(cfg->outbox.nheader_columns, 0);
+    relay_config_free(cfg);
+    cfg = expect_ok(REQUIRED "outbox:\n  header_columns:\n");
+    assert_int_equal(cfg->outbox.nheader_columns, 0);
+    relay_config_free(cfg);
+
+    /* Not a list. */
+    expect_error(REQUIRED "outbox:\n  header_columns: tenant_id\n",
+                 "config.yaml:6:19: \"outbox.header_columns\" must be a list of strings, "
+                 "got \"tenant_id\"");
+    expect_error(REQUIRED "outbox:\n  header_columns: \"a, b\"\n",
+                 "config.yaml:6:19: \"outbox.header_columns\" must be a list of strings, "
+                 "got \"a, b\"");
+    expect_error(REQUIRED "outbox:\n  header_columns:\n    tenant_id: 1\n",
+                 "config.yaml:7:5: \"outbox.header_columns\" must be a list of strings, "
+                 "got a mapping");
+
+    /* Errors in an entry point at that entry. */
+    expect_error(REQUIRED "outbox:\n"
+                          "  header_columns:\n"
+                          "    - tenant_id\n"
+                          "    - Trace-Id\n",
+                 "config.yaml:8:7: bad column name \"Trace-Id\" for \"outbox.header_columns\": "
+                 "use 1 to 63 lowercase letters, digits and underscores, not starting with a "
+                 "digit");
+    expect_error(REQUIRED "outbox:\n  header_columns: [a, b, 9c]\n",
+                 "config.yaml:6:26: bad column name \"9c\" for \"outbox.header_columns\": "
+                 "use 1 to 63 lowercase letters, digits and underscores, not starting with a "
+                 "digit");
+    expect_error(REQUIRED "outbox:\n  header_columns: [a, [b]]\n",
+                 "config.yaml:6:23: entry 2 of \"outbox.header_columns\" must be a string, "
+                 "got a sequence");
+    expect_error(REQUIRED "outbox:\n"
+                          "  header_columns:\n"
+                          "    - a\n"
+                          "    - {b: 1}\n",
+                 "config.yaml:8:7: entry 2 of \"outbox.header_columns\" must be a string, "
+                 "got a mapping");
+    expect_error(REQUIRED "outbox:\n"
+                          "  header_columns:\n"
+                          "    -\n"
+                          "    - a\n",
+                 "config.yaml:7:6: entry 1 of \"outbox.header_columns\" must be a string, "
+                 "got null");
+    expect_error(REQUIRED "outbox:\n  header_columns:\n    - a\n    - x_${RELAY_T_UNSET}\n",
+                 "config.yaml:8:9: environment variable \"RELAY_T_UNSET\" is not set");
+
+    /* No duplicates, compared after expansion; the second one is reported. */
+    expect_error(REQUIRED "outbox:\n  header_columns: [a, b, a]\n",
+                 "config.yaml:6:26: duplicate entry \"a\" in \"outbox.header_columns\"");
+    expect_error(REQUIRED "outbox:\n"
+                          "  header_columns:\n"
+                          "    - trace_id\n"
+                          "    - ${RELAY_T_COL}\n",
+                 "config.yaml:8:7: duplicate entry \"trace_id\" in \"outbox.header_columns\"");
+    unsetenv("RELAY_T_COL");
+}
+
+/*
+ * Formats and sinks
+ */
+
+static void test_formats(void **state)
+{
+    static const struct {
+        const char *name;
+        enum relay_format format;
+    } cases[] = {
+        {"cloudevents", RELAY_FORMAT_CLOUDEVENTS},
+        {"cloudevents-structured", RELAY_FORMAT_CLOUDEVENTS_STRUCTURED},
+        {"debezium", RELAY_FORMAT_DEBEZIUM},
+    };
+    struct relay_config *cfg;
+    char text[256];
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        snprintf(text, sizeof(text), REQUIRED "  format: %s\n", cases[i].name);
+        cfg = expect_ok(text);
+        assert_int_equal(cfg->kafka.format, cases[i].format);
+        assert_int_equal(cfg->sink, RELAY_SINK_KAFKA);
+        relay_config_free(cfg);
+
+        snprintf(text, sizeof(text), "postgres:\n  dsn: a\nstdout:\n  format: %s\n", cases[i].name);
+        cfg = expect_ok(text);
+        assert_int_equal(cfg->stdout_sink.format, cases[i].format);
+        assert_int_equal(cfg->kafka.format, RELAY_FORMAT_CLOUDEVENTS);
+        relay_config_free(cfg);
+    }
+
+    expect_error(REQUIRED "  format: avro\n",
+                 "config.yaml:5:11: \"kafka.format\" must be one of cloudevents, "
+                 "cloudevents-structured, debezium, got \"avro\"");
+    expect_error(REQUIRED "  format: CloudEvents\n",
+                 "config.yaml:5:11: \"kafka.format\" must be one of cloudevents, "
+                 "cloudevents-structured, debezium, got \"CloudEvents\"");
+    expect_error(REQUIRED "  format: [debezium]\n",
+                 "config.yaml:5:11: \"kafka.format\" must be a string, got a sequence");
+    expect_error("postgres:\n  dsn: a\nstdout:\n  format: json\n",
+                 "config.yaml:4:11: \"stdout.format\" must be one of cloudevents, "
+                 "cloudevents-structured, debezium, got \"json\"");
+}
+
+static void test_sink(void **state)
+{
+    struct relay_config *cfg;
+
+    (void)state;
+    /* Written out, the default. */
+    cfg = expect_ok(REQUIRED "sink: kafka\n");
+    assert_int_equal(cfg->sink, RELAY_SINK_KAFKA);
+    relay_config_free(cfg);
+
+    /* The stdout sink needs no kafka section at all. */
+    cfg = expect_ok("postgres:\n  dsn: a\nsink: stdout\n");
+    assert_int_equal(cfg->sink, RELAY_SINK_STDOUT);
+    assert_null(cfg->kafka.brokers);
+    assert_string_equal(cfg->kafka.topic, "outbox.event.{aggregatetype}");
+    assert_int_equal(cfg->stdout_sink.format, RELAY_FORMAT_CLOUDEVENTS_STRUCTURED);
+    relay_config_free(cfg);
+
+    /* Nor brokers in a kafka section that is there. */
+    cfg = expect_ok("sink: stdout\npostgres:\n  dsn: a\nkafka:\n  format: debezium\n");
+    assert_int_equal(cfg->sink, RELAY_SINK_STDOUT);
+    assert_null(cfg->kafka.brokers);
+    assert_int_equal(cfg->kafka.format, RELAY_FORMAT_DEBEZIUM);
+    relay_config_free(cfg);
+
+    /* A kafka section is allowed, and kept, with the stdout sink. */
+    cfg = expect_ok(REQUIRED "sink: stdout\n");
+    assert_int_equal(cfg->sink, RELAY_SINK_STDOUT);
+    assert_string_equal(cfg->kafka.brokers, "localhost:9092");
+    relay_config_free(cfg);
+
+    /* A stdout section, even empty, selects the stdout sink. */
+    cfg = expect_ok("postgres:\n  dsn: a\nstdout: {}\n");
+    assert_int_equal(cfg->sink, RELAY_SINK_STDOUT);
+    relay_config_free(cfg);
+    cfg = expect_ok("postgres:\n  dsn: a\nstdout:\n");
+    assert_int_equal(cfg->sink, RELAY_SINK_STDOUT);
+    relay_config_free(cfg);
+    cfg = expect_ok(REQUIRED "stdout:\n  format: debezium\n");
+    assert_int_equal(cfg->sink, RELAY_SINK_STDOUT);
+    assert_int_equal(cfg->stdout_sink.format, RELAY_FORMAT_DEBEZIUM);
+    relay_config_free(cfg);
+    cfg = expect_ok("stdout: {}\nsink: stdout\npostgres:\n  dsn: a\n");
+    assert_int_equal(cfg->sink, RELAY_SINK_STDOUT);
+    relay_config_free(cfg);
+
+    /* From the environment. */
+    setenv("RELAY_T_SINK", "stdout", 1);
+    cfg = expect_ok("postgres:\n  dsn: a\nsink: ${RELAY_T_SINK}\n");
+    assert_int_equal(cfg->sink, RELAY_SINK_STDOUT);
+    relay_config_free(cfg);
+    unsetenv("RELAY_T_SINK");
+
+    /* The kafka sink still requires kafka.brokers, where it always did. */
+    expect_error("postgres:\n  dsn: a\nsink: kafka\n",
+                 "config.yaml:1:1: missing required key \"kafka.brokers\"");
+    expect_error("postgres:\n  dsn: a\nkafka:\n  topic: t\n",
+                 "config.yaml:4:3: missing required key \"kafka.brokers\"");
+    expect_error("sink: kafka\npostgres:\n  dsn: a\nkafka:\n",
+                 "config.yaml:4:1: missing required key \"kafka.brokers\"");
+    /* The kafka section is checked even when unused. */
+    expect_error("postgres:\n  dsn: a\nsink: stdout\nkafka:\n  brokers: \"\"\n",
+                 "config.yaml:5:12: \"kafka.brokers\" must not be empty");
+    /* postgres.dsn is required whatever the sink. */
+    expect_error("sink: stdout\n", "config.yaml:1:1: missing required key \"postgres.dsn\"");
+
+    /* "sink: kafka" and a stdout section contradict each other. */
+    expect_error(REQUIRED "sink: kafka\nstdout:\n  format: debezium\n",
+                 "config.yaml:5:7: \"sink\" is \"kafka\", but a \"stdout\" section selects the "
+                 "stdout sink");
+    expect_error("stdout: {}\npostgres:\n  dsn: a\nsink: 'kafka'\n",
+                 "config.yaml:4:7: \"sink\" is \"kafka\", but a \"stdout\" section selects the "
+                 "stdout sink");
+
+    expect_error(REQUIRED "sink: file\n",
+                 "config.yaml:5:7: \"sink\" must be one of kafka, stdout, got \"file\"");
+    expect_error(REQUIRED "sink: Stdout\n",
+                 "config.yaml:5:7: \"sink\" must be one of kafka, stdout, got \"Stdout\"");
+    expect_error(REQUIRED "sink:\n  type: stdout\n",
+                 "config.yaml:6:3: \"sink\" must be a string, got a mapping");
+    expect_error(REQUIRED "sink:\n", "config.yaml:5:6: \"sink\" must be a string, got null");
+    expect_error(REQUIRED "sink: stdout\nsink: stdout\n",
+                 "config.yaml:6:1: duplicate key \"sink\"");
+    expect_error(REQUIRED "stdout: on\n",
+                 "config.yaml:5:9: \"stdout\" must be a mapping, got \"on\"");
+    expect_error(REQUIRED "stdout:\n  fmt: debezium\n",
+                 "config.yaml:6:3: unknown key \"fmt\" in \"stdout\"");
+    expect_error(REQUIRED "stdout: {}\nstdout: {}\n",
+                 "config.yaml:6:1: duplicate section \"stdout\"");
+}
+
+/*
+ * cdc
+ */
+
+static void test_cdc(void **state)
+{
+    struct relay_config *cfg;
+    char text[512];
+
+    (void)state;
+    cfg = expect_ok(REQUIRED "cdc:\n"
+                             "  tables:\n"
+                             "    - orders\n"
+                             "    - App.Customers\n"
+                             "    - '\"Sales\".\"Line Items\"'\n"
+                             "    - '\"public\".\"Orders\"'\n"
+                             "  topic: \"changes.{schema}.{table}\"\n"
+                             "  publication: Cdc-Pub\n");
+    assert_int_equal(cfg->cdc.ntables, 4);
+    assert_string_equal(cfg->cdc.tables[0].schema, "public");
+    assert_string_equal(cfg->cdc.tables[0].table, "orders");
+    assert_string_equal(cfg->cdc.tables[1].schema, "app");
+    assert_string_equal(cfg->cdc.tables[1].table, "customers");
+    assert_string_equal(cfg->cdc.tables[2].schema, "Sales");
+    assert_string_equal(cfg->cdc.tables[2].table, "Line Items");
+    assert_string_equal(cfg->cdc.tables[3].schema, "public");
+    assert_string_equal(cfg->cdc.tables[3].table, "Orders");
+    assert_string_equal(cfg->cdc.topic, "changes.{schema}.{table}");
+    assert_string_equal(cfg->cdc.publication, "Cdc-Pub");
+    relay_config_free(cfg);
+
+    /* Entries are expanded; an empty section or list is no cdc. */
+    setenv("RELAY_T_SCHEMA", "shop", 1);
+    cfg = expect_ok(REQUIRED "cdc:\n  tables: [\"${RELAY_T_SCHEMA}.orders\"]\n");
+    assert_int_equal(cfg->cdc.ntables, 1);
+    assert_string_equal(cfg->cdc.tables[0].schema, "shop");
+    assert_string_equal(cfg->cdc.tables[0].table, "orders");
+    relay_config_free(cfg);
+    unsetenv("RELAY_T_SCHEMA");
+    cfg = expect_ok(REQUIRED "cdc:\n  tables: []\n");
+    assert_null(cfg->cdc.tables);
+    assert_int_equal(cfg->cdc.ntables, 0);
+    relay_config_free(cfg);
+    cfg = expect_ok(REQUIRED "cdc:\n");
+    assert_int_equal(cfg->cdc.ntables, 0);
+    assert_string_equal(cfg->cdc.topic, "cdc.{schema}.{table}");
+    relay_config_free(cfg);
+
+    expect_error(REQUIRED "cdc:\n  tables: orders\n",
+                 "config.yaml:6:11: \"cdc.tables\" must be a list of table names, got \"orders\"");
+    expect_error(REQUIRED "cdc:\n  tables:\n    - orders\n    - a.b.c\n",
+                 "config.yaml:8:7: bad table name \"a.b.c\" for \"cdc.tables\": use table or "
+                 "schema.table, with double quotes around names that are not plain identifiers");
+    expect_error(REQUIRED "cdc:\n  tables: [orders, '\"Items']\n",
+                 "config.yaml:6:20: bad table name \"\\\"Items\" for \"cdc.tables\": "
+                 "unterminated quoted identifier");
+    expect_error(REQUIRED "cdc:\n  tables: [orders, ~]\n",
+                 "config.yaml:6:20: entry 2 of \"cdc.tables\" must be a string, got null");
+
+    /* Duplicates are compared as PostgreSQL names, and shown so. */
+    expect_error(REQUIRED "cdc:\n  tables:\n    - Orders\n    - items\n    - public.orders\n",
+                 "config.yaml:9:7: duplicate entry \"public.orders\" in \"cdc.tables\"");
+    expect_error(
+        REQUIRED "cdc:\n  tables: ['\"Sales\".\"Line \"\"A\"\"\"', "
+                 "'\"Sales\".\"Line \"\"A\"\"\"']\n",
+        "config.yaml:6:36: duplicate entry \"\\\"Sales\\\".\\\"Line \\\"\\\"A\\\"\\\"\\\"\" "
+        "in \"cdc.tables\"");
+
+    /* The outbox table, named in any way, is not a cdc table. */
+    expect_error(REQUIRED "cdc:\n  tables: [orders, outbox]\n",
+                 "config.yaml:6:20: \"public.outbox\" in \"cdc.tables\": outbox table cannot "
+                 "also be a cdc table");
+    expect_error(REQUIRED "cdc:\n"
+                          "  tables:\n"
+                          "    - orders\n"
+                          "    - App.Events\n"
+                          "outbox:\n"
+                          "  table: app.events\n",
+                 "config.yaml:8:7: \"app.events\" in \"cdc.tables\": outbox table cannot also be "
+                 "a cdc table");
+    expect_error(REQUIRED "outbox:\n"
+                          "  table: '\"Sales\".\"Outbox\"'\n"
+                          "cdc:\n"
+                          "  tables: ['\"Sales\".\"Outbox\"']\n",
+                 "config.yaml:8:12: \"\\\"Sales\\\".\\\"Outbox\\\"\" in \"cdc.tables\": outbox "
+                 "table cannot also be a cdc table");
+    /* Same names in another case are other tables. */
+    cfg = expect_ok(REQUIRED "outbox:\n"
+                             "  table: '\"Sales\".\"Outbox\"'\n"
+                             "cdc:\n"
+                             "  tables: [sales.outbox]\n");
+    assert_int_equal(cfg->cdc.ntables, 1);
+    relay_config_free(cfg);
+
+    /* cdc.topic is a topic template, cdc.publication a publication name. */
+    expect_error(REQUIRED "cdc:\n  topic: \"cdc.{Schema}.{table}\"\n",
+                 "config.yaml:6:10: bad topic \"cdc.{Schema}.{table}\" for \"cdc.topic\": "
+                 "bad placeholder \"{Schema}\": use lowercase letters, digits and underscores");
+    expect_error(REQUIRED "cdc:\n  topic: \"cdc.{table\"\n",
+                 "config.yaml:6:10: bad topic \"cdc.{table\" for \"cdc.topic\": unclosed \"{\"");
+    expect_error(REQUIRED "cdc:\n  topic: ''\n",
+                 "config.yaml:6:10: \"cdc.topic\" must not be empty");
+    expect_error(REQUIRED "cdc:\n  publication: ''\n",
+                 "config.yaml:6:16: \"cdc.publication\" must not be empty");
+    snprintf(text, sizeof(text), REQUIRED "cdc:\n  publication: p%063d\n", 0);
+    expect_error(text, "config.yaml:6:16: \"cdc.publication\" must be at most 63 bytes, got 64");
+    expect_error(REQUIRED "cdc:\n  table: orders\n",
+                 "config.yaml:6:3: unknown key \"table\" in \"cdc\"");
+}
+
+/* A file with the stdout sink, header columns and cdc tables, as an operator writes it. */
+static void test_stdout_cdc_file(void **state)
+{
+    struct relay_config *cfg;
+    char err[512];
+
+    (void)state;
+    cfg = relay_config_load(FIXTURES_DIR "/config/stdout_cdc.yaml", err, sizeof(err));
+    if (cfg == NULL)
+        fail_msg("%s", err);
+    assert_int_equal(cfg->sink, RELAY_SINK_STDOUT);
+    assert_int_equal(cfg->stdout_sink.format, RELAY_FORMAT_DEBEZIUM);
+    assert_null(cfg->kafka.brokers);
+    assert_string_equal(cfg->outbox.key_column, "order_id");
+    assert_int_equal(cfg->outbox.nheader_columns, 2);
+    assert_string_equal(cfg->outbox.header_columns[0], "tenant_id");
+    assert_string_equal(cfg->outbox.header_columns[1], "trace_id");
+    assert_int_equal(cfg->cdc.ntables, 2);
+    assert_string_equal(cfg->cdc.tables[0].schema, "public");
+    assert_string_equal(cfg->cdc.tables[0].table, "orders");
+    assert_string_equal(cfg->cdc.tables[1].schema, "Sales");
+    assert_string_equal(cfg->cdc.tables[1].table, "Line Items");
+    relay_config_free(cfg);
+}
+
+/*
  * Environment expansion
  */
 
@@ -914,6 +1392,13 @@ int main(void)
         cmocka_unit_test(test_required_not_empty),
         cmocka_unit_test(test_outbox_table),
         cmocka_unit_test(test_topic),
+        cmocka_unit_test(test_outbox_feature_keys_set),
+        cmocka_unit_test(test_column_names),
+        cmocka_unit_test(test_header_columns),
+        cmocka_unit_test(test_formats),
+        cmocka_unit_test(test_sink),
+        cmocka_unit_test(test_cdc),
+        cmocka_unit_test(test_stdout_cdc_file),
         cmocka_unit_test(test_env_expansion),
         cmocka_unit_test(test_env_errors),
         cmocka_unit_test(test_env_file),

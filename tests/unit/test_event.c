@@ -470,7 +470,7 @@ static void test_event_reordered_columns(void **state)
     struct pgo_relation r = make_relation(OUTBOX_RELID, "public", "outbox", cols, 5);
     struct pgo_value vals[5];
     struct pgo_tuple t = {5, vals};
-    struct event_pos pos = {0x100, 1, 0, 0};
+    struct event_pos pos = {.commit_lsn = 0x100, .xid = 1};
     struct event ev;
     char err[128] = "";
 
@@ -630,7 +630,7 @@ static void test_event_column_count_mismatch(void **state)
             make_relation(OUTBOX_RELID, "public", "outbox", outbox_columns, NCOLS - 1);
         struct pgo_value vals[NCOLS];
         struct pgo_tuple t = {NCOLS, vals};
-        struct event_pos pos = {0, 0, 0, 0};
+        struct event_pos pos = {.commit_lsn = 0};
         struct event ev;
         char err[256] = "";
 
@@ -982,7 +982,7 @@ static void test_render_headers(void **state)
     assert_memory_equal(out.value, "{\"total\":42}", PAYLOAD_LEN);
     assert_ptr_equal(out.value, wire + PAYLOAD_OFF);
 
-    assert_int_equal(out.nheaders, 10);
+    assert_int_equal(out.nheaders, 13);
     assert_header(&out, 0, "ce_specversion", "1.0");
     assert_header(&out, 1, "ce_id", "1f0e7c9a-0000-4000-8000-000000000001");
     assert_header(&out, 2, "ce_source", "/shop/public.outbox");
@@ -998,7 +998,7 @@ static void test_render_headers(void **state)
     f.pos.index = 3;
     fixture_event(&f);
     assert_int_equal(formatter_render(fmt, &f.ev, &out, err, sizeof(err)), 0);
-    assert_int_equal(out.nheaders, 10);
+    assert_int_equal(out.nheaders, 13);
     assert_header(&out, 8, "ce_pgindex", "3");
 
     formatter_free(fmt);
@@ -1045,7 +1045,7 @@ static void test_render_null_payload(void **state)
     assert_null(out.value);
     assert_int_equal(out.value_len, 0);
     assert_memory_equal(out.key, "order-42", AGGID_LEN);
-    assert_int_equal(out.nheaders, 10);
+    assert_int_equal(out.nheaders, 13);
     assert_header(&out, 9, "content-type", "application/json");
 
     /* An empty payload is an empty value, not a NULL one. */

@@ -1,0 +1,38 @@
+/*
+ * sink_impl.h -- what every sink implementation shares (private to relay/sink*.c).
+ *
+ * A sink is a struct sink at the start of an implementation's own struct, with a
+ * table of operations.  The base part owns the wakeup pipe the relay's poll() loop
+ * watches, the report callback, and the count of messages not yet reported.
+ */
+#ifndef RELAY_SINK_IMPL_H
+#define RELAY_SINK_IMPL_H
+
+#include "sink.h"
+
+struct sink_ops {
+    int (*produce)(sink *s, const struct out_msg *msg, uint64_t txn_seq, char *errstr,
+                   size_t errstr_size);
+    int (*poll)(sink *s);
+    bool (*fatal)(const sink *s);
+    void (*flush)(sink *s, int timeout_ms);
+    int (*reset)(sink *s, char *errstr, size_t errstr_size);
+    void (*destroy)(sink *s); /* frees the implementation's resources, not s itself */
+};
+
+struct sink {
+    const struct sink_ops *ops;
+    int pipefd[2];
+    sink_report_fn *report;
+    void *opaque;
+    int outstanding;
+};
+
+/* Set up the base part: a non-blocking close-on-exec pipe.  Returns 0 or -errno. */
+int sink_base_init(sink *s, const struct sink_ops *ops, sink_report_fn *report, void *opaque,
+                   char *errstr, size_t errstr_size);
+
+/* Make sink_fd() readable (reports are waiting). */
+void sink_wakeup(sink *s);
+
+#endif /* RELAY_SINK_IMPL_H */

@@ -1,0 +1,1 @@
+ALTER TABLE public.outbox ADD COLUMN traceparent text;
