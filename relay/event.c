@@ -262,7 +262,7 @@ static int check_utf8(const struct ev_str *v, const char *what, char *errstr,
                       size_t errstr_size)
 {
     if (v->p && !json_utf8_valid(v->p, v->len)) {
-        snprintf(errstr, errstr_size, "%s is not valid UTF-8", what);
+        snprintf(errstr, errstr_size, "column \"%s\" is not valid UTF-8", what);
         return -EINVAL;
     }
     return 0;

@@ -497,6 +497,10 @@ static void read_stream(struct relay *r)
                       err);
             return;
         }
+        if (rc == -EPERM) {
+            set_fatal(r, "%s", err);
+            return;
+        }
         if (rc < 0) {
             source_lost(r, err);
             return;

@@ -705,12 +705,28 @@ int repl_read(repl_conn *c, struct wal_frame *f, char *errstr, size_t errstr_siz
         PGresult *res = PQgetResult(c->conn);
         char msg[512];
 
+        int err = -EAGAIN;
+
         copy_pg_error(res && PQresultErrorMessage(res)[0] ? PQresultErrorMessage(res)
                                                             : "server ended the stream",
                       msg, sizeof(msg));
-        snprintf(errstr, errstr_size, "replication stream ended: %s", msg);
+        if (strcmp(sqlstate(res), "42704") == 0) {
+            /*
+             * undefined_object while decoding: the publication did not exist yet when
+             * the changes the slot must replay were written.  Retrying replays the
+             * same changes and fails the same way.
+             */
+            snprintf(errstr, errstr_size,
+                     "replication stream ended: %s: the publication must be created before "
+                     "the slot (sql/002_publication.sql does both in order); recreate the "
+                     "slot after the publication",
+                     msg);
+            err = -EPERM;
+        } else {
+            snprintf(errstr, errstr_size, "replication stream ended: %s", msg);
+        }
         PQclear(res);
-        return -EAGAIN;
+        return err;
     }
     return conn_error(c, "replication connection lost", errstr, errstr_size);
 }

@@ -71,7 +71,9 @@ int repl_consume(repl_conn *c, char *errstr, size_t errstr_size);
  * Take the next complete frame already received, without blocking.  Returns 1 with
  * *f filled (f->data borrows from the connection until the next repl_read()), 0 when
  * no complete frame is buffered, -EAGAIN when the server ended the stream or the
- * connection broke, -EBADMSG for a frame that cannot be parsed; errstr says why.
+ * connection broke, -EPERM when the server ended it with an error that will recur
+ * on every retry (a publication missing from the slot's history), -EBADMSG for a
+ * frame that cannot be parsed; errstr says why.
  */
 int repl_read(repl_conn *c, struct wal_frame *f, char *errstr, size_t errstr_size);
 

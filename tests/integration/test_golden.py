@@ -121,11 +121,10 @@ def run_case(env, name, update):
 
 def main():
     update = "--update" in sys.argv
-    names = [a for a in sys.argv[1:] if not a.startswith("--") and
-             os.path.isdir(os.path.join(GOLDEN, a))]
+    cases = sorted(d for d in os.listdir(GOLDEN) if os.path.isdir(os.path.join(GOLDEN, d)))
+    names = [a for a in sys.argv[1:] if a in cases]
     sys.argv = [a for a in sys.argv if a != "--update" and a not in names]
-    names = names or sorted(d for d in os.listdir(GOLDEN)
-                            if os.path.isdir(os.path.join(GOLDEN, d)))
+    names = names or cases
 
     def test(env):
         total = 0
