@@ -269,15 +269,15 @@ static int check_utf8(const struct ev_str *v, const char *what, char *errstr,
 }
 
 /* A headers value must be a JSON object (or NULL: no headers). */
-static int check_headers_object(const struct ev_str *v, const char *what, char *errstr,
-                                size_t errstr_size)
+static int check_headers_object(const struct ev_str *v, const char *what, const char *name,
+                                char *errstr, size_t errstr_size)
 {
     struct json_iter it;
 
     if (!v->p)
         return 0;
     if (!json_valid(v->p, v->len) || json_iter_object(&it, v->p, v->len) < 0) {
-        snprintf(errstr, errstr_size, "%s is not a JSON object", what);
+        snprintf(errstr, errstr_size, "%s \"%s\" is not a JSON object", what, name);
         return -EINVAL;
     }
     return 0;
@@ -339,8 +339,8 @@ int event_from_outbox_row(const struct rel_desc *rel, const struct pgo_tuple *tu
         return -EINVAL;
     }
     if (rel->outbox.headers >= 0 &&
-        (err = check_headers_object(&out->headers, rel->cols[rel->outbox.headers].name, errstr,
-                                    errstr_size)) < 0)
+        (err = check_headers_object(&out->headers, "column", rel->cols[rel->outbox.headers].name,
+                                    errstr, errstr_size)) < 0)
         return err;
     for (int i = 0; i < rel->outbox.nextra; i++) {
         int ix = rel->outbox.extra[i];
@@ -398,8 +398,12 @@ int event_from_message(const char *content, size_t len, const struct event_pos *
     while (json_iter_next(&it, &key, &val) == 1) {
         size_t i;
 
+        bool is_null = val.len == 4 && memcmp(val.p, "null", 4) == 0;
+
         for (i = 0; i < 4; i++) {
             if (key.len == strlen(names[i]) && memcmp(key.p, names[i], key.len) == 0) {
+                if (is_null && i == 1)
+                    break; /* aggregatetype may be null, as in the outbox table */
                 if ((err = message_string(val, names[i], scratch, dst[i], errstr,
                                           errstr_size)) < 0)
                     return err;
@@ -413,7 +417,9 @@ int event_from_message(const char *content, size_t len, const struct event_pos *
             if (!(val.len == 4 && memcmp(val.p, "null", 4) == 0))
                 out->payload = val;
         } else if (key.len == 7 && memcmp(key.p, "version", 7) == 0) {
-            if (json_raw_is_string(val)) {
+            if (is_null) {
+                /* absent: version 1 */
+            } else if (json_raw_is_string(val)) {
                 if ((err = message_string(val, "version", scratch, &out->version, errstr,
                                           errstr_size)) < 0)
                     return err;
@@ -426,7 +432,7 @@ int event_from_message(const char *content, size_t len, const struct event_pos *
         } else if (key.len == 7 && memcmp(key.p, "headers", 7) == 0) {
             if (!(val.len == 4 && memcmp(val.p, "null", 4) == 0)) {
                 out->headers = val;
-                if ((err = check_headers_object(&out->headers, "member \"headers\"", errstr,
+                if ((err = check_headers_object(&out->headers, "member", "headers", errstr,
                                                 errstr_size)) < 0)
                     return err;
             }

@@ -151,13 +151,16 @@ int formatter_set_cdc(formatter *f, const char *topic_template, const char *sour
 {
     struct tmpl t = {NULL, 0};
     char *prefix = strdup(source_prefix);
+    int rc;
 
-    if (!prefix || tmpl_parse(&t, topic_template, errstr, errstr_size) < 0) {
-        if (!prefix)
-            snprintf(errstr, errstr_size, "out of memory");
+    if (!prefix) {
+        snprintf(errstr, errstr_size, "out of memory");
+        return -ENOMEM;
+    }
+    if ((rc = tmpl_parse(&t, topic_template, errstr, errstr_size)) < 0) {
         free(prefix);
         tmpl_free(&t);
-        return prefix ? -EINVAL : -ENOMEM;
+        return rc;
     }
     tmpl_free(&f->cdc_topic);
     f->cdc_topic = t;
@@ -420,6 +423,39 @@ static void put_raw_member(struct jbuf *b, const char *name, const char *v, size
     jbuf_put(b, v, len);
 }
 
+/*
+ * Embed JSON text.  Text with line breaks (a json or text payload keeps the
+ * application's formatting; jsonb never has any) is copied without the whitespace
+ * between tokens, so that an envelope is always one line -- the stdout sink writes
+ * one event per line.
+ */
+static void put_json_oneline(struct jbuf *b, const char *p, size_t n)
+{
+    bool in_string = false;
+
+    if (!memchr(p, '\n', n) && !memchr(p, '\r', n)) {
+        jbuf_put(b, p, n);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char c = p[i];
+
+        if (in_string) {
+            if (c == '\\' && i + 1 < n) {
+                jbuf_putc(b, c);
+                c = p[++i];
+            } else if (c == '"') {
+                in_string = false;
+            }
+        } else if (c == '"') {
+            in_string = true;
+        } else if (c == ' ' || c == '\t' || c == '\n' || c == '\r') {
+            continue;
+        }
+        jbuf_putc(b, c);
+    }
+}
+
 /* A version is a JSON number when it is all digits, else a string. */
 static bool is_integer(const struct ev_str *v)
 {
@@ -427,6 +463,8 @@ static bool is_integer(const struct ev_str *v)
 
     if (i == v->len || v->len > 18)
         return false;
+    if (v->p[i] == '0' && v->len > i + 1)
+        return false; /* JSON numbers have no leading zeros: "01" stays a string */
     for (; i < v->len; i++)
         if (v->p[i] < '0' || v->p[i] > '9')
             return false;
@@ -457,8 +495,10 @@ static int render_structured(formatter *f, const struct event *ev, const struct 
     put_member(b, "pglsn", t->lsn, t->lsn_len);
     put_raw_member(b, "pgxid", t->xid, t->xid_len);
     put_raw_member(b, "pgindex", t->index, t->index_len);
-    if (ev->payload.p)
-        put_raw_member(b, "data", ev->payload.p, ev->payload.len);
+    if (ev->payload.p) {
+        put_raw_member(b, "data", "", 0);
+        put_json_oneline(b, ev->payload.p, ev->payload.len);
+    }
     jbuf_putc(b, '}');
     if (b->oom) {
         snprintf(errstr, errstr_size, "out of memory");
@@ -562,8 +602,13 @@ static int render_change(formatter *f, const struct event *ev, struct out_msg *o
             return r;
         jbuf_puts(b, ",\"after\":");
         if (c->newtuple) {
-            if ((r = cdc_row_to_json(b, ev->rel, c->newtuple, NULL, errstr, errstr_size)) < 0)
+            jbuf_reset(&f->aux);
+            if ((r = cdc_row_to_json(b, ev->rel, c->newtuple, &f->aux, errstr, errstr_size)) < 0)
                 return r;
+            if (f->aux.len > 2) { /* never null for an unchanged TOAST value: name it */
+                jbuf_puts(b, ",\"unchanged_toast\":");
+                jbuf_put(b, f->aux.data, f->aux.len);
+            }
         } else {
             jbuf_puts(b, "null");
         }

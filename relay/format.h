@@ -80,7 +80,8 @@ void formatter_free(formatter *f);
  * version, id, aggregateid) or, for rows, any outbox column.  Returns 0; -EINVAL
  * when the topic cannot be made (unknown placeholder, NULL value, not a valid Kafka
  * topic name: 1-249 of [A-Za-z0-9._-]) or there are more than FORMAT_MAX_HEADERS
- * headers; -ENOMEM; errstr says which.  *out borrows from ev and from f until the
+ * headers, or a table change's value cannot be rendered (-EINVAL, -EILSEQ), or its
+ * key column came as unchanged TOAST (-ENODATA); -ENOMEM; errstr says which.  *out borrows from ev and from f until the
  * next render.
  */
 int formatter_render(formatter *f, const struct event *ev, struct out_msg *out, char *errstr,

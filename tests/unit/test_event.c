@@ -13,6 +13,17 @@
  * column values are slices of one shared buffer without NUL terminators, as the
  * decoder hands them out, so a module that read up to a NUL instead of a value's
  * length would be caught.
+ *
+ * Two later groups cover the rest of the event model.  The outbox spec: a key
+ * column other than aggregateid, a schema version column, a headers column that
+ * must hold a JSON object, header columns copied in configured order, a text
+ * payload checked for JSON where json and jsonb ones are trusted, and UTF-8
+ * checks.  Table-less messages (event_from_message): every member, raw payload and
+ * headers slices that point into the content, escaped strings unescaped into the
+ * scratch buffer, and every way content can fail to be an event.  Message
+ * contents are heap copies of exactly their length, and the scratch buffer is
+ * reused across calls, so AddressSanitizer catches an over-read or a pointer into
+ * a buffer that moved.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -26,6 +37,7 @@
 
 #include "event.h"
 #include "format.h"
+#include "jsonbuf.h"
 
 /* PostgreSQL type OIDs, only to make the relation descriptions look real. */
 #define OID_TEXT 25
@@ -1153,6 +1165,874 @@ static void test_rfc3339_buffer_32(void **state)
     assert_string_equal(buf, "2023-11-14T22:13:20.123456Z");
 }
 
+/* ---------------------------------------------------------------- outbox spec */
+
+/*
+ * An outbox table configured beyond the Debezium defaults: the key in "order_id",
+ * the schema version in "schema_version", a headers object in "hdrs", and two
+ * header columns named in an order other than the table's.  It also has an
+ * "aggregateid" column, which the key column replaces.
+ */
+enum {
+    S_ID,
+    S_AGGTYPE,
+    S_AGGID,
+    S_ORDER,
+    S_TYPE,
+    S_PAYLOAD,
+    S_VERSION,
+    S_HDRS,
+    S_TENANT,
+    S_TRACE,
+    SCOLS
+};
+
+#define OID_INT4 23
+#define OID_JSON 114
+#define OID_VARCHAR 1043
+
+static const char *const spec_col_names[SCOLS] = {
+    "id",      "aggregatetype",  "aggregateid", "order_id", "type",
+    "payload", "schema_version", "hdrs",        "tenant",   "trace",
+};
+
+static char sh_trace[] = "trace";
+static char sh_tenant[] = "tenant";
+static char *const spec_header_columns[] = {sh_trace, sh_tenant};
+static const struct outbox_spec full_spec = {"order_id", "schema_version", "hdrs",
+                                             spec_header_columns, 2};
+
+struct spec_fixture {
+    relcache *rc;
+    const struct rel_desc *rel;
+    struct pgo_relation_column cols[SCOLS];
+    struct pgo_value vals[SCOLS];
+    struct pgo_tuple tuple;
+    struct event_pos pos;
+    struct event ev;
+    char err[256];
+};
+
+/* The spec table's columns, with the payload typed payload_oid. */
+static void spec_columns(struct pgo_relation_column *cols, pgo_oid_t payload_oid)
+{
+    for (int i = 0; i < SCOLS; i++) {
+        cols[i].flags = i == S_ID;
+        cols[i].name = spec_col_names[i];
+        cols[i].type_oid = OID_TEXT;
+        cols[i].type_mod = -1;
+    }
+    cols[S_ID].type_oid = OID_UUID;
+    cols[S_PAYLOAD].type_oid = payload_oid;
+    cols[S_VERSION].type_oid = OID_INT4;
+    cols[S_HDRS].type_oid = OID_JSONB;
+}
+
+static void spec_init(struct spec_fixture *f, pgo_oid_t payload_oid)
+{
+    struct pgo_relation r;
+
+    memset(f, 0, sizeof(*f));
+    spec_columns(f->cols, payload_oid);
+    r = make_relation(OUTBOX_RELID, "public", "outbox", f->cols, SCOLS);
+    f->rc = relcache_new("public", "outbox");
+    assert_non_null(f->rc);
+    assert_int_equal(relcache_set_outbox_spec(f->rc, &full_spec, f->err, sizeof(f->err)), 0);
+    if (relcache_update(f->rc, &r, f->err, sizeof(f->err)) != 0)
+        fail_msg("relcache_update: %s", f->err);
+    f->rel = relcache_get(f->rc, OUTBOX_RELID);
+    assert_non_null(f->rel);
+    f->vals[S_ID] = text_str("1f0e7c9a-0000-4000-8000-000000000001");
+    f->vals[S_AGGTYPE] = text_str("order");
+    f->vals[S_AGGID] = text_str("not-the-key");
+    f->vals[S_ORDER] = text_str("o-77");
+    f->vals[S_TYPE] = text_str("OrderCreated");
+    f->vals[S_PAYLOAD] = text_str("{\"total\": 42}");
+    f->vals[S_VERSION] = text_str("2");
+    f->vals[S_HDRS] = text_str("{\"traceparent\": \"00-ab\", \"n\": 1}");
+    f->vals[S_TENANT] = text_str("acme");
+    f->vals[S_TRACE] = text_str("t-1");
+    f->tuple.ncols = SCOLS;
+    f->tuple.cols = f->vals;
+    f->pos.commit_lsn = 0x16B3748;
+    f->pos.xid = 731;
+}
+
+static int spec_event(struct spec_fixture *f)
+{
+    f->err[0] = '\0';
+    return event_from_outbox_row(f->rel, &f->tuple, &f->pos, &f->ev, f->err, sizeof(f->err));
+}
+
+static void spec_event_ok(struct spec_fixture *f)
+{
+    if (spec_event(f) != 0)
+        fail_msg("event_from_outbox_row: %s", f->err);
+}
+
+/* The row must be refused with -EINVAL and an error that contains errpart. */
+static void spec_event_rejected(struct spec_fixture *f, const char *errpart)
+{
+    int rc = spec_event(f);
+
+    if (rc != -EINVAL)
+        fail_msg("want -EINVAL (%s), got %d", errpart, rc);
+    assert_contains(f->err, errpart);
+}
+
+static void spec_done(struct spec_fixture *f)
+{
+    relcache_free(f->rc);
+}
+
+static void test_spec_resolved_columns(void **state)
+{
+    struct spec_fixture f;
+
+    (void)state;
+    spec_init(&f, OID_JSONB);
+    assert_true(f.rel->is_outbox);
+    assert_int_equal(f.rel->outbox.aggregateid, S_ORDER);
+    assert_int_equal(f.rel->outbox.version, S_VERSION);
+    assert_int_equal(f.rel->outbox.headers, S_HDRS);
+    assert_int_equal(f.rel->outbox.nextra, 2);
+    assert_int_equal(f.rel->outbox.extra[0], S_TRACE);
+    assert_int_equal(f.rel->outbox.extra[1], S_TENANT);
+    assert_true(f.rel->outbox.payload_is_json);
+    spec_done(&f);
+}
+
+/* The key column replaces aggregateid as the key, which the table then need not have. */
+static void test_spec_key_column(void **state)
+{
+    struct spec_fixture f;
+
+    (void)state;
+    spec_init(&f, OID_JSONB);
+    spec_event_ok(&f);
+    assert_ptr_equal(f.ev.aggregateid.p, f.vals[S_ORDER].data);
+    assert_slice(f.ev.aggregateid, "o-77");
+    assert_slice(f.ev.id, "1f0e7c9a-0000-4000-8000-000000000001");
+    assert_slice(f.ev.aggregatetype, "order");
+    assert_slice(f.ev.type, "OrderCreated");
+
+    /* NULL in the key column is a NULL key, refused naming the column. */
+    f.vals[S_ORDER] = null_value();
+    spec_event_rejected(&f, "\"order_id\"");
+    spec_done(&f);
+
+    /* Without an aggregateid column at all. */
+    {
+        relcache *rc = relcache_new("public", "outbox");
+        struct pgo_relation_column cols[SCOLS];
+        struct pgo_relation_column kept[SCOLS];
+        uint16_t n = 0;
+        struct pgo_relation r;
+        char err[256] = "";
+
+        spec_columns(cols, OID_JSONB);
+        for (int i = 0; i < SCOLS; i++)
+            if (i != S_AGGID)
+                kept[n++] = cols[i];
+        r = make_relation(OUTBOX_RELID, "public", "outbox", kept, n);
+        assert_int_equal(relcache_set_outbox_spec(rc, &full_spec, err, sizeof(err)), 0);
+        assert_int_equal(relcache_update(rc, &r, err, sizeof(err)), 0);
+        assert_int_equal(relcache_get(rc, OUTBOX_RELID)->outbox.aggregateid, S_ORDER - 1);
+        relcache_free(rc);
+    }
+    /* Without the key column: refused, naming it. */
+    {
+        relcache *rc = relcache_new("public", "outbox");
+        struct pgo_relation_column cols[SCOLS];
+        struct pgo_relation_column kept[SCOLS];
+        uint16_t n = 0;
+        struct pgo_relation r;
+        char err[256] = "";
+
+        spec_columns(cols, OID_JSONB);
+        for (int i = 0; i < SCOLS; i++)
+            if (i != S_ORDER)
+                kept[n++] = cols[i];
+        r = make_relation(OUTBOX_RELID, "public", "outbox", kept, n);
+        assert_int_equal(relcache_set_outbox_spec(rc, &full_spec, err, sizeof(err)), 0);
+        assert_int_equal(relcache_update(rc, &r, err, sizeof(err)), -EINVAL);
+        assert_contains(err, "\"order_id\"");
+        assert_null(relcache_get(rc, OUTBOX_RELID));
+        relcache_free(rc);
+    }
+}
+
+/* version: the column's text when present and not NULL, else "1". */
+static void test_spec_version(void **state)
+{
+    struct spec_fixture f;
+
+    (void)state;
+    spec_init(&f, OID_JSONB);
+    spec_event_ok(&f);
+    assert_ptr_equal(f.ev.version.p, f.vals[S_VERSION].data);
+    assert_slice(f.ev.version, "2");
+
+    f.vals[S_VERSION] = null_value();
+    spec_event_ok(&f);
+    assert_slice(f.ev.version, "1");
+
+    f.vals[S_VERSION] = text_str("\xff");
+    spec_event_rejected(&f, "schema_version");
+    spec_done(&f);
+
+    /* A table without the configured version column: every event is version 1. */
+    {
+        relcache *rc = relcache_new("public", "outbox");
+        struct pgo_relation r =
+            make_relation(OUTBOX_RELID, "public", "outbox", outbox_columns, NCOLS);
+        struct pgo_value vals[NCOLS];
+        struct pgo_tuple t = {NCOLS, vals};
+        struct event_pos pos = {.commit_lsn = 1};
+        struct event ev;
+        char err[256] = "";
+        const struct outbox_spec spec = {NULL, "schema_version", NULL, NULL, 0};
+
+        assert_int_equal(relcache_set_outbox_spec(rc, &spec, err, sizeof(err)), 0);
+        assert_int_equal(relcache_update(rc, &r, err, sizeof(err)), 0);
+        assert_int_equal(relcache_get(rc, OUTBOX_RELID)->outbox.version, -1);
+        assert_int_equal(relcache_get(rc, OUTBOX_RELID)->outbox.headers, -1);
+        /* A NULL key column in the spec means the default, aggregateid. */
+        assert_int_equal(relcache_get(rc, OUTBOX_RELID)->outbox.aggregateid, COL_AGGID);
+        for (int i = 0; i < NCOLS; i++)
+            vals[i] = text_str("{}");
+        assert_int_equal(
+            event_from_outbox_row(relcache_get(rc, OUTBOX_RELID), &t, &pos, &ev, err, sizeof(err)),
+            0);
+        assert_slice(ev.version, "1");
+        assert_null(ev.headers.p);
+        assert_int_equal(ev.nextra, 0);
+        relcache_free(rc);
+    }
+}
+
+/* The default spec reads columns called "version" and "headers" when the table has them. */
+static void test_spec_defaults(void **state)
+{
+    static const struct pgo_relation_column cols[] = {
+        {1, "id", OID_UUID, -1},          {0, "aggregatetype", OID_TEXT, -1},
+        {0, "aggregateid", OID_TEXT, -1}, {0, "type", OID_TEXT, -1},
+        {0, "payload", OID_JSONB, -1},    {0, "version", OID_TEXT, -1},
+        {0, "headers", OID_JSONB, -1},
+    };
+    relcache *rc = relcache_new("public", "outbox");
+    struct pgo_relation r = make_relation(OUTBOX_RELID, "public", "outbox", cols, 7);
+    struct pgo_value vals[7];
+    struct pgo_tuple t = {7, vals};
+    struct event_pos pos = {.commit_lsn = 1};
+    struct event ev;
+    char err[256] = "";
+
+    (void)state;
+    assert_int_equal(relcache_update(rc, &r, err, sizeof(err)), 0);
+    vals[0] = text_str("i");
+    vals[1] = text_str("a");
+    vals[2] = text_str("k");
+    vals[3] = text_str("T");
+    vals[4] = text_str("{}");
+    vals[5] = text_str("v3");
+    vals[6] = text_str("{\"x\":\"y\"}");
+    assert_int_equal(
+        event_from_outbox_row(relcache_get(rc, OUTBOX_RELID), &t, &pos, &ev, err, sizeof(err)), 0);
+    assert_slice(ev.version, "v3");
+    assert_slice(ev.headers, "{\"x\":\"y\"}");
+    relcache_free(rc);
+}
+
+/* The headers column: a JSON object kept raw; anything else refused; NULL means none. */
+static void test_spec_headers_column(void **state)
+{
+    static const char *const not_objects[] = {
+        "[1, 2]", "[]", "\"{}\"", "42", "true", "{\"a\":", "{\"a\":1,}", "not json", "",
+    };
+    struct spec_fixture f;
+
+    (void)state;
+    spec_init(&f, OID_JSONB);
+    spec_event_ok(&f);
+    assert_ptr_equal(f.ev.headers.p, f.vals[S_HDRS].data);
+    assert_slice(f.ev.headers, "{\"traceparent\": \"00-ab\", \"n\": 1}");
+
+    /* Whitespace around the object is allowed and kept. */
+    f.vals[S_HDRS] = text_str(" {\"a\": {\"b\": [1]}} ");
+    spec_event_ok(&f);
+    assert_slice(f.ev.headers, " {\"a\": {\"b\": [1]}} ");
+
+    f.vals[S_HDRS] = null_value();
+    spec_event_ok(&f);
+    assert_null(f.ev.headers.p);
+
+    for (size_t i = 0; i < sizeof(not_objects) / sizeof(not_objects[0]); i++) {
+        f.vals[S_HDRS] = text_str(not_objects[i]);
+        spec_event_rejected(&f, "hdrs");
+        assert_contains(f.err, "object");
+    }
+    spec_done(&f);
+}
+
+/* Header columns: copied in the configured order; NULL kept as NULL. */
+static void test_spec_header_columns(void **state)
+{
+    struct spec_fixture f;
+
+    (void)state;
+    spec_init(&f, OID_JSONB);
+    spec_event_ok(&f);
+    assert_int_equal(f.ev.nextra, 2);
+    assert_string_equal(f.ev.extra[0].name, "trace");
+    assert_ptr_equal(f.ev.extra[0].value.p, f.vals[S_TRACE].data);
+    assert_slice(f.ev.extra[0].value, "t-1");
+    assert_string_equal(f.ev.extra[1].name, "tenant");
+    assert_slice(f.ev.extra[1].value, "acme");
+
+    f.vals[S_TENANT] = null_value();
+    spec_event_ok(&f);
+    assert_int_equal(f.ev.nextra, 2);
+    assert_string_equal(f.ev.extra[1].name, "tenant");
+    assert_null(f.ev.extra[1].value.p);
+    assert_int_equal(f.ev.extra[1].value.len, 0);
+
+    /* An empty value is a value. */
+    f.vals[S_TENANT] = text_str("");
+    spec_event_ok(&f);
+    assert_non_null(f.ev.extra[1].value.p);
+    assert_int_equal(f.ev.extra[1].value.len, 0);
+
+    /* Header values become header text: they must be UTF-8 too. */
+    f.vals[S_TENANT] = text_str("caf\xe9");
+    spec_event_rejected(&f, "tenant");
+    assert_contains(f.err, "UTF-8");
+    spec_done(&f);
+}
+
+static void test_spec_header_column_missing(void **state)
+{
+    static char h_region[] = "region";
+    static char *const cols_bad[] = {sh_trace, h_region};
+    const struct outbox_spec bad = {"order_id", "schema_version", "hdrs", cols_bad, 2};
+    struct spec_fixture f;
+    struct pgo_relation r;
+
+    (void)state;
+    spec_init(&f, OID_JSONB);
+    /* Takes effect with the next Relation message; the cached description stays. */
+    assert_int_equal(relcache_set_outbox_spec(f.rc, &bad, f.err, sizeof(f.err)), 0);
+    r = make_relation(OUTBOX_RELID, "public", "outbox", f.cols, SCOLS);
+    assert_int_equal(relcache_update(f.rc, &r, f.err, sizeof(f.err)), -EINVAL);
+    assert_contains(f.err, "\"region\"");
+    assert_contains(f.err, "public.outbox");
+    f.rel = relcache_get(f.rc, OUTBOX_RELID);
+    assert_non_null(f.rel);
+    assert_int_equal(f.rel->outbox.nextra, 2);
+    assert_int_equal(f.rel->outbox.extra[1], S_TENANT);
+    spec_done(&f);
+}
+
+static void test_spec_too_many_header_columns(void **state)
+{
+    static char name[] = "tenant";
+    char *cols[EVENT_MAX_EXTRA + 1];
+    struct outbox_spec spec = {NULL, NULL, NULL, cols, EVENT_MAX_EXTRA + 1};
+    relcache *rc = relcache_new("public", "outbox");
+    char err[256] = "";
+
+    (void)state;
+    for (int i = 0; i <= EVENT_MAX_EXTRA; i++)
+        cols[i] = name;
+    assert_int_equal(relcache_set_outbox_spec(rc, &spec, err, sizeof(err)), -EINVAL);
+    assert_contains(err, "8");
+    spec.nheader_columns = EVENT_MAX_EXTRA;
+    assert_int_equal(relcache_set_outbox_spec(rc, &spec, err, sizeof(err)), 0);
+    relcache_free(rc);
+}
+
+/* A text payload must be JSON; json and jsonb ones were checked by the server. */
+static void test_spec_payload_validation(void **state)
+{
+    static const char *const bad[] = {
+        "{\"a\":", "not json", "{'a': 1}", "[1,]", "", "{\"s\":\"caf\xe9\"}",
+    };
+    static const char *const good[] = {
+        "{\"a\": [1, 2]}", "\"just a string\"", "42", "null", " [ ] ",
+    };
+    struct spec_fixture f;
+
+    (void)state;
+    spec_init(&f, OID_TEXT);
+    assert_false(f.rel->outbox.payload_is_json);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        f.vals[S_PAYLOAD] = text_str(bad[i]);
+        spec_event_rejected(&f, "\"payload\"");
+        assert_contains(f.err, "JSON");
+    }
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        f.vals[S_PAYLOAD] = text_str(good[i]);
+        spec_event_ok(&f);
+        assert_ptr_equal(f.ev.payload.p, f.vals[S_PAYLOAD].data);
+        assert_slice(f.ev.payload, good[i]);
+    }
+    /* A NULL text payload is a NULL payload, not invalid JSON. */
+    f.vals[S_PAYLOAD] = null_value();
+    spec_event_ok(&f);
+    assert_null(f.ev.payload.p);
+    spec_done(&f);
+
+    /* varchar is text too. */
+    spec_init(&f, OID_VARCHAR);
+    f.vals[S_PAYLOAD] = text_str("{");
+    spec_event_rejected(&f, "\"payload\"");
+    spec_done(&f);
+
+    /* jsonb and json: not validated again, garbage passes through untouched. */
+    spec_init(&f, OID_JSONB);
+    assert_true(f.rel->outbox.payload_is_json);
+    f.vals[S_PAYLOAD] = text_str("{\"a\":");
+    spec_event_ok(&f);
+    assert_slice(f.ev.payload, "{\"a\":");
+    spec_done(&f);
+    spec_init(&f, OID_JSON);
+    assert_true(f.rel->outbox.payload_is_json);
+    f.vals[S_PAYLOAD] = text_str("not json");
+    spec_event_ok(&f);
+    assert_slice(f.ev.payload, "not json");
+    spec_done(&f);
+}
+
+/* Strings that become headers or JSON strings must be valid UTF-8. */
+static void test_spec_invalid_utf8(void **state)
+{
+    static const char *const bad[] = {
+        "\xff",             /* never valid */
+        "abc\xc3",          /* truncated two-byte sequence */
+        "\xc0\xaf",         /* overlong '/' */
+        "\xed\xa0\x80",     /* a surrogate */
+        "\xf4\x90\x80\x80", /* above U+10FFFF */
+    };
+    static const struct {
+        int col;
+        const char *name;
+    } cols[] = {
+        {S_ID, "\"id\""},          {S_TYPE, "\"type\""},
+        {S_ORDER, "\"order_id\""}, {S_AGGTYPE, "\"aggregatetype\""},
+        {S_TRACE, "\"trace\""},
+    };
+    struct spec_fixture f;
+
+    (void)state;
+    spec_init(&f, OID_JSONB);
+    for (size_t c = 0; c < sizeof(cols) / sizeof(cols[0]); c++) {
+        for (size_t b = 0; b < sizeof(bad) / sizeof(bad[0]); b++) {
+            struct pgo_value keep = f.vals[cols[c].col];
+
+            f.vals[cols[c].col] = text_str(bad[b]);
+            spec_event_rejected(&f, cols[c].name);
+            assert_contains(f.err, "UTF-8");
+            f.vals[cols[c].col] = keep;
+        }
+    }
+    /* Valid multibyte text passes. */
+    f.vals[S_ORDER] = text_str("caf\xc3\xa9-\xf0\x9f\x98\x80");
+    spec_event_ok(&f);
+    assert_slice(f.ev.aggregateid, "caf\xc3\xa9-\xf0\x9f\x98\x80");
+    spec_done(&f);
+}
+
+/* ---------------------------------------------------------------- logical messages */
+
+struct msg_fixture {
+    char *content; /* heap copy, exactly len bytes, no NUL */
+    size_t len;
+    struct jbuf scratch;
+    struct event_pos pos;
+    struct event ev;
+    char err[256];
+};
+
+static void msg_init(struct msg_fixture *m)
+{
+    memset(m, 0, sizeof(*m));
+    jbuf_init(&m->scratch);
+    m->pos.commit_lsn = UINT64_C(0x16B3748);
+    m->pos.xid = 731;
+    m->pos.index = 4;
+    m->pos.commit_time_us = 1700000000123456;
+}
+
+static int msg_parse(struct msg_fixture *m, const char *json)
+{
+    free(m->content);
+    m->len = strlen(json);
+    m->content = malloc(m->len ? m->len : 1);
+    assert_non_null(m->content);
+    memcpy(m->content, json, m->len);
+    m->err[0] = '\0';
+    return event_from_message(m->content, m->len, &m->pos, &m->scratch, &m->ev, m->err,
+                              sizeof(m->err));
+}
+
+static void msg_ok(struct msg_fixture *m, const char *json)
+{
+    if (msg_parse(m, json) != 0)
+        fail_msg("event_from_message(%s): %s", json, m->err);
+}
+
+static void msg_rejected(struct msg_fixture *m, const char *json, const char *errpart)
+{
+    int rc = msg_parse(m, json);
+
+    if (rc != -EINVAL)
+        fail_msg("event_from_message(%s): want -EINVAL, got %d", json, rc);
+    if (errpart)
+        assert_contains(m->err, errpart);
+    else
+        assert_true(m->err[0] != '\0');
+}
+
+static void msg_done(struct msg_fixture *m)
+{
+    free(m->content);
+    jbuf_free(&m->scratch);
+}
+
+/* The slice lies inside the message content (borrowed, not copied). */
+static void assert_in_content(const struct msg_fixture *m, struct ev_str s)
+{
+    assert_true(s.p >= m->content && s.p + s.len <= m->content + m->len);
+}
+
+/* The slice lies inside the scratch buffer (unescaped). */
+static void assert_in_scratch(const struct msg_fixture *m, struct ev_str s)
+{
+    assert_non_null(m->scratch.data);
+    assert_true(s.p >= m->scratch.data && s.p + s.len <= m->scratch.data + m->scratch.len);
+}
+
+#define FULL_MESSAGE                                                                               \
+    " { \"id\" : \"m-1\" , \"aggregatetype\": \"invoice\",\n \"aggregateid\":\"inv-1\","           \
+    "\"type\"\t:\t\"InvoiceIssued\", \"version\": 3,"                                              \
+    " \"payload\": {\"invoice\": \"inv-1\",  \"lines\": [1, 2, 3],\n \"s\": \"}\"} ,"              \
+    "\"headers\": {\"a\": \"b\", \"n\": null} } "
+
+static void test_message_all_members(void **state)
+{
+    struct msg_fixture m;
+
+    (void)state;
+    msg_init(&m);
+    msg_ok(&m, FULL_MESSAGE);
+    assert_slice(m.ev.id, "m-1");
+    assert_slice(m.ev.aggregatetype, "invoice");
+    assert_slice(m.ev.aggregateid, "inv-1");
+    assert_slice(m.ev.type, "InvoiceIssued");
+    assert_slice(m.ev.version, "3");
+    /* The payload is the raw bytes of the value, inner whitespace and all. */
+    assert_slice(m.ev.payload, "{\"invoice\": \"inv-1\",  \"lines\": [1, 2, 3],\n \"s\": \"}\"}");
+    assert_slice(m.ev.headers, "{\"a\": \"b\", \"n\": null}");
+    /* Strings without escapes, the payload and the headers borrow the content. */
+    assert_in_content(&m, m.ev.id);
+    assert_in_content(&m, m.ev.aggregatetype);
+    assert_in_content(&m, m.ev.aggregateid);
+    assert_in_content(&m, m.ev.type);
+    assert_in_content(&m, m.ev.version);
+    assert_in_content(&m, m.ev.payload);
+    assert_in_content(&m, m.ev.headers);
+    /* A message is not a row and not a change. */
+    assert_null(m.ev.rel);
+    assert_null(m.ev.tuple);
+    assert_int_equal(m.ev.change.op, 0);
+    assert_int_equal(m.ev.nextra, 0);
+    /* The position is copied. */
+    assert_int_equal(m.ev.pos.commit_lsn, UINT64_C(0x16B3748));
+    assert_int_equal(m.ev.pos.xid, 731);
+    assert_int_equal(m.ev.pos.index, 4);
+    assert_true(m.ev.pos.commit_time_us == 1700000000123456);
+    msg_done(&m);
+}
+
+#define MSG_BASE "\"id\":\"m-1\",\"aggregateid\":\"a-1\",\"type\":\"T\""
+
+static void test_message_version(void **state)
+{
+    struct msg_fixture m;
+
+    (void)state;
+    msg_init(&m);
+    msg_ok(&m, "{" MSG_BASE ",\"version\":3}");
+    assert_slice(m.ev.version, "3");
+    msg_ok(&m, "{" MSG_BASE ",\"version\":\"3\"}");
+    assert_slice(m.ev.version, "3");
+    assert_in_content(&m, m.ev.version);
+    msg_ok(&m, "{" MSG_BASE ",\"version\":\"v2.1-beta\"}");
+    assert_slice(m.ev.version, "v2.1-beta");
+    msg_ok(&m, "{" MSG_BASE ",\"version\":-2}");
+    assert_slice(m.ev.version, "-2");
+    msg_ok(&m, "{" MSG_BASE ",\"version\":1.5e2}");
+    assert_slice(m.ev.version, "1.5e2");
+    msg_ok(&m, "{" MSG_BASE ",\"version\":\"v\\u0032\"}");
+    assert_slice(m.ev.version, "v2");
+    assert_in_scratch(&m, m.ev.version);
+    /* Missing: version 1. */
+    msg_ok(&m, "{" MSG_BASE "}");
+    assert_slice(m.ev.version, "1");
+    /* Neither a string nor a number. */
+    msg_rejected(&m, "{" MSG_BASE ",\"version\":true}", "\"version\"");
+    msg_rejected(&m, "{" MSG_BASE ",\"version\":[1]}", "\"version\"");
+    msg_rejected(&m, "{" MSG_BASE ",\"version\":{\"major\":1}}", "\"version\"");
+    msg_done(&m);
+}
+
+static void test_message_payload(void **state)
+{
+    struct msg_fixture m;
+
+    (void)state;
+    msg_init(&m);
+    msg_ok(&m, "{" MSG_BASE ",\"payload\":null}");
+    assert_null(m.ev.payload.p);
+    assert_int_equal(m.ev.payload.len, 0);
+    /* Absent is the same as null. */
+    msg_ok(&m, "{" MSG_BASE "}");
+    assert_null(m.ev.payload.p);
+    /* Any JSON value, raw: a string keeps its quotes and escapes. */
+    msg_ok(&m, "{" MSG_BASE ",\"payload\":\"a\\\"b\"}");
+    assert_slice(m.ev.payload, "\"a\\\"b\"");
+    msg_ok(&m, "{" MSG_BASE ",\"payload\":42}");
+    assert_slice(m.ev.payload, "42");
+    msg_ok(&m, "{" MSG_BASE ",\"payload\":[ {\"x\": \"]\"} , 2 ]}");
+    assert_slice(m.ev.payload, "[ {\"x\": \"]\"} , 2 ]");
+    msg_ok(&m, "{" MSG_BASE ",\"payload\":{ }}");
+    assert_slice(m.ev.payload, "{ }");
+    msg_ok(&m, "{\"payload\":{\"id\":\"inner\",\"type\":\"X\"}," MSG_BASE "}");
+    assert_slice(m.ev.id, "m-1");
+    assert_slice(m.ev.type, "T");
+    assert_slice(m.ev.payload, "{\"id\":\"inner\",\"type\":\"X\"}");
+    msg_done(&m);
+}
+
+static void test_message_headers(void **state)
+{
+    struct msg_fixture m;
+
+    (void)state;
+    msg_init(&m);
+    msg_ok(&m, "{" MSG_BASE ",\"headers\":{ \"k\" : \"v\\n\", \"n\": 1 }}");
+    assert_slice(m.ev.headers, "{ \"k\" : \"v\\n\", \"n\": 1 }");
+    assert_in_content(&m, m.ev.headers);
+    msg_ok(&m, "{" MSG_BASE ",\"headers\":{}}");
+    assert_slice(m.ev.headers, "{}");
+    msg_ok(&m, "{" MSG_BASE ",\"headers\":null}");
+    assert_null(m.ev.headers.p);
+    msg_ok(&m, "{" MSG_BASE "}");
+    assert_null(m.ev.headers.p);
+    msg_rejected(&m, "{" MSG_BASE ",\"headers\":[\"a\",\"b\"]}", "\"headers\"");
+    msg_rejected(&m, "{" MSG_BASE ",\"headers\":\"a=b\"}", "\"headers\"");
+    msg_rejected(&m, "{" MSG_BASE ",\"headers\":7}", "\"headers\"");
+    msg_rejected(&m, "{" MSG_BASE ",\"headers\":true}", "\"headers\"");
+    msg_done(&m);
+}
+
+static void test_message_required_members(void **state)
+{
+    struct msg_fixture m;
+
+    (void)state;
+    msg_init(&m);
+    msg_rejected(&m, "{\"aggregatetype\":\"x\",\"aggregateid\":\"a\",\"type\":\"T\"}", "\"id\"");
+    msg_rejected(&m, "{\"id\":\"i\",\"aggregatetype\":\"x\",\"type\":\"T\"}", "\"aggregateid\"");
+    msg_rejected(&m, "{\"id\":\"i\",\"aggregatetype\":\"x\",\"aggregateid\":\"a\"}", "\"type\"");
+    msg_rejected(&m, "{}", NULL);
+    /* aggregatetype may be left out: it is only needed by a topic that names it. */
+    msg_ok(&m, "{\"id\":\"i\",\"aggregateid\":\"a\",\"type\":\"T\"}");
+    assert_null(m.ev.aggregatetype.p);
+    assert_int_equal(m.ev.aggregatetype.len, 0);
+    assert_slice(m.ev.id, "i");
+    /* Empty strings are present. */
+    msg_ok(&m, "{\"id\":\"\",\"aggregateid\":\"\",\"type\":\"\"}");
+    assert_non_null(m.ev.id.p);
+    assert_int_equal(m.ev.id.len, 0);
+    assert_non_null(m.ev.aggregateid.p);
+    assert_non_null(m.ev.type.p);
+    msg_done(&m);
+}
+
+static void test_message_non_string_members(void **state)
+{
+    static const char *const values[] = {"1", "null", "true", "{\"v\":\"x\"}", "[\"x\"]"};
+    static const char *const members[] = {"id", "aggregatetype", "aggregateid", "type"};
+    struct msg_fixture m;
+    char json[512], quoted[32];
+
+    (void)state;
+    msg_init(&m);
+    for (size_t i = 0; i < sizeof(members) / sizeof(members[0]); i++) {
+        for (size_t v = 0; v < sizeof(values) / sizeof(values[0]); v++) {
+            /* The member under test goes last so that the others are all present. */
+            snprintf(json, sizeof(json), "{%s%s%s%s\"%s\":%s}", i == 0 ? "" : "\"id\":\"i\",",
+                     i == 1 ? "" : "\"aggregatetype\":\"x\",",
+                     i == 2 ? "" : "\"aggregateid\":\"a\",", i == 3 ? "" : "\"type\":\"T\",",
+                     members[i], values[v]);
+            snprintf(quoted, sizeof(quoted), "\"%s\"", members[i]);
+            if (i == 1 && v == 1) {
+                /* aggregatetype may be null, as the outbox column may */
+                msg_ok(&m, json);
+                assert_null(m.ev.aggregatetype.p);
+                continue;
+            }
+            msg_rejected(&m, json, quoted);
+            assert_contains(m.err, "string");
+        }
+    }
+    msg_done(&m);
+}
+
+static void test_message_not_object(void **state)
+{
+    static const char *const bad[] = {
+        "",
+        " ",
+        "not json",
+        "{\"id\":",
+        "{\"id\":\"m-1\",}",
+        "{'id':'m-1'}",
+        "{\"id\":\"m-1\"} trailing",
+        "{\"id\":\"caf\xe9\",\"aggregateid\":\"a\",\"type\":\"T\"}",
+        "[]",
+        "[{\"id\":\"m-1\",\"aggregateid\":\"a\",\"type\":\"T\"}]",
+        "\"{}\"",
+        "42",
+        "null",
+    };
+    struct msg_fixture m;
+
+    (void)state;
+    msg_init(&m);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        msg_rejected(&m, bad[i], NULL);
+        assert_contains(m.err, "JSON object");
+    }
+    msg_done(&m);
+}
+
+static void test_message_escaped_strings(void **state)
+{
+    struct msg_fixture m;
+
+    (void)state;
+    msg_init(&m);
+    msg_ok(&m, "{\"id\":\"caf\\u00e9\\ud83d\\ude00\",\"aggregatetype\":\"in\\/voice\","
+               "\"aggregateid\":\"inv-\\\"2\\\"\",\"type\":\"Line\\nBreak\\t\\\\\"}");
+    assert_slice(m.ev.id, "caf\xc3\xa9\xf0\x9f\x98\x80");
+    assert_slice(m.ev.aggregatetype, "in/voice");
+    assert_slice(m.ev.aggregateid, "inv-\"2\"");
+    assert_slice(m.ev.type, "Line\nBreak\t\\");
+    /* Every unescaped text still holds after the last one was written. */
+    assert_in_scratch(&m, m.ev.id);
+    assert_in_scratch(&m, m.ev.aggregatetype);
+    assert_in_scratch(&m, m.ev.aggregateid);
+    assert_in_scratch(&m, m.ev.type);
+    msg_done(&m);
+}
+
+static void test_message_member_order(void **state)
+{
+    static const char *const orders[] = {
+        "{\"id\":\"m\",\"aggregatetype\":\"t\",\"aggregateid\":\"k\",\"type\":\"T\","
+        "\"payload\":[1],\"version\":\"2\",\"headers\":{\"h\":1}}",
+        "{\"headers\":{\"h\":1},\"version\":\"2\",\"payload\":[1],\"type\":\"T\","
+        "\"aggregateid\":\"k\",\"aggregatetype\":\"t\",\"id\":\"m\"}",
+        "{\"type\":\"T\",\"payload\":[1],\"id\":\"m\",\"headers\":{\"h\":1},"
+        "\"aggregateid\":\"k\",\"version\":\"2\",\"aggregatetype\":\"t\"}",
+    };
+    struct msg_fixture m;
+
+    (void)state;
+    msg_init(&m);
+    for (size_t i = 0; i < sizeof(orders) / sizeof(orders[0]); i++) {
+        msg_ok(&m, orders[i]);
+        assert_slice(m.ev.id, "m");
+        assert_slice(m.ev.aggregatetype, "t");
+        assert_slice(m.ev.aggregateid, "k");
+        assert_slice(m.ev.type, "T");
+        assert_slice(m.ev.payload, "[1]");
+        assert_slice(m.ev.version, "2");
+        assert_slice(m.ev.headers, "{\"h\":1}");
+    }
+    msg_done(&m);
+}
+
+/* Unknown members are ignored, even when they hold objects with known names. */
+static void test_message_unknown_members(void **state)
+{
+    struct msg_fixture m;
+
+    (void)state;
+    msg_init(&m);
+    msg_ok(&m, "{\"meta\":{\"id\":\"nested\",\"type\":\"N\"},\"ID\":\"upper\",\"idx\":\"x\","
+               "\"i\":\"y\",\"list\":[{\"aggregateid\":\"no\"}]," MSG_BASE
+               ",\"created_at\":\"2026-01-01\",\"n\":1,\"b\":false,\"z\":null}");
+    assert_slice(m.ev.id, "m-1");
+    assert_slice(m.ev.aggregateid, "a-1");
+    assert_slice(m.ev.type, "T");
+    assert_null(m.ev.aggregatetype.p);
+    assert_null(m.ev.payload.p);
+    assert_null(m.ev.headers.p);
+    assert_slice(m.ev.version, "1");
+    msg_done(&m);
+}
+
+/* The scratch buffer is reused: each call starts it afresh, and it never moves mid-call. */
+static void test_message_scratch_reuse(void **state)
+{
+    struct msg_fixture m;
+    char big[2048];
+    size_t n;
+
+    (void)state;
+    msg_init(&m);
+    /* Junk already in the buffer is not part of any event. */
+    jbuf_puts(&m.scratch, "junk that must not leak into an event");
+    msg_ok(&m, "{\"id\":\"a\\u0041\",\"aggregateid\":\"k\",\"type\":\"T\"}");
+    assert_slice(m.ev.id, "aA");
+    assert_in_scratch(&m, m.ev.id);
+    assert_ptr_equal(m.ev.id.p, m.scratch.data);
+
+    /* A second, much larger message: the buffer grows before any text points into it. */
+    n = (size_t)snprintf(big, sizeof(big),
+                         "{\"id\":\"%0600d\\n\",\"aggregatetype\":\"%0300d\\t\","
+                         "\"aggregateid\":\"\\\"%0400d\",\"type\":\"%0200d\\\\\","
+                         "\"version\":\"v\\u0033\"}",
+                         1, 2, 3, 4);
+    assert_true(n < sizeof(big));
+    msg_ok(&m, big);
+    assert_int_equal(m.ev.id.len, 601);
+    assert_int_equal(m.ev.id.p[600], '\n');
+    assert_int_equal(m.ev.id.p[599], '1');
+    assert_int_equal(m.ev.aggregatetype.len, 301);
+    assert_int_equal(m.ev.aggregatetype.p[300], '\t');
+    assert_int_equal(m.ev.aggregateid.len, 401);
+    assert_int_equal(m.ev.aggregateid.p[0], '"');
+    assert_int_equal(m.ev.aggregateid.p[400], '3');
+    assert_int_equal(m.ev.type.len, 201);
+    assert_int_equal(m.ev.type.p[200], '\\');
+    assert_slice(m.ev.version, "v3");
+    assert_in_scratch(&m, m.ev.id);
+    assert_in_scratch(&m, m.ev.aggregatetype);
+    assert_in_scratch(&m, m.ev.aggregateid);
+    assert_in_scratch(&m, m.ev.type);
+    assert_in_scratch(&m, m.ev.version);
+
+    /* And a third, small one again, after the large. */
+    msg_ok(&m, "{\"id\":\"x\\/y\",\"aggregateid\":\"k\",\"type\":\"T\"}");
+    assert_slice(m.ev.id, "x/y");
+    assert_ptr_equal(m.ev.id.p, m.scratch.data);
+    msg_done(&m);
+}
+
 /* ---------------------------------------------------------------- known defect */
 
 /*
@@ -1217,6 +2097,27 @@ int main(void)
         cmocka_unit_test(test_rfc3339),
         cmocka_unit_test(test_rfc3339_negative),
         cmocka_unit_test(test_rfc3339_buffer_32),
+        cmocka_unit_test(test_spec_resolved_columns),
+        cmocka_unit_test(test_spec_key_column),
+        cmocka_unit_test(test_spec_version),
+        cmocka_unit_test(test_spec_defaults),
+        cmocka_unit_test(test_spec_headers_column),
+        cmocka_unit_test(test_spec_header_columns),
+        cmocka_unit_test(test_spec_header_column_missing),
+        cmocka_unit_test(test_spec_too_many_header_columns),
+        cmocka_unit_test(test_spec_payload_validation),
+        cmocka_unit_test(test_spec_invalid_utf8),
+        cmocka_unit_test(test_message_all_members),
+        cmocka_unit_test(test_message_version),
+        cmocka_unit_test(test_message_payload),
+        cmocka_unit_test(test_message_headers),
+        cmocka_unit_test(test_message_required_members),
+        cmocka_unit_test(test_message_non_string_members),
+        cmocka_unit_test(test_message_not_object),
+        cmocka_unit_test(test_message_escaped_strings),
+        cmocka_unit_test(test_message_member_order),
+        cmocka_unit_test(test_message_unknown_members),
+        cmocka_unit_test(test_message_scratch_reuse),
         cmocka_unit_test(test_topic_empty_value_without_data), /* fails under UBSan: format.c */
     };
 

@@ -48,8 +48,8 @@ static void assert_slice(struct ev_str got, const char *want)
 
     assert_non_null(got.p);
     if (got.len != n || memcmp(got.p, want, n) != 0)
-        fail_msg("want \"%s\" (%zu bytes), got \"%.*s\" (%zu bytes)", want, n, (int)got.len,
-                 got.p, got.len);
+        fail_msg("want \"%s\" (%zu bytes), got \"%.*s\" (%zu bytes)", want, n, (int)got.len, got.p,
+                 got.len);
 }
 
 /* Slices of one expected member. */
@@ -101,8 +101,11 @@ static void test_iter_simple(void **state)
 
 static void test_iter_whitespace(void **state)
 {
-    static const struct member m[] = {
-        {"a", "1"}, {"b", "\"two\""}, {"c", "[ 1 , 2 ]"}, {"d", "{ \"e\" : null }"}, {"f", "-0.5e+3"}};
+    static const struct member m[] = {{"a", "1"},
+                                      {"b", "\"two\""},
+                                      {"c", "[ 1 , 2 ]"},
+                                      {"d", "{ \"e\" : null }"},
+                                      {"f", "-0.5e+3"}};
 
     (void)state;
     assert_members(" \t\r\n{ \r\n \"a\" \t : \n 1 , \"b\"  :  \"two\"  \n,\"c\":[ 1 , 2 ]\t,"
@@ -166,12 +169,8 @@ static void test_iter_empty(void **state)
 static void test_iter_raw_keys(void **state)
 {
     static const struct member m[] = {
-        {"a\\\"b", "1"},
-        {"c\\\\d", "2"},
-        {"caf\\u00e9", "3"},
-        {"", "4"},
-        {"sp ace", "5"},
-        {"\\u0022}", "6"},
+        {"a\\\"b", "1"}, {"c\\\\d", "2"}, {"caf\\u00e9", "3"},
+        {"", "4"},       {"sp ace", "5"}, {"\\u0022}", "6"},
     };
 
     (void)state;
@@ -192,8 +191,8 @@ static void test_iter_duplicate_keys(void **state)
 static void test_iter_not_object(void **state)
 {
     static const char *const bad[] = {
-        "[]", "[{\"a\":1}]", " [ {} ] ", "\"{}\"", "\"x\"", "42", "-1", "true", "false",
-        "null", "", " ", "\n\t ",
+        "[]",   "[{\"a\":1}]", " [ {} ] ", "\"{}\"", "\"x\"", "42",    "-1",
+        "true", "false",       "null",     "",       " ",     "\n\t ",
     };
 
     (void)state;
@@ -296,8 +295,7 @@ static void test_unescape_borrowed(void **state)
 
     (void)state;
     jbuf_init(&b);
-    assert_int_equal(json_string_unescape((struct ev_str){body, sizeof(body) - 1}, &b, &text),
-                     0);
+    assert_int_equal(json_string_unescape((struct ev_str){body, sizeof(body) - 1}, &b, &text), 0);
     assert_ptr_equal(text.p, body);
     assert_int_equal(text.len, sizeof(body) - 1);
     assert_null(b.data);
@@ -376,16 +374,14 @@ static void test_unescape_appends(void **state)
     (void)state;
     jbuf_init(&b);
     jbuf_puts(&b, "prefix");
-    assert_int_equal(json_string_unescape((struct ev_str){first, sizeof(first) - 1}, &b, &t1),
-                     0);
+    assert_int_equal(json_string_unescape((struct ev_str){first, sizeof(first) - 1}, &b, &t1), 0);
     assert_ptr_equal(t1.p, b.data + 6);
     assert_int_equal(t1.len, 3);
     assert_memory_equal(b.data, "prefixa\nb", 9);
     assert_int_equal(b.len, 9);
 
     off = b.len;
-    assert_int_equal(
-        json_string_unescape((struct ev_str){second, sizeof(second) - 1}, &b, &t2), 0);
+    assert_int_equal(json_string_unescape((struct ev_str){second, sizeof(second) - 1}, &b, &t2), 0);
     assert_ptr_equal(t2.p, b.data + off);
     assert_int_equal(t2.len, 6);
     assert_memory_equal(t2.p, "\xc3\xa9\xf0\x9f\x98\x80", 6);
@@ -429,12 +425,10 @@ static void test_iter_then_unescape(void **state)
     assert_int_equal(json_iter_object(&it, s, n), 0);
     assert_int_equal(json_iter_next(&it, &key, &val), 1);
     assert_true(json_raw_is_string(val));
-    assert_int_equal(
-        json_string_unescape((struct ev_str){val.p + 1, val.len - 2}, &b, &text), 0);
+    assert_int_equal(json_string_unescape((struct ev_str){val.p + 1, val.len - 2}, &b, &text), 0);
     assert_slice(text, "inv-\"2\"");
     assert_int_equal(json_iter_next(&it, &key, &val), 1);
-    assert_int_equal(
-        json_string_unescape((struct ev_str){val.p + 1, val.len - 2}, &b, &text), 0);
+    assert_int_equal(json_string_unescape((struct ev_str){val.p + 1, val.len - 2}, &b, &text), 0);
     assert_slice(text, "caf\xc3\xa9");
     assert_int_equal(json_iter_next(&it, &key, &val), 0);
     jbuf_free(&b);
