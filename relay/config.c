@@ -11,8 +11,9 @@
  * adding a row (and, for a new kind of value, a case in set_value() or
  * add_entry(), and in free_option()); nothing else in the walk knows key names.
  * The few rules that tie keys together -- which sink a "stdout" section selects,
- * that kafka.brokers is required only for the kafka sink, that the outbox table
- * is not also a cdc table -- come after the walk, in finish().
+ * that kafka.brokers is required only for the kafka sink, that cdc tables need
+ * replication mode, that the outbox table is not also a cdc table -- come after
+ * the walk, in finish().
  *
  * Every scalar value goes through environment expansion ("${VAR}",
  * "${VAR:-default}", "$$") before it is converted, so a duration or an integer
@@ -92,6 +93,9 @@ struct choice {
 _Static_assert(sizeof(enum relay_log_level) == sizeof(int), "enum relay_log_level is not an int");
 _Static_assert(sizeof(enum relay_format) == sizeof(int), "enum relay_format is not an int");
 _Static_assert(sizeof(enum relay_sink) == sizeof(int), "enum relay_sink is not an int");
+_Static_assert(sizeof(enum relay_mode) == sizeof(int), "enum relay_mode is not an int");
+_Static_assert(sizeof(enum relay_after_publish) == sizeof(int),
+               "enum relay_after_publish is not an int");
 
 /* The choices of each OPT_ENUM key, NULL-terminated, in the order messages list them. */
 static const struct choice log_levels[] = {
@@ -112,6 +116,18 @@ static const struct choice formats[] = {
 static const struct choice sinks[] = {
     {"kafka", RELAY_SINK_KAFKA},
     {"stdout", RELAY_SINK_STDOUT},
+    {NULL, 0},
+};
+
+static const struct choice modes[] = {
+    {"replication", RELAY_MODE_REPLICATION},
+    {"polling", RELAY_MODE_POLLING},
+    {NULL, 0},
+};
+
+static const struct choice after_publish[] = {
+    {"delete", RELAY_AFTER_DELETE},
+    {"mark", RELAY_AFTER_MARK},
     {NULL, 0},
 };
 
@@ -148,6 +164,8 @@ static int check_pg_name(struct parser_ctx *ctx, const char *name, const char *v
 static int check_topic(struct parser_ctx *ctx, const char *name, const char *value, struct pos pos);
 static int check_column(struct parser_ctx *ctx, const char *name, const char *value,
                         struct pos pos);
+static int check_channel(struct parser_ctx *ctx, const char *name, const char *value,
+                         struct pos pos);
 
 /* kafka.brokers is needed only when events go to Kafka. */
 static bool sink_is_kafka(const struct relay_config *cfg)
@@ -166,6 +184,8 @@ static bool sink_is_kafka(const struct relay_config *cfg)
 static const struct option options[] = {
     {.section = "postgres", .key = "dsn", .type = OPT_STRING,
      .offset = FIELD(postgres.dsn), .required = true, .check = check_nonempty},
+    {.section = "postgres", .key = "mode", .type = OPT_ENUM,
+     .offset = FIELD(postgres.mode), .def = "replication", .choices = modes},
     {.section = "postgres", .key = "slot", .type = OPT_STRING,
      .offset = FIELD(postgres.slot), .def = "outbox_relay", .check = check_slot_name},
     {.section = "postgres", .key = "publication", .type = OPT_STRING,
@@ -218,6 +238,18 @@ static const struct option options[] = {
      .offset = FIELD(cdc.topic), .def = "cdc.{schema}.{table}", .check = check_topic},
     {.section = "cdc", .key = "publication", .type = OPT_STRING,
      .offset = FIELD(cdc.publication), .def = "outbox_relay_cdc", .check = check_pg_name},
+
+    /* Used only with postgres.mode: polling, but checked in either mode. */
+    {.section = "polling", .key = "interval", .type = OPT_DURATION,
+     .offset = FIELD(polling.interval_ms), .def = "1s", .min = 1},
+    {.section = "polling", .key = "batch_size", .type = OPT_INTEGER,
+     .offset = FIELD(polling.batch_size), .def = "1000", .min = 1, .max = 100000},
+    {.section = "polling", .key = "after_publish", .type = OPT_ENUM,
+     .offset = FIELD(polling.after_publish), .def = "delete", .choices = after_publish},
+    {.section = "polling", .key = "retention", .type = OPT_DURATION,
+     .offset = FIELD(polling.retention_ms), .def = "24h", .min = 0},
+    {.section = "polling", .key = "notify_channel", .type = OPT_STRING,
+     .offset = FIELD(polling.notify_channel), .def = "outbox_relay", .check = check_channel},
 
     {.section = "log", .key = "level", .type = OPT_ENUM,
      .offset = FIELD(log.level), .def = "info", .choices = log_levels},
@@ -839,19 +871,45 @@ static int check_topic(struct parser_ctx *ctx, const char *name, const char *val
     return 0;
 }
 
+/* A name as PostgreSQL keeps an unquoted one: [a-z_][a-z0-9_]*, at most 63 bytes. */
+static bool is_lower_identifier(const char *value)
+{
+    size_t n = strspn(value, "abcdefghijklmnopqrstuvwxyz0123456789_");
+
+    return n > 0 && value[n] == '\0' && n <= PG_NAME_MAX && !(value[0] >= '0' && value[0] <= '9');
+}
+
 /*
- * A column name as PostgreSQL keeps an unquoted one: [a-z_][a-z0-9_]*, at most 63
- * bytes.  Mixed-case or quoted column names are not supported here: the relay
- * matches these names against the relation's columns byte for byte.
+ * A column name, an unquoted lowercase one.  Mixed-case or quoted column names
+ * are not supported here: the relay matches these names against the relation's
+ * columns byte for byte.
  */
 static int check_column(struct parser_ctx *ctx, const char *name, const char *value, struct pos pos)
 {
     char shown[SHOW_SIZE];
-    size_t n = strspn(value, "abcdefghijklmnopqrstuvwxyz0123456789_");
 
-    if (n == 0 || value[n] != '\0' || n > PG_NAME_MAX || (value[0] >= '0' && value[0] <= '9'))
+    if (!is_lower_identifier(value))
         return fail_at(ctx, pos,
                        "bad column name \"%s\" for \"%s\": use 1 to 63 lowercase letters, "
+                       "digits and underscores, not starting with a digit",
+                       show(shown, sizeof(shown), value), name);
+    return 0;
+}
+
+/*
+ * A LISTEN/NOTIFY channel, held to the same rule as a column name: such a name
+ * needs no quoting in LISTEN, and it is the same channel whether the application
+ * writes NOTIFY name (which folds unquoted names to lowercase) or
+ * pg_notify('name', ...) (which does not fold).
+ */
+static int check_channel(struct parser_ctx *ctx, const char *name, const char *value,
+                         struct pos pos)
+{
+    char shown[SHOW_SIZE];
+
+    if (!is_lower_identifier(value))
+        return fail_at(ctx, pos,
+                       "bad channel name \"%s\" for \"%s\": use 1 to 63 lowercase letters, "
                        "digits and underscores, not starting with a digit",
                        show(shown, sizeof(shown), value), name);
     return 0;
@@ -1419,6 +1477,23 @@ static int settle_sink(struct parser_ctx *ctx)
 }
 
 /*
+ * Table changes come from logical decoding; the polling source reads the outbox
+ * table alone, so cdc tables and polling mode cannot go together.  An empty list
+ * is no cdc and is fine.  The message points at the cdc.tables value.
+ */
+static int check_cdc_mode(struct parser_ctx *ctx)
+{
+    size_t idx = find_option("cdc", "tables");
+    struct pos pos = {1, 1};
+
+    if (ctx->cfg->postgres.mode != RELAY_MODE_POLLING || ctx->cfg->cdc.ntables == 0)
+        return 0;
+    if (ctx->node[idx] != NULL)
+        pos = mark_pos(ctx->node[idx]->start_mark);
+    return fail_at(ctx, pos, "\"cdc.tables\" needs \"postgres.mode: replication\"");
+}
+
+/*
  * The outbox table's rows are events already; decoding its changes as cdc events
  * too would send each one twice, in two shapes.  Runs after defaults, so an
  * outbox.table left out counts as "public.outbox".
@@ -1452,7 +1527,9 @@ static int check_cdc_tables(struct parser_ctx *ctx)
 
 /*
  * After the walk: fill in defaults, settle the sink, report the first missing
- * required key, then check the rules between keys.
+ * required key, then check the rules between keys.  postgres.slot and
+ * postgres.publication are allowed in polling mode, unused: switching modes is
+ * then one line.
  */
 static int finish(struct parser_ctx *ctx)
 {
@@ -1475,6 +1552,8 @@ static int finish(struct parser_ctx *ctx)
                            "missing required key \"%s\"", name);
         }
     }
+    if (check_cdc_mode(ctx) < 0)
+        return -1;
     return check_cdc_tables(ctx);
 }
 

@@ -53,13 +53,26 @@ enum relay_sink {
     RELAY_SINK_STDOUT = 1,
 };
 
+/* How events are read from PostgreSQL (postgres.mode). */
+enum relay_mode {
+    RELAY_MODE_REPLICATION = 0, /* "replication": logical decoding from a slot */
+    RELAY_MODE_POLLING = 1,     /* "polling": SELECT from the outbox table, woken by NOTIFY */
+};
+
+/* What the polling source does with an outbox row once it is published (polling.after_publish). */
+enum relay_after_publish {
+    RELAY_AFTER_DELETE = 0, /* "delete": the row is deleted */
+    RELAY_AFTER_MARK = 1,   /* "mark": the row is marked published, kept for polling.retention */
+};
+
 struct relay_config {
     char *path; /* the file it was read from, for messages */
 
     struct {
         char *dsn;                  /* required; libpq connection string */
-        char *slot;                 /* default "outbox_relay" */
-        char *publication;          /* default "outbox_relay" */
+        enum relay_mode mode;       /* default replication */
+        char *slot;                 /* default "outbox_relay"; unused in polling mode */
+        char *publication;          /* default "outbox_relay"; unused in polling mode */
         int64_t status_interval_ms; /* default 10s: forced standby status period */
         int64_t retry_interval_ms;  /* default 5s: wait before reconnecting */
     } postgres;
@@ -103,6 +116,15 @@ struct relay_config {
         char *topic;       /* default "cdc.{schema}.{table}": topic template */
         char *publication; /* default "outbox_relay_cdc": publication of the cdc tables */
     } cdc;
+
+    /* The polling source's settings; checked in either mode, used only in polling mode. */
+    struct {
+        int64_t interval_ms;                    /* default 1s, > 0: poll period without NOTIFY */
+        int64_t batch_size;                     /* default 1000, 1..100000: rows per SELECT */
+        enum relay_after_publish after_publish; /* default delete */
+        int64_t retention_ms; /* default 24h; 0: keep marked rows forever; mark mode only */
+        char *notify_channel; /* default "outbox_relay": LISTEN channel; [a-z_][a-z0-9_]* */
+    } polling;
 
     struct {
         enum relay_log_level level; /* default info */

@@ -24,6 +24,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "poller.h"
 #include "relay.h"
 #include "sink.h"
 
@@ -147,7 +148,10 @@ int main(int argc, char **argv)
     log_info("outbox-relay %s starting: slot \"%s\", publication \"%s\", table \"%s.%s\"",
              RELAY_VERSION, cfg->postgres.slot, cfg->postgres.publication, cfg->outbox.schema,
              cfg->outbox.table);
-    rc = relay_run(cfg, stop_pipe[0], errstr, sizeof(errstr));
+    if (cfg->postgres.mode == RELAY_MODE_POLLING)
+        rc = poller_run(cfg, stop_pipe[0], errstr, sizeof(errstr));
+    else
+        rc = relay_run(cfg, stop_pipe[0], errstr, sizeof(errstr));
     if (rc < 0)
         log_error("%s", errstr);
     relay_config_free(cfg);

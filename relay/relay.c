@@ -280,6 +280,15 @@ static void try_connect(struct relay *r)
 /* Stop with a clear message naming the row: nothing is skipped silently. */
 static void bad_row(struct relay *r, const struct event *ev, const char *why)
 {
+    if (ev->change.op) {
+        set_fatal(r,
+                  "bad change of table \"%s.%s\" (id " LSN_FMT ":%u) in transaction %u: %s; "
+                  "stopping without confirming past it",
+                  ev->rel->nspname, ev->rel->relname, LSN_ARGS(r->pos.commit_lsn), r->pos.index,
+                  r->pos.xid, why);
+        return;
+    }
+
     int idlen = ev->id.p ? (int)(ev->id.len < 64 ? ev->id.len : 64) : 6;
 
     set_fatal(r,
@@ -356,7 +365,9 @@ static void handle_change(struct relay *r, const struct rel_desc *rel, char op,
     }
     if (event_from_change(rel, op, newtuple, old_kind, oldtuple, &r->pos, &ev, err,
                           sizeof(err)) < 0) {
-        set_fatal(r, "bad change of table \"%s.%s\" in transaction %u at " LSN_FMT ": %s",
+        set_fatal(r,
+                  "bad change of table \"%s.%s\" in transaction %u at " LSN_FMT ": %s; "
+                  "stopping without confirming past it",
                   rel->nspname, rel->relname, r->pos.xid, LSN_ARGS(r->pos.commit_lsn), err);
         return;
     }

@@ -12,7 +12,10 @@
 --   payload        the event body, JSON
 --   version        the schema version of payload (default 1)
 --   headers        extra message headers as a JSON object (NULL: none)
---   created_at     when the row was written (informational)
+--   created_at     when the row was written (informational; the event time in
+--                  polling mode)
+--   seq            insertion order (polling mode reads rows in this order)
+--   published_at   when polling mode published the row (polling.after_publish: mark)
 --
 -- Safe to run more than once.
 CREATE TABLE IF NOT EXISTS public.outbox (
@@ -23,8 +26,14 @@ CREATE TABLE IF NOT EXISTS public.outbox (
     payload       jsonb,
     version       integer     NOT NULL DEFAULT 1,
     headers       jsonb,
-    created_at    timestamptz NOT NULL DEFAULT now()
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    seq           bigserial   NOT NULL,
+    published_at  timestamptz
 );
+
+-- Tables created by an earlier version of this script get the new columns too.
+ALTER TABLE public.outbox ADD COLUMN IF NOT EXISTS seq bigserial NOT NULL;
+ALTER TABLE public.outbox ADD COLUMN IF NOT EXISTS published_at timestamptz;
 
 COMMENT ON TABLE public.outbox IS
     'Transactional outbox: rows inserted here are published to Kafka by outbox-relay';

@@ -43,6 +43,14 @@ static const char minimal[] = "postgres:\n"
     "kafka:\n"                                                                                     \
     "  brokers: localhost:9092\n"
 
+/* The required keys in polling mode; tests append a section to it. */
+#define POLLING                                                                                    \
+    "postgres:\n"                                                                                  \
+    "  dsn: dbname=app\n"                                                                          \
+    "  mode: polling\n"                                                                            \
+    "kafka:\n"                                                                                     \
+    "  brokers: localhost:9092\n"
+
 static char errbuf[512];
 
 static struct relay_config *parse(const char *text)
@@ -75,7 +83,7 @@ static struct relay_config *expect_ok(const char *text)
     return cfg;
 }
 
-/* The defaults of the keys for versioned events, formats, sinks and cdc. */
+/* The defaults of the keys for versioned events, formats, sinks, cdc and polling. */
 static void assert_feature_defaults(const struct relay_config *cfg)
 {
     assert_string_equal(cfg->outbox.key_column, "aggregateid");
@@ -92,6 +100,12 @@ static void assert_feature_defaults(const struct relay_config *cfg)
     assert_int_equal(cfg->cdc.ntables, 0);
     assert_string_equal(cfg->cdc.topic, "cdc.{schema}.{table}");
     assert_string_equal(cfg->cdc.publication, "outbox_relay_cdc");
+    assert_int_equal(cfg->postgres.mode, RELAY_MODE_REPLICATION);
+    assert_int_equal(cfg->polling.interval_ms, 1000);
+    assert_int_equal(cfg->polling.batch_size, 1000);
+    assert_int_equal(cfg->polling.after_publish, RELAY_AFTER_DELETE);
+    assert_int_equal(cfg->polling.retention_ms, INT64_C(24) * 3600 * 1000);
+    assert_string_equal(cfg->polling.notify_channel, "outbox_relay");
 }
 
 /* Every default, and the values the minimal file sets. */
@@ -1114,6 +1128,252 @@ static void test_stdout_cdc_file(void **state)
 }
 
 /*
+ * Polling mode
+ */
+
+static void test_mode(void **state)
+{
+    struct relay_config *cfg;
+
+    (void)state;
+    cfg = expect_ok("postgres:\n  dsn: a\n  mode: replication\nkafka:\n  brokers: b\n");
+    assert_int_equal(cfg->postgres.mode, RELAY_MODE_REPLICATION);
+    relay_config_free(cfg);
+
+    /* Polling mode alone changes no other default. */
+    cfg = expect_ok(POLLING);
+    assert_int_equal(cfg->postgres.mode, RELAY_MODE_POLLING);
+    assert_string_equal(cfg->postgres.slot, "outbox_relay");
+    assert_string_equal(cfg->postgres.publication, "outbox_relay");
+    assert_int_equal(cfg->polling.interval_ms, 1000);
+    assert_int_equal(cfg->polling.batch_size, 1000);
+    assert_int_equal(cfg->polling.after_publish, RELAY_AFTER_DELETE);
+    assert_int_equal(cfg->polling.retention_ms, INT64_C(86400000));
+    assert_string_equal(cfg->polling.notify_channel, "outbox_relay");
+    relay_config_free(cfg);
+
+    /* Slot and publication are unused in polling mode, but no error, and still checked. */
+    cfg = expect_ok("postgres:\n"
+                    "  dsn: a\n"
+                    "  slot: old_slot\n"
+                    "  mode: polling\n"
+                    "  publication: old_pub\n"
+                    "kafka:\n"
+                    "  brokers: b\n");
+    assert_int_equal(cfg->postgres.mode, RELAY_MODE_POLLING);
+    assert_string_equal(cfg->postgres.slot, "old_slot");
+    assert_string_equal(cfg->postgres.publication, "old_pub");
+    relay_config_free(cfg);
+    expect_error("postgres:\n  dsn: a\n  mode: polling\n  slot: Old\n",
+                 "config.yaml:4:9: bad slot name \"Old\" for \"postgres.slot\": use 1 to 63 "
+                 "lowercase letters, digits and underscores");
+
+    /* A polling section does not select polling mode; it is kept, unused, in replication. */
+    cfg = expect_ok(REQUIRED "polling:\n  batch_size: 5\n");
+    assert_int_equal(cfg->postgres.mode, RELAY_MODE_REPLICATION);
+    assert_int_equal(cfg->polling.batch_size, 5);
+    relay_config_free(cfg);
+
+    /* From the environment, and with the stdout sink. */
+    setenv("RELAY_T_MODE", "polling", 1);
+    cfg = expect_ok("postgres:\n  dsn: a\n  mode: ${RELAY_T_MODE}\nsink: stdout\n");
+    assert_int_equal(cfg->postgres.mode, RELAY_MODE_POLLING);
+    assert_int_equal(cfg->sink, RELAY_SINK_STDOUT);
+    relay_config_free(cfg);
+    unsetenv("RELAY_T_MODE");
+
+    expect_error("postgres:\n  dsn: a\n  mode: poll\n",
+                 "config.yaml:3:9: \"postgres.mode\" must be one of replication, polling, "
+                 "got \"poll\"");
+    expect_error("postgres:\n  dsn: a\n  mode: Polling\n",
+                 "config.yaml:3:9: \"postgres.mode\" must be one of replication, polling, "
+                 "got \"Polling\"");
+    expect_error("postgres:\n  dsn: a\n  mode: ''\n",
+                 "config.yaml:3:9: \"postgres.mode\" must be one of replication, polling, "
+                 "got \"\"");
+    expect_error("postgres:\n  dsn: a\n  mode:\n",
+                 "config.yaml:3:8: \"postgres.mode\" must be a string, got null");
+    expect_error("postgres:\n  dsn: a\n  mode: polling\n  mode: polling\n",
+                 "config.yaml:4:3: duplicate key \"mode\" in \"postgres\"");
+}
+
+static void test_polling_keys_set(void **state)
+{
+    struct relay_config *cfg;
+    char text[512];
+
+    (void)state;
+    cfg = expect_ok(POLLING "polling:\n"
+                            "  interval: 250ms\n"
+                            "  batch_size: 100000\n"
+                            "  after_publish: mark\n"
+                            "  retention: 1h30m\n"
+                            "  notify_channel: _shop_outbox2\n");
+    assert_int_equal(cfg->postgres.mode, RELAY_MODE_POLLING);
+    assert_int_equal(cfg->polling.interval_ms, 250);
+    assert_int_equal(cfg->polling.batch_size, 100000);
+    assert_int_equal(cfg->polling.after_publish, RELAY_AFTER_MARK);
+    assert_int_equal(cfg->polling.retention_ms, 5400000);
+    assert_string_equal(cfg->polling.notify_channel, "_shop_outbox2");
+    relay_config_free(cfg);
+
+    /* The other end of each range; 0s retention keeps marked rows forever. */
+    cfg = expect_ok(POLLING "polling:\n"
+                            "  interval: 1ms\n"
+                            "  batch_size: 1\n"
+                            "  after_publish: delete\n"
+                            "  retention: 0s\n");
+    assert_int_equal(cfg->polling.interval_ms, 1);
+    assert_int_equal(cfg->polling.batch_size, 1);
+    assert_int_equal(cfg->polling.after_publish, RELAY_AFTER_DELETE);
+    assert_int_equal(cfg->polling.retention_ms, 0);
+    relay_config_free(cfg);
+
+    /* An empty section is the defaults. */
+    cfg = expect_ok(POLLING "polling:\n");
+    assert_int_equal(cfg->polling.interval_ms, 1000);
+    assert_int_equal(cfg->polling.batch_size, 1000);
+    relay_config_free(cfg);
+
+    /* 63 bytes is the longest channel name PostgreSQL keeps. */
+    snprintf(text, sizeof(text), POLLING "polling:\n  notify_channel: c%062d\n", 0);
+    cfg = expect_ok(text);
+    assert_int_equal(strlen(cfg->polling.notify_channel), 63);
+    relay_config_free(cfg);
+
+    /* From the environment. */
+    setenv("RELAY_T_N", "250", 1);
+    setenv("RELAY_T_AFTER", "mark", 1);
+    cfg = expect_ok(POLLING "polling:\n"
+                            "  batch_size: ${RELAY_T_N}\n"
+                            "  interval: ${RELAY_T_N}ms\n"
+                            "  after_publish: ${RELAY_T_AFTER}\n");
+    assert_int_equal(cfg->polling.batch_size, 250);
+    assert_int_equal(cfg->polling.interval_ms, 250);
+    assert_int_equal(cfg->polling.after_publish, RELAY_AFTER_MARK);
+    relay_config_free(cfg);
+    unsetenv("RELAY_T_N");
+    unsetenv("RELAY_T_AFTER");
+}
+
+static void test_polling_errors(void **state)
+{
+    char text[512];
+
+    (void)state;
+    /* polling.interval: a duration > 0. */
+    expect_error(POLLING "polling:\n  interval: 0s\n",
+                 "config.yaml:7:13: \"polling.interval\" must be greater than 0, got \"0s\"");
+    expect_error(POLLING "polling:\n  interval: 5\n",
+                 "config.yaml:7:13: bad duration \"5\" for \"polling.interval\": use a number "
+                 "with ms, s, m or h");
+
+    /* polling.batch_size: 1..100000. */
+    expect_error(POLLING "polling:\n  batch_size: 0\n",
+                 "config.yaml:7:15: \"polling.batch_size\" must be between 1 and 100000, "
+                 "got \"0\"");
+    expect_error(POLLING "polling:\n  batch_size: -1\n",
+                 "config.yaml:7:15: \"polling.batch_size\" must be between 1 and 100000, "
+                 "got \"-1\"");
+    expect_error(POLLING "polling:\n  batch_size: 100001\n",
+                 "config.yaml:7:15: \"polling.batch_size\" must be between 1 and 100000, "
+                 "got \"100001\"");
+    expect_error(POLLING "polling:\n  batch_size: 1k\n",
+                 "config.yaml:7:15: \"polling.batch_size\" must be an integer, got \"1k\"");
+
+    /* polling.after_publish: delete or mark. */
+    expect_error(POLLING "polling:\n  after_publish: archive\n",
+                 "config.yaml:7:18: \"polling.after_publish\" must be one of delete, mark, "
+                 "got \"archive\"");
+    expect_error(POLLING "polling:\n  after_publish: Mark\n",
+                 "config.yaml:7:18: \"polling.after_publish\" must be one of delete, mark, "
+                 "got \"Mark\"");
+    expect_error(POLLING "polling:\n  after_publish: [mark]\n",
+                 "config.yaml:7:18: \"polling.after_publish\" must be a string, got a sequence");
+
+    /* polling.retention: a duration, 0s allowed. */
+    expect_error(POLLING "polling:\n  retention: -1s\n",
+                 "config.yaml:7:14: bad duration \"-1s\" for \"polling.retention\": use a number "
+                 "with ms, s, m or h");
+    expect_error(POLLING "polling:\n  retention: forever\n",
+                 "config.yaml:7:14: bad duration \"forever\" for \"polling.retention\": use a "
+                 "number with ms, s, m or h");
+
+    /* polling.notify_channel: a lowercase identifier of at most 63 bytes. */
+    expect_error(POLLING "polling:\n  notify_channel: Outbox\n",
+                 "config.yaml:7:19: bad channel name \"Outbox\" for \"polling.notify_channel\": "
+                 "use 1 to 63 lowercase letters, digits and underscores, not starting with a "
+                 "digit");
+    expect_error(POLLING "polling:\n  notify_channel: outbox-relay\n",
+                 "config.yaml:7:19: bad channel name \"outbox-relay\" for "
+                 "\"polling.notify_channel\": use 1 to 63 lowercase letters, digits and "
+                 "underscores, not starting with a digit");
+    expect_error(POLLING "polling:\n  notify_channel: 1st\n",
+                 "config.yaml:7:19: bad channel name \"1st\" for \"polling.notify_channel\": "
+                 "use 1 to 63 lowercase letters, digits and underscores, not starting with a "
+                 "digit");
+    expect_error(POLLING "polling:\n  notify_channel: ''\n",
+                 "config.yaml:7:19: bad channel name \"\" for \"polling.notify_channel\": "
+                 "use 1 to 63 lowercase letters, digits and underscores, not starting with a "
+                 "digit");
+    snprintf(text, sizeof(text), POLLING "polling:\n  notify_channel: c%063d\n", 0);
+    expect_error(text, "config.yaml:7:19: bad channel name "
+                       "\"c000000000000000000000000000000000000000000000000000000000000000\" for "
+                       "\"polling.notify_channel\": use 1 to 63 lowercase letters, digits and "
+                       "underscores, not starting with a digit");
+
+    /* The section: a mapping of known keys, checked in replication mode too. */
+    expect_error(POLLING "polling:\n  intervall: 1s\n",
+                 "config.yaml:7:3: unknown key \"intervall\" in \"polling\"");
+    expect_error(POLLING "polling: 1s\n",
+                 "config.yaml:6:10: \"polling\" must be a mapping, got \"1s\"");
+    expect_error(REQUIRED "polling:\n  batch_size: 0\n",
+                 "config.yaml:6:15: \"polling.batch_size\" must be between 1 and 100000, "
+                 "got \"0\"");
+}
+
+/* cdc reads table changes from the slot: there are none to read in polling mode. */
+static void test_polling_cdc(void **state)
+{
+    struct relay_config *cfg;
+
+    (void)state;
+    /* The error points at the cdc.tables value: a block list at its first "-". */
+    expect_error(POLLING "cdc:\n"
+                         "  tables:\n"
+                         "    - orders\n",
+                 "config.yaml:8:5: \"cdc.tables\" needs \"postgres.mode: replication\"");
+    expect_error(POLLING "cdc:\n  tables: [orders, app.items]\n",
+                 "config.yaml:7:11: \"cdc.tables\" needs \"postgres.mode: replication\"");
+    /* Wherever the mode is written. */
+    expect_error("cdc:\n"
+                 "  tables: [orders]\n"
+                 "postgres:\n"
+                 "  dsn: a\n"
+                 "  mode: polling\n"
+                 "sink: stdout\n",
+                 "config.yaml:2:11: \"cdc.tables\" needs \"postgres.mode: replication\"");
+    /* Before the outbox-table rule: in polling mode no cdc table is allowed at all. */
+    expect_error(POLLING "cdc:\n  tables: [outbox]\n",
+                 "config.yaml:7:11: \"cdc.tables\" needs \"postgres.mode: replication\"");
+
+    /* No cdc tables is no conflict: an empty list, or only cdc.topic/publication. */
+    cfg = expect_ok(POLLING "cdc:\n  tables: []\n  topic: \"c.{table}\"\n  publication: p\n");
+    assert_int_equal(cfg->postgres.mode, RELAY_MODE_POLLING);
+    assert_int_equal(cfg->cdc.ntables, 0);
+    relay_config_free(cfg);
+    cfg = expect_ok(POLLING "cdc:\n  tables:\n");
+    assert_int_equal(cfg->cdc.ntables, 0);
+    relay_config_free(cfg);
+
+    /* Replication mode, written out, takes cdc tables as before. */
+    cfg = expect_ok("postgres:\n  dsn: a\n  mode: replication\nsink: stdout\n"
+                    "cdc:\n  tables: [orders]\n");
+    assert_int_equal(cfg->cdc.ntables, 1);
+    relay_config_free(cfg);
+}
+
+/*
  * Environment expansion
  */
 
@@ -1399,6 +1659,10 @@ int main(void)
         cmocka_unit_test(test_sink),
         cmocka_unit_test(test_cdc),
         cmocka_unit_test(test_stdout_cdc_file),
+        cmocka_unit_test(test_mode),
+        cmocka_unit_test(test_polling_keys_set),
+        cmocka_unit_test(test_polling_errors),
+        cmocka_unit_test(test_polling_cdc),
         cmocka_unit_test(test_env_expansion),
         cmocka_unit_test(test_env_errors),
         cmocka_unit_test(test_env_file),
