@@ -629,8 +629,8 @@ static void loop(struct poller *p)
             p->next_poll_ms = now_ms() + p->retry_delay_ms;
             continue;
         }
-        if (p->conn && (fds[2].revents & (POLLIN | POLLERR | POLLHUP)) && notified(p) &&
-            !p->in_batch)
+        /* A wake-up during a batch is kept: the next poll follows the batch at once. */
+        if (p->conn && (fds[2].revents & (POLLIN | POLLERR | POLLHUP)) && notified(p))
             p->next_poll_ms = 0;
         if (p->conn && p->locked && now_ms() >= p->next_retention_ms && !p->in_batch)
             retention(p);
