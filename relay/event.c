@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "config.h"
 #include "jsonbuf.h"
 #include "jsonscan.h"
 
@@ -90,6 +91,29 @@ static void apply_key(struct rel_desc *d, const char *keys)
         }
         d->cols[c].flags = in ? 1 : 0;
     }
+}
+
+relcache *relcache_from_config(const struct relay_config *cfg, char *errstr,
+                               size_t errstr_size)
+{
+    const struct outbox_spec spec = {
+        .key_column = cfg->outbox.key_column,
+        .version_column = cfg->outbox.version_column,
+        .headers_column = cfg->outbox.headers_column,
+        .header_columns = cfg->outbox.header_columns,
+        .nheader_columns = cfg->outbox.nheader_columns,
+    };
+    relcache *rc = relcache_new(cfg->outbox.schema, cfg->outbox.table);
+
+    if (!rc) {
+        snprintf(errstr, errstr_size, "out of memory");
+        return NULL;
+    }
+    if (relcache_set_outbox_spec(rc, &spec, errstr, errstr_size) < 0) {
+        relcache_free(rc);
+        return NULL;
+    }
+    return rc;
 }
 
 static void rel_desc_free(struct rel_desc *d)

@@ -133,6 +133,16 @@ relcache *relcache_new(const char *outbox_schema, const char *outbox_table);
 int relcache_set_outbox_spec(relcache *rc, const struct outbox_spec *spec, char *errstr,
                              size_t errstr_size);
 
+struct relay_config;
+
+/*
+ * relcache_new() and relcache_set_outbox_spec() from the configuration's outbox.*
+ * keys; the configuration is borrowed and must outlive the cache.  Returns NULL with
+ * errstr set when out of memory or when the spec is refused.
+ */
+relcache *relcache_from_config(const struct relay_config *cfg, char *errstr,
+                               size_t errstr_size);
+
 /* Free the cache and every description in it.  relcache_free(NULL) is a no-op. */
 void relcache_free(relcache *rc);
 

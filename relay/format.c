@@ -17,6 +17,7 @@
 #include <time.h>
 
 #include "cdcjson.h"
+#include "config.h"
 #include "jsonbuf.h"
 #include "jsonscan.h"
 
@@ -143,6 +144,30 @@ formatter *formatter_new(const char *topic_template, const char *source, char *e
         formatter_free(f);
         return NULL;
     }
+    return f;
+}
+
+formatter *formatter_from_config(const struct relay_config *cfg, const char *dbname,
+                                 char *errstr, size_t errstr_size)
+{
+    char source[320];
+    formatter *f;
+
+    if (cfg->outbox.source && cfg->outbox.source[0])
+        snprintf(source, sizeof(source), "%s", cfg->outbox.source);
+    else
+        snprintf(source, sizeof(source), "/%s/%s.%s", dbname, cfg->outbox.schema,
+                 cfg->outbox.table);
+    if (!(f = formatter_new(cfg->kafka.topic, source, errstr, errstr_size)))
+        return NULL;
+    snprintf(source, sizeof(source), "/%s", dbname);
+    if (formatter_set_cdc(f, cfg->cdc.topic, source, errstr, errstr_size) < 0) {
+        formatter_free(f);
+        return NULL;
+    }
+    /* The two enums list the same formats in the same order. */
+    f->kind = (enum format_kind)(cfg->sink == RELAY_SINK_STDOUT ? cfg->stdout_sink.format
+                                                                : cfg->kafka.format);
     return f;
 }
 

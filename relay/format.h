@@ -60,6 +60,16 @@ typedef struct formatter formatter;
 formatter *formatter_new(const char *topic_template, const char *source, char *errstr,
                          size_t errstr_size);
 
+struct relay_config;
+
+/*
+ * The formatter the configuration describes: kafka.topic, outbox.source (or
+ * "/<dbname>/<schema>.<table>"), the format of the chosen sink, cdc.topic with the
+ * source prefix "/<dbname>".  Returns NULL with errstr set, as formatter_new().
+ */
+formatter *formatter_from_config(const struct relay_config *cfg, const char *dbname,
+                                 char *errstr, size_t errstr_size);
+
 /* Choose the rendering. */
 void formatter_set_kind(formatter *f, enum format_kind kind);
 

@@ -307,22 +307,9 @@ static void try_connect(struct poller *p)
     if (!(res = exec(p, sql, PGRES_COMMAND_OK, "cannot LISTEN")))
         return;
     PQclear(res);
-    if (!p->fmt) {
-        char source[256];
-
-        if (p->cfg->outbox.source && p->cfg->outbox.source[0])
-            snprintf(source, sizeof(source), "%s", p->cfg->outbox.source);
-        else
-            snprintf(source, sizeof(source), "/%s/%s.%s", PQdb(p->conn), p->cfg->outbox.schema,
-                     p->cfg->outbox.table);
-        p->fmt = formatter_new(p->cfg->kafka.topic, source, err, sizeof(err));
-        if (!p->fmt) {
-            set_fatal(p, "%s", err);
-            return;
-        }
-        formatter_set_kind(p->fmt, (enum format_kind)(p->cfg->sink == RELAY_SINK_STDOUT
-                                                          ? p->cfg->stdout_sink.format
-                                                          : p->cfg->kafka.format));
+    if (!p->fmt && !(p->fmt = formatter_from_config(p->cfg, PQdb(p->conn), err, sizeof(err)))) {
+        set_fatal(p, "%s", err);
+        return;
     }
     p->retry_delay_ms = 100;
     p->standby_logged = false;
@@ -520,7 +507,12 @@ static void retention(struct poller *p)
     char *nsp, *rel;
     PGresult *res;
 
-    p->next_retention_ms = now_ms() + RETENTION_EVERY_MS;
+    /* Every minute, or sooner for a short retention. */
+    p->next_retention_ms =
+        now_ms() + (p->cfg->polling.retention_ms > 0 &&
+                            p->cfg->polling.retention_ms < RETENTION_EVERY_MS
+                        ? p->cfg->polling.retention_ms
+                        : RETENTION_EVERY_MS);
     if (p->cfg->polling.after_publish != RELAY_AFTER_MARK || p->cfg->polling.retention_ms == 0)
         return;
     nsp = PQescapeIdentifier(p->conn, p->cfg->outbox.schema, strlen(p->cfg->outbox.schema));
@@ -647,28 +639,12 @@ int poller_run(const struct relay_config *cfg, int stop_fd, char *errstr, size_t
     p.stop_fd = stop_fd;
     p.retry_delay_ms = 100;
     p.ckpt = ckpt_new(0);
-    p.rels = relcache_new(cfg->outbox.schema, cfg->outbox.table);
-    if (!p.ckpt || !p.rels) {
+    if (!p.ckpt) {
         snprintf(errstr, errstr_size, "out of memory");
         goto out;
     }
-    {
-        const struct outbox_spec spec = {
-            .key_column = cfg->outbox.key_column,
-            .version_column = cfg->outbox.version_column,
-            .headers_column = cfg->outbox.headers_column,
-            .header_columns = cfg->outbox.header_columns,
-            .nheader_columns = cfg->outbox.nheader_columns,
-        };
-
-        if (relcache_set_outbox_spec(p.rels, &spec, errstr, errstr_size) < 0)
-            goto out;
-    }
-    if (cfg->sink == RELAY_SINK_STDOUT)
-        p.sink = sink_stdout_new(STDOUT_FILENO, on_report, &p, errstr, errstr_size);
-    else
-        p.sink = sink_kafka_new(cfg, on_report, &p, errstr, errstr_size);
-    if (!p.sink)
+    if (!(p.rels = relcache_from_config(cfg, errstr, errstr_size)) ||
+        !(p.sink = sink_from_config(cfg, on_report, &p, errstr, errstr_size)))
         goto out;
 
     loop(&p);

@@ -233,31 +233,10 @@ static void try_connect(struct relay *r)
     }
     r->info = info;
     r->have_info = true;
-    if (!r->fmt) {
-        char source[256];
-
-        /* CloudEvents "source": configured, or which database and table it came from. */
-        if (r->cfg->outbox.source && r->cfg->outbox.source[0])
-            snprintf(source, sizeof(source), "%s", r->cfg->outbox.source);
-        else
-            snprintf(source, sizeof(source), "/%s/%s.%s", info.dbname, r->cfg->outbox.schema,
-                     r->cfg->outbox.table);
-        r->fmt = formatter_new(r->cfg->kafka.topic, source, err, sizeof(err));
-        if (!r->fmt) {
-            set_fatal(r, "%s", err);
-            drop_connection(r, false);
-            return;
-        }
-        snprintf(source, sizeof(source), "/%s", info.dbname);
-        if (formatter_set_cdc(r->fmt, r->cfg->cdc.topic, source, err, sizeof(err)) < 0) {
-            set_fatal(r, "%s", err);
-            drop_connection(r, false);
-            return;
-        }
-        /* The two enums list the same formats in the same order. */
-        formatter_set_kind(r->fmt, (enum format_kind)(r->cfg->sink == RELAY_SINK_STDOUT
-                                                          ? r->cfg->stdout_sink.format
-                                                          : r->cfg->kafka.format));
+    if (!r->fmt && !(r->fmt = formatter_from_config(r->cfg, info.dbname, err, sizeof(err)))) {
+        set_fatal(r, "%s", err);
+        drop_connection(r, false);
+        return;
     }
     r->retry_delay_ms = RETRY_MIN_MS;
     if (info.hint_ignored) {
@@ -737,23 +716,12 @@ int relay_run(const struct relay_config *cfg, int stop_fd, char *errstr, size_t 
     jbuf_init(&r.msgbuf);
     r.ckpt = ckpt_new(LSN_INVALID);
     r.dec = pgo_decoder_new();
-    r.rels = relcache_new(cfg->outbox.schema, cfg->outbox.table);
-    if (!r.ckpt || !r.dec || !r.rels) {
+    if (!r.ckpt || !r.dec) {
         snprintf(errstr, errstr_size, "out of memory");
         goto out;
     }
-    {
-        const struct outbox_spec spec = {
-            .key_column = cfg->outbox.key_column,
-            .version_column = cfg->outbox.version_column,
-            .headers_column = cfg->outbox.headers_column,
-            .header_columns = cfg->outbox.header_columns,
-            .nheader_columns = cfg->outbox.nheader_columns,
-        };
-
-        if (relcache_set_outbox_spec(r.rels, &spec, errstr, errstr_size) < 0)
-            goto out;
-    }
+    if (!(r.rels = relcache_from_config(cfg, errstr, errstr_size)))
+        goto out;
     r.cdc_schemas = calloc(cfg->cdc.ntables + 1, sizeof(*r.cdc_schemas));
     r.cdc_tables = calloc(cfg->cdc.ntables + 1, sizeof(*r.cdc_tables));
     r.cdc_keys = calloc(cfg->cdc.ntables + 1, sizeof(*r.cdc_keys));
@@ -766,11 +734,7 @@ int relay_run(const struct relay_config *cfg, int stop_fd, char *errstr, size_t 
         r.cdc_tables[i] = cfg->cdc.tables[i].table;
     }
     relcache_set_cdc_tables(r.rels, r.cdc_schemas, r.cdc_tables, r.cdc_keys, cfg->cdc.ntables);
-    if (cfg->sink == RELAY_SINK_STDOUT)
-        r.sink = sink_stdout_new(STDOUT_FILENO, on_report, &r, errstr, errstr_size);
-    else
-        r.sink = sink_kafka_new(cfg, on_report, &r, errstr, errstr_size);
-    if (!r.sink)
+    if (!(r.sink = sink_from_config(cfg, on_report, &r, errstr, errstr_size)))
         goto out;
 
     loop(&r);

@@ -42,6 +42,14 @@ void sink_wakeup(sink *s)
     }
 }
 
+sink *sink_from_config(const struct relay_config *cfg, sink_report_fn *report, void *opaque,
+                       char *errstr, size_t errstr_size)
+{
+    if (cfg->sink == RELAY_SINK_STDOUT)
+        return sink_stdout_new(STDOUT_FILENO, report, opaque, errstr, errstr_size);
+    return sink_kafka_new(cfg, report, opaque, errstr, errstr_size);
+}
+
 int sink_produce(sink *s, const struct out_msg *msg, uint64_t txn_seq, char *errstr,
                  size_t errstr_size)
 {

@@ -50,6 +50,13 @@ sink *sink_stdout_new(int fd, sink_report_fn *report, void *opaque, char *errstr
                       size_t errstr_size);
 
 /*
+ * The sink cfg->sink names: sink_kafka_new() or sink_stdout_new(STDOUT_FILENO, ...).
+ * Same contract as those.
+ */
+sink *sink_from_config(const struct relay_config *cfg, sink_report_fn *report, void *opaque,
+                       char *errstr, size_t errstr_size);
+
+/*
  * Check kafka.* of cfg as sink_kafka_new() would, without creating a producer.
  * Returns 0, or -EINVAL with errstr naming the offending property.
  */
