@@ -166,6 +166,8 @@ static int check_column(struct parser_ctx *ctx, const char *name, const char *va
                         struct pos pos);
 static int check_channel(struct parser_ctx *ctx, const char *name, const char *value,
                          struct pos pos);
+static int check_dlq_topic(struct parser_ctx *ctx, const char *name, const char *value,
+                           struct pos pos);
 
 /* kafka.brokers is needed only when events go to Kafka. */
 static bool sink_is_kafka(const struct relay_config *cfg)
@@ -216,6 +218,8 @@ static const struct option options[] = {
      .check = check_nonempty},
     {.section = "kafka", .key = "topic", .type = OPT_STRING,
      .offset = FIELD(kafka.topic), .def = "outbox.event.{aggregatetype}", .check = check_topic},
+    {.section = "kafka", .key = "dlq_topic", .type = OPT_STRING,
+     .offset = FIELD(kafka.dlq_topic), .def = "", .check = check_dlq_topic},
     {.section = "kafka", .key = "properties", .type = OPT_PROPERTIES,
      .offset = FIELD(kafka.properties), .offset2 = FIELD(kafka.nproperties)},
     {.section = "kafka", .key = "max_inflight_events", .type = OPT_INTEGER,
@@ -827,6 +831,23 @@ static int check_pg_name(struct parser_ctx *ctx, const char *name, const char *v
 }
 
 /* A topic template: text with {placeholder}s, each a lowercase name. */
+/* kafka.dlq_topic: empty (no dead-letter topic) or a literal Kafka topic name. */
+static int check_dlq_topic(struct parser_ctx *ctx, const char *name, const char *value,
+                           struct pos pos)
+{
+    size_t n = strlen(value);
+
+    if (n == 0)
+        return 0;
+    if (n > 249 || strcmp(value, ".") == 0 || strcmp(value, "..") == 0 ||
+        strspn(value, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != n)
+        return fail_at(ctx, pos,
+                       "bad topic name \"%s\" for \"%s\": use 1 to 249 letters, digits, '.', "
+                       "'_' and '-'",
+                       value, name);
+    return 0;
+}
+
 static int check_topic(struct parser_ctx *ctx, const char *name, const char *value, struct pos pos)
 {
     char shown[SHOW_SIZE], ph[SHOW_SIZE], phshown[SHOW_SIZE];

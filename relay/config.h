@@ -92,6 +92,7 @@ struct relay_config {
     struct {
         char *brokers;               /* required when the sink is kafka; bootstrap.servers */
         char *topic;                 /* default "outbox.event.{aggregatetype}" */
+        char *dlq_topic;             /* default "": none; permanently failed events go here */
         struct relay_kv *properties; /* passed to librdkafka as they are */
         size_t nproperties;
         int64_t max_inflight_events; /* default 100000 */

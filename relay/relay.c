@@ -141,8 +141,10 @@ static void on_report(void *opaque, uint64_t txn_seq, enum sink_outcome outcome,
     if (outcome == SINK_FAILED_PERMANENT) {
         set_fatal(r,
                   "event \"%s\" cannot be delivered to topic \"%s\": %s; stopping without "
-                  "confirming past it (no dead-letter topic is configured)",
-                  id, topic, err);
+                  "confirming past it (%s)",
+                  id, topic, err,
+                  r->cfg->kafka.dlq_topic[0] ? "the dead-letter topic did not take it either"
+                                             : "no dead-letter topic is configured");
         return;
     }
     snprintf(msg, sizeof(msg), "delivery of event \"%s\" to topic \"%s\" failed: %s", id,

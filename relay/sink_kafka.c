@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <librdkafka/rdkafka.h>
@@ -85,6 +86,47 @@ static bool is_permanent(rd_kafka_resp_err_t err)
     }
 }
 
+/*
+ * Send a permanently failed message to kafka.dlq_topic: the same key, value and
+ * headers, plus headers saying what failed -- dlq_original_topic, dlq_error,
+ * dlq_error_code, dlq_time -- (the source position travels in the event's own
+ * headers or envelope).  The dead-letter copy carries the original's transaction
+ * sequence number, so its acknowledgement counts as the event's.  Returns 0 when the
+ * copy was produced.
+ */
+static int dead_letter(struct kafka_sink *s, const rd_kafka_message_t *m)
+{
+    rd_kafka_headers_t *orig = NULL, *hdrs;
+    const char *name = rd_kafka_err2name(m->err);
+    const char *text = rd_kafka_err2str(m->err);
+    char when[40];
+    struct timespec ts;
+    rd_kafka_resp_err_t err;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    format_rfc3339((int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000, when, sizeof(when));
+    hdrs = rd_kafka_message_headers(m, &orig) == RD_KAFKA_RESP_ERR_NO_ERROR
+               ? rd_kafka_headers_copy(orig)
+               : rd_kafka_headers_new(4);
+    rd_kafka_header_add(hdrs, "dlq_original_topic", -1, rd_kafka_topic_name(m->rkt), -1);
+    rd_kafka_header_add(hdrs, "dlq_error", -1, text, -1);
+    rd_kafka_header_add(hdrs, "dlq_error_code", -1, name, -1);
+    rd_kafka_header_add(hdrs, "dlq_time", -1, when, -1);
+    err = rd_kafka_producev(s->rk, RD_KAFKA_V_TOPIC(s->cfg->kafka.dlq_topic),
+                            RD_KAFKA_V_KEY(m->key, m->key_len),
+                            RD_KAFKA_V_VALUE(m->payload, m->len), RD_KAFKA_V_HEADERS(hdrs),
+                            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                            RD_KAFKA_V_OPAQUE(m->_private), RD_KAFKA_V_END);
+    if (err) {
+        rd_kafka_headers_destroy(hdrs);
+        log_error("cannot produce to dead-letter topic \"%s\": %s", s->cfg->kafka.dlq_topic,
+                  rd_kafka_err2str(err));
+        return -EIO;
+    }
+    s->base.outstanding++;
+    return 0;
+}
+
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
     struct kafka_sink *s = opaque;
@@ -109,6 +151,15 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
             memcpy(id, v, len);
             id[len] = '\0';
         }
+    }
+    /* A permanent failure goes to the dead-letter topic, if there is one (not twice). */
+    if (outcome == SINK_FAILED_PERMANENT && s->cfg->kafka.dlq_topic[0] && m->rkt &&
+        strcmp(rd_kafka_topic_name(m->rkt), s->cfg->kafka.dlq_topic) != 0) {
+        log_warn("event \"%s\" cannot be delivered to topic \"%s\": %s; sending it to the "
+                 "dead-letter topic \"%s\"",
+                 id, rd_kafka_topic_name(m->rkt), errtext, s->cfg->kafka.dlq_topic);
+        if (dead_letter(s, m) == 0)
+            return;
     }
     s->base.report(s->base.opaque, (uint64_t)(uintptr_t)m->_private, outcome,
               m->rkt ? rd_kafka_topic_name(m->rkt) : "", id, errtext);

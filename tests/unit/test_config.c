@@ -1627,9 +1627,28 @@ static void test_buffers(void **state)
         "aaaaaaaaaaaa...\"");
 }
 
+static void test_dlq_topic(void **state)
+{
+    char err[512];
+    const char *good = "postgres:\n  dsn: x\nkafka:\n  brokers: b\n  dlq_topic: outbox.dlq\n";
+    const char *bad = "postgres:\n  dsn: x\nkafka:\n  brokers: b\n  dlq_topic: \"dlq/{x}\"\n";
+    struct relay_config *cfg;
+
+    (void)state;
+    cfg = relay_config_parse(good, strlen(good), "c.yaml", err, sizeof(err));
+    assert_non_null(cfg);
+    assert_string_equal(cfg->kafka.dlq_topic, "outbox.dlq");
+    relay_config_free(cfg);
+    cfg = relay_config_parse(bad, strlen(bad), "c.yaml", err, sizeof(err));
+    assert_null(cfg);
+    assert_string_equal(err, "c.yaml:5:14: bad topic name \"dlq/{x}\" for \"kafka.dlq_topic\": use 1 "
+                             "to 249 letters, digits, '.', '_' and '-'");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_dlq_topic),
         cmocka_unit_test(test_minimal),
         cmocka_unit_test(test_required_only),
         cmocka_unit_test(test_every_key_set),
