@@ -158,7 +158,8 @@ static bool backpressured(const struct relay *r)
     int64_t limit = r->cfg->kafka.max_inflight_events;
 
     return ckpt_inflight_events(r->ckpt) >= (uint64_t)limit ||
-           sink_outstanding(r->sink) >= limit;
+           sink_outstanding(r->sink) >= limit ||
+           sink_outstanding_bytes(r->sink) >= r->cfg->kafka.max_inflight_bytes;
 }
 
 /* Whether the loop takes frames from PostgreSQL now. */

@@ -21,6 +21,7 @@ int sink_base_init(sink *s, const struct sink_ops *ops, sink_report_fn *report, 
     s->report = report;
     s->opaque = opaque;
     s->outstanding = 0;
+    s->outstanding_bytes = 0;
     if (pipe(s->pipefd) < 0) {
         snprintf(errstr, errstr_size, "pipe: %s", strerror(errno));
         s->pipefd[0] = s->pipefd[1] = -1;
@@ -96,6 +97,11 @@ int sink_reset(sink *s, char *errstr, size_t errstr_size)
 int sink_outstanding(const sink *s)
 {
     return s->outstanding;
+}
+
+int64_t sink_outstanding_bytes(const sink *s)
+{
+    return s->outstanding_bytes;
 }
 
 void sink_free(sink *s)

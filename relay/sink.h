@@ -104,6 +104,9 @@ int sink_flush(sink *s, int timeout_ms);
  */
 int sink_reset(sink *s, char *errstr, size_t errstr_size);
 
+/* Bytes of keys and values produced and not yet reported (a reset clears it). */
+int64_t sink_outstanding_bytes(const sink *s);
+
 /* Messages produced and not yet reported (by this producer: a reset clears it). */
 int sink_outstanding(const sink *s);
 

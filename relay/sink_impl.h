@@ -26,6 +26,7 @@ struct sink {
     sink_report_fn *report;
     void *opaque;
     int outstanding;
+    int64_t outstanding_bytes; /* keys and values of the outstanding messages */
 };
 
 /* Set up the base part: a non-blocking close-on-exec pipe.  Returns 0 or -errno. */

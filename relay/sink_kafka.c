@@ -124,6 +124,7 @@ static int dead_letter(struct kafka_sink *s, const rd_kafka_message_t *m)
         return -EIO;
     }
     s->base.outstanding++;
+    s->base.outstanding_bytes += (int64_t)(m->len + m->key_len);
     return 0;
 }
 
@@ -137,6 +138,7 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 
     (void)rk;
     s->base.outstanding--;
+    s->base.outstanding_bytes -= (int64_t)(m->len + m->key_len);
     if (m->err) {
         const void *v;
         size_t len;
@@ -212,15 +214,18 @@ static rd_kafka_conf_t *build_conf(const struct relay_config *cfg, char *errstr,
                                    size_t errstr_size)
 {
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    char qmax[32];
+    char qmax[32], qkb[32];
 
     for (size_t j = 0; j < sizeof(defaults) / sizeof(defaults[0]); j++)
         if (set_prop(conf, defaults[j].name, defaults[j].value, errstr, errstr_size) < 0)
             goto fail;
     /* Room for every event the relay lets be in flight, so produce never blocks. */
     snprintf(qmax, sizeof(qmax), "%lld", (long long)cfg->kafka.max_inflight_events + 1024);
+    /* And for every byte: the relay stops at kafka.max_inflight_bytes first. */
+    snprintf(qkb, sizeof(qkb), "%lld", (long long)cfg->kafka.max_inflight_bytes / 1024 + 4096);
     if (set_prop(conf, "bootstrap.servers", cfg->kafka.brokers, errstr, errstr_size) < 0 ||
-        set_prop(conf, "queue.buffering.max.messages", qmax, errstr, errstr_size) < 0)
+        set_prop(conf, "queue.buffering.max.messages", qmax, errstr, errstr_size) < 0 ||
+        set_prop(conf, "queue.buffering.max.kbytes", qkb, errstr, errstr_size) < 0)
         goto fail;
     for (size_t i = 0; i < cfg->kafka.nproperties; i++) {
         const struct relay_kv *kv = &cfg->kafka.properties[i];
@@ -305,6 +310,7 @@ static void producer_destroy(struct kafka_sink *s)
     rd_kafka_destroy(s->rk);
     s->rk = NULL;
     s->base.outstanding = 0;
+    s->base.outstanding_bytes = 0;
 }
 
 static int kafka_produce(sink *base, const struct out_msg *msg, uint64_t txn_seq, char *errstr,
@@ -339,6 +345,7 @@ static int kafka_produce(sink *base, const struct out_msg *msg, uint64_t txn_seq
         return -EIO;
     }
     s->base.outstanding++;
+    s->base.outstanding_bytes += (int64_t)(msg->value_len + msg->key_len);
     return 0;
 }
 

@@ -1,5 +1,6 @@
 """Back-pressure during a broker outage: with every broker down and a 20 MB backlog
-written meanwhile, the relay stops reading WAL at kafka.max_inflight_events -- the
+written meanwhile, the relay stops reading WAL at its in-flight limit (here
+kafka.max_inflight_bytes, 1 MiB, binds before kafka.max_inflight_events) -- the
 backlog stays in PostgreSQL, not in the relay's memory -- yet it keeps the walsender
 alive (wal_sender_timeout is 2 s here, so a relay that went quiet would be cut off).
 When the brokers return, everything arrives, in order, without duplicates.
@@ -27,7 +28,8 @@ def rss_kb(pid, field="VmRSS"):
 def test(env):
     pg = env.pg
     consumer = env.consumer()
-    cfg = h.relay_config(pg, env.broker, extra="  max_inflight_events: 500\n")
+    cfg = h.relay_config(pg, env.broker, extra="  max_inflight_events: 5000\n"
+                         "  max_inflight_bytes: 1048576\n")
     relay = env.relay(cfg).start()
     h.wait_for(lambda: (pg.slot() or (0, False))[1], 30, "the relay to stream")
     pg.psql(h.insert_sql(1, 10, 100))
