@@ -96,7 +96,7 @@ struct relay_config {
         struct relay_kv *properties; /* passed to librdkafka as they are */
         size_t nproperties;
         int64_t max_inflight_events; /* default 100000 */
-        int64_t max_inflight_bytes;  /* default 64 MiB: keys + values not yet acknowledged */
+        int64_t max_inflight_bytes;  /* default 64 MiB: memory of unacknowledged messages */
         int64_t shutdown_timeout_ms; /* default 5s: flush budget at SIGTERM */
         enum relay_format format;    /* default cloudevents */
     } kafka;

@@ -104,7 +104,10 @@ int sink_flush(sink *s, int timeout_ms);
  */
 int sink_reset(sink *s, char *errstr, size_t errstr_size);
 
-/* Bytes of keys and values produced and not yet reported (a reset clears it). */
+/*
+ * Memory held by messages produced and not yet reported: keys, values, headers and
+ * the sink's estimate of its bookkeeping (a reset clears it).
+ */
 int64_t sink_outstanding_bytes(const sink *s);
 
 /* Messages produced and not yet reported (by this producer: a reset clears it). */

@@ -63,6 +63,8 @@ static const struct {
     {"client.id", "outbox-relay"},
     {"message.timeout.ms", "0"},
     {"linger.ms", "5"},
+    /* librdkafka backs off up to 10 s between reconnects; a relay wants its broker back. */
+    {"reconnect.backoff.max.ms", "1000"},
 };
 
 /*
@@ -84,6 +86,30 @@ static bool is_permanent(rd_kafka_resp_err_t err)
     default:
         return false;
     }
+}
+
+/*
+ * What a message costs in memory while librdkafka holds it, roughly: key, value,
+ * header names and values, plus librdkafka's own bookkeeping per message and per
+ * header (measured: about 250 and 30 bytes).  kafka.max_inflight_bytes counts this.
+ */
+#define MSG_OVERHEAD 256
+#define HEADER_OVERHEAD 32
+
+static int64_t message_bytes(const rd_kafka_message_t *m)
+{
+    rd_kafka_headers_t *hdrs = NULL;
+    int64_t n = (int64_t)(m->len + m->key_len) + MSG_OVERHEAD;
+    const char *name;
+    const void *value;
+    size_t len;
+
+    if (rd_kafka_message_headers(m, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR)
+        for (size_t i = 0; rd_kafka_header_get_all(hdrs, i, &name, &value, &len) ==
+                           RD_KAFKA_RESP_ERR_NO_ERROR;
+             i++)
+            n += (int64_t)(strlen(name) + len) + HEADER_OVERHEAD;
+    return n;
 }
 
 /*
@@ -124,7 +150,12 @@ static int dead_letter(struct kafka_sink *s, const rd_kafka_message_t *m)
         return -EIO;
     }
     s->base.outstanding++;
-    s->base.outstanding_bytes += (int64_t)(m->len + m->key_len);
+    /* The copy's bytes: the original's plus the four headers added above. */
+    s->base.outstanding_bytes +=
+        message_bytes(m) +
+        (int64_t)(strlen("dlq_original_topic") + strlen(rd_kafka_topic_name(m->rkt)) +
+                  strlen("dlq_error") + strlen(text) + strlen("dlq_error_code") + strlen(name) +
+                  strlen("dlq_time") + strlen(when) + 4 * HEADER_OVERHEAD);
     return 0;
 }
 
@@ -138,7 +169,7 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 
     (void)rk;
     s->base.outstanding--;
-    s->base.outstanding_bytes -= (int64_t)(m->len + m->key_len);
+    s->base.outstanding_bytes -= message_bytes(m);
     if (m->err) {
         const void *v;
         size_t len;
@@ -345,7 +376,10 @@ static int kafka_produce(sink *base, const struct out_msg *msg, uint64_t txn_seq
         return -EIO;
     }
     s->base.outstanding++;
-    s->base.outstanding_bytes += (int64_t)(msg->value_len + msg->key_len);
+    s->base.outstanding_bytes += (int64_t)(msg->value_len + msg->key_len) + MSG_OVERHEAD;
+    for (int i = 0; i < msg->nheaders; i++)
+        s->base.outstanding_bytes +=
+            (int64_t)(strlen(msg->headers[i].name) + msg->headers[i].len) + HEADER_OVERHEAD;
     return 0;
 }
 

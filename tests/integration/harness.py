@@ -373,6 +373,20 @@ def start_insert_job(pg, sql):
                             stderr=subprocess.PIPE, text=True), sql
 
 
+def feed(job, text):
+    """Write text to a job's stdin from a thread (a large script would block the caller
+    until psql had read most of it) and close it."""
+    import threading
+
+    def run():
+        job.stdin.write(text)
+        job.stdin.close()
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t
+
+
 def db_rows(pg):
     """{id: (aggregateid, n)} for every outbox row."""
     rows = {}
