@@ -839,6 +839,7 @@ static int check_dlq_topic(struct parser_ctx *ctx, const char *name, const char 
                            struct pos pos)
 {
     size_t n = strlen(value);
+    char shown[SHOW_SIZE];
 
     if (n == 0)
         return 0;
@@ -847,7 +848,7 @@ static int check_dlq_topic(struct parser_ctx *ctx, const char *name, const char 
         return fail_at(ctx, pos,
                        "bad topic name \"%s\" for \"%s\": use 1 to 249 letters, digits, '.', "
                        "'_' and '-'",
-                       value, name);
+                       show(shown, sizeof(shown), value), name);
     return 0;
 }
 
