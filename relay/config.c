@@ -196,6 +196,11 @@ static const struct option options[] = {
      .offset = FIELD(postgres.status_interval_ms), .def = "10s", .min = 1},
     {.section = "postgres", .key = "retry_interval", .type = OPT_DURATION,
      .offset = FIELD(postgres.retry_interval_ms), .def = "5s", .min = 1},
+    {.section = "postgres", .key = "heartbeat_interval", .type = OPT_DURATION,
+     .offset = FIELD(postgres.heartbeat_interval_ms), .def = "10s"},
+    {.section = "postgres", .key = "slot_lag_warning", .type = OPT_INTEGER,
+     .offset = FIELD(postgres.slot_lag_warning), .def = "1073741824", .min = 0,
+     .max = INT64_C(1099511627776)},
 
     {.section = "outbox", .key = "table", .type = OPT_QUALIFIED_NAME,
      .offset = FIELD(outbox.schema), .offset2 = FIELD(outbox.table), .def = "public.outbox"},

@@ -75,6 +75,8 @@ struct relay_config {
         char *publication;          /* default "outbox_relay"; unused in polling mode */
         int64_t status_interval_ms; /* default 10s: forced standby status period */
         int64_t retry_interval_ms;  /* default 5s: wait before reconnecting */
+        int64_t heartbeat_interval_ms; /* default 10s; 0 disables heartbeats */
+        int64_t slot_lag_warning;   /* default 1 GiB; 0 disables the warning */
     } postgres;
 
     struct {

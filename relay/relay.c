@@ -35,6 +35,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <libpq-fe.h>
+
 #include "checkpoint.h"
 #include "event.h"
 #include "format.h"
@@ -88,6 +90,18 @@ struct relay {
 
     uint64_t produced;
     uint64_t delivered;
+
+    /*
+     * Heartbeats: a second, ordinary connection that emits a transactional logical
+     * message when the outbox has been idle for postgres.heartbeat_interval, so that
+     * the slot advances even when the server sends no keepalive, and reads the slot's
+     * lag for the warning.  Never fatal: a failure closes it until the next beat.
+     */
+    PGconn *hb;
+    bool hb_busy;            /* a heartbeat query is in flight */
+    int64_t hb_due_ms;
+    uint64_t hb_produced;    /* r->produced at the last beat */
+    bool lag_warned;
 
     int fatal;               /* a permanent error: stop */
     char errstr[1024];
@@ -551,6 +565,93 @@ static void send_status(struct relay *r, bool force)
     r->reply_due = false;
 }
 
+static void heartbeat_close(struct relay *r, const char *why)
+{
+    if (why)
+        log_warn("heartbeat connection: %s", why);
+    if (r->hb)
+        PQfinish(r->hb);
+    r->hb = NULL;
+    r->hb_busy = false;
+}
+
+/* Send a heartbeat if one is due and the outbox was idle. */
+static void heartbeat_send(struct relay *r)
+{
+    const char *keys[] = {"connect_timeout", "dbname", "fallback_application_name", NULL};
+    const char *vals[] = {"5", r->cfg->postgres.dsn, "outbox-relay-heartbeat", NULL};
+    char sql[512];
+    char *slot;
+
+    if (r->cfg->postgres.heartbeat_interval_ms == 0 || !r->conn || r->hb_busy ||
+        now_ms() < r->hb_due_ms)
+        return;
+    r->hb_due_ms = now_ms() + r->cfg->postgres.heartbeat_interval_ms;
+    if (r->produced != r->hb_produced) {
+        r->hb_produced = r->produced; /* events flowed: they advance the slot themselves */
+        return;
+    }
+    if (!r->hb) {
+        r->hb = PQconnectdbParams(keys, vals, 1);
+        if (PQstatus(r->hb) != CONNECTION_OK) {
+            heartbeat_close(r, PQerrorMessage(r->hb));
+            return;
+        }
+        PQsetnonblocking(r->hb, 1);
+    }
+    slot = PQescapeLiteral(r->hb, r->cfg->postgres.slot, strlen(r->cfg->postgres.slot));
+    /* The message is transactional, so its commit gives the relay a position to confirm. */
+    snprintf(sql, sizeof(sql),
+             "SELECT pg_catalog.pg_logical_emit_message(true, 'outbox-relay-heartbeat', ''), "
+             "(SELECT pg_catalog.pg_current_wal_lsn() - confirmed_flush_lsn FROM "
+             "pg_catalog.pg_replication_slots WHERE slot_name = %s)",
+             slot ? slot : "''");
+    PQfreemem(slot);
+    if (!PQsendQuery(r->hb, sql)) {
+        heartbeat_close(r, PQerrorMessage(r->hb));
+        return;
+    }
+    r->hb_busy = true;
+}
+
+/* Read the heartbeat's answer when it is there; warn about slot lag. */
+static void heartbeat_receive(struct relay *r)
+{
+    PGresult *res;
+
+    if (!r->hb || !r->hb_busy)
+        return;
+    if (!PQconsumeInput(r->hb)) {
+        heartbeat_close(r, PQerrorMessage(r->hb));
+        return;
+    }
+    /* All results read: PQgetResult() returns NULL and the connection is free again. */
+    while (!PQisBusy(r->hb)) {
+        if (!(res = PQgetResult(r->hb))) {
+            r->hb_busy = false;
+            break;
+        }
+        if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+            log_warn("heartbeat failed: %s", PQresultErrorMessage(res));
+        } else if (!PQgetisnull(res, 0, 1)) {
+            long long lag = atoll(PQgetvalue(res, 0, 1));
+            long long limit = (long long)r->cfg->postgres.slot_lag_warning;
+
+            if (limit > 0 && lag > limit && !r->lag_warned) {
+                log_warn("replication slot \"%s\" lags %lld bytes behind the server (more "
+                         "than postgres.slot_lag_warning, %lld): WAL is piling up",
+                         r->cfg->postgres.slot, lag, limit);
+                r->lag_warned = true;
+            } else if (lag <= limit && r->lag_warned) {
+                log_info("replication slot \"%s\" lag is back to %lld bytes",
+                         r->cfg->postgres.slot, lag);
+                r->lag_warned = false;
+            }
+        }
+        PQclear(res);
+    }
+}
+
 /* Tear down to the confirmed position after a failed delivery; replay from the slot. */
 static void rebuild(struct relay *r)
 {
@@ -631,8 +732,8 @@ static void on_stop_request(struct relay *r)
 static void loop(struct relay *r)
 {
     while (!loop_done(r)) {
-        struct pollfd fds[3];
-        int nfds = 2;
+        struct pollfd fds[4];
+        int nfds = 2, hbfd = -1;
         char err[512];
 
         if (!r->conn && !r->stopping && now_ms() >= r->retry_at_ms) {
@@ -648,6 +749,12 @@ static void loop(struct relay *r)
                                                        (repl_want_write(r->conn) ? POLLOUT : 0))};
             nfds = 3;
         }
+        if (r->hb && r->hb_busy) {
+            fds[3] = (struct pollfd){.fd = PQsocket(r->hb), .events = POLLIN};
+            hbfd = nfds = 4;
+            if (!r->conn) /* keep the array dense: slot 2 unused */
+                fds[2] = (struct pollfd){.fd = -1};
+        }
         if (poll(fds, (nfds_t)nfds, poll_timeout(r)) < 0 && errno != EINTR) {
             set_fatal(r, "poll: %s", strerror(errno));
             break;
@@ -656,6 +763,8 @@ static void loop(struct relay *r)
             on_stop_request(r);
         if (fds[1].revents)
             sink_drain_fd(r->sink);
+        if (hbfd > 0 && fds[3].revents)
+            heartbeat_receive(r);
         sink_poll(r->sink);
         if (sink_fatal(r->sink))
             request_rebuild(r, "kafka producer failed");
@@ -675,8 +784,10 @@ static void loop(struct relay *r)
             continue;
         }
         read_stream(r);
-        if (r->conn && !r->fatal)
+        if (r->conn && !r->fatal) {
             send_status(r, false);
+            heartbeat_send(r);
+        }
     }
 }
 
@@ -749,6 +860,7 @@ int relay_run(const struct relay_config *cfg, int stop_fd, char *errstr, size_t 
     rc = 0;
 
 out:
+    heartbeat_close(&r, NULL);
     sink_free(r.sink);
     formatter_free(r.fmt);
     relcache_free(r.rels);
