@@ -1,5 +1,6 @@
 /*
- * event.c -- the relation cache and outbox rows turned into events.
+ * event.c -- the relation cache, and what becomes an event: an outbox row, a
+ * table-less outbox message (pg_logical_emit_message), a change of a cdc table.
  *
  * A service has few tables in its publication, so the cache is a small array
  * searched linearly; relation ids are looked up once per row and the array stays in

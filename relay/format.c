@@ -1,7 +1,9 @@
 /*
- * format.c -- topic templates and the CloudEvents binary-mode rendering.
+ * format.c -- topic templates, and events rendered as messages: CloudEvents binary
+ * and structured mode and Debezium's formats, for outbox events and table changes.
  *
- * A topic template is split once, at start, into alternating literal and
+ * Every rendering writes into buffers the formatter owns and reuses (the structured
+ * envelope, a change's data and key), so once warm no event allocates.  A topic template is split once, at start, into alternating literal and
  * placeholder segments; rendering an event walks the segments and copies bytes into
  * the message's fixed topic buffer.  Placeholder columns are looked up by name in the
  * event's relation each time (a handful of string compares) so that a Relation
