@@ -63,13 +63,14 @@ def test(env):
     relay = env.relay(name="no-dlq").start()
     h.wait_for(lambda: pg.slot()[1], 30, "the relay to stream again")
     broker.command("error Produce 1 MSG_SIZE_TOO_LARGE")
-    before = pg.slot()[0]
     pg.psql(one_row(4))
     rc = relay.wait(30)
     log = relay.log_text()
     h.check(rc == 1, f"exit {rc}, expected 1\n{log}")
     h.check("cannot be delivered" in log and "no dead-letter topic is configured" in log, log)
-    h.check(pg.slot()[0] == before, "the slot moved past an undelivered event")
+    # Not confirmed past it: the restart must deliver it (a slot that had moved past
+    # the event would never stream it again).  (Comparing the slot with a reading
+    # taken before the insert would be wrong: keepalives legitimately move it.)
     relay = env.relay(name="after").start()
     consumer.wait_count(4, 30)
     h.check(h.json.loads(consumer.messages[-1]["value"]) == {"n": 4}, "event 4 after restart")
