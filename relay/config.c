@@ -125,6 +125,12 @@ static const struct choice modes[] = {
     {NULL, 0},
 };
 
+static const struct choice on_off[] = {
+    {"on", 1},
+    {"off", 0},
+    {NULL, 0},
+};
+
 static const struct choice after_publish[] = {
     {"delete", RELAY_AFTER_DELETE},
     {"mark", RELAY_AFTER_MARK},
@@ -201,6 +207,11 @@ static const struct option options[] = {
     {.section = "postgres", .key = "slot_lag_warning", .type = OPT_INTEGER,
      .offset = FIELD(postgres.slot_lag_warning), .def = "1073741824", .min = 0,
      .max = INT64_C(1099511627776)},
+    {.section = "postgres", .key = "state_table", .type = OPT_QUALIFIED_NAME,
+     .offset = FIELD(postgres.state_schema), .offset2 = FIELD(postgres.state_table),
+     .def = "public.outbox_relay_state"},
+    {.section = "postgres", .key = "history_check", .type = OPT_ENUM,
+     .offset = FIELD(postgres.history_check), .def = "on", .choices = on_off},
 
     {.section = "outbox", .key = "table", .type = OPT_QUALIFIED_NAME,
      .offset = FIELD(outbox.schema), .offset2 = FIELD(outbox.table), .def = "public.outbox"},

@@ -77,6 +77,9 @@ struct relay_config {
         int64_t retry_interval_ms;  /* default 5s: wait before reconnecting */
         int64_t heartbeat_interval_ms; /* default 10s; 0 disables heartbeats */
         int64_t slot_lag_warning;   /* default 1 GiB; 0 disables the warning */
+        char *state_schema;         /* from postgres.state_table, default "public" */
+        char *state_table;          /* from postgres.state_table, default "outbox_relay_state" */
+        int history_check;          /* "on" (1, default) or "off" (0): see docs/guarantees.md */
     } postgres;
 
     struct {

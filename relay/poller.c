@@ -40,6 +40,7 @@
 #include "event.h"
 #include "format.h"
 #include "log.h"
+#include "replication.h"
 #include "sink.h"
 
 #define STANDBY_RETRY_MS 1000
@@ -281,7 +282,7 @@ static void try_connect(struct poller *p)
         pg_error_line(p->conn, NULL, msg, sizeof(msg));
         PQfinish(p->conn);
         p->conn = NULL;
-        if (strstr(msg, "authentication failed") || strstr(msg, "no pg_hba.conf entry")) {
+        if (repl_connect_error_permanent(msg)) {
             set_fatal(p, "cannot connect to postgresql: %s", msg);
             return;
         }

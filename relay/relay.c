@@ -92,16 +92,23 @@ struct relay {
     uint64_t delivered;
 
     /*
-     * Heartbeats: a second, ordinary connection that emits a transactional logical
-     * message when the outbox has been idle for postgres.heartbeat_interval, so that
-     * the slot advances even when the server sends no keepalive, and reads the slot's
-     * lag for the warning.  Never fatal: a failure closes it until the next beat.
+     * The side connection: a second, ordinary connection for two jobs, one query at
+     * a time.  Heartbeats: a transactional logical message when the outbox has been
+     * idle for postgres.heartbeat_interval, so that the slot advances even when the
+     * server sends no keepalive, and a reading of the slot's lag for the warning.
+     * State: the position about to be confirmed is written to the state table
+     * first (postgres.history_check), so the slot is never ahead of the record.
+     * Never fatal: a failure closes it, and the next job reconnects.
      */
-    PGconn *hb;
-    bool hb_busy;            /* a heartbeat query is in flight */
+    PGconn *side;
+    enum { SIDE_IDLE, SIDE_HEARTBEAT, SIDE_STATE } side_job; /* the query in flight */
     int64_t hb_due_ms;
     uint64_t hb_produced;    /* r->produced at the last beat */
     bool lag_warned;
+    lsn_t state_lsn;         /* recorded in the state table: confirm no further */
+    lsn_t state_sending;     /* the position being written */
+    int64_t state_sent_ms;   /* when the last write was sent */
+    uint64_t state_delivered; /* r->delivered at the last write */
 
     int fatal;               /* a permanent error: stop */
     char errstr[1024];
@@ -164,6 +171,17 @@ static void on_report(void *opaque, uint64_t txn_seq, enum sink_outcome outcome,
     snprintf(msg, sizeof(msg), "delivery of event \"%s\" to topic \"%s\" failed: %s", id,
              topic, err);
     request_rebuild(r, msg);
+}
+
+/*
+ * The position the relay may confirm to the slot: everything acknowledged, but with
+ * the history check on, no further than the state table records.
+ */
+static lsn_t confirmable(const struct relay *r)
+{
+    lsn_t c = ckpt_confirmed(r->ckpt);
+
+    return r->cfg->postgres.history_check && r->state_lsn < c ? r->state_lsn : c;
 }
 
 /* kafka.max_inflight_events reached: stop reading WAL until acknowledgements arrive. */
@@ -265,6 +283,7 @@ static void try_connect(struct relay *r)
     }
     r->received = info.start_lsn;
     r->sent_flush = info.slot_confirmed;
+    r->state_lsn = info.state_lsn;
     r->last_status_ms = 0;
     r->reply_due = false;
     log_info("streaming from slot \"%s\" at " LSN_FMT " (system %s, timeline %u, database "
@@ -542,7 +561,7 @@ static int64_t status_period(const struct relay *r)
 
 static void send_status(struct relay *r, bool force)
 {
-    lsn_t flush = ckpt_confirmed(r->ckpt);
+    lsn_t flush = confirmable(r);
     int64_t now = now_ms();
     char err[512];
 
@@ -565,25 +584,44 @@ static void send_status(struct relay *r, bool force)
     r->reply_due = false;
 }
 
-static void heartbeat_close(struct relay *r, const char *why)
+static void side_close(struct relay *r, const char *why)
 {
     if (why)
-        log_warn("heartbeat connection: %s", why);
-    if (r->hb)
-        PQfinish(r->hb);
-    r->hb = NULL;
-    r->hb_busy = false;
+        log_warn("side connection: %s", why);
+    if (r->side)
+        PQfinish(r->side);
+    r->side = NULL;
+    r->side_job = SIDE_IDLE;
+}
+
+/* The side connection, opened when needed; NULL (and a warning) when it cannot be. */
+static PGconn *side_conn(struct relay *r)
+{
+    /* Bounded connect, and a dead peer noticed within seconds, as for replication. */
+    const char *keys[] = {"connect_timeout", "keepalives", "keepalives_idle",
+                          "keepalives_interval", "keepalives_count", "tcp_user_timeout",
+                          "dbname", "fallback_application_name", NULL};
+    const char *vals[] = {"5", "1", "10", "5", "3", "10000",
+                          r->cfg->postgres.dsn, "outbox-relay-side", NULL};
+
+    if (r->side)
+        return r->side;
+    r->side = PQconnectdbParams(keys, vals, 1);
+    if (PQstatus(r->side) != CONNECTION_OK) {
+        side_close(r, PQerrorMessage(r->side));
+        return NULL;
+    }
+    PQsetnonblocking(r->side, 1);
+    return r->side;
 }
 
 /* Send a heartbeat if one is due and the outbox was idle. */
 static void heartbeat_send(struct relay *r)
 {
-    const char *keys[] = {"connect_timeout", "dbname", "fallback_application_name", NULL};
-    const char *vals[] = {"5", r->cfg->postgres.dsn, "outbox-relay-heartbeat", NULL};
     char sql[512];
     char *slot;
 
-    if (r->cfg->postgres.heartbeat_interval_ms == 0 || !r->conn || r->hb_busy ||
+    if (r->cfg->postgres.heartbeat_interval_ms == 0 || !r->conn || r->side_job != SIDE_IDLE ||
         now_ms() < r->hb_due_ms)
         return;
     r->hb_due_ms = now_ms() + r->cfg->postgres.heartbeat_interval_ms;
@@ -591,15 +629,9 @@ static void heartbeat_send(struct relay *r)
         r->hb_produced = r->produced; /* events flowed: they advance the slot themselves */
         return;
     }
-    if (!r->hb) {
-        r->hb = PQconnectdbParams(keys, vals, 1);
-        if (PQstatus(r->hb) != CONNECTION_OK) {
-            heartbeat_close(r, PQerrorMessage(r->hb));
-            return;
-        }
-        PQsetnonblocking(r->hb, 1);
-    }
-    slot = PQescapeLiteral(r->hb, r->cfg->postgres.slot, strlen(r->cfg->postgres.slot));
+    if (!side_conn(r))
+        return;
+    slot = PQescapeLiteral(r->side, r->cfg->postgres.slot, strlen(r->cfg->postgres.slot));
     /* The message is transactional, so its commit gives the relay a position to confirm. */
     snprintf(sql, sizeof(sql),
              "SELECT pg_catalog.pg_logical_emit_message(true, 'outbox-relay-heartbeat', ''), "
@@ -607,49 +639,164 @@ static void heartbeat_send(struct relay *r)
              "pg_catalog.pg_replication_slots WHERE slot_name = %s)",
              slot ? slot : "''");
     PQfreemem(slot);
-    if (!PQsendQuery(r->hb, sql)) {
-        heartbeat_close(r, PQerrorMessage(r->hb));
+    if (!PQsendQuery(r->side, sql)) {
+        side_close(r, PQerrorMessage(r->side));
         return;
     }
-    r->hb_busy = true;
+    r->side_job = SIDE_HEARTBEAT;
 }
 
-/* Read the heartbeat's answer when it is there; warn about slot lag. */
-static void heartbeat_receive(struct relay *r)
+/* The heartbeat's answer: warn about slot lag. */
+static void heartbeat_done(struct relay *r, const PGresult *res)
+{
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        log_warn("heartbeat failed: %s", PQresultErrorMessage(res));
+    } else if (!PQgetisnull(res, 0, 1)) {
+        long long lag = atoll(PQgetvalue(res, 0, 1));
+        long long limit = (long long)r->cfg->postgres.slot_lag_warning;
+
+        if (limit > 0 && lag > limit && !r->lag_warned) {
+            log_warn("replication slot \"%s\" lags %lld bytes behind the server (more than "
+                     "postgres.slot_lag_warning, %lld): WAL is piling up",
+                     r->cfg->postgres.slot, lag, limit);
+            r->lag_warned = true;
+        } else if (lag <= limit && r->lag_warned) {
+            log_info("replication slot \"%s\" lag is back to %lld bytes",
+                     r->cfg->postgres.slot, lag);
+            r->lag_warned = false;
+        }
+    }
+}
+
+/*
+ * The statement that records lsn for the slot, with its parameters.  It never moves
+ * the record back: with two relays on one slot, only the one streaming writes, but
+ * a late write of the one that lost the slot must not undo the other's.
+ */
+#define STATE_PARAMS 4
+static void state_statement(const struct relay *r, PGconn *conn, lsn_t lsn, char *sql,
+                            size_t sqlsize, char (*bufs)[32], const char **vals)
+{
+    const char *nsp = r->cfg->postgres.state_schema, *rel = r->cfg->postgres.state_table;
+    char *qn = PQescapeIdentifier(conn, nsp, strlen(nsp));
+    char *qr = PQescapeIdentifier(conn, rel, strlen(rel));
+
+    snprintf(sql, sqlsize,
+             "INSERT INTO %s.%s AS s (slot_name, system_identifier, timeline, confirmed_lsn) "
+             "VALUES ($1, $2, $3, $4::pg_lsn) ON CONFLICT (slot_name) DO UPDATE SET "
+             "system_identifier = excluded.system_identifier, timeline = excluded.timeline, "
+             "confirmed_lsn = excluded.confirmed_lsn, updated_at = now() "
+             "WHERE s.confirmed_lsn <= excluded.confirmed_lsn",
+             qn ? qn : "\"\"", qr ? qr : "\"\"");
+    PQfreemem(qn);
+    PQfreemem(qr);
+    snprintf(bufs[0], 32, "%u", r->info.timeline);
+    snprintf(bufs[1], 32, LSN_FMT, LSN_ARGS(lsn));
+    vals[0] = r->cfg->postgres.slot;
+    vals[1] = r->info.system_id;
+    vals[2] = bufs[0];
+    vals[3] = bufs[1];
+}
+
+/*
+ * Record the acknowledged position in the state table, so that it can be confirmed.
+ * Eagerly (every STATE_EAGER_MS) while events are delivered or the position ran far
+ * ahead; otherwise once per status interval, so that the WAL of the write itself,
+ * which keepalives then report, does not keep the relay writing while idle.
+ */
+#define STATE_EAGER_MS 200
+#define STATE_EAGER_BYTES (64 * 1024)
+static void state_send(struct relay *r)
+{
+    lsn_t c = ckpt_confirmed(r->ckpt);
+    int64_t now = now_ms(), every;
+    char sql[1024], bufs[2][32];
+    const char *vals[STATE_PARAMS];
+
+    if (!r->cfg->postgres.history_check || !r->conn || r->side_job != SIDE_IDLE ||
+        c <= r->state_lsn)
+        return;
+    every = r->delivered != r->state_delivered || c - r->state_lsn >= STATE_EAGER_BYTES
+                ? STATE_EAGER_MS
+                : r->cfg->postgres.status_interval_ms;
+    if (now - r->state_sent_ms < every || !side_conn(r))
+        return;
+    state_statement(r, r->side, c, sql, sizeof(sql), bufs, vals);
+    if (!PQsendQueryParams(r->side, sql, STATE_PARAMS, NULL, vals, NULL, NULL, 0)) {
+        side_close(r, PQerrorMessage(r->side));
+        return;
+    }
+    r->side_job = SIDE_STATE;
+    r->state_sending = c;
+    r->state_sent_ms = now;
+    r->state_delivered = r->delivered;
+}
+
+static void state_done(struct relay *r, const PGresult *res)
+{
+    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+        log_warn("cannot record position " LSN_FMT " in the relay's state table: %s",
+                 LSN_ARGS(r->state_sending), PQresultErrorMessage(res));
+        return;
+    }
+    if (r->state_sending > r->state_lsn)
+        r->state_lsn = r->state_sending;
+}
+
+/* Read the side connection's answer when it is there. */
+static void side_receive(struct relay *r)
 {
     PGresult *res;
 
-    if (!r->hb || !r->hb_busy)
+    if (!r->side || r->side_job == SIDE_IDLE)
         return;
-    if (!PQconsumeInput(r->hb)) {
-        heartbeat_close(r, PQerrorMessage(r->hb));
+    if (!PQconsumeInput(r->side)) {
+        side_close(r, PQerrorMessage(r->side));
         return;
     }
     /* All results read: PQgetResult() returns NULL and the connection is free again. */
-    while (!PQisBusy(r->hb)) {
-        if (!(res = PQgetResult(r->hb))) {
-            r->hb_busy = false;
+    while (!PQisBusy(r->side)) {
+        if (!(res = PQgetResult(r->side))) {
+            r->side_job = SIDE_IDLE;
             break;
         }
-        if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-            log_warn("heartbeat failed: %s", PQresultErrorMessage(res));
-        } else if (!PQgetisnull(res, 0, 1)) {
-            long long lag = atoll(PQgetvalue(res, 0, 1));
-            long long limit = (long long)r->cfg->postgres.slot_lag_warning;
-
-            if (limit > 0 && lag > limit && !r->lag_warned) {
-                log_warn("replication slot \"%s\" lags %lld bytes behind the server (more "
-                         "than postgres.slot_lag_warning, %lld): WAL is piling up",
-                         r->cfg->postgres.slot, lag, limit);
-                r->lag_warned = true;
-            } else if (lag <= limit && r->lag_warned) {
-                log_info("replication slot \"%s\" lag is back to %lld bytes",
-                         r->cfg->postgres.slot, lag);
-                r->lag_warned = false;
-            }
-        }
+        if (r->side_job == SIDE_HEARTBEAT)
+            heartbeat_done(r, res);
+        else
+            state_done(r, res);
         PQclear(res);
     }
+}
+
+/*
+ * At shutdown: record what was acknowledged, waiting for it (the final status update
+ * confirms no further than the record).
+ */
+static void state_flush(struct relay *r)
+{
+    lsn_t c = ckpt_confirmed(r->ckpt);
+    char sql[1024], bufs[2][32];
+    const char *vals[STATE_PARAMS];
+    PGresult *res;
+
+    if (!r->cfg->postgres.history_check || !r->have_info || c <= r->state_lsn)
+        return;
+    if (r->side && r->side_job != SIDE_IDLE) {
+        /* Blocking now: let the query in flight finish. */
+        while ((res = PQgetResult(r->side))) {
+            if (r->side_job == SIDE_STATE)
+                state_done(r, res);
+            PQclear(res);
+        }
+        r->side_job = SIDE_IDLE;
+    }
+    if (!side_conn(r))
+        return;
+    state_statement(r, r->side, c, sql, sizeof(sql), bufs, vals);
+    r->state_sending = c;
+    res = PQexecParams(r->side, sql, STATE_PARAMS, NULL, vals, NULL, NULL, 0);
+    state_done(r, res);
+    PQclear(res);
 }
 
 /* Tear down to the confirmed position after a failed delivery; replay from the slot. */
@@ -699,7 +846,8 @@ static int poll_timeout(const struct relay *r)
 
         if (due < t)
             t = due;
-        if (ckpt_confirmed(r->ckpt) != r->sent_flush && t > STATUS_MIN_INTERVAL_MS)
+        if ((confirmable(r) != r->sent_flush || ckpt_confirmed(r->ckpt) > r->state_lsn) &&
+            t > STATUS_MIN_INTERVAL_MS)
             t = STATUS_MIN_INTERVAL_MS;
     }
     if (r->stopping && r->stop_deadline_ms - now < t)
@@ -733,7 +881,7 @@ static void loop(struct relay *r)
 {
     while (!loop_done(r)) {
         struct pollfd fds[4];
-        int nfds = 2, hbfd = -1;
+        int nfds = 2, sidefd = -1;
         char err[512];
 
         if (!r->conn && !r->stopping && now_ms() >= r->retry_at_ms) {
@@ -749,9 +897,9 @@ static void loop(struct relay *r)
                                                        (repl_want_write(r->conn) ? POLLOUT : 0))};
             nfds = 3;
         }
-        if (r->hb && r->hb_busy) {
-            fds[3] = (struct pollfd){.fd = PQsocket(r->hb), .events = POLLIN};
-            hbfd = nfds = 4;
+        if (r->side && r->side_job != SIDE_IDLE) {
+            fds[3] = (struct pollfd){.fd = PQsocket(r->side), .events = POLLIN};
+            sidefd = nfds = 4;
             if (!r->conn) /* keep the array dense: slot 2 unused */
                 fds[2] = (struct pollfd){.fd = -1};
         }
@@ -763,8 +911,8 @@ static void loop(struct relay *r)
             on_stop_request(r);
         if (fds[1].revents)
             sink_drain_fd(r->sink);
-        if (hbfd > 0 && fds[3].revents)
-            heartbeat_receive(r);
+        if (sidefd > 0 && fds[3].revents)
+            side_receive(r);
         sink_poll(r->sink);
         if (sink_fatal(r->sink))
             request_rebuild(r, "kafka producer failed");
@@ -785,6 +933,7 @@ static void loop(struct relay *r)
         }
         read_stream(r);
         if (r->conn && !r->fatal) {
+            state_send(r);
             send_status(r, false);
             heartbeat_send(r);
         }
@@ -802,8 +951,10 @@ static void shutdown_pipeline(struct relay *r)
     if (left > 0)
         log_warn("%d events still unacknowledged at shutdown: they will be replayed", left);
     if (r->conn) {
-        lsn_t flush = ckpt_confirmed(r->ckpt);
+        lsn_t flush;
 
+        state_flush(r);
+        flush = confirmable(r);
         send_status(r, true);
         if (!drop_connection(r, true))
             log_warn("the server did not confirm the final status update: the slot may "
@@ -813,7 +964,7 @@ static void shutdown_pipeline(struct relay *r)
     }
     log_info("stopped: %llu events produced, %llu delivered, confirmed " LSN_FMT,
              (unsigned long long)r->produced, (unsigned long long)r->delivered,
-             LSN_ARGS(ckpt_confirmed(r->ckpt)));
+             LSN_ARGS(confirmable(r)));
 }
 
 int relay_run(const struct relay_config *cfg, int stop_fd, char *errstr, size_t errstr_size)
@@ -860,7 +1011,7 @@ int relay_run(const struct relay_config *cfg, int stop_fd, char *errstr, size_t 
     rc = 0;
 
 out:
-    heartbeat_close(&r, NULL);
+    side_close(&r, NULL);
     sink_free(r.sink);
     formatter_free(r.fmt);
     relcache_free(r.rels);

@@ -410,8 +410,9 @@ static void warn_existing_rows(PGconn *conn, const struct relay_config *cfg)
 
 /*
  * Make sure the slot exists, uses pgoutput and belongs to this database; create it
- * when missing.  An existing slot is never dropped or recreated: its position is
- * the relay's checkpoint.  Fills info->slot_confirmed.
+ * when missing, unless the relay's state says it published from it before (then a
+ * missing slot means lost events: -EPERM).  An existing slot is never dropped or
+ * recreated: its position is the relay's checkpoint.  Fills info->slot_confirmed.
  */
 static int ensure_slot(PGconn *conn, const struct relay_config *cfg, struct repl_info *info,
                        char *errstr, size_t errstr_size)
@@ -440,6 +441,19 @@ static int ensure_slot(PGconn *conn, const struct relay_config *cfg, struct repl
             break;
         PQclear(res);
         res = NULL;
+        if (info->state_found) {
+            snprintf(errstr, errstr_size,
+                     "replication slot \"%s\" does not exist, but this relay published from "
+                     "it up to " LSN_FMT " (recorded in \"%s.%s\"): the slot was dropped or "
+                     "the database restored from a backup, and a new slot would skip every "
+                     "event committed since; once consumers are reconciled, accept a new slot "
+                     "with: DELETE FROM %s.%s WHERE slot_name = '%s' (docs/operations.md)",
+                     slot, LSN_ARGS(info->state_lsn), cfg->postgres.state_schema,
+                     cfg->postgres.state_table, cfg->postgres.state_schema,
+                     cfg->postgres.state_table, slot);
+            err = -EPERM;
+            goto out;
+        }
         /* The replication command, not the SQL function: no transaction needed. */
         snprintf(sql, sizeof(sql), "CREATE_REPLICATION_SLOT %s LOGICAL pgoutput", slot_id);
         if ((err = run(conn, sql, true, "cannot create the replication slot", &res, errstr,
@@ -494,6 +508,210 @@ out:
     PQclear(res);
     PQfreemem(slot_lit);
     PQfreemem(slot_id);
+    return err;
+}
+
+/* "schema"."table" of the relay's state table, quoted; NULL when out of memory. */
+static char *state_table_name(PGconn *conn, const struct relay_config *cfg)
+{
+    const char *nsp = cfg->postgres.state_schema, *rel = cfg->postgres.state_table;
+    char *qn = PQescapeIdentifier(conn, nsp, strlen(nsp));
+    char *qr = PQescapeIdentifier(conn, rel, strlen(rel));
+    char *out = NULL;
+    size_t n;
+
+    if (qn && qr && (out = malloc(n = strlen(qn) + strlen(qr) + 2)))
+        snprintf(out, n, "%s.%s", qn, qr);
+    PQfreemem(qn);
+    PQfreemem(qr);
+    return out;
+}
+
+/*
+ * Read the slot's row of the state table into info->state_*; create the table when
+ * it is missing and the role may.  A role that may not gets -EPERM and a message
+ * naming sql/005_relay_state.sql.
+ */
+static int read_state(PGconn *conn, const struct relay_config *cfg, struct repl_info *info,
+                      char *errstr, size_t errstr_size)
+{
+    const char *slot = cfg->postgres.slot;
+    char *table = state_table_name(conn, cfg);
+    char *slot_lit = PQescapeLiteral(conn, slot, strlen(slot));
+    char sql[1024];
+    PGresult *res = NULL;
+    int err = -EAGAIN;
+
+    if (!table || !slot_lit) {
+        snprintf(errstr, errstr_size, "out of memory");
+        goto out;
+    }
+    {
+        /* to_regclass() takes the quoted name as text: NULL when the table is missing. */
+        char *name_lit = PQescapeLiteral(conn, table, strlen(table));
+
+        if (!name_lit) {
+            snprintf(errstr, errstr_size, "out of memory");
+            goto out;
+        }
+        snprintf(sql, sizeof(sql), "SELECT pg_catalog.to_regclass(%s) IS NOT NULL", name_lit);
+        PQfreemem(name_lit);
+    }
+    if ((err = run(conn, sql, true, "cannot look up the relay's state table", &res, errstr,
+                   errstr_size)) < 0)
+        goto out;
+    if (strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
+        PQclear(res);
+        res = NULL;
+        snprintf(sql, sizeof(sql),
+                 "CREATE TABLE IF NOT EXISTS %s (slot_name text PRIMARY KEY, "
+                 "system_identifier text NOT NULL, timeline integer NOT NULL, "
+                 "confirmed_lsn pg_lsn NOT NULL, updated_at timestamptz NOT NULL DEFAULT now())",
+                 table);
+        if ((err = run(conn, sql, false, "cannot create the relay's state table", &res, errstr,
+                       errstr_size)) < 0) {
+            if (err == -EPERM) {
+                size_t n = strlen(errstr);
+
+                snprintf(errstr + n, errstr_size - n,
+                         " (run sql/005_relay_state.sql as the table's owner, or set "
+                         "postgres.history_check: off)");
+            }
+            goto out;
+        }
+        log_info("created the relay's state table \"%s.%s\"", cfg->postgres.state_schema,
+                 cfg->postgres.state_table);
+        PQclear(res);
+        res = NULL;
+    }
+    snprintf(sql, sizeof(sql),
+             "SELECT system_identifier, timeline, confirmed_lsn FROM %s WHERE slot_name = %s",
+             table, slot_lit);
+    if ((err = run(conn, sql, true, "cannot read the relay's state", &res, errstr,
+                   errstr_size)) < 0)
+        goto out;
+    if (PQntuples(res) == 1) {
+        info->state_found = true;
+        snprintf(info->state_system_id, sizeof(info->state_system_id), "%s",
+                 PQgetvalue(res, 0, 0));
+        info->state_timeline = (uint32_t)strtoul(PQgetvalue(res, 0, 1), NULL, 10);
+        if (!lsn_parse(PQgetvalue(res, 0, 2), &info->state_lsn))
+            info->state_lsn = LSN_INVALID;
+    }
+    err = 0;
+
+out:
+    PQclear(res);
+    PQfreemem(slot_lit);
+    free(table);
+    return err;
+}
+
+/*
+ * Compare the state row with the server and the slot (docs/guarantees.md, "History
+ * check"); record the slot when there is no row yet.  -EPERM when they disagree in
+ * a way that loses or invents events; the message says how to accept the change.
+ */
+static int check_history(PGconn *conn, const struct relay_config *cfg, struct repl_info *info,
+                         char *errstr, size_t errstr_size)
+{
+    const char *nsp = cfg->postgres.state_schema, *rel = cfg->postgres.state_table;
+    const char *slot = cfg->postgres.slot;
+    char accept[512];
+    char sql[1024];
+    char *table, *slot_lit, *sys_lit;
+    PGresult *res = NULL;
+    int err;
+
+    snprintf(accept, sizeof(accept),
+             "once consumers are reconciled, accept the server's position with: DELETE FROM "
+             "%s.%s WHERE slot_name = '%s' (docs/operations.md)",
+             nsp, rel, slot);
+    if (info->state_found) {
+        if (strcmp(info->state_system_id, info->system_id) != 0) {
+            snprintf(errstr, errstr_size,
+                     "the server's system identifier is %s, but this relay published from "
+                     "system %s (recorded in \"%s.%s\"): this is another database cluster, "
+                     "a copy or a restored dump, and its positions mean nothing for the "
+                     "events already published; %s",
+                     info->system_id, info->state_system_id, nsp, rel, accept);
+            return -EPERM;
+        }
+        if (info->state_timeline != info->timeline) {
+            snprintf(errstr, errstr_size,
+                     "the server is on timeline %u, but this relay published from timeline "
+                     "%u up to " LSN_FMT " (recorded in \"%s.%s\"): the database failed over "
+                     "or was restored to a point in time, so events published after the "
+                     "switch may not exist in this history; %s",
+                     info->timeline, info->state_timeline, LSN_ARGS(info->state_lsn), nsp,
+                     rel, accept);
+            return -EPERM;
+        }
+        if (info->server_lsn != LSN_INVALID && info->server_lsn < info->state_lsn) {
+            snprintf(errstr, errstr_size,
+                     "the server's WAL ends at " LSN_FMT ", before " LSN_FMT " where this "
+                     "relay last confirmed slot \"%s\" (recorded in \"%s.%s\"): the "
+                     "database was restored from a backup, and events already published are "
+                     "missing from it or will be written again with other content; %s",
+                     LSN_ARGS(info->server_lsn), LSN_ARGS(info->state_lsn), slot, nsp, rel,
+                     accept);
+            return -EPERM;
+        }
+        if (info->slot_confirmed != LSN_INVALID && info->slot_confirmed > info->state_lsn) {
+            snprintf(errstr, errstr_size,
+                     "replication slot \"%s\" is at " LSN_FMT ", ahead of " LSN_FMT " where "
+                     "this relay last confirmed it (recorded in \"%s.%s\"): the slot was "
+                     "recreated or advanced by another consumer, and events committed in "
+                     "between were never published; %s",
+                     slot, LSN_ARGS(info->slot_confirmed), LSN_ARGS(info->state_lsn), nsp, rel,
+                     accept);
+            return -EPERM;
+        }
+        if (info->slot_confirmed < info->state_lsn)
+            log_info("replication slot \"%s\" is at " LSN_FMT ", behind " LSN_FMT " where "
+                     "this relay last confirmed it (the server restarted before saving the "
+                     "slot): starting from " LSN_FMT,
+                     slot, LSN_ARGS(info->slot_confirmed), LSN_ARGS(info->state_lsn),
+                     LSN_ARGS(info->state_lsn));
+        return 0;
+    }
+
+    /* No row: the first start on this slot (or a reset): record it. */
+    info->state_lsn = info->slot_confirmed;
+    table = state_table_name(conn, cfg);
+    slot_lit = PQescapeLiteral(conn, slot, strlen(slot));
+    sys_lit = PQescapeLiteral(conn, info->system_id, strlen(info->system_id));
+    err = -EAGAIN;
+    if (!table || !slot_lit || !sys_lit) {
+        snprintf(errstr, errstr_size, "out of memory");
+        goto out;
+    }
+    snprintf(sql, sizeof(sql),
+             "INSERT INTO %s (slot_name, system_identifier, timeline, confirmed_lsn) "
+             "VALUES (%s, %s, %u, '" LSN_FMT "') ON CONFLICT (slot_name) DO NOTHING",
+             table, slot_lit, sys_lit, info->timeline, LSN_ARGS(info->state_lsn));
+    if ((err = run(conn, sql, false, "cannot record the relay's state", &res, errstr,
+                   errstr_size)) < 0)
+        goto out;
+    if (strcmp(PQcmdTuples(res), "1") != 0) {
+        snprintf(errstr, errstr_size,
+                 "another relay recorded slot \"%s\" in \"%s.%s\" at the same time",
+                 slot, nsp, rel);
+        err = -EAGAIN;
+        goto out;
+    }
+    log_info("recorded slot \"%s\" at " LSN_FMT " in \"%s.%s\" (system %s, timeline %u)",
+             slot, LSN_ARGS(info->state_lsn), nsp, rel, info->system_id, info->timeline);
+    info->state_found = true;
+    snprintf(info->state_system_id, sizeof(info->state_system_id), "%s", info->system_id);
+    info->state_timeline = info->timeline;
+    err = 0;
+
+out:
+    PQclear(res);
+    free(table);
+    PQfreemem(slot_lit);
+    PQfreemem(sys_lit);
     return err;
 }
 
@@ -607,9 +825,7 @@ int repl_open(const struct relay_config *cfg, lsn_t start_hint, const struct rep
         copy_pg_error(PQerrorMessage(conn), msg, sizeof(msg));
         snprintf(errstr, errstr_size, "cannot connect to postgresql: %s", msg);
         /* Authentication failures will not heal by retrying. */
-        err = strstr(msg, "authentication failed") || strstr(msg, "no pg_hba.conf entry")
-                  ? -EPERM
-                  : -EAGAIN;
+        err = repl_connect_error_permanent(msg) ? -EPERM : -EAGAIN;
         PQfinish(conn);
         return err;
     }
@@ -619,7 +835,11 @@ int repl_open(const struct relay_config *cfg, lsn_t start_hint, const struct rep
         (err = ensure_publication(conn, cfg, errstr, errstr_size)) < 0 ||
         (cfg->cdc.ntables > 0 && (err = ensure_cdc_publication(conn, cfg, cdc_keys, errstr,
                                                                errstr_size)) < 0) ||
-        (err = ensure_slot(conn, cfg, info, errstr, errstr_size)) < 0)
+        (cfg->postgres.history_check && (err = read_state(conn, cfg, info, errstr,
+                                                          errstr_size)) < 0) ||
+        (err = ensure_slot(conn, cfg, info, errstr, errstr_size)) < 0 ||
+        (cfg->postgres.history_check && (err = check_history(conn, cfg, info, errstr,
+                                                             errstr_size)) < 0))
         goto fail;
 
     /*
@@ -641,6 +861,12 @@ int repl_open(const struct relay_config *cfg, lsn_t start_hint, const struct rep
         info->hint_ignored = true;
     }
     info->start_lsn = start_hint > info->slot_confirmed ? start_hint : info->slot_confirmed;
+    /*
+     * The state row records only positions Kafka acknowledged, on this very history
+     * (check_history() made sure): past a slot that fell back, start there.
+     */
+    if (cfg->postgres.history_check && info->state_lsn > info->start_lsn)
+        info->start_lsn = info->state_lsn;
     if ((err = start_streaming(conn, cfg, info, errstr, errstr_size)) < 0)
         goto fail;
     if (PQsetnonblocking(conn, 1) != 0) {
@@ -661,6 +887,28 @@ int repl_open(const struct relay_config *cfg, lsn_t start_hint, const struct rep
 fail:
     PQfinish(conn);
     return err;
+}
+
+bool repl_connect_error_permanent(const char *msg)
+{
+    static const char *const permanent[] = {
+        "authentication failed",          /* password, scram, md5, cert, peer... */
+        "no pg_hba.conf entry",           /* no line matches */
+        "pg_hba.conf rejects connection", /* a "reject" line matches */
+        "certificate verify failed",      /* the server's certificate, another CA */
+        "does not match host name",       /* verify-full: the name is not in it */
+        "could not read root certificate file",
+        "root certificate file",          /* "... does not exist" */
+        "could not open certificate file",
+        "could not load private key file",
+        "certificate present, but not private key file",
+        "private key file", /* "... has group or world access" */
+    };
+
+    for (size_t i = 0; i < sizeof(permanent) / sizeof(permanent[0]); i++)
+        if (strstr(msg, permanent[i]))
+            return true;
+    return false;
 }
 
 int repl_socket(const repl_conn *c)

@@ -11,7 +11,10 @@
  *            terminated, or the slot is in use by another process;
  *   -EPERM   permanent: retrying cannot help (wal_level is not logical, the outbox
  *            table or a privilege is missing, the slot belongs to another plugin or
- *            database, or it was invalidated).  The message says what to do.
+ *            database, or it was invalidated), or the history check failed: the slot
+ *            or the server's history does not match the relay's state row (the slot
+ *            was recreated, the database restored or failed over).  The message says
+ *            what to do.
  */
 #ifndef RELAY_REPLICATION_H
 #define RELAY_REPLICATION_H
@@ -37,11 +40,22 @@ struct repl_info {
     lsn_t start_lsn;       /* where streaming was asked to start */
     bool slot_created;     /* this call created the slot */
     bool hint_ignored;     /* start_hint was dropped: the server's history changed */
+
+    /*
+     * The relay's state row for the slot (postgres.state_table), when
+     * postgres.history_check is on: after a successful repl_open() it exists and
+     * state_lsn is the position last recorded there (at least slot_confirmed).
+     */
+    bool state_found;
+    char state_system_id[32];
+    uint32_t state_timeline;
+    lsn_t state_lsn;
 };
 
 /*
- * Connect, prepare the publication and slot, and START_REPLICATION at
- * max(start_hint, the slot's confirmed position).  prev is what the previous
+ * Connect, prepare the publication and slot, check the server's history against
+ * the state row (postgres.history_check), and START_REPLICATION at
+ * max(start_hint, the slot's confirmed position, the state row's position).  prev is what the previous
  * successful call returned (NULL on the first): start_hint is trusted only on the
  * same system and timeline, and only up to the server's WAL end; otherwise it is
  * ignored (info->hint_ignored) and streaming starts at the slot's position.
@@ -57,6 +71,15 @@ struct repl_info {
 int repl_open(const struct relay_config *cfg, lsn_t start_hint, const struct repl_info *prev,
               char **cdc_keys, repl_conn **out, struct repl_info *info, char *errstr,
               size_t errstr_size);
+
+/*
+ * Whether a failed connection attempt, described by libpq's message, will fail the
+ * same way every time: authentication, a pg_hba.conf entry missing or rejecting
+ * the connection, a server certificate that does not verify (wrong CA, wrong host
+ * name) or a client certificate or CA file that cannot be read.  Network errors,
+ * a server starting up or shutting down, and TLS handshake errors are not.
+ */
+bool repl_connect_error_permanent(const char *msg);
 
 /* The connection's socket, for poll(2). */
 int repl_socket(const repl_conn *c);

@@ -26,8 +26,8 @@ def test(env):
     h.wait_for(lambda: (pg.slot() or (0, False))[1], 30, "the relay to stream")
     time.sleep(1.5)
     beats0 = int(pg.psql("SELECT count(*) FROM pg_stat_activity WHERE application_name = "
-                         "'outbox-relay-heartbeat'"))
-    h.check(beats0 == 1, f"{beats0} heartbeat connections")
+                         "'outbox-relay-side'"))
+    h.check(beats0 == 1, f"{beats0} side connections")
     c0 = pg.slot()[0]
     time.sleep(3.5)
     c1 = pg.slot()[0]
