@@ -102,7 +102,10 @@ class PgServer:
             shutil.chown(self.dir, "postgres", "postgres")
         self.logfile = os.path.join(self.dir, "postgresql.log")
 
-    def start(self, extra_conf=""):
+    def start(self, extra_conf="", before_start=None):
+        """initdb, append extra_conf to postgresql.conf, start, create database "app".
+        before_start(self), when given, runs after initdb and before the server starts
+        (e.g. to install certificates or write pg_hba.conf)."""
         subprocess.run(as_pg_user([os.path.join(self.bindir, "initdb"), "-D", self.data,
                                    "-U", "postgres", "--auth=trust", "-E", "UTF8",
                                    "--no-sync", "--no-instructions"]),
@@ -124,8 +127,24 @@ log_line_prefix = '%m [%p] '
             f.write(conf)
         if os.geteuid() == 0:
             shutil.chown(os.path.join(self.data, "postgresql.conf"), "postgres", "postgres")
+        if before_start:
+            before_start(self)
         self.ctl("start", "-w", "-l", self.logfile)
         self.psql("CREATE DATABASE app", db="postgres")
+
+    def give(self, path, mode=0o600):
+        """Make path the server's own (owner postgres when we are root) with mode: what
+        PostgreSQL demands of ssl_key_file, and what pg_hba.conf should be."""
+        os.chmod(path, mode)
+        if os.geteuid() == 0:
+            shutil.chown(path, "postgres", "postgres")
+
+    def write_hba(self, text):
+        """Replace pg_hba.conf (before start, or followed by a reload)."""
+        path = os.path.join(self.data, "pg_hba.conf")
+        with open(path, "w") as f:
+            f.write(text)
+        self.give(path)
 
     def ctl(self, *args):
         subprocess.run(as_pg_user([os.path.join(self.bindir, "pg_ctl"), "-D", self.data]
@@ -474,9 +493,11 @@ def ordered_by_partition(messages):
 class Env:
     """Temporary directory, PostgreSQL, broker; torn down in reverse order."""
 
-    def __init__(self, args, topics=("outbox.event.order:4",), pg_conf="", brokers=1):
+    def __init__(self, args, topics=("outbox.event.order:4",), pg_conf="", brokers=1,
+                 pg_setup=None):
         self.args = args
         self.pg_conf = pg_conf
+        self.pg_setup = pg_setup
         self.nbrokers = brokers
         self.tmp = tempfile.mkdtemp(prefix="outbox-relay-it-")
         os.chmod(self.tmp, 0o755)
@@ -488,7 +509,10 @@ class Env:
 
     def __enter__(self):
         self.pg = PgServer(self.tmp)
-        self.pg.start(self.pg_conf)
+        if self.pg_setup:
+            self.pg.start(self.pg_conf, before_start=self.pg_setup)
+        else:
+            self.pg.start(self.pg_conf)
         # Twice: every script in sql/ must be idempotent.
         self.pg.apply_sql_dir()
         self.pg.apply_sql_dir()
