@@ -16,6 +16,7 @@
 
 struct txn {
     lsn_t end_lsn;    /* valid once committed */
+    int64_t commit_time_us; /* for metrics only: ckpt_set_commit_time() */
     uint32_t pending; /* events not yet acknowledged */
     bool committed;
     bool failed;
@@ -106,6 +107,21 @@ static struct txn *open_txn(ckpt_tracker *t)
     if (!t->open)
         return NULL;
     return &t->ring[(t->head + t->count - 1) & (t->cap - 1)];
+}
+
+void ckpt_set_commit_time(ckpt_tracker *t, int64_t commit_time_us)
+{
+    struct txn *x = open_txn(t);
+
+    if (x)
+        x->commit_time_us = commit_time_us;
+}
+
+int64_t ckpt_commit_time(ckpt_tracker *t, uint64_t seq)
+{
+    const struct txn *x = slot_of(t, seq);
+
+    return x ? x->commit_time_us : 0;
 }
 
 int ckpt_add_event(ckpt_tracker *t)

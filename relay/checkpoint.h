@@ -42,6 +42,15 @@ void ckpt_free(ckpt_tracker *t);
  */
 int ckpt_begin(ckpt_tracker *t, uint64_t *seq);
 
+/*
+ * Remember the open transaction's commit time (microseconds since the Unix epoch),
+ * for the relay's latency metrics; ignored when no transaction is open.
+ */
+void ckpt_set_commit_time(ckpt_tracker *t, int64_t commit_time_us);
+
+/* The commit time of transaction seq, or 0 when the tracker does not hold it. */
+int64_t ckpt_commit_time(ckpt_tracker *t, uint64_t seq);
+
 /* One more event of the open transaction was handed to the sink.  -EINVAL if none is open. */
 int ckpt_add_event(ckpt_tracker *t);
 

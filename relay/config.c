@@ -27,8 +27,18 @@
  * lowercase, no trailing period, names in double quotes, and always prefixed with
  * "FILE:LINE:COLUMN: " (1-based, as editors count) so an operator can jump to it.
  *
- * This module is pure apart from reading the file in relay_config_load() and
- * calling getenv(): it never logs and never exits.
+ * The environment may override any key (relay_config_parse_env()).  Before the
+ * walk, every option's variable, OUTBOX_RELAY_<SECTION>_<KEY> or its _FILE twin,
+ * is looked up in the caller's envp and its value kept; the walk then skips the
+ * file's value of such a key without expanding or checking it, and after the walk
+ * the environment's values go through the same set_value() and add_entry() as the
+ * file's, with messages naming the variable instead of a position.  kafka.properties
+ * is overridden entry by entry (OUTBOX_RELAY_KAFKA_PROPERTIES_SASL_PASSWORD is
+ * "sasl.password"), since one variable cannot hold a mapping.
+ *
+ * This module is pure apart from reading files (the configuration file and those
+ * that *_FILE variables name) and calling getenv() for "${VAR}": it never logs and
+ * never exits.
  */
 #include "config.h"
 
@@ -38,6 +48,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <yaml.h>
 
@@ -91,6 +102,7 @@ struct choice {
 
 /* OPT_ENUM stores through an int *: every enum it fills must be int-sized. */
 _Static_assert(sizeof(enum relay_log_level) == sizeof(int), "enum relay_log_level is not an int");
+_Static_assert(sizeof(enum relay_log_format) == sizeof(int), "enum relay_log_format is not an int");
 _Static_assert(sizeof(enum relay_format) == sizeof(int), "enum relay_format is not an int");
 _Static_assert(sizeof(enum relay_sink) == sizeof(int), "enum relay_sink is not an int");
 _Static_assert(sizeof(enum relay_mode) == sizeof(int), "enum relay_mode is not an int");
@@ -98,6 +110,12 @@ _Static_assert(sizeof(enum relay_after_publish) == sizeof(int),
                "enum relay_after_publish is not an int");
 
 /* The choices of each OPT_ENUM key, NULL-terminated, in the order messages list them. */
+static const struct choice log_formats[] = {
+    {"text", RELAY_LOG_FORMAT_TEXT},
+    {"json", RELAY_LOG_FORMAT_JSON},
+    {NULL, 0},
+};
+
 static const struct choice log_levels[] = {
     {"debug", RELAY_LOG_DEBUG},
     {"info", RELAY_LOG_INFO},
@@ -174,6 +192,8 @@ static int check_channel(struct parser_ctx *ctx, const char *name, const char *v
                          struct pos pos);
 static int check_dlq_topic(struct parser_ctx *ctx, const char *name, const char *value,
                            struct pos pos);
+static int check_listen(struct parser_ctx *ctx, const char *name, const char *value,
+                        struct pos pos);
 
 /* kafka.brokers is needed only when events go to Kafka. */
 static bool sink_is_kafka(const struct relay_config *cfg)
@@ -276,10 +296,32 @@ static const struct option options[] = {
 
     {.section = "log", .key = "level", .type = OPT_ENUM,
      .offset = FIELD(log.level), .def = "info", .choices = log_levels},
+    {.section = "log", .key = "format", .type = OPT_ENUM,
+     .offset = FIELD(log.format), .def = "text", .choices = log_formats},
+
+    {.section = "admin", .key = "listen", .type = OPT_STRING,
+     .offset = FIELD(admin.listen), .def = "127.0.0.1:9187", .check = check_listen},
 };
 /* clang-format on */
 
 #define NOPTIONS (sizeof(options) / sizeof(options[0]))
+
+/* The prefix of every variable relay_config_parse_env() reads. */
+#define ENV_PREFIX "OUTBOX_RELAY_"
+
+/* Room for the longest variable name: prefix, section, key, "_FILE". */
+#define ENV_NAME_MAX 128
+
+/* A value read through a NAME_FILE variable may be at most this long. */
+#define ENV_FILE_MAX (1024 * 1024)
+
+/* One kafka.properties entry from the environment. */
+struct env_prop {
+    char *var;  /* the variable it came from, NAME or NAME_FILE, for messages */
+    char *base; /* NAME, without _FILE */
+    char *key;  /* the property: "sasl.password" */
+    char *value;
+};
 
 /* State of one relay_config_parse() call. */
 struct parser_ctx {
@@ -295,7 +337,19 @@ struct parser_ctx {
     const yaml_node_t *node[NOPTIONS]; /* its value there, for rules checked after the walk */
     bool section_seen[NOPTIONS];       /* the key's section was in the file */
     struct pos section_pos[NOPTIONS];  /* where that section is, for missing keys */
+
+    /* The environment (relay_config_parse_env()); envp NULL: none. */
+    char *const *envp;
+    bool have_file;            /* false: no file, the environment alone */
+    const char *env_var;       /* set: messages name this variable, not a position */
+    char *env_value[NOPTIONS]; /* the option's value from the environment, or NULL */
+    char env_var_names[NOPTIONS][ENV_NAME_MAX]; /* the variable it came from, for messages */
+    struct env_prop *env_props;                 /* kafka.properties entries from the environment */
+    size_t nenv_props;
 };
+
+static const struct env_prop *find_env_prop(const struct parser_ctx *ctx, const char *key);
+static void env_blame(struct parser_ctx *ctx, size_t idx);
 
 /*
  * Messages
@@ -311,7 +365,13 @@ static int fail_at(struct parser_ctx *ctx, struct pos pos, const char *fmt, ...)
 
     if (ctx->errstr == NULL || ctx->errstr_size == 0)
         return -1;
-    n = snprintf(ctx->errstr, ctx->errstr_size, "%s:%zu:%zu: ", ctx->name, pos.line, pos.column);
+    if (ctx->env_var != NULL)
+        n = snprintf(ctx->errstr, ctx->errstr_size, "environment variable %s: ", ctx->env_var);
+    else if (!ctx->have_file)
+        n = snprintf(ctx->errstr, ctx->errstr_size, "%s: ", ctx->name);
+    else
+        n = snprintf(ctx->errstr, ctx->errstr_size, "%s:%zu:%zu: ", ctx->name, pos.line,
+                     pos.column);
     if (n >= 0 && (size_t)n < ctx->errstr_size) {
         va_start(ap, fmt);
         vsnprintf(ctx->errstr + n, ctx->errstr_size - (size_t)n, fmt, ap);
@@ -956,6 +1016,20 @@ static int check_channel(struct parser_ctx *ctx, const char *name, const char *v
     return 0;
 }
 
+/* admin.listen: "" (no admin endpoint) or what relay_parse_listen() accepts. */
+static int check_listen(struct parser_ctx *ctx, const char *name, const char *value, struct pos pos)
+{
+    char shown[SHOW_SIZE], host[256];
+    int port;
+
+    if (value[0] == '\0' || relay_parse_listen(value, host, sizeof(host), &port) == 0)
+        return 0;
+    return fail_at(ctx, pos,
+                   "bad listen address \"%s\" for \"%s\": use host:port, [ipv6]:port with a "
+                   "port from 0 to 65535, or \"\" to disable",
+                   show(shown, sizeof(shown), value), name);
+}
+
 /*
  * Table names
  */
@@ -1198,6 +1272,9 @@ static int set_properties(struct parser_ctx *ctx, const struct option *opt, cons
             return fail_at(ctx, mark_pos(v->start_mark),
                            "value of \"%s\" in \"%s\" must be a scalar, got %s",
                            show(shown, sizeof(shown), key), name, describe(desc, sizeof(desc), v));
+        /* Overridden from the environment: added after the walk, this value ignored. */
+        if (find_env_prop(ctx, key) != NULL)
+            continue;
         if (expand_env(ctx, v, &value) < 0)
             return -1;
         kcopy = strdup(key);
@@ -1443,6 +1520,9 @@ static int load_section(struct parser_ctx *ctx, const char *section, const yaml_
             return fail_at(ctx, mark_pos(k->start_mark), "unknown key \"%s\" in \"%s\"",
                            show(shown, sizeof(shown), key), section);
         ctx->seen[i] = true;
+        /* The environment's value wins: the file's is not even expanded. */
+        if (ctx->env_value[i] != NULL)
+            continue;
         ctx->node[i] = v;
         if (apply_option(ctx, &options[i], v) < 0)
             return -1;
@@ -1480,6 +1560,8 @@ static int load_root(struct parser_ctx *ctx)
                            show(shown, sizeof(shown), key));
         if (i < NOPTIONS) {
             ctx->seen[i] = true;
+            if (ctx->env_value[i] != NULL)
+                continue;
             ctx->node[i] = v;
             if (apply_option(ctx, &options[i], v) < 0)
                 return -1;
@@ -1504,7 +1586,8 @@ static int settle_sink(struct parser_ctx *ctx)
     size_t sink = find_option(NULL, "sink");
     const struct choice *c;
 
-    if (!section_present(ctx, "stdout"))
+    /* OUTBOX_RELAY_SINK wins over the file, a "stdout" section included. */
+    if (!section_present(ctx, "stdout") || ctx->env_value[sink] != NULL)
         return 0;
     if (ctx->seen[sink] && ctx->cfg->sink != RELAY_SINK_STDOUT) {
         for (c = sinks; c->name != NULL && c->value != (int)ctx->cfg->sink; c++)
@@ -1531,6 +1614,7 @@ static int check_cdc_mode(struct parser_ctx *ctx)
         return 0;
     if (ctx->node[idx] != NULL)
         pos = mark_pos(ctx->node[idx]->start_mark);
+    env_blame(ctx, idx);
     return fail_at(ctx, pos, "\"cdc.tables\" needs \"postgres.mode: replication\"");
 }
 
@@ -1559,6 +1643,7 @@ static int check_cdc_tables(struct parser_ctx *ctx)
             if (entry != NULL)
                 pos = mark_pos(entry->start_mark);
         }
+        env_blame(ctx, idx);
         return fail_at(
             ctx, pos, "\"%s\" in \"cdc.tables\": outbox table cannot also be a cdc table",
             show(shown, sizeof(shown), table_text(text, sizeof(text), t->schema, t->table)));
@@ -1589,6 +1674,15 @@ static int finish(struct parser_ctx *ctx)
         if (options[i].required && !ctx->seen[i] &&
             (options[i].required_if == NULL || options[i].required_if(ctx->cfg))) {
             option_name(name, sizeof(name), &options[i]);
+            if (!ctx->have_file) {
+                char var[128];
+
+                relay_config_env_name(options[i].section, options[i].key, var, sizeof(var));
+                return fail_at(ctx, top,
+                               "missing required key \"%s\": set %s (or %s_FILE), or give a "
+                               "configuration file",
+                               name, var, var);
+            }
             return fail_at(ctx, ctx->section_seen[i] ? ctx->section_pos[i] : top,
                            "missing required key \"%s\"", name);
         }
@@ -1714,12 +1808,523 @@ static int load_document(struct parser_ctx *ctx, yaml_document_t *doc)
 }
 
 /*
+ * The environment
+ */
+
+const char *relay_config_env_name(const char *section, const char *key, char *buf, size_t size)
+{
+    size_t o = 0;
+    const char *parts[2] = {section, key};
+
+    if (size == 0)
+        return buf;
+    for (const char *p = ENV_PREFIX; *p != '\0' && o + 1 < size; p++)
+        buf[o++] = *p;
+    for (int i = 0; i < 2; i++) {
+        if (parts[i] == NULL)
+            continue;
+        if (i == 1 && parts[0] != NULL && o + 1 < size)
+            buf[o++] = '_';
+        for (const char *p = parts[i]; *p != '\0' && o + 1 < size; p++)
+            buf[o++] = (*p >= 'a' && *p <= 'z') ? (char)(*p - 'a' + 'A') : *p;
+    }
+    buf[o] = '\0';
+    return buf;
+}
+
+/* The value of the variable name in envp, or NULL when it is not set. */
+static const char *env_get(char *const *envp, const char *name)
+{
+    size_t n = strlen(name);
+
+    for (; envp != NULL && *envp != NULL; envp++) {
+        if (strncmp(*envp, name, n) == 0 && (*envp)[n] == '=')
+            return *envp + n + 1;
+    }
+    return NULL;
+}
+
+/*
+ * Read the whole file at path, at most max bytes, into a new NUL-terminated buffer
+ * (*len excludes the NUL).  Returns 0; or -errno with *what saying which step
+ * failed ("open", "read"), -EFBIG when the file is larger than max.
+ */
+static int read_file(const char *path, size_t max, char **out, size_t *len, const char **what)
+{
+    char *buf = NULL;
+    size_t n = 0, cap = 0;
+    int err = 0;
+    FILE *f;
+
+    *what = "open";
+    f = fopen(path, "rb");
+    if (f == NULL)
+        return -errno;
+    *what = "read";
+    for (;;) {
+        size_t got;
+
+        if (n + 1 >= cap) {
+            size_t newcap = cap ? cap * 2 : 4096;
+            char *p;
+
+            if (cap > max) {
+                err = -EFBIG;
+                break;
+            }
+            p = realloc(buf, newcap);
+            if (p == NULL) {
+                err = -ENOMEM;
+                break;
+            }
+            buf = p;
+            cap = newcap;
+        }
+        got = fread(buf + n, 1, cap - n - 1, f);
+        n += got;
+        if (got == 0) {
+            if (ferror(f))
+                err = errno ? -errno : -EIO;
+            break;
+        }
+    }
+    fclose(f);
+    if (err == 0 && n > max)
+        err = -EFBIG;
+    if (err < 0) {
+        free(buf);
+        return err;
+    }
+    buf[n] = '\0';
+    *out = buf;
+    *len = n;
+    return 0;
+}
+
+/*
+ * The value of the variable name, or of name_FILE: the content of the file it
+ * names, one trailing newline dropped.  On success *value is a new string or NULL
+ * (neither is set) and used holds the variable read.  Returns 0 or -1 with the
+ * message written.
+ */
+static int env_read(struct parser_ctx *ctx, const char *name, char **value, char *used,
+                    size_t used_size)
+{
+    char file_var[ENV_NAME_MAX + 8], shown[SHOW_SIZE];
+    const char *direct, *path, *what;
+    char *buf = NULL;
+    size_t len = 0;
+    int err;
+
+    *value = NULL;
+    snprintf(file_var, sizeof(file_var), "%s_FILE", name);
+    direct = env_get(ctx->envp, name);
+    path = env_get(ctx->envp, file_var);
+    if (direct != NULL && path != NULL) {
+        ctx->env_var = file_var;
+        return fail_at(ctx, (struct pos){1, 1}, "%s is set too: set only one of them", name);
+    }
+    if (direct != NULL) {
+        snprintf(used, used_size, "%s", name);
+        *value = strdup(direct);
+        return *value != NULL ? 0 : fail_oom(ctx);
+    }
+    if (path == NULL)
+        return 0;
+
+    snprintf(used, used_size, "%s", file_var);
+    ctx->env_var = file_var;
+    if (path[0] == '\0')
+        return fail_at(ctx, (struct pos){1, 1}, "the file name is empty");
+    err = read_file(path, ENV_FILE_MAX, &buf, &len, &what);
+    if (err == -EFBIG)
+        return fail_at(ctx, (struct pos){1, 1}, "file \"%s\" is larger than %d bytes",
+                       show(shown, sizeof(shown), path), ENV_FILE_MAX);
+    if (err == -ENOMEM)
+        return fail_oom(ctx);
+    if (err < 0)
+        return fail_at(ctx, (struct pos){1, 1}, "cannot %s file \"%s\": %s", what,
+                       show(shown, sizeof(shown), path), strerror(-err));
+    if (strlen(buf) != len) {
+        free(buf);
+        return fail_at(ctx, (struct pos){1, 1}, "file \"%s\" contains a NUL byte",
+                       show(shown, sizeof(shown), path));
+    }
+    /* Files written by editors and `echo` end with a newline that is not the value. */
+    if (len > 0 && buf[len - 1] == '\n')
+        buf[len - 1] = '\0';
+    ctx->env_var = NULL;
+    *value = buf;
+    return 0;
+}
+
+/* Is name (of length n) one of the sections of the table? */
+static bool section_known_n(const char *name, size_t n)
+{
+    for (size_t i = 0; i < NOPTIONS; i++) {
+        if (options[i].section != NULL && strlen(options[i].section) == n &&
+            strncasecmp(options[i].section, name, n) == 0)
+            return true;
+    }
+    return false;
+}
+
+#define ENV_PROPS_PREFIX ENV_PREFIX "KAFKA_PROPERTIES_"
+
+/*
+ * The name of the variable in an envp entry, without a "_FILE" suffix, into buf.
+ * Returns false when the entry has no '=' or the name does not fit.
+ */
+static bool env_base_name(const char *entry, char *buf, size_t size)
+{
+    const char *eq = strchr(entry, '=');
+    size_t n;
+
+    if (eq == NULL)
+        return false;
+    n = (size_t)(eq - entry);
+    if (n >= 5 && memcmp(eq - 5, "_FILE", 5) == 0)
+        n -= 5;
+    if (n >= size)
+        return false;
+    memcpy(buf, entry, n);
+    buf[n] = '\0';
+    return true;
+}
+
+static const struct env_prop *find_env_prop(const struct parser_ctx *ctx, const char *key)
+{
+    for (size_t i = 0; i < ctx->nenv_props; i++) {
+        if (strcmp(ctx->env_props[i].key, key) == 0)
+            return &ctx->env_props[i];
+    }
+    return NULL;
+}
+
+/* The option whose variable is name, or NOPTIONS. */
+static size_t find_env_option(const char *name)
+{
+    char var[ENV_NAME_MAX];
+
+    for (size_t i = 0; i < NOPTIONS; i++) {
+        relay_config_env_name(options[i].section, options[i].key, var, sizeof(var));
+        if (strcmp(var, name) == 0)
+            return i;
+    }
+    return NOPTIONS;
+}
+
+/*
+ * Collect one OUTBOX_RELAY_KAFKA_PROPERTIES_<NAME> variable (base, without _FILE):
+ * the property is NAME lower-cased, '_' read as '.'.
+ */
+static int collect_env_prop(struct parser_ctx *ctx, const char *base)
+{
+    const char *suffix = base + strlen(ENV_PROPS_PREFIX);
+    char used[ENV_NAME_MAX + 8], *key, *value;
+    struct env_prop *grown;
+    size_t i;
+
+    /* NAME and NAME_FILE are one variable: the second of them was collected already. */
+    for (i = 0; i < ctx->nenv_props; i++) {
+        if (strcmp(ctx->env_props[i].base, base) == 0)
+            return 0;
+    }
+    if (*suffix == '\0' ||
+        strspn(suffix, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                       "0123456789_") != strlen(suffix) ||
+        suffix[0] == '_' || suffix[strlen(suffix) - 1] == '_' || strstr(suffix, "__") != NULL) {
+        ctx->env_var = base;
+        return fail_at(ctx, (struct pos){1, 1},
+                       "bad kafka property variable: use %s<NAME>, NAME being the property "
+                       "with '.' written as '_', such as %sSASL_PASSWORD",
+                       ENV_PROPS_PREFIX, ENV_PROPS_PREFIX);
+    }
+    if (env_read(ctx, base, &value, used, sizeof(used)) < 0)
+        return -1;
+    if (value == NULL)
+        return 0;
+    key = strdup(suffix);
+    if (key == NULL) {
+        free(value);
+        return fail_oom(ctx);
+    }
+    for (char *p = key; *p != '\0'; p++)
+        *p = *p == '_' ? '.' : (*p >= 'A' && *p <= 'Z') ? (char)(*p - 'A' + 'a') : *p;
+    if (find_env_prop(ctx, key) != NULL) {
+        ctx->env_var = base;
+        fail_at(ctx, (struct pos){1, 1}, "another variable sets kafka property \"%s\" too", key);
+        free(key);
+        free(value);
+        return -1;
+    }
+    grown = realloc(ctx->env_props, (ctx->nenv_props + 1) * sizeof(*grown));
+    if (grown != NULL)
+        ctx->env_props = grown;
+    if (grown == NULL || (grown[ctx->nenv_props].var = strdup(used)) == NULL) {
+        free(key);
+        free(value);
+        return fail_oom(ctx);
+    }
+    if ((grown[ctx->nenv_props].base = strdup(base)) == NULL) {
+        free(grown[ctx->nenv_props].var);
+        free(key);
+        free(value);
+        return fail_oom(ctx);
+    }
+    grown[ctx->nenv_props].key = key;
+    grown[ctx->nenv_props].value = value;
+    ctx->nenv_props++;
+    return 0;
+}
+
+/*
+ * Before the walk: read every option's variable, collect the kafka properties'
+ * and refuse variables of a known section that name no key.
+ */
+static int resolve_env(struct parser_ctx *ctx)
+{
+    char var[ENV_NAME_MAX], base[ENV_NAME_MAX];
+
+    for (size_t i = 0; i < NOPTIONS; i++) {
+        relay_config_env_name(options[i].section, options[i].key, var, sizeof(var));
+        if (env_read(ctx, var, &ctx->env_value[i], ctx->env_var_names[i],
+                     sizeof(ctx->env_var_names[i])) < 0)
+            return -1;
+    }
+    for (char *const *e = ctx->envp; *e != NULL; e++) {
+        const char *rest, *sep;
+
+        if (strncmp(*e, ENV_PREFIX, strlen(ENV_PREFIX)) != 0)
+            continue;
+        if (!env_base_name(*e, base, sizeof(base))) {
+            /* Too long to be one of ours; a known section's is still a typo. */
+            rest = *e + strlen(ENV_PREFIX);
+            sep = strchr(rest, '_');
+            if (sep != NULL && section_known_n(rest, (size_t)(sep - rest))) {
+                ctx->env_var = ENV_PREFIX "...";
+                return fail_at(ctx, (struct pos){1, 1}, "variable name too long");
+            }
+            continue;
+        }
+        if (strncmp(base, ENV_PROPS_PREFIX, strlen(ENV_PROPS_PREFIX)) == 0) {
+            if (collect_env_prop(ctx, base) < 0)
+                return -1;
+            continue;
+        }
+        if (find_env_option(base) < NOPTIONS)
+            continue;
+        rest = base + strlen(ENV_PREFIX);
+        sep = strchr(rest, '_');
+        if (sep != NULL && section_known_n(rest, (size_t)(sep - rest))) {
+            char *name = strndup(*e, (size_t)(strchr(*e, '=') - *e));
+
+            if (name == NULL)
+                return fail_oom(ctx);
+            ctx->env_var = name;
+            fail_at(ctx, (struct pos){1, 1},
+                    "no such configuration key (see docs/configuration.md for the variables)");
+            free(name);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/*
+ * Split a list variable's value at commas outside double quotes, each entry
+ * trimmed of spaces and tabs, and add the entries.  An empty value is an empty
+ * list; an empty entry is an error.
+ */
+static int set_env_list(struct parser_ctx *ctx, const struct option *opt, const char *value)
+{
+    char name[128];
+    const char *s = value;
+    size_t nentry = 0;
+
+    option_name(name, sizeof(name), opt);
+    while (*s == ' ' || *s == '\t')
+        s++;
+    if (*s == '\0')
+        return 0;
+    for (;;) {
+        const char *start, *end;
+        bool quoted = false;
+        char *entry;
+        int rc;
+
+        while (*s == ' ' || *s == '\t')
+            s++;
+        start = s;
+        for (; *s != '\0' && (quoted || *s != ','); s++) {
+            if (*s == '"')
+                quoted = !quoted;
+        }
+        end = s;
+        while (end > start && (end[-1] == ' ' || end[-1] == '\t'))
+            end--;
+        nentry++;
+        if (end == start)
+            return fail_at(ctx, (struct pos){1, 1}, "entry %zu of \"%s\" is empty", nentry, name);
+        entry = strndup(start, (size_t)(end - start));
+        if (entry == NULL)
+            return fail_oom(ctx);
+        rc = add_entry(ctx, opt, name, entry, (struct pos){1, 1});
+        free(entry);
+        if (rc < 0)
+            return -1;
+        if (*s == '\0')
+            return 0;
+        s++; /* the comma */
+    }
+}
+
+/* After the walk: the environment's values, through the same checks as the file's. */
+static int apply_env(struct parser_ctx *ctx)
+{
+    size_t props = find_option("kafka", "properties");
+
+    for (size_t i = 0; i < NOPTIONS; i++) {
+        const struct option *opt = &options[i];
+        int rc;
+
+        if (ctx->env_value[i] == NULL)
+            continue;
+        ctx->env_var = ctx->env_var_names[i];
+        ctx->seen[i] = true;
+        switch (opt->type) {
+        case OPT_PROPERTIES:
+            rc = fail_at(ctx, (struct pos){1, 1},
+                         "a mapping cannot be set from one variable: set each property with "
+                         "%s<NAME>",
+                         ENV_PROPS_PREFIX);
+            break;
+        case OPT_STRING_LIST:
+        case OPT_TABLE_LIST:
+            rc = set_env_list(ctx, opt, ctx->env_value[i]);
+            break;
+        default:
+            rc = set_value(ctx, opt, ctx->env_value[i], (struct pos){1, 1});
+            break;
+        }
+        if (rc < 0)
+            return -1;
+        ctx->env_var = NULL;
+    }
+
+    /* Properties: replace the file's entry of the same key (skipped in the walk) or add. */
+    for (size_t j = 0; j < ctx->nenv_props; j++) {
+        struct relay_kv **kvs = field_at(ctx->cfg, options[props].offset);
+        size_t *nkvs = field_at(ctx->cfg, options[props].offset2);
+        struct env_prop *ep = &ctx->env_props[j];
+        struct relay_kv *grown = realloc(*kvs, (*nkvs + 1) * sizeof(**kvs));
+
+        if (grown == NULL)
+            return fail_oom(ctx);
+        *kvs = grown;
+        grown[*nkvs].key = ep->key;
+        grown[*nkvs].value = ep->value;
+        ep->key = NULL;
+        ep->value = NULL;
+        (*nkvs)++;
+    }
+    return 0;
+}
+
+static void env_blame(struct parser_ctx *ctx, size_t idx)
+{
+    if (ctx->env_value[idx] != NULL)
+        ctx->env_var = ctx->env_var_names[idx];
+}
+
+/* Free what the context holds from the environment. */
+static void free_env(struct parser_ctx *ctx)
+{
+    for (size_t i = 0; i < NOPTIONS; i++)
+        free(ctx->env_value[i]);
+    for (size_t j = 0; j < ctx->nenv_props; j++) {
+        free(ctx->env_props[j].var);
+        free(ctx->env_props[j].base);
+        free(ctx->env_props[j].key);
+        free(ctx->env_props[j].value);
+    }
+    free(ctx->env_props);
+}
+
+bool relay_config_env_present(char *const *envp)
+{
+    char base[ENV_NAME_MAX];
+
+    for (; envp != NULL && *envp != NULL; envp++) {
+        if (strncmp(*envp, ENV_PREFIX, strlen(ENV_PREFIX)) != 0 ||
+            !env_base_name(*envp, base, sizeof(base)))
+            continue;
+        if (find_env_option(base) < NOPTIONS ||
+            strncmp(base, ENV_PROPS_PREFIX, strlen(ENV_PROPS_PREFIX)) == 0)
+            return true;
+    }
+    return false;
+}
+
+int relay_parse_listen(const char *s, char *host, size_t host_size, int *port)
+{
+    const char *h, *hend, *p;
+    size_t hlen;
+    long n = 0;
+
+    if (s == NULL || host == NULL || host_size == 0)
+        return -EINVAL;
+    if (*s == '[') {
+        h = s + 1;
+        hend = strchr(h, ']');
+        if (hend == NULL || hend == h || hend[1] != ':')
+            return -EINVAL;
+        if (strspn(h, "0123456789abcdefABCDEF:.") != (size_t)(hend - h) ||
+            memchr(h, ':', (size_t)(hend - h)) == NULL)
+            return -EINVAL;
+        p = hend + 2;
+    } else {
+        /* An empty host (":9187") is every IPv4 address, as admin_open() reads it. */
+        h = s;
+        hend = strchr(s, ':');
+        if (hend == NULL || strchr(hend + 1, ':') != NULL)
+            return -EINVAL;
+        if (strspn(h, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_") !=
+            (size_t)(hend - h))
+            return -EINVAL;
+        p = hend + 1;
+    }
+    if (*p == '\0' || strspn(p, "0123456789") != strlen(p) || strlen(p) > 5)
+        return -EINVAL;
+    for (; *p != '\0'; p++)
+        n = n * 10 + (*p - '0');
+    if (n > 65535)
+        return -EINVAL;
+    hlen = (size_t)(hend - h);
+    if (hlen >= host_size)
+        return -EINVAL;
+    memcpy(host, h, hlen);
+    host[hlen] = '\0';
+    *port = (int)n;
+    return 0;
+}
+
+/*
  * Public interface
  */
 
 struct relay_config *relay_config_parse(const char *text, size_t len, const char *name,
                                         char *errstr, size_t errstr_size)
 {
+    if (text == NULL)
+        text = "";
+    return relay_config_parse_env(text, len, name, NULL, errstr, errstr_size);
+}
+
+struct relay_config *relay_config_parse_env(const char *text, size_t len, const char *name,
+                                            char *const *envp, char *errstr, size_t errstr_size)
+{
+    static char *const no_env[] = {NULL};
     struct parser_ctx *ctx;
     struct relay_config *cfg = NULL;
     yaml_document_t doc;
@@ -1728,9 +2333,7 @@ struct relay_config *relay_config_parse(const char *text, size_t len, const char
     if (errstr != NULL && errstr_size > 0)
         errstr[0] = '\0';
     if (name == NULL)
-        name = "<config>";
-    if (text == NULL)
-        text = "";
+        name = text != NULL ? "<config>" : "environment";
 
     /* The context holds per-option arrays; keep it off the stack as the table grows. */
     ctx = calloc(1, sizeof(*ctx));
@@ -1739,8 +2342,10 @@ struct relay_config *relay_config_parse(const char *text, size_t len, const char
         return NULL;
     }
     ctx->name = name;
-    ctx->text = (const unsigned char *)text;
-    ctx->len = len;
+    ctx->have_file = text != NULL;
+    ctx->text = (const unsigned char *)(text != NULL ? text : "");
+    ctx->len = text != NULL ? len : 0;
+    ctx->envp = envp != NULL ? envp : no_env;
     ctx->errstr = errstr;
     ctx->errstr_size = errstr_size;
     ctx->doc = &doc;
@@ -1752,13 +2357,21 @@ struct relay_config *relay_config_parse(const char *text, size_t len, const char
     }
     ctx->cfg = cfg;
 
-    if (prescan(ctx) < 0 || load_document(ctx, &doc) < 0)
+    if (resolve_env(ctx) < 0)
         goto fail;
-    have_doc = true;
-    if (load_root(ctx) < 0 || finish(ctx) < 0)
+    if (ctx->have_file) {
+        if (prescan(ctx) < 0 || load_document(ctx, &doc) < 0)
+            goto fail;
+        have_doc = true;
+        if (load_root(ctx) < 0)
+            goto fail;
+    }
+    if (apply_env(ctx) < 0 || finish(ctx) < 0)
         goto fail;
 
-    yaml_document_delete(&doc);
+    if (have_doc)
+        yaml_document_delete(&doc);
+    free_env(ctx);
     free(ctx);
     return cfg;
 
@@ -1766,11 +2379,18 @@ fail:
     if (have_doc)
         yaml_document_delete(&doc);
     relay_config_free(cfg);
+    free_env(ctx);
     free(ctx);
     return NULL;
 }
 
 struct relay_config *relay_config_load(const char *path, char *errstr, size_t errstr_size)
+{
+    return relay_config_load_env(path, NULL, errstr, errstr_size);
+}
+
+struct relay_config *relay_config_load_env(const char *path, char *const *envp, char *errstr,
+                                           size_t errstr_size)
 {
     struct relay_config *cfg = NULL;
     char *buf = NULL;
@@ -1779,6 +2399,8 @@ struct relay_config *relay_config_load(const char *path, char *errstr, size_t er
 
     if (errstr != NULL && errstr_size > 0)
         errstr[0] = '\0';
+    if (path == NULL)
+        return relay_config_parse_env(NULL, 0, NULL, envp, errstr, errstr_size);
     f = fopen(path, "rb");
     if (f == NULL) {
         fail_plain(errstr, errstr_size, path, "cannot open: %s", strerror(errno));
@@ -1814,7 +2436,7 @@ struct relay_config *relay_config_load(const char *path, char *errstr, size_t er
             break;
         }
     }
-    cfg = relay_config_parse(buf ? buf : "", len, path, errstr, errstr_size);
+    cfg = relay_config_parse_env(buf ? buf : "", len, path, envp, errstr, errstr_size);
 
 out:
     free(buf);

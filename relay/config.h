@@ -12,6 +12,13 @@
  * error when VAR is unset), "${VAR:-default}" falls back to default when VAR is
  * unset or empty, and "$$" is a literal '$'.
  *
+ * Every key may also be set, or overridden, by an environment variable named
+ * after it (relay_config_load_env()): OUTBOX_RELAY_<SECTION>_<KEY> in upper case,
+ * such as OUTBOX_RELAY_POSTGRES_DSN; OUTBOX_RELAY_KAFKA_PROPERTIES_<NAME> for one
+ * librdkafka property, '_' standing for '.'; and NAME_FILE for any of them, to read
+ * the value from a file (a mounted secret).  The environment wins over the file,
+ * and its problems are reported as "environment variable NAME: message".
+ *
  * Every key, its type and its default is listed in docs/configuration.md.
  */
 #ifndef RELAY_CONFIG_H
@@ -38,6 +45,12 @@ enum relay_log_level {
     RELAY_LOG_INFO = 1,
     RELAY_LOG_WARN = 2,
     RELAY_LOG_ERROR = 3,
+};
+
+/* How log lines are written (log.format). */
+enum relay_log_format {
+    RELAY_LOG_FORMAT_TEXT = 0, /* "text": TIME LEVEL message key=value ... */
+    RELAY_LOG_FORMAT_JSON = 1, /* "json": one JSON object per line */
 };
 
 /* How an event is rendered into a message (kafka.format, stdout.format). */
@@ -69,17 +82,17 @@ struct relay_config {
     char *path; /* the file it was read from, for messages */
 
     struct {
-        char *dsn;                  /* required; libpq connection string */
-        enum relay_mode mode;       /* default replication */
-        char *slot;                 /* default "outbox_relay"; unused in polling mode */
-        char *publication;          /* default "outbox_relay"; unused in polling mode */
-        int64_t status_interval_ms; /* default 10s: forced standby status period */
-        int64_t retry_interval_ms;  /* default 5s: wait before reconnecting */
+        char *dsn;                     /* required; libpq connection string */
+        enum relay_mode mode;          /* default replication */
+        char *slot;                    /* default "outbox_relay"; unused in polling mode */
+        char *publication;             /* default "outbox_relay"; unused in polling mode */
+        int64_t status_interval_ms;    /* default 10s: forced standby status period */
+        int64_t retry_interval_ms;     /* default 5s: wait before reconnecting */
         int64_t heartbeat_interval_ms; /* default 10s; 0 disables heartbeats */
-        int64_t slot_lag_warning;   /* default 1 GiB; 0 disables the warning */
-        char *state_schema;         /* from postgres.state_table, default "public" */
-        char *state_table;          /* from postgres.state_table, default "outbox_relay_state" */
-        int history_check;          /* "on" (1, default) or "off" (0): see docs/guarantees.md */
+        int64_t slot_lag_warning;      /* default 1 GiB; 0 disables the warning */
+        char *state_schema;            /* from postgres.state_table, default "public" */
+        char *state_table;             /* from postgres.state_table, default "outbox_relay_state" */
+        int history_check;             /* "on" (1, default) or "off" (0): see docs/guarantees.md */
     } postgres;
 
     struct {
@@ -134,8 +147,17 @@ struct relay_config {
     } polling;
 
     struct {
-        enum relay_log_level level; /* default info */
+        enum relay_log_level level;   /* default info */
+        enum relay_log_format format; /* default text */
     } log;
+
+    struct {
+        /*
+         * Default "127.0.0.1:9187": host:port, :port or [ipv6]:port of the admin
+         * HTTP endpoint, checked with relay_parse_listen(); "" disables it.
+         */
+        char *listen;
+    } admin;
 };
 
 /*
@@ -153,6 +175,63 @@ struct relay_config *relay_config_load(const char *path, char *errstr, size_t er
  */
 struct relay_config *relay_config_parse(const char *text, size_t len, const char *name,
                                         char *errstr, size_t errstr_size);
+
+/*
+ * Like relay_config_parse(), then apply the environment envp (a NULL-terminated
+ * array of "NAME=value" strings, as environ): every OUTBOX_RELAY_* variable that
+ * names a key replaces that key's value from the text, which is then not even
+ * looked at (so an unset ${VAR} there is no error).  text NULL means no file at
+ * all: the configuration is the environment's alone, and name (default
+ * "environment") prefixes messages that no variable explains.  envp NULL means
+ * no environment: exactly relay_config_parse().
+ *
+ * The mapping (docs/configuration.md): OUTBOX_RELAY_<SECTION>_<KEY> upper-cased,
+ * OUTBOX_RELAY_<KEY> for a top-level key (OUTBOX_RELAY_SINK); list keys take
+ * comma-separated entries (a comma inside double quotes does not separate);
+ * OUTBOX_RELAY_KAFKA_PROPERTIES_<NAME> sets the librdkafka property NAME
+ * lower-cased with '_' read as '.'.  Each variable NAME may instead be given as
+ * NAME_FILE, the path of a file holding the value (one trailing newline is
+ * dropped); both at once is an error.  Values from the environment are taken as
+ * they are: no "${...}" expansion.  A variable OUTBOX_RELAY_<SECTION>_... of a
+ * known section that names no key is an error (a typo must not pass silently);
+ * other OUTBOX_RELAY_* variables (OUTBOX_RELAY_CONFIG) are ignored.
+ *
+ * Errors as relay_config_parse(); those caused by a variable read
+ * "environment variable NAME: message".  Returns a new config, to be freed with
+ * relay_config_free(), or NULL.  envp is only read.
+ */
+struct relay_config *relay_config_parse_env(const char *text, size_t len, const char *name,
+                                            char *const *envp, char *errstr, size_t errstr_size);
+
+/*
+ * relay_config_load() with the environment applied as relay_config_parse_env()
+ * does.  path NULL: no file, the environment alone.  Same contract otherwise.
+ */
+struct relay_config *relay_config_load_env(const char *path, char *const *envp, char *errstr,
+                                           size_t errstr_size);
+
+/*
+ * True when envp holds at least one variable that relay_config_parse_env() would
+ * read (a key's or a kafka property's, with or without _FILE).  envp NULL: false.
+ */
+bool relay_config_env_present(char *const *envp);
+
+/*
+ * The environment variable of the key "section.key" (section NULL for a top-level
+ * key) into buf: "OUTBOX_RELAY_SECTION_KEY".  Returns buf, clipped to size.
+ */
+const char *relay_config_env_name(const char *section, const char *key, char *buf, size_t size);
+
+/*
+ * Split a listen address, "host:port" or "[ipv6]:port", into host (without the
+ * brackets, NUL-terminated, at most host_size - 1 bytes) and port (0..65535; 0
+ * lets the system choose).  host is a name or address of letters, digits, '.',
+ * '-' and '_' (or, in brackets, hexadecimal digits, ':' and '.'), or empty
+ * (":9187": every IPv4 address).  Returns 0, or
+ * -EINVAL (host and port then undefined) for anything else, the empty string
+ * included.  Pure.
+ */
+int relay_parse_listen(const char *s, char *host, size_t host_size, int *port);
 
 /* Free a config and everything it owns.  relay_config_free(NULL) is a no-op. */
 void relay_config_free(struct relay_config *cfg);

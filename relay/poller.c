@@ -40,6 +40,7 @@
 #include "event.h"
 #include "format.h"
 #include "log.h"
+#include "observe.h"
 #include "replication.h"
 #include "sink.h"
 
@@ -79,6 +80,7 @@ struct poller {
     bool rebuild;
 
     uint64_t produced, delivered, batches;
+    struct observer obs;    /* metrics, /healthz, /readyz, systemd */
     int fatal;
     char errstr[1024];
 };
@@ -111,12 +113,19 @@ static void on_report(void *opaque, uint64_t txn_seq, enum sink_outcome outcome,
     struct poller *p = opaque;
 
     if (outcome == SINK_DELIVERED) {
-        if (ckpt_ack(p->ckpt, txn_seq) == 0)
+        int64_t commit_us = ckpt_commit_time(p->ckpt, txn_seq);
+
+        if (ckpt_ack(p->ckpt, txn_seq) == 0) {
             p->delivered++;
+            metrics_note_ack(&p->obs.m, commit_us, observe_now_us());
+            if (p->cfg->kafka.dlq_topic[0] && strcmp(topic, p->cfg->kafka.dlq_topic) == 0)
+                p->obs.m.dead_letter++;
+        }
         return;
     }
     if (ckpt_fail(p->ckpt, txn_seq) == -ENOENT)
         return;
+    p->obs.m.publish_errors++;
     if (outcome == SINK_FAILED_PERMANENT) {
         set_fatal(p,
                   "event \"%s\" cannot be delivered to topic \"%s\": %s; stopping without "
@@ -294,6 +303,7 @@ static void try_connect(struct poller *p)
                                 : p->retry_delay_ms * 2;
         return;
     }
+    PQsetNoticeProcessor(p->conn, repl_notice_to_log, NULL);
     if (prepare_queries(p) < 0)
         return;
     if (!(res = exec(p, "SELECT system_identifier::text FROM pg_catalog.pg_control_system()",
@@ -413,6 +423,9 @@ static void poll_batch(struct poller *p)
     p->batch = res;
     p->in_batch = true;
     p->seqs_len = 0;
+    /* Latency metrics: a batch counts from its oldest row's time (column 1). */
+    if (ntuples > 0)
+        ckpt_set_commit_time(p->ckpt, strtoll(PQgetvalue(res, 0, 1), NULL, 10));
     for (int row = 0; row < ntuples && !p->fatal && !p->rebuild; row++) {
         const struct rel_desc *rel = relcache_get(p->rels, PQftable(res, 2));
         struct pgo_tuple tuple = {(uint16_t)nfields, vals};
@@ -450,6 +463,7 @@ static void poll_batch(struct poller *p)
         ckpt_add_event(p->ckpt);
         append_seq(p, PQgetvalue(res, row, seq_col));
         p->produced++;
+        p->obs.m.events_received++;
     }
     ckpt_commit(p->ckpt, p->batch_no);
     if (p->seqs_len) {
@@ -544,11 +558,36 @@ static bool notified(struct poller *p)
     return any;
 }
 
+/* Bring the gauges up to date (before /metrics and /readyz answer). */
+static void refresh_metrics(void *opaque, struct relay_metrics *m)
+{
+    struct poller *p = opaque;
+
+    m->inflight_events = ckpt_inflight_events(p->ckpt);
+    m->inflight_bytes = (uint64_t)sink_outstanding_bytes(p->sink);
+}
+
+/* Ready: holding the advisory lock on a live connection, and the brokers reachable. */
+static void update_ready(struct poller *p)
+{
+    if (p->stopping)
+        observe_ready(&p->obs, false, "stopping");
+    else if (!p->conn)
+        observe_ready(&p->obs, false, "connecting to postgresql");
+    else if (!p->locked)
+        observe_ready(&p->obs, false, "standby: another instance holds the outbox lock");
+    else if (!sink_connected(p->sink))
+        observe_ready(&p->obs, false, "kafka brokers unreachable");
+    else
+        observe_ready(&p->obs, true, NULL);
+}
+
 static void loop(struct poller *p)
 {
     while (!p->fatal) {
-        struct pollfd fds[3];
-        int nfds = 2, timeout;
+        struct pollfd fds[3 + OBSERVE_MAX_POLLFDS];
+        size_t nobs;
+        int timeout;
         int64_t now = now_ms();
 
         if (p->stopping && (!p->in_batch || now >= p->stop_deadline_ms))
@@ -575,10 +614,8 @@ static void loop(struct poller *p)
         }
         fds[0] = (struct pollfd){.fd = p->stop_fd, .events = POLLIN};
         fds[1] = (struct pollfd){.fd = sink_fd(p->sink), .events = POLLIN};
-        if (p->conn) {
-            fds[2] = (struct pollfd){.fd = PQsocket(p->conn), .events = POLLIN};
-            nfds = 3;
-        }
+        fds[2] = (struct pollfd){.fd = p->conn ? PQsocket(p->conn) : -1, .events = POLLIN};
+        nobs = observe_pollfds(&p->obs, fds + 3, OBSERVE_MAX_POLLFDS);
         timeout = 1000;
         if (p->conn && p->locked && !p->in_batch && p->next_poll_ms - now < timeout)
             timeout = (int)(p->next_poll_ms - now);
@@ -586,10 +623,13 @@ static void loop(struct poller *p)
             timeout = (int)(p->retry_at_ms - now);
         if (timeout < 0)
             timeout = 0;
-        if (poll(fds, (nfds_t)nfds, timeout) < 0 && errno != EINTR) {
+        if (poll(fds, (nfds_t)(3 + nobs), observe_timeout(&p->obs, timeout)) < 0 &&
+            errno != EINTR) {
             set_fatal(p, "poll: %s", strerror(errno));
             break;
         }
+        observe_turn(&p->obs, fds + 3, nobs);
+        update_ready(p);
         if (fds[0].revents) {
             char buf[16];
 
@@ -598,6 +638,7 @@ static void loop(struct poller *p)
             if (!p->stopping) {
                 p->stopping = true;
                 p->stop_deadline_ms = now_ms() + p->cfg->kafka.shutdown_timeout_ms;
+                observe_stopping(&p->obs);
                 log_info("stopping: waiting for the batch in flight to be acknowledged");
             } else {
                 p->stop_deadline_ms = now_ms();
@@ -645,7 +686,8 @@ int poller_run(const struct relay_config *cfg, int stop_fd, char *errstr, size_t
         goto out;
     }
     if (!(p.rels = relcache_from_config(cfg, errstr, errstr_size)) ||
-        !(p.sink = sink_from_config(cfg, on_report, &p, errstr, errstr_size)))
+        !(p.sink = sink_from_config(cfg, on_report, &p, errstr, errstr_size)) ||
+        observe_open(&p.obs, cfg, refresh_metrics, &p, errstr, errstr_size) < 0)
         goto out;
 
     loop(&p);
@@ -667,6 +709,7 @@ int poller_run(const struct relay_config *cfg, int stop_fd, char *errstr, size_t
     rc = 0;
 
 out:
+    observe_close(&p.obs);
     sink_free(p.sink);
     PQclear(p.batch);
     if (p.conn)

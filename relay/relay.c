@@ -42,6 +42,7 @@
 #include "format.h"
 #include "jsonbuf.h"
 #include "log.h"
+#include "observe.h"
 #include "pgoutput.h"
 #include "replication.h"
 #include "sink.h"
@@ -90,6 +91,9 @@ struct relay {
 
     uint64_t produced;
     uint64_t delivered;
+    lsn_t server_wal_end;    /* the server's WAL end, as its last frame said */
+
+    struct observer obs;     /* metrics, /healthz, /readyz, systemd */
 
     /*
      * The side connection: a second, ordinary connection for two jobs, one query at
@@ -105,7 +109,9 @@ struct relay {
     int64_t hb_due_ms;
     uint64_t hb_produced;    /* r->produced at the last beat */
     bool lag_warned;
-    lsn_t state_lsn;         /* recorded in the state table: confirm no further */
+    lsn_t state_lsn;         /* recorded in the state table: confirm no further... */
+    bool state_broken;       /* ...unless the last write failed, see confirmable() */
+    lsn_t unrecorded;        /* the highest position confirmed without a record */
     lsn_t state_sending;     /* the position being written */
     int64_t state_sent_ms;   /* when the last write was sent */
     uint64_t state_delivered; /* r->delivered at the last write */
@@ -153,12 +159,19 @@ static void on_report(void *opaque, uint64_t txn_seq, enum sink_outcome outcome,
     char msg[768];
 
     if (outcome == SINK_DELIVERED) {
-        if (ckpt_ack(r->ckpt, txn_seq) == 0)
+        int64_t commit_us = ckpt_commit_time(r->ckpt, txn_seq);
+
+        if (ckpt_ack(r->ckpt, txn_seq) == 0) {
             r->delivered++;
+            metrics_note_ack(&r->obs.m, commit_us, observe_now_us());
+            if (r->cfg->kafka.dlq_topic[0] && strcmp(topic, r->cfg->kafka.dlq_topic) == 0)
+                r->obs.m.dead_letter++;
+        }
         return;
     }
     if (ckpt_fail(r->ckpt, txn_seq) == -ENOENT)
         return; /* a report from a pipeline already discarded */
+    r->obs.m.publish_errors++;
     if (outcome == SINK_FAILED_PERMANENT) {
         set_fatal(r,
                   "event \"%s\" cannot be delivered to topic \"%s\": %s; stopping without "
@@ -176,12 +189,27 @@ static void on_report(void *opaque, uint64_t txn_seq, enum sink_outcome outcome,
 /*
  * The position the relay may confirm to the slot: everything acknowledged, but with
  * the history check on, no further than the state table records.
+ *
+ * One exception.  A server shutting down ("fast" mode) first ends every ordinary
+ * connection, so the record can no longer be written, and then has its walsenders
+ * wait until the client confirms the end of WAL -- its own shutdown checkpoint
+ * included -- before it can stop.  When the server asks for a reply, the last record
+ * write failed and nothing is in flight (so the relay knows the range holds no event
+ * of its own), the relay confirms without a record and remembers the position
+ * (r->unrecorded); the next connection records it (repl_open()).
  */
-static lsn_t confirmable(const struct relay *r)
+static lsn_t confirmable(struct relay *r)
 {
     lsn_t c = ckpt_confirmed(r->ckpt);
 
-    return r->cfg->postgres.history_check && r->state_lsn < c ? r->state_lsn : c;
+    if (!r->cfg->postgres.history_check || c <= r->state_lsn)
+        return c;
+    if (r->reply_due && r->state_broken && !r->in_txn && ckpt_inflight_txns(r->ckpt) == 0) {
+        if (c > r->unrecorded)
+            r->unrecorded = c;
+        return c;
+    }
+    return r->state_lsn;
 }
 
 /* kafka.max_inflight_events reached: stop reading WAL until acknowledgements arrive. */
@@ -254,7 +282,8 @@ static void try_connect(struct relay *r)
 {
     char err[1024];
     struct repl_info info;
-    int rc = repl_open(r->cfg, ckpt_confirmed(r->ckpt), r->have_info ? &r->info : NULL,
+    int rc = repl_open(r->cfg, ckpt_confirmed(r->ckpt), r->unrecorded,
+                       r->have_info ? &r->info : NULL,
                        r->cdc_keys, &r->conn, &info, err, sizeof(err));
 
     if (rc == -EPERM) {
@@ -266,6 +295,8 @@ static void try_connect(struct relay *r)
         schedule_retry(r);
         return;
     }
+    if (r->have_info)
+        r->obs.m.reconnects++;
     r->info = info;
     r->have_info = true;
     if (!r->fmt && !(r->fmt = formatter_from_config(r->cfg, info.dbname, err, sizeof(err)))) {
@@ -282,6 +313,7 @@ static void try_connect(struct relay *r)
         ckpt_keepalive(r->ckpt, info.start_lsn);
     }
     r->received = info.start_lsn;
+    r->server_wal_end = info.server_lsn;
     r->sent_flush = info.slot_confirmed;
     r->state_lsn = info.state_lsn;
     r->last_status_ms = 0;
@@ -336,6 +368,7 @@ static void publish(struct relay *r, const struct event *ev)
     }
     ckpt_add_event(r->ckpt);
     r->produced++;
+    r->obs.m.events_received++;
     r->pos.index++;
 }
 
@@ -456,6 +489,7 @@ static void handle_message(struct relay *r, const char *data, size_t len)
         r->pos.commit_lsn = m.u.begin.final_lsn;
         r->pos.xid = m.u.begin.xid;
         r->pos.commit_time_us = pgo_timestamp_to_unix_us(m.u.begin.commit_time);
+        ckpt_set_commit_time(r->ckpt, r->pos.commit_time_us);
         r->pos.index = 0;
         break;
     case PGO_COMMIT:
@@ -531,14 +565,19 @@ static void read_stream(struct relay *r)
             source_lost(r, err);
             return;
         }
+        if (f.wal_end > r->server_wal_end)
+            r->server_wal_end = f.wal_end;
         if (f.type == 'w') {
             if (f.data_start > r->received)
                 r->received = f.data_start;
             handle_message(r, f.data, f.len);
         } else {
             /* Keepalive: with nothing in flight, everything up to wal_end is done. */
-            if (f.wal_end > r->received && !r->in_txn && ckpt_inflight_txns(r->ckpt) == 0)
+            if (f.wal_end > r->received && !r->in_txn && ckpt_inflight_txns(r->ckpt) == 0) {
                 r->received = f.wal_end;
+                /* Nothing in flight: every commit up to now is done (source lag 0). */
+                metrics_note_caught_up(&r->obs.m, observe_now_us());
+            }
             ckpt_keepalive(r->ckpt, f.wal_end);
             if (f.reply_requested)
                 r->reply_due = true;
@@ -586,8 +625,10 @@ static void send_status(struct relay *r, bool force)
 
 static void side_close(struct relay *r, const char *why)
 {
-    if (why)
+    if (why) {
         log_warn("side connection: %s", why);
+        r->state_broken = true; /* until a record is written again */
+    }
     if (r->side)
         PQfinish(r->side);
     r->side = NULL;
@@ -612,6 +653,7 @@ static PGconn *side_conn(struct relay *r)
         return NULL;
     }
     PQsetnonblocking(r->side, 1);
+    PQsetNoticeProcessor(r->side, repl_notice_to_log, NULL);
     return r->side;
 }
 
@@ -636,7 +678,8 @@ static void heartbeat_send(struct relay *r)
     snprintf(sql, sizeof(sql),
              "SELECT pg_catalog.pg_logical_emit_message(true, 'outbox-relay-heartbeat', ''), "
              "(SELECT pg_catalog.pg_current_wal_lsn() - confirmed_flush_lsn FROM "
-             "pg_catalog.pg_replication_slots WHERE slot_name = %s)",
+             "pg_catalog.pg_replication_slots WHERE slot_name = %s), "
+             "pg_catalog.pg_current_wal_lsn()",
              slot ? slot : "''");
     PQfreemem(slot);
     if (!PQsendQuery(r->side, sql)) {
@@ -644,6 +687,7 @@ static void heartbeat_send(struct relay *r)
         return;
     }
     r->side_job = SIDE_HEARTBEAT;
+    r->obs.m.heartbeats++;
 }
 
 /* The heartbeat's answer: warn about slot lag. */
@@ -655,6 +699,10 @@ static void heartbeat_done(struct relay *r, const PGresult *res)
         long long lag = atoll(PQgetvalue(res, 0, 1));
         long long limit = (long long)r->cfg->postgres.slot_lag_warning;
 
+        lsn_t end;
+
+        if (lsn_parse(PQgetvalue(res, 0, 2), &end) && end > r->server_wal_end)
+            r->server_wal_end = end;
         if (limit > 0 && lag > limit && !r->lag_warned) {
             log_warn("replication slot \"%s\" lags %lld bytes behind the server (more than "
                      "postgres.slot_lag_warning, %lld): WAL is piling up",
@@ -700,8 +748,8 @@ static void state_statement(const struct relay *r, PGconn *conn, lsn_t lsn, char
 
 /*
  * Record the acknowledged position in the state table, so that it can be confirmed.
- * Eagerly (every STATE_EAGER_MS) while events are delivered or the position ran far
- * ahead; otherwise once per status interval, so that the WAL of the write itself,
+ * Eagerly (every STATE_EAGER_MS) while events are delivered, the position ran far
+ * ahead or the server waits for a reply; otherwise once per status interval, so that the WAL of the write itself,
  * which keepalives then report, does not keep the relay writing while idle.
  */
 #define STATE_EAGER_MS 200
@@ -716,7 +764,8 @@ static void state_send(struct relay *r)
     if (!r->cfg->postgres.history_check || !r->conn || r->side_job != SIDE_IDLE ||
         c <= r->state_lsn)
         return;
-    every = r->delivered != r->state_delivered || c - r->state_lsn >= STATE_EAGER_BYTES
+    every = r->delivered != r->state_delivered || c - r->state_lsn >= STATE_EAGER_BYTES ||
+                    r->reply_due
                 ? STATE_EAGER_MS
                 : r->cfg->postgres.status_interval_ms;
     if (now - r->state_sent_ms < every || !side_conn(r))
@@ -737,8 +786,10 @@ static void state_done(struct relay *r, const PGresult *res)
     if (PQresultStatus(res) != PGRES_COMMAND_OK) {
         log_warn("cannot record position " LSN_FMT " in the relay's state table: %s",
                  LSN_ARGS(r->state_sending), PQresultErrorMessage(res));
+        r->state_broken = true;
         return;
     }
+    r->state_broken = false;
     if (r->state_sending > r->state_lsn)
         r->state_lsn = r->state_sending;
 }
@@ -806,6 +857,7 @@ static void rebuild(struct relay *r)
 
     log_warn("rebuilding the pipeline: replaying from " LSN_FMT,
              LSN_ARGS(ckpt_confirmed(r->ckpt)));
+    r->obs.m.replays++;
     send_status(r, true);
     drop_connection(r, r->conn != NULL);
     if (sink_reset(r->sink, err, sizeof(err)) < 0) {
@@ -835,7 +887,7 @@ static bool loop_done(const struct relay *r)
     return sink_outstanding(r->sink) == 0;
 }
 
-static int poll_timeout(const struct relay *r)
+static int poll_timeout(struct relay *r)
 {
     int64_t t = 1000, now = now_ms();
 
@@ -859,6 +911,37 @@ static int poll_timeout(const struct relay *r)
     return (int)t;
 }
 
+/* Bring the gauges up to date (before /metrics and /readyz answer). */
+static void refresh_metrics(void *opaque, struct relay_metrics *m)
+{
+    struct relay *r = opaque;
+
+    m->inflight_events = ckpt_inflight_events(r->ckpt);
+    m->inflight_bytes = (uint64_t)sink_outstanding_bytes(r->sink);
+    m->confirmed_lsn = r->sent_flush;
+    /* The server's WAL end, as the stream's frames and the heartbeats last said. */
+    if (r->have_info)
+        m->slot_lag_bytes = r->server_wal_end > r->sent_flush
+                                ? (int64_t)(r->server_wal_end - r->sent_flush)
+                                : 0;
+}
+
+/* Ready: streaming from PostgreSQL, and the sink can reach its brokers. */
+static void update_ready(struct relay *r)
+{
+    if (r->stopping)
+        observe_ready(&r->obs, false, "stopping");
+    else if (!r->conn)
+        observe_ready(&r->obs, false, r->have_info ? "reconnecting to postgresql (or waiting "
+                                                     "for the replication slot)"
+                                                   : "connecting to postgresql (or waiting "
+                                                     "for the replication slot)");
+    else if (!sink_connected(r->sink))
+        observe_ready(&r->obs, false, "kafka brokers unreachable");
+    else
+        observe_ready(&r->obs, true, NULL);
+}
+
 static void on_stop_request(struct relay *r)
 {
     char buf[16];
@@ -873,6 +956,7 @@ static void on_stop_request(struct relay *r)
     }
     r->stopping = true;
     r->stop_deadline_ms = now_ms() + r->cfg->kafka.shutdown_timeout_ms;
+    observe_stopping(&r->obs);
     log_info("stopping: finishing transaction %s, waiting for %d events to be acknowledged",
              r->in_txn ? "in progress" : "(none)", sink_outstanding(r->sink));
 }
@@ -880,38 +964,40 @@ static void on_stop_request(struct relay *r)
 static void loop(struct relay *r)
 {
     while (!loop_done(r)) {
-        struct pollfd fds[4];
-        int nfds = 2, sidefd = -1;
+        struct pollfd fds[4 + OBSERVE_MAX_POLLFDS];
+        size_t nobs;
         char err[512];
 
         if (!r->conn && !r->stopping && now_ms() >= r->retry_at_ms) {
             try_connect(r);
             continue;
         }
+        /* Fixed slots 0-3 (fd -1 when unused: poll() skips it), then the observer's. */
         fds[0] = (struct pollfd){.fd = r->stop_fd, .events = POLLIN};
         fds[1] = (struct pollfd){.fd = sink_fd(r->sink), .events = POLLIN};
+        fds[2] = (struct pollfd){.fd = -1};
+        fds[3] = (struct pollfd){.fd = -1};
         if (r->conn) {
             /* Not reading: leave the data in the socket, so TCP pushes back. */
             fds[2] = (struct pollfd){.fd = repl_socket(r->conn),
                                      .events = (short)((reading(r) ? POLLIN : 0) |
                                                        (repl_want_write(r->conn) ? POLLOUT : 0))};
-            nfds = 3;
         }
-        if (r->side && r->side_job != SIDE_IDLE) {
+        if (r->side && r->side_job != SIDE_IDLE)
             fds[3] = (struct pollfd){.fd = PQsocket(r->side), .events = POLLIN};
-            sidefd = nfds = 4;
-            if (!r->conn) /* keep the array dense: slot 2 unused */
-                fds[2] = (struct pollfd){.fd = -1};
-        }
-        if (poll(fds, (nfds_t)nfds, poll_timeout(r)) < 0 && errno != EINTR) {
+        nobs = observe_pollfds(&r->obs, fds + 4, OBSERVE_MAX_POLLFDS);
+        if (poll(fds, (nfds_t)(4 + nobs), observe_timeout(&r->obs, poll_timeout(r))) < 0 &&
+            errno != EINTR) {
             set_fatal(r, "poll: %s", strerror(errno));
             break;
         }
+        observe_turn(&r->obs, fds + 4, nobs);
+        update_ready(r);
         if (fds[0].revents)
             on_stop_request(r);
         if (fds[1].revents)
             sink_drain_fd(r->sink);
-        if (sidefd > 0 && fds[3].revents)
+        if (fds[3].revents)
             side_receive(r);
         sink_poll(r->sink);
         if (sink_fatal(r->sink))
@@ -1001,6 +1087,8 @@ int relay_run(const struct relay_config *cfg, int stop_fd, char *errstr, size_t 
     relcache_set_cdc_tables(r.rels, r.cdc_schemas, r.cdc_tables, r.cdc_keys, cfg->cdc.ntables);
     if (!(r.sink = sink_from_config(cfg, on_report, &r, errstr, errstr_size)))
         goto out;
+    if (observe_open(&r.obs, cfg, refresh_metrics, &r, errstr, errstr_size) < 0)
+        goto out;
 
     loop(&r);
     shutdown_pipeline(&r);
@@ -1012,6 +1100,7 @@ int relay_run(const struct relay_config *cfg, int stop_fd, char *errstr, size_t 
 
 out:
     side_close(&r, NULL);
+    observe_close(&r.obs);
     sink_free(r.sink);
     formatter_free(r.fmt);
     relcache_free(r.rels);

@@ -540,6 +540,7 @@ static int read_state(PGconn *conn, const struct relay_config *cfg, struct repl_
     char *slot_lit = PQescapeLiteral(conn, slot, strlen(slot));
     char sql[1024];
     PGresult *res = NULL;
+    bool exists;
     int err = -EAGAIN;
 
     if (!table || !slot_lit) {
@@ -560,9 +561,10 @@ static int read_state(PGconn *conn, const struct relay_config *cfg, struct repl_
     if ((err = run(conn, sql, true, "cannot look up the relay's state table", &res, errstr,
                    errstr_size)) < 0)
         goto out;
-    if (strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
-        PQclear(res);
-        res = NULL;
+    exists = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+    PQclear(res);
+    res = NULL;
+    if (!exists) {
         snprintf(sql, sizeof(sql),
                  "CREATE TABLE IF NOT EXISTS %s (slot_name text PRIMARY KEY, "
                  "system_identifier text NOT NULL, timeline integer NOT NULL, "
@@ -607,13 +609,40 @@ out:
     return err;
 }
 
+/* Bring the slot's row up to info->state_lsn (never back). */
+static int write_state(PGconn *conn, const struct relay_config *cfg, struct repl_info *info,
+                       char *errstr, size_t errstr_size)
+{
+    const char *slot = cfg->postgres.slot;
+    char *table = state_table_name(conn, cfg);
+    char *slot_lit = PQescapeLiteral(conn, slot, strlen(slot));
+    char sql[1024];
+    PGresult *res = NULL;
+    int err = -EAGAIN;
+
+    if (!table || !slot_lit) {
+        snprintf(errstr, errstr_size, "out of memory");
+    } else {
+        snprintf(sql, sizeof(sql),
+                 "UPDATE %s SET confirmed_lsn = '" LSN_FMT "', updated_at = now() "
+                 "WHERE slot_name = %s AND confirmed_lsn < '" LSN_FMT "'",
+                 table, LSN_ARGS(info->state_lsn), slot_lit, LSN_ARGS(info->state_lsn));
+        err = run(conn, sql, false, "cannot record the relay's state", &res, errstr,
+                  errstr_size);
+    }
+    PQclear(res);
+    PQfreemem(slot_lit);
+    free(table);
+    return err;
+}
+
 /*
  * Compare the state row with the server and the slot (docs/guarantees.md, "History
  * check"); record the slot when there is no row yet.  -EPERM when they disagree in
  * a way that loses or invents events; the message says how to accept the change.
  */
 static int check_history(PGconn *conn, const struct relay_config *cfg, struct repl_info *info,
-                         char *errstr, size_t errstr_size)
+                         lsn_t unrecorded, char *errstr, size_t errstr_size)
 {
     const char *nsp = cfg->postgres.state_schema, *rel = cfg->postgres.state_table;
     const char *slot = cfg->postgres.slot;
@@ -656,6 +685,15 @@ static int check_history(PGconn *conn, const struct relay_config *cfg, struct re
                      LSN_ARGS(info->server_lsn), LSN_ARGS(info->state_lsn), slot, nsp, rel,
                      accept);
             return -EPERM;
+        }
+        if (info->slot_confirmed != LSN_INVALID && info->slot_confirmed > info->state_lsn &&
+            unrecorded != LSN_INVALID && info->slot_confirmed <= unrecorded) {
+            /* We confirmed it ourselves while the server shut down: record it now. */
+            log_info("recording " LSN_FMT ", confirmed to slot \"%s\" while the server was "
+                     "shutting down",
+                     LSN_ARGS(info->slot_confirmed), slot);
+            info->state_lsn = info->slot_confirmed;
+            return write_state(conn, cfg, info, errstr, errstr_size);
         }
         if (info->slot_confirmed != LSN_INVALID && info->slot_confirmed > info->state_lsn) {
             snprintf(errstr, errstr_size,
@@ -795,8 +833,8 @@ out:
     return err;
 }
 
-int repl_open(const struct relay_config *cfg, lsn_t start_hint, const struct repl_info *prev,
-              char **cdc_keys, repl_conn **out, struct repl_info *info, char *errstr,
+int repl_open(const struct relay_config *cfg, lsn_t start_hint, lsn_t unrecorded,
+              const struct repl_info *prev, char **cdc_keys, repl_conn **out, struct repl_info *info, char *errstr,
               size_t errstr_size)
 {
     /*
@@ -829,6 +867,7 @@ int repl_open(const struct relay_config *cfg, lsn_t start_hint, const struct rep
         PQfinish(conn);
         return err;
     }
+    PQsetNoticeProcessor(conn, repl_notice_to_log, NULL);
     info->server_version = PQserverVersion(conn);
     if ((err = check_server(conn, errstr, errstr_size)) < 0 ||
         (err = identify_system(conn, info, errstr, errstr_size)) < 0 ||
@@ -838,8 +877,8 @@ int repl_open(const struct relay_config *cfg, lsn_t start_hint, const struct rep
         (cfg->postgres.history_check && (err = read_state(conn, cfg, info, errstr,
                                                           errstr_size)) < 0) ||
         (err = ensure_slot(conn, cfg, info, errstr, errstr_size)) < 0 ||
-        (cfg->postgres.history_check && (err = check_history(conn, cfg, info, errstr,
-                                                             errstr_size)) < 0))
+        (cfg->postgres.history_check && (err = check_history(conn, cfg, info, unrecorded,
+                                                             errstr, errstr_size)) < 0))
         goto fail;
 
     /*
@@ -887,6 +926,15 @@ int repl_open(const struct relay_config *cfg, lsn_t start_hint, const struct rep
 fail:
     PQfinish(conn);
     return err;
+}
+
+void repl_notice_to_log(void *arg, const char *message)
+{
+    char line[512];
+
+    (void)arg;
+    copy_pg_error(message, line, sizeof(line));
+    log_info("postgresql: %s", line);
 }
 
 bool repl_connect_error_permanent(const char *msg)

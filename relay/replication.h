@@ -60,6 +60,11 @@ struct repl_info {
  * same system and timeline, and only up to the server's WAL end; otherwise it is
  * ignored (info->hint_ignored) and streaming starts at the slot's position.
  *
+ * unrecorded is the highest position this process confirmed to the slot without
+ * recording it first (the server was shutting down and asked for it: see relay.c),
+ * LSN_INVALID when none: a slot ahead of the record by no more than that is ours,
+ * and the record is brought up to it.
+ *
  * cdc_keys has one entry per cdc.tables entry: each is replaced by a new string (the
  * old one is freed; the caller frees the last) listing the table's primary key
  * columns, comma separated, "" when it has none.
@@ -68,8 +73,8 @@ struct repl_info {
  * *info.  On error returns -EAGAIN or -EPERM (see above) with errstr set, and *out
  * is untouched.  Blocks for the setup queries; connect_timeout defaults to 10 s.
  */
-int repl_open(const struct relay_config *cfg, lsn_t start_hint, const struct repl_info *prev,
-              char **cdc_keys, repl_conn **out, struct repl_info *info, char *errstr,
+int repl_open(const struct relay_config *cfg, lsn_t start_hint, lsn_t unrecorded,
+              const struct repl_info *prev, char **cdc_keys, repl_conn **out, struct repl_info *info, char *errstr,
               size_t errstr_size);
 
 /*
@@ -80,6 +85,13 @@ int repl_open(const struct relay_config *cfg, lsn_t start_hint, const struct rep
  * a server starting up or shutting down, and TLS handshake errors are not.
  */
 bool repl_connect_error_permanent(const char *msg);
+
+/*
+ * A libpq notice processor (PQsetNoticeProcessor()) that writes a server's NOTICE
+ * or WARNING through the relay's log instead of to stderr, so that every line of
+ * the log keeps its format (log.format: json).
+ */
+void repl_notice_to_log(void *arg, const char *message);
 
 /* The connection's socket, for poll(2). */
 int repl_socket(const repl_conn *c);

@@ -99,6 +99,11 @@ int sink_outstanding(const sink *s)
     return s->outstanding;
 }
 
+bool sink_connected(const sink *s)
+{
+    return !s->unreachable;
+}
+
 int64_t sink_outstanding_bytes(const sink *s)
 {
     return s->outstanding_bytes;

@@ -113,6 +113,13 @@ int64_t sink_outstanding_bytes(const sink *s);
 /* Messages produced and not yet reported (by this producer: a reset clears it). */
 int sink_outstanding(const sink *s);
 
+/*
+ * Whether the sink can reach its destination, as far as it knows: for Kafka, false
+ * from "all brokers down" until a delivery succeeds or librdkafka's statistics show
+ * a broker up again.  For /readyz; never a reason to stop or retry.
+ */
+bool sink_connected(const sink *s);
+
 /* Destroy the sink; outstanding messages are purged.  sink_free(NULL) is a no-op. */
 void sink_free(sink *s);
 

@@ -27,6 +27,7 @@ struct sink {
     void *opaque;
     int outstanding;
     int64_t outstanding_bytes; /* keys and values of the outstanding messages */
+    bool unreachable;          /* the implementation knows it cannot reach its brokers */
 };
 
 /* Set up the base part: a non-blocking close-on-exec pipe.  Returns 0 or -errno. */

@@ -36,12 +36,26 @@
 
 #include "log.h"
 
+/*
+ * Topic handles kept for the producer's life, so that a message names its topic by
+ * handle.  Producing by name makes librdkafka create a topic object without asking
+ * the cluster about it: its metadata is then requested by the one-second topic scan,
+ * and the first messages to a topic waited up to a second for it (measured: 1.0 s
+ * before the first acknowledgement of a drain).  rd_kafka_topic_new() asks at once.
+ * Topics come from a template, so there are few; past TOPIC_CACHE_MAX of them the
+ * rest are produced by name, which is only slower for their first message.
+ */
+#define TOPIC_CACHE_MAX 64
+
 struct kafka_sink {
     struct sink base; /* first: a struct kafka_sink * is a sink * */
     const struct relay_config *cfg;
     rd_kafka_t *rk;
     rd_kafka_queue_t *mainq;
     bool fatal;
+    rd_kafka_topic_t *topics[TOPIC_CACHE_MAX];
+    int ntopics;
+    int last_topic; /* index of the topic used last: most messages go to the same one */
 };
 
 /* Properties the relay's guarantee depends on: a user value must agree. */
@@ -65,6 +79,8 @@ static const struct {
     {"linger.ms", "5"},
     /* librdkafka backs off up to 10 s between reconnects; a relay wants its broker back. */
     {"reconnect.backoff.max.ms", "1000"},
+    /* Statistics tell /readyz when a broker is back (on_stats). */
+    {"statistics.interval.ms", "5000"},
 };
 
 /*
@@ -170,6 +186,8 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
     (void)rk;
     s->base.outstanding--;
     s->base.outstanding_bytes -= message_bytes(m);
+    if (!m->err)
+        s->base.unreachable = false;
     if (m->err) {
         const void *v;
         size_t len;
@@ -210,7 +228,24 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
         s->fatal = true;
         return;
     }
+    if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
+        s->base.unreachable = true;
     log_warn("kafka: %s: %s", rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
+}
+
+/*
+ * librdkafka's statistics (every statistics.interval.ms): the only place it says that
+ * a broker is up again when nothing is being delivered.  Any broker in state "UP" will
+ * do; the JSON is not parsed further.  Returns 0: librdkafka frees the string.
+ */
+static int on_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque)
+{
+    struct kafka_sink *s = opaque;
+
+    (void)rk;
+    (void)len;
+    s->base.unreachable = strstr(json, "\"state\":\"UP\"") == NULL;
+    return 0;
 }
 
 static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
@@ -314,6 +349,7 @@ static int producer_create(struct kafka_sink *s, char *errstr, size_t errstr_siz
     rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
     rd_kafka_conf_set_error_cb(conf, on_error);
     rd_kafka_conf_set_log_cb(conf, on_log);
+    rd_kafka_conf_set_stats_cb(conf, on_stats);
 
     s->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
     if (!s->rk) {
@@ -335,6 +371,11 @@ static void producer_destroy(struct kafka_sink *s)
     rd_kafka_purge(s->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
     /* Serve the purge reports so that the counters and the tracker see them. */
     rd_kafka_poll(s->rk, 0);
+    /* Our references only: messages still held keep their topic alive. */
+    for (int i = 0; i < s->ntopics; i++)
+        rd_kafka_topic_destroy(s->topics[i]);
+    s->ntopics = 0;
+    s->last_topic = 0;
     rd_kafka_queue_io_event_enable(s->mainq, -1, NULL, 0);
     rd_kafka_queue_destroy(s->mainq);
     s->mainq = NULL;
@@ -344,26 +385,67 @@ static void producer_destroy(struct kafka_sink *s)
     s->base.outstanding_bytes = 0;
 }
 
+/* The handle of topic name (see TOPIC_CACHE_MAX), or NULL: produce by name. */
+static rd_kafka_topic_t *topic_handle(struct kafka_sink *s, const char *name)
+{
+    rd_kafka_topic_t *rkt;
+
+    if (s->ntopics > 0 && strcmp(rd_kafka_topic_name(s->topics[s->last_topic]), name) == 0)
+        return s->topics[s->last_topic];
+    for (int i = 0; i < s->ntopics; i++) {
+        if (strcmp(rd_kafka_topic_name(s->topics[i]), name) == 0) {
+            s->last_topic = i;
+            return s->topics[i];
+        }
+    }
+    if (s->ntopics == TOPIC_CACHE_MAX || !(rkt = rd_kafka_topic_new(s->rk, name, NULL)))
+        return NULL;
+    s->last_topic = s->ntopics;
+    s->topics[s->ntopics++] = rkt;
+    return rkt;
+}
+
 static int kafka_produce(sink *base, const struct out_msg *msg, uint64_t txn_seq, char *errstr,
                          size_t errstr_size)
 {
     struct kafka_sink *s = (struct kafka_sink *)base;
     rd_kafka_headers_t *hdrs;
     rd_kafka_resp_err_t err;
+    rd_kafka_vu_t vu[6];
+    rd_kafka_error_t *error;
 
     if (!s->rk) {
         snprintf(errstr, errstr_size, "no kafka producer");
         return -EIO;
     }
+    /* librdkafka's API allocates headers; they are the message's once it is taken. */
     hdrs = rd_kafka_headers_new((size_t)msg->nheaders);
     for (int i = 0; i < msg->nheaders; i++)
         rd_kafka_header_add(hdrs, msg->headers[i].name, -1, msg->headers[i].value,
                             (ssize_t)msg->headers[i].len);
-    err = rd_kafka_producev(s->rk, RD_KAFKA_V_TOPIC(msg->topic),
-                            RD_KAFKA_V_KEY(msg->key, msg->key_len),
-                            RD_KAFKA_V_VALUE((void *)msg->value, msg->value_len),
-                            RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                            RD_KAFKA_V_OPAQUE((void *)(uintptr_t)txn_seq), RD_KAFKA_V_END);
+    vu[0].u.rkt = topic_handle(s, msg->topic);
+    if (vu[0].u.rkt) {
+        vu[0].vtype = RD_KAFKA_VTYPE_RKT;
+    } else {
+        vu[0].vtype = RD_KAFKA_VTYPE_TOPIC;
+        vu[0].u.cstr = msg->topic;
+    }
+    vu[1].vtype = RD_KAFKA_VTYPE_KEY;
+    vu[1].u.mem.ptr = (void *)msg->key;
+    vu[1].u.mem.size = msg->key_len;
+    vu[2].vtype = RD_KAFKA_VTYPE_VALUE;
+    vu[2].u.mem.ptr = (void *)msg->value;
+    vu[2].u.mem.size = msg->value_len;
+    vu[3].vtype = RD_KAFKA_VTYPE_HEADERS;
+    vu[3].u.headers = hdrs;
+    vu[4].vtype = RD_KAFKA_VTYPE_MSGFLAGS;
+    vu[4].u.i = RD_KAFKA_MSG_F_COPY;
+    vu[5].vtype = RD_KAFKA_VTYPE_OPAQUE;
+    vu[5].u.ptr = (void *)(uintptr_t)txn_seq;
+    error = rd_kafka_produceva(s->rk, vu, sizeof(vu) / sizeof(vu[0]));
+    err = error ? rd_kafka_error_code(error) : RD_KAFKA_RESP_ERR_NO_ERROR;
+    if (error)
+        rd_kafka_error_destroy(error);
     if (err) {
         /* On failure the headers stay ours. */
         rd_kafka_headers_destroy(hdrs);

@@ -10,8 +10,7 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 
 scripts/deps.sh
-cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build build -j"$(nproc 2>/dev/null || echo 2)" >/dev/null
+scripts/build.sh >/dev/null
 
 TMP=$(mktemp -d /tmp/outbox-relay-demo.XXXXXX)
 chmod 755 "$TMP"

@@ -17,13 +17,11 @@ scripts/deps.sh
 jobs=$(nproc 2>/dev/null || echo 2)
 
 echo "== gcc build, all tests"
-cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build build -j"$jobs"
+JOBS=$jobs scripts/build.sh >/dev/null
 ctest --test-dir build --output-on-failure "$@"
 
 echo "== clang + AddressSanitizer + UndefinedBehaviorSanitizer build, all tests"
-CC=clang cmake -S . -B build-asan -DRELAY_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
-cmake --build build-asan -j"$jobs"
+CC=clang JOBS=$jobs scripts/build.sh -B build-asan -DRELAY_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
 export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:strict_string_checks=1"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 # The gcc pass makes the 20 SIGKILLs the fault suite promises; here the point is

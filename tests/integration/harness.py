@@ -352,7 +352,9 @@ def relay_config(pg, broker, topic="outbox.event.{aggregatetype}", extra="", kaf
                  user="outbox_relay"):
     """A configuration for the test servers.  The relay connects as the least-privilege
     role from sql/003_relay_role.sql, not as a superuser."""
-    return f"""postgres:
+    return f"""admin:
+  listen: "127.0.0.1:0"
+postgres:
   dsn: "{pg.dsn(user=user)}"
   slot: outbox_relay
   publication: outbox_relay

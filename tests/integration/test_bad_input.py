@@ -59,7 +59,9 @@ def test(env):
         pg.psql(TABLE, db=db)
         topic = f"{db}.t"
         broker.command(f"topic {topic} 1")
-        cfg = f"""postgres:
+        cfg = f"""admin:
+  listen: "127.0.0.1:0"
+postgres:
   dsn: "{pg.dsn(db=db)}"
   slot: {db}
   publication: {db}

@@ -15,7 +15,9 @@ import harness as h  # noqa: E402
 
 
 def polling_config(pg, broker, extra=""):
-    return f"""postgres:
+    return f"""admin:
+  listen: "127.0.0.1:0"
+postgres:
   dsn: "{pg.dsn(user='outbox_relay')}"
   mode: polling
   retry_interval: 1s

@@ -22,6 +22,8 @@ def read_lines(path):
 def test(env):
     pg = env.pg
     cfg = f"""sink: stdout
+admin:
+  listen: "127.0.0.1:0"
 postgres:
   dsn: "{pg.dsn(user='outbox_relay')}"
   status_interval: 1s

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -123,6 +124,8 @@ static void assert_minimal(const struct relay_config *cfg)
     assert_int_equal(cfg->kafka.max_inflight_events, 100000);
     assert_int_equal(cfg->kafka.shutdown_timeout_ms, 5000);
     assert_int_equal(cfg->log.level, RELAY_LOG_INFO);
+    assert_int_equal(cfg->log.format, RELAY_LOG_FORMAT_TEXT);
+    assert_string_equal(cfg->admin.listen, "127.0.0.1:9187");
     assert_feature_defaults(cfg);
 }
 
@@ -1641,8 +1644,451 @@ static void test_dlq_topic(void **state)
     relay_config_free(cfg);
     cfg = relay_config_parse(bad, strlen(bad), "c.yaml", err, sizeof(err));
     assert_null(cfg);
-    assert_string_equal(err, "c.yaml:5:14: bad topic name \"dlq/{x}\" for \"kafka.dlq_topic\": use 1 "
-                             "to 249 letters, digits, '.', '_' and '-'");
+    assert_string_equal(err,
+                        "c.yaml:5:14: bad topic name \"dlq/{x}\" for \"kafka.dlq_topic\": use 1 "
+                        "to 249 letters, digits, '.', '_' and '-'");
+}
+
+/*
+ * log.format, admin.listen
+ */
+
+static void test_log_format_and_admin(void **state)
+{
+    struct relay_config *cfg;
+
+    (void)state;
+    cfg = expect_ok(REQUIRED "log:\n  format: json\nadmin:\n  listen: \"[::1]:9000\"\n");
+    assert_int_equal(cfg->log.format, RELAY_LOG_FORMAT_JSON);
+    assert_string_equal(cfg->admin.listen, "[::1]:9000");
+    relay_config_free(cfg);
+    cfg = expect_ok(REQUIRED "admin:\n  listen: \"\"\n");
+    assert_string_equal(cfg->admin.listen, "");
+    assert_int_equal(cfg->log.format, RELAY_LOG_FORMAT_TEXT);
+    relay_config_free(cfg);
+    cfg = expect_ok(REQUIRED "admin:\n  listen: 0.0.0.0:0\n");
+    assert_string_equal(cfg->admin.listen, "0.0.0.0:0");
+    relay_config_free(cfg);
+
+    expect_error(REQUIRED "log:\n  format: yaml\n",
+                 "config.yaml:6:11: \"log.format\" must be one of text, json, got \"yaml\"");
+    expect_error(REQUIRED "admin:\n  listen: 9187\n",
+                 "config.yaml:6:11: bad listen address \"9187\" for \"admin.listen\": use "
+                 "host:port, [ipv6]:port with a port from 0 to 65535, or \"\" to disable");
+    expect_error(REQUIRED "admin:\n  listen: \"localhost:65536\"\n",
+                 "config.yaml:6:11: bad listen address \"localhost:65536\" for \"admin.listen\": "
+                 "use host:port, [ipv6]:port with a port from 0 to 65535, or \"\" to disable");
+    expect_error(REQUIRED "admin:\n  listen: \"::1:9187\"\n",
+                 "config.yaml:6:11: bad listen address \"::1:9187\" for \"admin.listen\": use "
+                 "host:port, [ipv6]:port with a port from 0 to 65535, or \"\" to disable");
+}
+
+static void test_parse_listen(void **state)
+{
+    static const struct {
+        const char *s;
+        const char *host;
+        int port;
+    } good[] = {
+        {"127.0.0.1:9187", "127.0.0.1", 9187},
+        {"localhost:80", "localhost", 80},
+        {"0.0.0.0:0", "0.0.0.0", 0},
+        {"[::1]:9187", "::1", 9187},
+        {"[::]:65535", "::", 65535},
+        {"my-host.example_1:1", "my-host.example_1", 1},
+        {"[::ffff:127.0.0.1]:8", "::ffff:127.0.0.1", 8},
+        {":9187", "", 9187},
+    };
+    static const char *const bad[] = {
+        "",         ":",       "host",      "host:", "host:x",    "host:65536",  "host:123456",
+        "::1:9187", "[::1]",   "[::1]9187", "[]:1",  "[zz::1]:1", "[1.2.3.4]:5", "ho st:1",
+        "host:-1",  "host:+1", "h:1:2",
+    };
+    char host[64];
+    int port;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        if (relay_parse_listen(good[i].s, host, sizeof(host), &port) != 0)
+            fail_msg("\"%s\" rejected", good[i].s);
+        assert_string_equal(host, good[i].host);
+        assert_int_equal(port, good[i].port);
+    }
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        if (relay_parse_listen(bad[i], host, sizeof(host), &port) != -EINVAL)
+            fail_msg("\"%s\" accepted", bad[i]);
+    }
+    /* A host that does not fit the buffer. */
+    assert_int_equal(relay_parse_listen("abcdefgh:1", host, 8, &port), -EINVAL);
+    assert_int_equal(relay_parse_listen("abcdefg:1", host, 8, &port), 0);
+}
+
+/*
+ * Configuration from the environment (relay_config_parse_env())
+ */
+
+/* Parse text (NULL: no file) with the environment envp; must succeed. */
+static struct relay_config *env_ok(const char *text, char *const *envp)
+{
+    struct relay_config *cfg = relay_config_parse_env(
+        text, text ? strlen(text) : 0, text ? "config.yaml" : NULL, envp, errbuf, sizeof(errbuf));
+
+    if (cfg == NULL)
+        fail_msg("unexpected error: %s", errbuf);
+    return cfg;
+}
+
+static void env_error(const char *text, char *const *envp, const char *expected)
+{
+    struct relay_config *cfg = relay_config_parse_env(
+        text, text ? strlen(text) : 0, text ? "config.yaml" : NULL, envp, errbuf, sizeof(errbuf));
+
+    if (cfg != NULL) {
+        relay_config_free(cfg);
+        fail_msg("parsed, expected error: %s", expected);
+    }
+    assert_string_equal(errbuf, expected);
+}
+
+static void test_env_names(void **state)
+{
+    char buf[128];
+
+    (void)state;
+    assert_string_equal(relay_config_env_name("postgres", "dsn", buf, sizeof(buf)),
+                        "OUTBOX_RELAY_POSTGRES_DSN");
+    assert_string_equal(relay_config_env_name("kafka", "max_inflight_events", buf, sizeof(buf)),
+                        "OUTBOX_RELAY_KAFKA_MAX_INFLIGHT_EVENTS");
+    assert_string_equal(relay_config_env_name(NULL, "sink", buf, sizeof(buf)), "OUTBOX_RELAY_SINK");
+    assert_string_equal(relay_config_env_name("log", "format", buf, 10), "OUTBOX_RE");
+
+    assert_false(relay_config_env_present(NULL));
+    assert_false(relay_config_env_present(
+        (char *[]){"HOME=/root", "OUTBOX_RELAY_CONFIG=x", "OUTBOX_RELAY_VERSION=1", NULL}));
+    assert_true(relay_config_env_present((char *[]){"OUTBOX_RELAY_LOG_LEVEL=debug", NULL}));
+    assert_true(relay_config_env_present((char *[]){"OUTBOX_RELAY_POSTGRES_DSN_FILE=/x", NULL}));
+    assert_true(
+        relay_config_env_present((char *[]){"OUTBOX_RELAY_KAFKA_PROPERTIES_LINGER_MS=1", NULL}));
+}
+
+static void test_env_overrides(void **state)
+{
+    char *envp[] = {
+        "HOME=/root",
+        "OUTBOX_RELAY_POSTGRES_DSN=host=env dbname=app",
+        "OUTBOX_RELAY_KAFKA_MAX_INFLIGHT_EVENTS=500",
+        "OUTBOX_RELAY_POSTGRES_STATUS_INTERVAL=2s",
+        "OUTBOX_RELAY_OUTBOX_TABLE=App.Events",
+        "OUTBOX_RELAY_LOG_FORMAT=json",
+        "OUTBOX_RELAY_LOG_LEVEL=debug",
+        "OUTBOX_RELAY_ADMIN_LISTEN=",
+        "OUTBOX_RELAY_KAFKA_TOPIC=t.{aggregatetype}",
+        /* Not ours, or not a key: ignored. */
+        "OUTBOX_RELAY_CONFIG=/etc/x.yaml",
+        "OUTBOX_RELAY_VERSION=1.2",
+        "OUTBOX_RELAYX=1",
+        NULL,
+    };
+    struct relay_config *cfg;
+
+    (void)state;
+    /* The file's values of overridden keys are not even expanded: ${UNSET} is no error. */
+    cfg = env_ok("postgres:\n"
+                 "  dsn: \"${RELAY_TEST_SURELY_UNSET}\"\n"
+                 "  slot: from_file\n"
+                 "kafka:\n"
+                 "  brokers: localhost:9092\n"
+                 "  max_inflight_events: lots\n"
+                 "log:\n"
+                 "  level: warn\n",
+                 envp);
+    assert_string_equal(cfg->postgres.dsn, "host=env dbname=app");
+    assert_string_equal(cfg->postgres.slot, "from_file");
+    assert_int_equal(cfg->kafka.max_inflight_events, 500);
+    assert_int_equal(cfg->postgres.status_interval_ms, 2000);
+    assert_string_equal(cfg->outbox.schema, "app");
+    assert_string_equal(cfg->outbox.table, "events");
+    assert_int_equal(cfg->log.format, RELAY_LOG_FORMAT_JSON);
+    assert_int_equal(cfg->log.level, RELAY_LOG_DEBUG);
+    assert_string_equal(cfg->admin.listen, "");
+    assert_string_equal(cfg->kafka.topic, "t.{aggregatetype}");
+    assert_string_equal(cfg->kafka.brokers, "localhost:9092");
+    assert_string_equal(cfg->path, "config.yaml");
+    relay_config_free(cfg);
+
+    /* Values from the environment are not expanded. */
+    cfg = env_ok(REQUIRED, (char *[]){"OUTBOX_RELAY_OUTBOX_SOURCE=${HOME}/$$", NULL});
+    assert_string_equal(cfg->outbox.source, "${HOME}/$$");
+    relay_config_free(cfg);
+
+    /* No environment at all: relay_config_parse(). */
+    cfg = env_ok(REQUIRED, NULL);
+    assert_string_equal(cfg->postgres.dsn, "dbname=app");
+    relay_config_free(cfg);
+}
+
+static void test_env_override_errors(void **state)
+{
+    (void)state;
+    env_error(REQUIRED, (char *[]){"OUTBOX_RELAY_KAFKA_MAX_INFLIGHT_EVENTS=lots", NULL},
+              "environment variable OUTBOX_RELAY_KAFKA_MAX_INFLIGHT_EVENTS: "
+              "\"kafka.max_inflight_events\" must be an integer, got \"lots\"");
+    env_error(REQUIRED, (char *[]){"OUTBOX_RELAY_KAFKA_MAX_INFLIGHT_EVENTS=0", NULL},
+              "environment variable OUTBOX_RELAY_KAFKA_MAX_INFLIGHT_EVENTS: "
+              "\"kafka.max_inflight_events\" must be between 1 and 10000000, got \"0\"");
+    env_error(REQUIRED, (char *[]){"OUTBOX_RELAY_POSTGRES_RETRY_INTERVAL=5", NULL},
+              "environment variable OUTBOX_RELAY_POSTGRES_RETRY_INTERVAL: bad duration \"5\" "
+              "for \"postgres.retry_interval\": use a number with ms, s, m or h");
+    env_error(REQUIRED, (char *[]){"OUTBOX_RELAY_LOG_FORMAT=xml", NULL},
+              "environment variable OUTBOX_RELAY_LOG_FORMAT: \"log.format\" must be one of "
+              "text, json, got \"xml\"");
+    env_error(REQUIRED, (char *[]){"OUTBOX_RELAY_POSTGRES_DSN=", NULL},
+              "environment variable OUTBOX_RELAY_POSTGRES_DSN: \"postgres.dsn\" must not be "
+              "empty");
+    env_error(REQUIRED, (char *[]){"OUTBOX_RELAY_ADMIN_LISTEN=nowhere", NULL},
+              "environment variable OUTBOX_RELAY_ADMIN_LISTEN: bad listen address \"nowhere\" "
+              "for \"admin.listen\": use host:port, [ipv6]:port with a port from 0 to 65535, "
+              "or \"\" to disable");
+    /* A typo in a known section is refused; so is a mapping in one variable. */
+    env_error(REQUIRED, (char *[]){"OUTBOX_RELAY_POSTGRES_DNS=x", NULL},
+              "environment variable OUTBOX_RELAY_POSTGRES_DNS: no such configuration key (see "
+              "docs/configuration.md for the variables)");
+    env_error(REQUIRED, (char *[]){"OUTBOX_RELAY_LOG_LEVEL_FILE_X=x", NULL},
+              "environment variable OUTBOX_RELAY_LOG_LEVEL_FILE_X: no such configuration key "
+              "(see docs/configuration.md for the variables)");
+    env_error(REQUIRED, (char *[]){"OUTBOX_RELAY_KAFKA_PROPERTIES=a", NULL},
+              "environment variable OUTBOX_RELAY_KAFKA_PROPERTIES: a mapping cannot be set from "
+              "one variable: set each property with OUTBOX_RELAY_KAFKA_PROPERTIES_<NAME>");
+    env_error(REQUIRED, (char *[]){"OUTBOX_RELAY_KAFKA_PROPERTIES_=a", NULL},
+              "environment variable OUTBOX_RELAY_KAFKA_PROPERTIES_: bad kafka property "
+              "variable: use OUTBOX_RELAY_KAFKA_PROPERTIES_<NAME>, NAME being the property "
+              "with '.' written as '_', such as OUTBOX_RELAY_KAFKA_PROPERTIES_SASL_PASSWORD");
+    env_error(REQUIRED, (char *[]){"OUTBOX_RELAY_KAFKA_PROPERTIES_A__B=a", NULL},
+              "environment variable OUTBOX_RELAY_KAFKA_PROPERTIES_A__B: bad kafka property "
+              "variable: use OUTBOX_RELAY_KAFKA_PROPERTIES_<NAME>, NAME being the property "
+              "with '.' written as '_', such as OUTBOX_RELAY_KAFKA_PROPERTIES_SASL_PASSWORD");
+    env_error(REQUIRED,
+              (char *[]){"OUTBOX_RELAY_KAFKA_PROPERTIES_SASL_PASSWORD=a",
+                         "OUTBOX_RELAY_KAFKA_PROPERTIES_sasl_password=b", NULL},
+              "environment variable OUTBOX_RELAY_KAFKA_PROPERTIES_sasl_password: another "
+              "variable sets kafka property \"sasl.password\" too");
+    /* Both NAME and NAME_FILE. */
+    env_error(REQUIRED,
+              (char *[]){"OUTBOX_RELAY_POSTGRES_DSN=a", "OUTBOX_RELAY_POSTGRES_DSN_FILE=/x", NULL},
+              "environment variable OUTBOX_RELAY_POSTGRES_DSN_FILE: OUTBOX_RELAY_POSTGRES_DSN is "
+              "set too: set only one of them");
+    env_error(REQUIRED, (char *[]){"OUTBOX_RELAY_POSTGRES_DSN_FILE=/nonexistent/dsn", NULL},
+              "environment variable OUTBOX_RELAY_POSTGRES_DSN_FILE: cannot open file "
+              "\"/nonexistent/dsn\": No such file or directory");
+    env_error(REQUIRED, (char *[]){"OUTBOX_RELAY_POSTGRES_DSN_FILE=", NULL},
+              "environment variable OUTBOX_RELAY_POSTGRES_DSN_FILE: the file name is empty");
+    env_error(
+        REQUIRED, (char *[]){"OUTBOX_RELAY_POSTGRES_DSN_FILE=" FIXTURES_DIR, NULL},
+        "environment variable OUTBOX_RELAY_POSTGRES_DSN_FILE: cannot read file \"" FIXTURES_DIR
+        "\": Is a directory");
+    /* A rule between keys names the variable that brought the value. */
+    env_error(POLLING, (char *[]){"OUTBOX_RELAY_CDC_TABLES=orders", NULL},
+              "environment variable OUTBOX_RELAY_CDC_TABLES: \"cdc.tables\" needs "
+              "\"postgres.mode: replication\"");
+    env_error(REQUIRED "cdc:\n  tables: [orders]\n",
+              (char *[]){"OUTBOX_RELAY_POSTGRES_MODE=polling", NULL},
+              "config.yaml:6:11: \"cdc.tables\" needs \"postgres.mode: replication\"");
+    env_error(REQUIRED, (char *[]){"OUTBOX_RELAY_CDC_TABLES=orders,public.outbox", NULL},
+              "environment variable OUTBOX_RELAY_CDC_TABLES: \"public.outbox\" in "
+              "\"cdc.tables\": outbox table cannot also be a cdc table");
+}
+
+/* Write text to a new file in /tmp; returns its path (static buffer per slot). */
+static const char *temp_file(int slot, const char *text, size_t len)
+{
+    static char paths[4][64];
+    FILE *f;
+
+    snprintf(paths[slot], sizeof(paths[slot]), "/tmp/test_config_env_%ld_%d", (long)getpid(), slot);
+    f = fopen(paths[slot], "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(text, 1, len, f), len);
+    fclose(f);
+    return paths[slot];
+}
+
+static void test_env_files(void **state)
+{
+    char dsn_var[128], pw_var[128], lvl_var[128], nul_var[128];
+    struct relay_config *cfg;
+
+    (void)state;
+    /* One trailing newline is dropped, not two, and not other whitespace. */
+    snprintf(dsn_var, sizeof(dsn_var), "OUTBOX_RELAY_POSTGRES_DSN_FILE=%s",
+             temp_file(0, "host=db password=s3cret\n", 24));
+    snprintf(pw_var, sizeof(pw_var), "OUTBOX_RELAY_KAFKA_PROPERTIES_SASL_PASSWORD_FILE=%s",
+             temp_file(1, "kafka pw \n\n", 11));
+    snprintf(lvl_var, sizeof(lvl_var), "OUTBOX_RELAY_LOG_LEVEL_FILE=%s", temp_file(2, "warn", 4));
+    cfg = env_ok("postgres:\n  dsn: \"${RELAY_TEST_SURELY_UNSET}\"\nkafka:\n  brokers: b:1\n",
+                 (char *[]){dsn_var, pw_var, lvl_var, NULL});
+    assert_string_equal(cfg->postgres.dsn, "host=db password=s3cret");
+    assert_int_equal(cfg->log.level, RELAY_LOG_WARN);
+    relay_config_free(cfg);
+
+    /* The same through properties: the file's entry is replaced, others kept. */
+    cfg = env_ok(
+        "postgres:\n  dsn: x\nkafka:\n  brokers: b:1\n  properties:\n"
+        "    sasl.password: \"${RELAY_TEST_SURELY_UNSET}\"\n    linger.ms: 7\n",
+        (char *[]){pw_var, "OUTBOX_RELAY_KAFKA_PROPERTIES_SECURITY_PROTOCOL=sasl_ssl", NULL});
+    assert_int_equal(cfg->kafka.nproperties, 3);
+    assert_string_equal(cfg->kafka.properties[0].key, "linger.ms");
+    assert_string_equal(cfg->kafka.properties[0].value, "7");
+    assert_string_equal(cfg->kafka.properties[1].key, "sasl.password");
+    assert_string_equal(cfg->kafka.properties[1].value, "kafka pw \n");
+    assert_string_equal(cfg->kafka.properties[2].key, "security.protocol");
+    assert_string_equal(cfg->kafka.properties[2].value, "sasl_ssl");
+    relay_config_free(cfg);
+
+    /* A NUL byte in the file is an error, not a silently shorter value. */
+    snprintf(nul_var, sizeof(nul_var), "OUTBOX_RELAY_POSTGRES_DSN_FILE=%s",
+             temp_file(3, "a\0b", 3));
+    {
+        char expected[256];
+
+        snprintf(expected, sizeof(expected),
+                 "environment variable OUTBOX_RELAY_POSTGRES_DSN_FILE: file \"%s\" contains a "
+                 "NUL byte",
+                 nul_var + strlen("OUTBOX_RELAY_POSTGRES_DSN_FILE="));
+        env_error(REQUIRED, (char *[]){nul_var, NULL}, expected);
+    }
+    for (int i = 0; i < 4; i++) {
+        char path[64];
+
+        snprintf(path, sizeof(path), "/tmp/test_config_env_%ld_%d", (long)getpid(), i);
+        unlink(path);
+    }
+}
+
+static void test_env_lists(void **state)
+{
+    struct relay_config *cfg;
+
+    (void)state;
+    cfg = env_ok(REQUIRED "outbox:\n  header_columns: [a, b, c]\n",
+                 (char *[]){"OUTBOX_RELAY_OUTBOX_HEADER_COLUMNS= tenant_id ,trace_id", NULL});
+    assert_int_equal(cfg->outbox.nheader_columns, 2);
+    assert_string_equal(cfg->outbox.header_columns[0], "tenant_id");
+    assert_string_equal(cfg->outbox.header_columns[1], "trace_id");
+    relay_config_free(cfg);
+
+    /* An empty value is an empty list, overriding the file's. */
+    cfg = env_ok(REQUIRED "outbox:\n  header_columns: [a, b, c]\n",
+                 (char *[]){"OUTBOX_RELAY_OUTBOX_HEADER_COLUMNS=", NULL});
+    assert_int_equal(cfg->outbox.nheader_columns, 0);
+    relay_config_free(cfg);
+
+    /* A comma inside double quotes does not separate. */
+    cfg = env_ok(REQUIRED,
+                 (char *[]){"OUTBOX_RELAY_CDC_TABLES=orders, \"Sales\".\"a,b\" ,x.y", NULL});
+    assert_int_equal(cfg->cdc.ntables, 3);
+    assert_string_equal(cfg->cdc.tables[0].schema, "public");
+    assert_string_equal(cfg->cdc.tables[0].table, "orders");
+    assert_string_equal(cfg->cdc.tables[1].schema, "Sales");
+    assert_string_equal(cfg->cdc.tables[1].table, "a,b");
+    assert_string_equal(cfg->cdc.tables[2].schema, "x");
+    relay_config_free(cfg);
+
+    env_error(REQUIRED, (char *[]){"OUTBOX_RELAY_OUTBOX_HEADER_COLUMNS=a,,b", NULL},
+              "environment variable OUTBOX_RELAY_OUTBOX_HEADER_COLUMNS: entry 2 of "
+              "\"outbox.header_columns\" is empty");
+    env_error(REQUIRED, (char *[]){"OUTBOX_RELAY_OUTBOX_HEADER_COLUMNS=a,", NULL},
+              "environment variable OUTBOX_RELAY_OUTBOX_HEADER_COLUMNS: entry 2 of "
+              "\"outbox.header_columns\" is empty");
+    env_error(REQUIRED, (char *[]){"OUTBOX_RELAY_OUTBOX_HEADER_COLUMNS=a,A-B", NULL},
+              "environment variable OUTBOX_RELAY_OUTBOX_HEADER_COLUMNS: bad column name \"A-B\" "
+              "for \"outbox.header_columns\": use 1 to 63 lowercase letters, digits and "
+              "underscores, not starting with a digit");
+    env_error(REQUIRED, (char *[]){"OUTBOX_RELAY_CDC_TABLES=a,public.a", NULL},
+              "environment variable OUTBOX_RELAY_CDC_TABLES: duplicate entry \"public.a\" in "
+              "\"cdc.tables\"");
+}
+
+static void test_env_sink(void **state)
+{
+    struct relay_config *cfg;
+
+    (void)state;
+    /* The environment's sink wins over a stdout section, and over "sink: kafka". */
+    cfg = env_ok(REQUIRED "stdout:\n  format: debezium\n",
+                 (char *[]){"OUTBOX_RELAY_SINK=kafka", NULL});
+    assert_int_equal(cfg->sink, RELAY_SINK_KAFKA);
+    assert_int_equal(cfg->stdout_sink.format, RELAY_FORMAT_DEBEZIUM);
+    relay_config_free(cfg);
+    cfg =
+        env_ok("postgres:\n  dsn: x\nsink: kafka\n", (char *[]){"OUTBOX_RELAY_SINK=stdout", NULL});
+    assert_int_equal(cfg->sink, RELAY_SINK_STDOUT);
+    relay_config_free(cfg);
+    /* Without a file, the stdout sink needs no brokers. */
+    cfg = env_ok(NULL, (char *[]){"OUTBOX_RELAY_POSTGRES_DSN=dbname=x", "OUTBOX_RELAY_SINK=stdout",
+                                  "OUTBOX_RELAY_STDOUT_FORMAT=debezium", NULL});
+    assert_int_equal(cfg->sink, RELAY_SINK_STDOUT);
+    assert_int_equal(cfg->stdout_sink.format, RELAY_FORMAT_DEBEZIUM);
+    relay_config_free(cfg);
+}
+
+static void test_env_only(void **state)
+{
+    struct relay_config *cfg;
+
+    (void)state;
+    cfg = env_ok(NULL, (char *[]){"OUTBOX_RELAY_POSTGRES_DSN=host=h dbname=d",
+                                  "OUTBOX_RELAY_KAFKA_BROKERS=k:9092",
+                                  "OUTBOX_RELAY_KAFKA_PROPERTIES_COMPRESSION_TYPE=lz4", NULL});
+    assert_string_equal(cfg->path, "environment");
+    assert_string_equal(cfg->postgres.dsn, "host=h dbname=d");
+    assert_string_equal(cfg->kafka.brokers, "k:9092");
+    assert_int_equal(cfg->kafka.nproperties, 1);
+    assert_string_equal(cfg->kafka.properties[0].key, "compression.type");
+    assert_string_equal(cfg->kafka.properties[0].value, "lz4");
+    /* Every default as with a file. */
+    assert_string_equal(cfg->postgres.slot, "outbox_relay");
+    assert_string_equal(cfg->admin.listen, "127.0.0.1:9187");
+    assert_feature_defaults(cfg);
+    relay_config_free(cfg);
+
+    env_error(NULL, (char *[]){"OUTBOX_RELAY_KAFKA_BROKERS=k:9092", NULL},
+              "environment: missing required key \"postgres.dsn\": set OUTBOX_RELAY_POSTGRES_DSN "
+              "(or OUTBOX_RELAY_POSTGRES_DSN_FILE), or give a configuration file");
+    env_error(NULL, (char *[]){"OUTBOX_RELAY_POSTGRES_DSN=x", NULL},
+              "environment: missing required key \"kafka.brokers\": set "
+              "OUTBOX_RELAY_KAFKA_BROKERS (or OUTBOX_RELAY_KAFKA_BROKERS_FILE), or give a "
+              "configuration file");
+}
+
+/* What main() does: setenv() and the process environment, over a file. */
+static void test_env_process(void **state)
+{
+    extern char **environ;
+    struct relay_config *cfg;
+    char err[512];
+
+    (void)state;
+    setenv("OUTBOX_RELAY_KAFKA_MAX_INFLIGHT_EVENTS", "1234", 1);
+    setenv("OUTBOX_RELAY_KAFKA_PROPERTIES_COMPRESSION_TYPE", "zstd", 1);
+    cfg = relay_config_load_env(CONFIG_DIR "/outbox-relay.yaml", environ, err, sizeof(err));
+    if (cfg == NULL)
+        fail_msg("%s", err);
+    assert_int_equal(cfg->kafka.max_inflight_events, 1234);
+    assert_int_equal(cfg->kafka.nproperties, 1);
+    assert_string_equal(cfg->kafka.properties[0].value, "zstd");
+    relay_config_free(cfg);
+
+    setenv("OUTBOX_RELAY_KAFKA_MAX_INFLIGHT_EVENTS", "many", 1);
+    assert_null(relay_config_load_env(CONFIG_DIR "/outbox-relay.yaml", environ, err, sizeof(err)));
+    assert_string_equal(err, "environment variable OUTBOX_RELAY_KAFKA_MAX_INFLIGHT_EVENTS: "
+                             "\"kafka.max_inflight_events\" must be an integer, got \"many\"");
+    /* relay_config_load() ignores the environment. */
+    cfg = relay_config_load(CONFIG_DIR "/outbox-relay.yaml", err, sizeof(err));
+    assert_non_null(cfg);
+    assert_int_equal(cfg->kafka.max_inflight_events, 100000);
+    relay_config_free(cfg);
+    unsetenv("OUTBOX_RELAY_KAFKA_MAX_INFLIGHT_EVENTS");
+    unsetenv("OUTBOX_RELAY_KAFKA_PROPERTIES_COMPRESSION_TYPE");
 }
 
 int main(void)
@@ -1688,6 +2134,16 @@ int main(void)
         cmocka_unit_test(test_parse_duration),
         cmocka_unit_test(test_load_errors),
         cmocka_unit_test(test_buffers),
+        cmocka_unit_test(test_log_format_and_admin),
+        cmocka_unit_test(test_parse_listen),
+        cmocka_unit_test(test_env_names),
+        cmocka_unit_test(test_env_overrides),
+        cmocka_unit_test(test_env_override_errors),
+        cmocka_unit_test(test_env_files),
+        cmocka_unit_test(test_env_lists),
+        cmocka_unit_test(test_env_sink),
+        cmocka_unit_test(test_env_only),
+        cmocka_unit_test(test_env_process),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
