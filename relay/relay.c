@@ -110,8 +110,11 @@ struct relay {
     uint64_t hb_produced;    /* r->produced at the last beat */
     bool lag_warned;
     lsn_t state_lsn;         /* recorded in the state table: confirm no further... */
-    bool state_broken;       /* ...unless the last write failed, see confirmable() */
+    bool server_stopping;    /* ...unless the server refuses connections while shutting
+                                down: see confirmable() */
     lsn_t unrecorded;        /* the highest position confirmed without a record */
+    int64_t side_retry_at_ms; /* after a failed connect: not before this */
+    int64_t side_retry_delay_ms;
     lsn_t state_sending;     /* the position being written */
     int64_t state_sent_ms;   /* when the last write was sent */
     uint64_t state_delivered; /* r->delivered at the last write */
@@ -193,10 +196,11 @@ static void on_report(void *opaque, uint64_t txn_seq, enum sink_outcome outcome,
  * One exception.  A server shutting down ("fast" mode) first ends every ordinary
  * connection, so the record can no longer be written, and then has its walsenders
  * wait until the client confirms the end of WAL -- its own shutdown checkpoint
- * included -- before it can stop.  When the server asks for a reply, the last record
- * write failed and nothing is in flight (so the relay knows the range holds no event
- * of its own), the relay confirms without a record and remembers the position
- * (r->unrecorded); the next connection records it (repl_open()).
+ * included -- before it can stop.  When the server asks for a reply, refuses new
+ * connections because it is shutting down (r->server_stopping, nothing weaker), and
+ * nothing is in flight (so the relay knows the range holds no event of its own), the
+ * relay confirms without a record; send_status() remembers the position
+ * (r->unrecorded) and the next connection records it (repl_open()).
  */
 static lsn_t confirmable(struct relay *r)
 {
@@ -204,11 +208,8 @@ static lsn_t confirmable(struct relay *r)
 
     if (!r->cfg->postgres.history_check || c <= r->state_lsn)
         return c;
-    if (r->reply_due && r->state_broken && !r->in_txn && ckpt_inflight_txns(r->ckpt) == 0) {
-        if (c > r->unrecorded)
-            r->unrecorded = c;
+    if (r->reply_due && r->server_stopping && !r->in_txn && ckpt_inflight_txns(r->ckpt) == 0)
         return c;
-    }
     return r->state_lsn;
 }
 
@@ -267,12 +268,14 @@ static void schedule_retry(struct relay *r)
 static void source_lost(struct relay *r, const char *why)
 {
     char err[512];
+    int left;
 
     log_warn("%s; reconnecting", why);
-    if (sink_flush(r->sink, (int)r->cfg->kafka.shutdown_timeout_ms) > 0 &&
-        sink_reset(r->sink, err, sizeof(err)) < 0)
-        set_fatal(r, "%s", err);
+    left = sink_flush(r->sink, (int)r->cfg->kafka.shutdown_timeout_ms);
+    /* Forget the pipeline first, so the purge's reports are recognised as stale. */
     drop_connection(r, false);
+    if (left > 0 && sink_reset(r->sink, err, sizeof(err)) < 0)
+        set_fatal(r, "%s", err);
     log_info("will replay from " LSN_FMT, LSN_ARGS(ckpt_confirmed(r->ckpt)));
     if (!r->stopping)
         schedule_retry(r);
@@ -615,6 +618,11 @@ static void send_status(struct relay *r, bool force)
         source_lost(r, err);
         return;
     }
+    if (r->cfg->postgres.history_check && flush > r->state_lsn && flush > r->unrecorded) {
+        r->unrecorded = flush;
+        log_info("confirmed " LSN_FMT " without recording it: the server is shutting down",
+                 LSN_ARGS(flush));
+    }
     if (flush != r->sent_flush)
         log_debug("confirmed " LSN_FMT " (%llu events delivered)", LSN_ARGS(flush),
                   (unsigned long long)r->delivered);
@@ -625,10 +633,8 @@ static void send_status(struct relay *r, bool force)
 
 static void side_close(struct relay *r, const char *why)
 {
-    if (why) {
+    if (why)
         log_warn("side connection: %s", why);
-        r->state_broken = true; /* until a record is written again */
-    }
     if (r->side)
         PQfinish(r->side);
     r->side = NULL;
@@ -645,16 +651,40 @@ static PGconn *side_conn(struct relay *r)
     const char *vals[] = {"5", "1", "10", "5", "3", "10000",
                           r->cfg->postgres.dsn, "outbox-relay-side", NULL};
 
+    PGresult *res;
+
     if (r->side)
         return r->side;
-    r->side = PQconnectdbParams(keys, vals, 1);
-    if (PQstatus(r->side) != CONNECTION_OK) {
-        side_close(r, PQerrorMessage(r->side));
+    if (now_ms() < r->side_retry_at_ms)
         return NULL;
+    r->side = PQconnectdbParams(keys, vals, 1);
+    if (PQstatus(r->side) == CONNECTION_OK) {
+        /*
+         * synchronous_commit=local: if the relay's own walsender counts as a synchronous
+         * standby, a commit waiting for it would wait for the relay, which waits for the
+         * commit.  The timeouts keep a lock on the record from stalling confirmation.
+         */
+        res = PQexec(r->side, "SET synchronous_commit TO local; "
+                              "SET statement_timeout TO '5s'; SET lock_timeout TO '2s'");
+        if (PQresultStatus(res) == PGRES_COMMAND_OK) {
+            PQclear(res);
+            PQsetnonblocking(r->side, 1);
+            PQsetNoticeProcessor(r->side, repl_notice_to_log, NULL);
+            r->side_retry_delay_ms = 0;
+            r->server_stopping = false;
+            return r->side;
+        }
+        PQclear(res);
     }
-    PQsetnonblocking(r->side, 1);
-    PQsetNoticeProcessor(r->side, repl_notice_to_log, NULL);
-    return r->side;
+    /* "the database system is shutting down": the evidence confirmable() wants. */
+    r->server_stopping = strstr(PQerrorMessage(r->side), "shutting down") != NULL;
+    r->side_retry_delay_ms = r->side_retry_delay_ms == 0 ? RETRY_MIN_MS
+                             : r->side_retry_delay_ms * 2 > r->cfg->postgres.retry_interval_ms
+                                 ? r->cfg->postgres.retry_interval_ms
+                                 : r->side_retry_delay_ms * 2;
+    r->side_retry_at_ms = now_ms() + r->side_retry_delay_ms;
+    side_close(r, PQerrorMessage(r->side));
+    return NULL;
 }
 
 /* Send a heartbeat if one is due and the outbox was idle. */
@@ -734,7 +764,8 @@ static void state_statement(const struct relay *r, PGconn *conn, lsn_t lsn, char
              "VALUES ($1, $2, $3, $4::pg_lsn) ON CONFLICT (slot_name) DO UPDATE SET "
              "system_identifier = excluded.system_identifier, timeline = excluded.timeline, "
              "confirmed_lsn = excluded.confirmed_lsn, updated_at = now() "
-             "WHERE s.confirmed_lsn <= excluded.confirmed_lsn",
+             "WHERE s.confirmed_lsn <= excluded.confirmed_lsn "
+             "RETURNING pg_catalog.pg_current_wal_lsn()",
              qn ? qn : "\"\"", qr ? qr : "\"\"");
     PQfreemem(qn);
     PQfreemem(qr);
@@ -783,13 +814,17 @@ static void state_send(struct relay *r)
 
 static void state_done(struct relay *r, const PGresult *res)
 {
-    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+    lsn_t end;
+
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         log_warn("cannot record position " LSN_FMT " in the relay's state table: %s",
                  LSN_ARGS(r->state_sending), PQresultErrorMessage(res));
-        r->state_broken = true;
         return;
     }
-    r->state_broken = false;
+    /* RETURNING pg_current_wal_lsn(): the server's WAL end, for the slot-lag metric. */
+    if (PQntuples(res) == 1 && lsn_parse(PQgetvalue(res, 0, 0), &end) &&
+        end > r->server_wal_end)
+        r->server_wal_end = end;
     if (r->state_sending > r->state_lsn)
         r->state_lsn = r->state_sending;
 }

@@ -636,6 +636,88 @@ static int write_state(PGconn *conn, const struct relay_config *cfg, struct repl
     return err;
 }
 
+/* name, double-quoted when it is not a plain lowercase identifier. */
+static const char *sql_name(const char *name, char *buf, size_t size)
+{
+    bool plain = (name[0] >= 'a' && name[0] <= 'z') || name[0] == '_';
+
+    for (const char *c = name; *c && plain; c++)
+        plain = (*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '_';
+    snprintf(buf, size, plain ? "%s" : "\"%s\"", name);
+    return buf;
+}
+
+/* The sentence every refusal ends with: how to accept the server's position. */
+static void accept_hint(const struct relay_config *cfg, char *buf, size_t size)
+{
+    char n[80], t[80];
+
+    snprintf(buf, size,
+             "once consumers are reconciled, accept the server's position with: DELETE FROM "
+             "%s.%s WHERE slot_name = '%s' (docs/operations.md)",
+             sql_name(cfg->postgres.state_schema, n, sizeof(n)),
+             sql_name(cfg->postgres.state_table, t, sizeof(t)), cfg->postgres.slot);
+}
+
+/*
+ * The record's system and timeline against the server's, before the slot is even
+ * looked up (on a promoted standby the slot is missing too, and "failed over" is the
+ * better explanation).  -EPERM when they differ.
+ */
+static int check_identity(const struct relay_config *cfg, const struct repl_info *info,
+                          char *errstr, size_t errstr_size)
+{
+    const char *nsp = cfg->postgres.state_schema, *rel = cfg->postgres.state_table;
+    char accept[512];
+
+    if (!info->state_found)
+        return 0;
+    accept_hint(cfg, accept, sizeof(accept));
+    if (strcmp(info->state_system_id, info->system_id) != 0) {
+        snprintf(errstr, errstr_size,
+                 "the server's system identifier is %s, but this relay published from "
+                 "system %s (recorded in \"%s.%s\"): this is another database cluster, "
+                 "a copy or a restored dump, and its positions mean nothing for the "
+                 "events already published; %s",
+                 info->system_id, info->state_system_id, nsp, rel, accept);
+        return -EPERM;
+    }
+    if (info->state_timeline != info->timeline) {
+        snprintf(errstr, errstr_size,
+                 "the server is on timeline %u, but this relay published from timeline "
+                 "%u up to " LSN_FMT " (recorded in \"%s.%s\"): the database failed over "
+                 "or was restored to a point in time, so events published after the "
+                 "switch may not exist in this history; %s",
+                 info->timeline, info->state_timeline, LSN_ARGS(info->state_lsn), nsp, rel,
+                 accept);
+        return -EPERM;
+    }
+    return 0;
+}
+
+/*
+ * Read the record and the server's WAL position again.  Another relay of a
+ * high-availability pair may have recorded and confirmed a later position between
+ * our reading of the record and our reading of the slot; the record is written
+ * before the slot moves, so a record read after the slot is at least the slot.
+ */
+static int reread(PGconn *conn, const struct relay_config *cfg, struct repl_info *info,
+                  char *errstr, size_t errstr_size)
+{
+    PGresult *res;
+    int err;
+
+    if ((err = read_state(conn, cfg, info, errstr, errstr_size)) < 0)
+        return err;
+    if ((err = run(conn, "SELECT pg_catalog.pg_current_wal_lsn()", true,
+                   "cannot read the server's WAL position", &res, errstr, errstr_size)) < 0)
+        return err;
+    if (!lsn_parse(PQgetvalue(res, 0, 0), &info->server_lsn))
+        info->server_lsn = LSN_INVALID;
+    PQclear(res);
+    return 0;
+}
+
 /*
  * Compare the state row with the server and the slot (docs/guarantees.md, "History
  * check"); record the slot when there is no row yet.  -EPERM when they disagree in
@@ -652,29 +734,14 @@ static int check_history(PGconn *conn, const struct relay_config *cfg, struct re
     PGresult *res = NULL;
     int err;
 
-    snprintf(accept, sizeof(accept),
-             "once consumers are reconciled, accept the server's position with: DELETE FROM "
-             "%s.%s WHERE slot_name = '%s' (docs/operations.md)",
-             nsp, rel, slot);
+    accept_hint(cfg, accept, sizeof(accept));
     if (info->state_found) {
-        if (strcmp(info->state_system_id, info->system_id) != 0) {
-            snprintf(errstr, errstr_size,
-                     "the server's system identifier is %s, but this relay published from "
-                     "system %s (recorded in \"%s.%s\"): this is another database cluster, "
-                     "a copy or a restored dump, and its positions mean nothing for the "
-                     "events already published; %s",
-                     info->system_id, info->state_system_id, nsp, rel, accept);
-            return -EPERM;
-        }
-        if (info->state_timeline != info->timeline) {
-            snprintf(errstr, errstr_size,
-                     "the server is on timeline %u, but this relay published from timeline "
-                     "%u up to " LSN_FMT " (recorded in \"%s.%s\"): the database failed over "
-                     "or was restored to a point in time, so events published after the "
-                     "switch may not exist in this history; %s",
-                     info->timeline, info->state_timeline, LSN_ARGS(info->state_lsn), nsp,
-                     rel, accept);
-            return -EPERM;
+        if ((info->slot_confirmed != LSN_INVALID && info->slot_confirmed > info->state_lsn) ||
+            (info->server_lsn != LSN_INVALID && info->server_lsn < info->state_lsn)) {
+            if ((err = reread(conn, cfg, info, errstr, errstr_size)) < 0)
+                return err;
+            if ((err = check_identity(cfg, info, errstr, errstr_size)) < 0)
+                return err;
         }
         if (info->server_lsn != LSN_INVALID && info->server_lsn < info->state_lsn) {
             snprintf(errstr, errstr_size,
@@ -874,8 +941,9 @@ int repl_open(const struct relay_config *cfg, lsn_t start_hint, lsn_t unrecorded
         (err = ensure_publication(conn, cfg, errstr, errstr_size)) < 0 ||
         (cfg->cdc.ntables > 0 && (err = ensure_cdc_publication(conn, cfg, cdc_keys, errstr,
                                                                errstr_size)) < 0) ||
-        (cfg->postgres.history_check && (err = read_state(conn, cfg, info, errstr,
-                                                          errstr_size)) < 0) ||
+        (cfg->postgres.history_check &&
+         ((err = read_state(conn, cfg, info, errstr, errstr_size)) < 0 ||
+          (err = check_identity(cfg, info, errstr, errstr_size)) < 0)) ||
         (err = ensure_slot(conn, cfg, info, errstr, errstr_size)) < 0 ||
         (cfg->postgres.history_check && (err = check_history(conn, cfg, info, unrecorded,
                                                              errstr, errstr_size)) < 0))
