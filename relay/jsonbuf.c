@@ -200,8 +200,20 @@ bool json_utf8_valid(const char *s, size_t n)
 
     while (i < n) {
         size_t k;
+        uint64_t w;
 
-        /* ASCII runs are the common case: skip them without the table walk. */
+        /*
+         * ASCII runs are the common case (ids, types, keys): skip them eight bytes at a
+         * time while no byte has its high bit set, then byte by byte.
+         */
+        while (n - i >= 8) {
+            memcpy(&w, p + i, 8);
+            if (w & UINT64_C(0x8080808080808080))
+                break;
+            i += 8;
+        }
+        if (i == n)
+            break;
         if (p[i] < 0x80) {
             i++;
             continue;
