@@ -80,6 +80,7 @@ struct poller {
     bool rebuild;
 
     uint64_t produced, delivered, batches;
+    bool has_published;     /* the table has published_at (and so the partial index) */
     struct observer obs;    /* metrics, /healthz, /readyz, systemd */
     int fatal;
     char errstr[1024];
@@ -234,6 +235,7 @@ static int prepare_queries(struct poller *p)
         has_created |= strcmp(col, "created_at") == 0;
         has_published |= strcmp(col, "published_at") == 0;
     }
+    p->has_published = has_published;
     if (!has_seq || (cfg->polling.after_publish == RELAY_AFTER_MARK && !has_published)) {
         set_fatal(p,
                   "outbox table \"%s.%s\" lacks the column \"%s\" polling mode needs: apply "
@@ -251,7 +253,8 @@ static int prepare_queries(struct poller *p)
              has_created ? "(extract(epoch FROM o.created_at) * 1000000)::int8"
                          : "(extract(epoch FROM now()) * 1000000)::int8",
              nsp, rel,
-             cfg->polling.after_publish == RELAY_AFTER_MARK ? "WHERE o.published_at IS NULL" : "",
+             /* With the column, the partial index of sql/004 serves both modes. */
+             has_published ? "WHERE o.published_at IS NULL" : "",
              (long long)cfg->polling.batch_size);
     free(p->select_sql);
     p->select_sql = strdup(sql);
@@ -489,10 +492,12 @@ static void finish_batch(struct poller *p)
 
     if (p->cfg->polling.after_publish == RELAY_AFTER_MARK)
         snprintf(sql, sizeof(sql),
-                 "UPDATE %s.%s SET published_at = now() WHERE seq = ANY ($1::int8[])", nsp,
-                 rel);
+                 "UPDATE %s.%s SET published_at = now() WHERE seq = ANY ($1::int8[]) "
+                 "AND published_at IS NULL",
+                 nsp, rel);
     else
-        snprintf(sql, sizeof(sql), "DELETE FROM %s.%s WHERE seq = ANY ($1::int8[])", nsp, rel);
+        snprintf(sql, sizeof(sql), "DELETE FROM %s.%s WHERE seq = ANY ($1::int8[])%s", nsp, rel,
+                 p->has_published ? " AND published_at IS NULL" : "");
     PQfreemem(nsp);
     PQfreemem(rel);
     res = PQexecParams(p->conn, sql, 1, NULL, params, NULL, NULL, 0);

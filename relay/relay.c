@@ -49,6 +49,8 @@
 
 /* Send a status update this soon after the confirmed position moves, not sooner. */
 #define STATUS_MIN_INTERVAL_MS 100
+/* Caught up (nothing in flight): confirm this soon, so a burst's end is confirmed at once. */
+#define STATUS_CAUGHT_UP_MS 20
 /* Back-pressured, the relay reads no keepalive requests: it answers in advance. */
 #define STATUS_BACKPRESSURE_MS 1000
 /* First reconnection delay; doubles up to postgres.retry_interval. */
@@ -221,6 +223,18 @@ static bool backpressured(const struct relay *r)
     return ckpt_inflight_events(r->ckpt) >= (uint64_t)limit ||
            sink_outstanding(r->sink) >= limit ||
            sink_outstanding_bytes(r->sink) >= r->cfg->kafka.max_inflight_bytes;
+}
+
+/* Nothing received is waiting for Kafka: the end of a burst. */
+static bool caught_up(const struct relay *r)
+{
+    return !r->in_txn && sink_outstanding(r->sink) == 0;
+}
+
+/* The least time between two status updates that move the confirmed position. */
+static int64_t status_min_interval(const struct relay *r)
+{
+    return caught_up(r) ? STATUS_CAUGHT_UP_MS : STATUS_MIN_INTERVAL_MS;
 }
 
 /* Whether the loop takes frames from PostgreSQL now. */
@@ -610,7 +624,7 @@ static void send_status(struct relay *r, bool force)
     if (!r->conn)
         return;
     if (!force && !r->reply_due &&
-        !(flush != r->sent_flush && now - r->last_status_ms >= STATUS_MIN_INTERVAL_MS) &&
+        !(flush != r->sent_flush && now - r->last_status_ms >= status_min_interval(r)) &&
         now - r->last_status_ms < status_period(r))
         return;
     if (repl_send_status(r->conn, r->received > flush ? r->received : flush, flush, false, err,
@@ -799,6 +813,8 @@ static void state_send(struct relay *r)
                     r->reply_due
                 ? STATE_EAGER_MS
                 : r->cfg->postgres.status_interval_ms;
+    if (r->delivered != r->state_delivered && caught_up(r))
+        every = STATUS_CAUGHT_UP_MS;
     if (now - r->state_sent_ms < every || !side_conn(r))
         return;
     state_statement(r, r->side, c, sql, sizeof(sql), bufs, vals);
@@ -934,8 +950,8 @@ static int poll_timeout(struct relay *r)
         if (due < t)
             t = due;
         if ((confirmable(r) != r->sent_flush || ckpt_confirmed(r->ckpt) > r->state_lsn) &&
-            t > STATUS_MIN_INTERVAL_MS)
-            t = STATUS_MIN_INTERVAL_MS;
+            t > status_min_interval(r))
+            t = status_min_interval(r);
     }
     if (r->stopping && r->stop_deadline_ms - now < t)
         t = r->stop_deadline_ms - now;
