@@ -307,6 +307,17 @@ static void try_connect(struct poller *p)
         return;
     }
     PQsetNoticeProcessor(p->conn, repl_notice_to_log, NULL);
+    /*
+     * The batch query must walk the partial index in seq order and stop after
+     * batch_size rows.  On a table whose statistics are missing or stale (a backlog
+     * written since the last ANALYZE) the planner prefers to fetch every unpublished
+     * row and sort them: 100 ms a batch with 200,000 waiting, instead of 1 ms.  This
+     * connection runs only the relay's own queries, none of which needs a sort.
+     */
+    if (!(res = exec(p, "SET enable_sort TO off", PGRES_COMMAND_OK,
+                     "cannot set up the polling connection")))
+        return;
+    PQclear(res);
     if (prepare_queries(p) < 0)
         return;
     if (!(res = exec(p, "SELECT system_identifier::text FROM pg_catalog.pg_control_system()",
