@@ -80,6 +80,14 @@ void observe_turn(struct observer *o, const struct pollfd *fds, size_t n);
  */
 void observe_ready(struct observer *o, bool ready, const char *why);
 
+/*
+ * One event was acknowledged by the broker (on its own topic, or on kafka.dlq_topic
+ * when it was dead-lettered); its transaction committed at commit_us (0: unknown).
+ * Counts it and observes its commit-to-ack latency.  Cannot fail.
+ */
+void observe_delivered(struct observer *o, const struct relay_config *cfg, const char *topic,
+                       int64_t commit_us);
+
 /* A stop was requested: STOPPING=1 to systemd, and /readyz answers 503. */
 void observe_stopping(struct observer *o);
 

@@ -79,7 +79,7 @@ struct poller {
     size_t seqs_len, seqs_cap;
     bool rebuild;
 
-    uint64_t produced, delivered, batches;
+    uint64_t batches;
     bool has_published;     /* the table has published_at (and so the partial index) */
     struct observer obs;    /* metrics, /healthz, /readyz, systemd */
     int fatal;
@@ -117,10 +117,7 @@ static void on_report(void *opaque, uint64_t txn_seq, enum sink_outcome outcome,
         int64_t commit_us = ckpt_commit_time(p->ckpt, txn_seq);
 
         if (ckpt_ack(p->ckpt, txn_seq) == 0) {
-            p->delivered++;
-            metrics_note_ack(&p->obs.m, commit_us, observe_now_us());
-            if (p->cfg->kafka.dlq_topic[0] && strcmp(topic, p->cfg->kafka.dlq_topic) == 0)
-                p->obs.m.dead_letter++;
+            observe_delivered(&p->obs, p->cfg, topic, commit_us);
         }
         return;
     }
@@ -144,12 +141,8 @@ static void on_report(void *opaque, uint64_t txn_seq, enum sink_outcome outcome,
 static void pg_error_line(PGconn *conn, const PGresult *res, char *buf, size_t size)
 {
     const char *msg = res ? PQresultErrorMessage(res) : "";
-    size_t n;
 
-    if (!msg[0])
-        msg = PQerrorMessage(conn);
-    n = strcspn(msg, "\n");
-    snprintf(buf, size, "%.*s", (int)n, msg);
+    repl_first_line(msg[0] ? msg : PQerrorMessage(conn), buf, size);
 }
 
 /* Forget the batch in flight: its rows stay unpublished and are read again. */
@@ -281,15 +274,11 @@ out:
 
 static void try_connect(struct poller *p)
 {
-    const char *keys[] = {"connect_timeout", "keepalives", "keepalives_idle",
-                          "keepalives_interval", "keepalives_count", "dbname",
-                          "fallback_application_name", NULL};
-    const char *vals[] = {"10", "1", "10", "5", "3", p->cfg->postgres.dsn, "outbox-relay", NULL};
     char sql[256], msg[512], err[512];
     char *chan;
     PGresult *res;
 
-    p->conn = PQconnectdbParams(keys, vals, 1);
+    p->conn = repl_connect(p->cfg->postgres.dsn, "outbox-relay", 10, false);
     if (PQstatus(p->conn) != CONNECTION_OK) {
         pg_error_line(p->conn, NULL, msg, sizeof(msg));
         PQfinish(p->conn);
@@ -476,7 +465,6 @@ static void poll_batch(struct poller *p)
         }
         ckpt_add_event(p->ckpt);
         append_seq(p, PQgetvalue(res, row, seq_col));
-        p->produced++;
         p->obs.m.events_received++;
     }
     ckpt_commit(p->ckpt, p->batch_no);
@@ -716,7 +704,7 @@ int poller_run(const struct relay_config *cfg, int stop_fd, char *errstr, size_t
                      "again");
     }
     log_info("stopped: %llu events produced, %llu delivered, %llu batches finished",
-             (unsigned long long)p.produced, (unsigned long long)p.delivered,
+             (unsigned long long)p.obs.m.events_received, (unsigned long long)p.obs.m.events_published,
              (unsigned long long)p.batches);
     if (p.fatal) {
         snprintf(errstr, errstr_size, "%s", p.errstr);

@@ -91,8 +91,6 @@ struct relay {
     int64_t last_status_ms;
     bool reply_due;          /* the server asked for a status update */
 
-    uint64_t produced;
-    uint64_t delivered;
     lsn_t server_wal_end;    /* the server's WAL end, as its last frame said */
 
     struct observer obs;     /* metrics, /healthz, /readyz, systemd */
@@ -109,7 +107,7 @@ struct relay {
     PGconn *side;
     enum { SIDE_IDLE, SIDE_HEARTBEAT, SIDE_STATE } side_job; /* the query in flight */
     int64_t hb_due_ms;
-    uint64_t hb_produced;    /* r->produced at the last beat */
+    uint64_t hb_produced;    /* events_received at the last beat */
     bool lag_warned;
     lsn_t state_lsn;         /* recorded in the state table: confirm no further... */
     bool server_stopping;    /* ...unless the server refuses connections while shutting
@@ -119,7 +117,7 @@ struct relay {
     int64_t side_retry_delay_ms;
     lsn_t state_sending;     /* the position being written */
     int64_t state_sent_ms;   /* when the last write was sent */
-    uint64_t state_delivered; /* r->delivered at the last write */
+    uint64_t state_delivered; /* r->obs.m.events_published at the last write */
 
     int fatal;               /* a permanent error: stop */
     char errstr[1024];
@@ -167,10 +165,7 @@ static void on_report(void *opaque, uint64_t txn_seq, enum sink_outcome outcome,
         int64_t commit_us = ckpt_commit_time(r->ckpt, txn_seq);
 
         if (ckpt_ack(r->ckpt, txn_seq) == 0) {
-            r->delivered++;
-            metrics_note_ack(&r->obs.m, commit_us, observe_now_us());
-            if (r->cfg->kafka.dlq_topic[0] && strcmp(topic, r->cfg->kafka.dlq_topic) == 0)
-                r->obs.m.dead_letter++;
+            observe_delivered(&r->obs, r->cfg, topic, commit_us);
         }
         return;
     }
@@ -384,7 +379,6 @@ static void publish(struct relay *r, const struct event *ev)
         return;
     }
     ckpt_add_event(r->ckpt);
-    r->produced++;
     r->obs.m.events_received++;
     r->pos.index++;
 }
@@ -639,7 +633,7 @@ static void send_status(struct relay *r, bool force)
     }
     if (flush != r->sent_flush)
         log_debug("confirmed " LSN_FMT " (%llu events delivered)", LSN_ARGS(flush),
-                  (unsigned long long)r->delivered);
+                  (unsigned long long)r->obs.m.events_published);
     r->sent_flush = flush;
     r->last_status_ms = now;
     r->reply_due = false;
@@ -658,20 +652,13 @@ static void side_close(struct relay *r, const char *why)
 /* The side connection, opened when needed; NULL (and a warning) when it cannot be. */
 static PGconn *side_conn(struct relay *r)
 {
-    /* Bounded connect, and a dead peer noticed within seconds, as for replication. */
-    const char *keys[] = {"connect_timeout", "keepalives", "keepalives_idle",
-                          "keepalives_interval", "keepalives_count", "tcp_user_timeout",
-                          "dbname", "fallback_application_name", NULL};
-    const char *vals[] = {"5", "1", "10", "5", "3", "10000",
-                          r->cfg->postgres.dsn, "outbox-relay-side", NULL};
-
     PGresult *res;
 
     if (r->side)
         return r->side;
     if (now_ms() < r->side_retry_at_ms)
         return NULL;
-    r->side = PQconnectdbParams(keys, vals, 1);
+    r->side = repl_connect(r->cfg->postgres.dsn, "outbox-relay-side", 5, false);
     if (PQstatus(r->side) == CONNECTION_OK) {
         /*
          * synchronous_commit=local: if the relay's own walsender counts as a synchronous
@@ -711,8 +698,8 @@ static void heartbeat_send(struct relay *r)
         now_ms() < r->hb_due_ms)
         return;
     r->hb_due_ms = now_ms() + r->cfg->postgres.heartbeat_interval_ms;
-    if (r->produced != r->hb_produced) {
-        r->hb_produced = r->produced; /* events flowed: they advance the slot themselves */
+    if (r->obs.m.events_received != r->hb_produced) {
+        r->hb_produced = r->obs.m.events_received; /* events flowed: they advance the slot themselves */
         return;
     }
     if (!side_conn(r))
@@ -793,9 +780,11 @@ static void state_statement(const struct relay *r, PGconn *conn, lsn_t lsn, char
 
 /*
  * Record the acknowledged position in the state table, so that it can be confirmed.
- * Eagerly (every STATE_EAGER_MS) while events are delivered, the position ran far
- * ahead or the server waits for a reply; otherwise once per status interval, so that the WAL of the write itself,
- * which keepalives then report, does not keep the relay writing while idle.
+ * At once (STATUS_CAUGHT_UP_MS) when delivered events leave nothing in flight, the
+ * end of a burst; every STATE_EAGER_MS while events are delivered, the position ran
+ * far ahead or the server waits for a reply; otherwise once per status interval, so
+ * that the WAL of the write itself, which keepalives then report, does not keep the
+ * relay writing while idle.
  */
 #define STATE_EAGER_MS 200
 #define STATE_EAGER_BYTES (64 * 1024)
@@ -805,16 +794,18 @@ static void state_send(struct relay *r)
     int64_t now = now_ms(), every;
     char sql[1024], bufs[2][32];
     const char *vals[STATE_PARAMS];
+    bool delivering;
 
     if (!r->cfg->postgres.history_check || !r->conn || r->side_job != SIDE_IDLE ||
         c <= r->state_lsn)
         return;
-    every = r->delivered != r->state_delivered || c - r->state_lsn >= STATE_EAGER_BYTES ||
-                    r->reply_due
-                ? STATE_EAGER_MS
-                : r->cfg->postgres.status_interval_ms;
-    if (r->delivered != r->state_delivered && caught_up(r))
+    delivering = r->obs.m.events_published != r->state_delivered;
+    if (delivering && caught_up(r))
         every = STATUS_CAUGHT_UP_MS;
+    else if (delivering || c - r->state_lsn >= STATE_EAGER_BYTES || r->reply_due)
+        every = STATE_EAGER_MS;
+    else
+        every = r->cfg->postgres.status_interval_ms;
     if (now - r->state_sent_ms < every || !side_conn(r))
         return;
     state_statement(r, r->side, c, sql, sizeof(sql), bufs, vals);
@@ -825,7 +816,7 @@ static void state_send(struct relay *r)
     r->side_job = SIDE_STATE;
     r->state_sending = c;
     r->state_sent_ms = now;
-    r->state_delivered = r->delivered;
+    r->state_delivered = r->obs.m.events_published;
 }
 
 static void state_done(struct relay *r, const PGresult *res)
@@ -1100,7 +1091,7 @@ static void shutdown_pipeline(struct relay *r)
                      LSN_ARGS(flush));
     }
     log_info("stopped: %llu events produced, %llu delivered, confirmed " LSN_FMT,
-             (unsigned long long)r->produced, (unsigned long long)r->delivered,
+             (unsigned long long)r->obs.m.events_received, (unsigned long long)r->obs.m.events_published,
              LSN_ARGS(confirmable(r)));
 }
 

@@ -38,8 +38,26 @@ static const char *sqlstate(const PGresult *res)
     return s ? s : "";
 }
 
-/* The first line of libpq's message, without its trailing newline. */
-static void copy_pg_error(const char *msg, char *dst, size_t size)
+PGconn *repl_connect(const char *dsn, const char *appname, int connect_timeout_s,
+                     bool replication)
+{
+    /*
+     * Keywords before "dbname" are defaults the DSN may override; keywords after it
+     * override the DSN.  The defaults bound a hung connect (connect_timeout) and
+     * detect a dead peer within about half a minute instead of TCP's fifteen.
+     */
+    const char *keys[] = {"connect_timeout", "keepalives", "keepalives_idle",
+                          "keepalives_interval", "keepalives_count", "tcp_user_timeout",
+                          "dbname", "fallback_application_name", "replication", NULL};
+    char timeout[16];
+    const char *vals[] = {timeout, "1", "10", "5", "3", "30000",
+                          dsn, appname, replication ? "database" : NULL, NULL};
+
+    snprintf(timeout, sizeof(timeout), "%d", connect_timeout_s);
+    return PQconnectdbParams(keys, vals, 1);
+}
+
+void repl_first_line(const char *msg, char *dst, size_t size)
 {
     size_t n = strcspn(msg, "\n");
 
@@ -82,9 +100,9 @@ static int run(PGconn *conn, const char *sql, bool want_tuples, const char *what
         return 0;
     }
     *out = NULL;
-    copy_pg_error(res ? PQresultErrorMessage(res) : PQerrorMessage(conn), msg, sizeof(msg));
+    repl_first_line(res ? PQresultErrorMessage(res) : PQerrorMessage(conn), msg, sizeof(msg));
     if (!msg[0])
-        copy_pg_error(PQerrorMessage(conn), msg, sizeof(msg));
+        repl_first_line(PQerrorMessage(conn), msg, sizeof(msg));
     snprintf(errstr, errstr_size, "%s: %s", what, msg);
     if (strcmp(sqlstate(res), "42710") == 0)
         err = -EEXIST;
@@ -408,6 +426,29 @@ static void warn_existing_rows(PGconn *conn, const struct relay_config *cfg)
     PQfreemem(rel);
 }
 
+/* name, double-quoted when it is not a plain lowercase identifier. */
+static const char *sql_name(const char *name, char *buf, size_t size)
+{
+    bool plain = (name[0] >= 'a' && name[0] <= 'z') || name[0] == '_';
+
+    for (const char *c = name; *c && plain; c++)
+        plain = (*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '_';
+    snprintf(buf, size, plain ? "%s" : "\"%s\"", name);
+    return buf;
+}
+
+/* The sentence every refusal ends with: how to accept the server's position. */
+static void accept_hint(const struct relay_config *cfg, char *buf, size_t size)
+{
+    char n[80], t[80];
+
+    snprintf(buf, size,
+             "once consumers are reconciled, accept the server's position with: DELETE FROM "
+             "%s.%s WHERE slot_name = '%s' (docs/operations.md)",
+             sql_name(cfg->postgres.state_schema, n, sizeof(n)),
+             sql_name(cfg->postgres.state_table, t, sizeof(t)), cfg->postgres.slot);
+}
+
 /*
  * Make sure the slot exists, uses pgoutput and belongs to this database; create it
  * when missing, unless the relay's state says it published from it before (then a
@@ -442,15 +483,16 @@ static int ensure_slot(PGconn *conn, const struct relay_config *cfg, struct repl
         PQclear(res);
         res = NULL;
         if (info->state_found) {
+            char accept[512];
+
+            accept_hint(cfg, accept, sizeof(accept));
             snprintf(errstr, errstr_size,
                      "replication slot \"%s\" does not exist, but this relay published from "
                      "it up to " LSN_FMT " (recorded in \"%s.%s\"): the slot was dropped or "
                      "the database restored from a backup, and a new slot would skip every "
-                     "event committed since; once consumers are reconciled, accept a new slot "
-                     "with: DELETE FROM %s.%s WHERE slot_name = '%s' (docs/operations.md)",
+                     "event committed since; %s",
                      slot, LSN_ARGS(info->state_lsn), cfg->postgres.state_schema,
-                     cfg->postgres.state_table, cfg->postgres.state_schema,
-                     cfg->postgres.state_table, slot);
+                     cfg->postgres.state_table, accept);
             err = -EPERM;
             goto out;
         }
@@ -609,54 +651,40 @@ out:
     return err;
 }
 
-/* Bring the slot's row up to info->state_lsn (never back). */
-static int write_state(PGconn *conn, const struct relay_config *cfg, struct repl_info *info,
-                       char *errstr, size_t errstr_size)
+/*
+ * Record info->state_lsn, with the server's system and timeline, as the slot's row:
+ * insert it, or move an existing row forward (never back: with two relays on one
+ * slot the record only grows).  The same statement as relay.c's state_statement(),
+ * with literals instead of parameters: a walsender speaks only the simple protocol.
+ */
+static int write_state(PGconn *conn, const struct relay_config *cfg,
+                       const struct repl_info *info, char *errstr, size_t errstr_size)
 {
     const char *slot = cfg->postgres.slot;
     char *table = state_table_name(conn, cfg);
     char *slot_lit = PQescapeLiteral(conn, slot, strlen(slot));
+    char *sys_lit = PQescapeLiteral(conn, info->system_id, strlen(info->system_id));
     char sql[1024];
     PGresult *res = NULL;
     int err = -EAGAIN;
 
-    if (!table || !slot_lit) {
+    if (!table || !slot_lit || !sys_lit) {
         snprintf(errstr, errstr_size, "out of memory");
     } else {
         snprintf(sql, sizeof(sql),
-                 "UPDATE %s SET confirmed_lsn = '" LSN_FMT "', updated_at = now() "
-                 "WHERE slot_name = %s AND confirmed_lsn < '" LSN_FMT "'",
-                 table, LSN_ARGS(info->state_lsn), slot_lit, LSN_ARGS(info->state_lsn));
+                 "INSERT INTO %s AS s (slot_name, system_identifier, timeline, confirmed_lsn) "
+                 "VALUES (%s, %s, %u, '" LSN_FMT "') ON CONFLICT (slot_name) DO UPDATE SET "
+                 "confirmed_lsn = excluded.confirmed_lsn, updated_at = now() "
+                 "WHERE s.confirmed_lsn < excluded.confirmed_lsn",
+                 table, slot_lit, sys_lit, info->timeline, LSN_ARGS(info->state_lsn));
         err = run(conn, sql, false, "cannot record the relay's state", &res, errstr,
                   errstr_size);
     }
     PQclear(res);
     PQfreemem(slot_lit);
+    PQfreemem(sys_lit);
     free(table);
     return err;
-}
-
-/* name, double-quoted when it is not a plain lowercase identifier. */
-static const char *sql_name(const char *name, char *buf, size_t size)
-{
-    bool plain = (name[0] >= 'a' && name[0] <= 'z') || name[0] == '_';
-
-    for (const char *c = name; *c && plain; c++)
-        plain = (*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '_';
-    snprintf(buf, size, plain ? "%s" : "\"%s\"", name);
-    return buf;
-}
-
-/* The sentence every refusal ends with: how to accept the server's position. */
-static void accept_hint(const struct relay_config *cfg, char *buf, size_t size)
-{
-    char n[80], t[80];
-
-    snprintf(buf, size,
-             "once consumers are reconciled, accept the server's position with: DELETE FROM "
-             "%s.%s WHERE slot_name = '%s' (docs/operations.md)",
-             sql_name(cfg->postgres.state_schema, n, sizeof(n)),
-             sql_name(cfg->postgres.state_table, t, sizeof(t)), cfg->postgres.slot);
 }
 
 /*
@@ -729,9 +757,6 @@ static int check_history(PGconn *conn, const struct relay_config *cfg, struct re
     const char *nsp = cfg->postgres.state_schema, *rel = cfg->postgres.state_table;
     const char *slot = cfg->postgres.slot;
     char accept[512];
-    char sql[1024];
-    char *table, *slot_lit, *sys_lit;
-    PGresult *res = NULL;
     int err;
 
     accept_hint(cfg, accept, sizeof(accept));
@@ -783,41 +808,14 @@ static int check_history(PGconn *conn, const struct relay_config *cfg, struct re
 
     /* No row: the first start on this slot (or a reset): record it. */
     info->state_lsn = info->slot_confirmed;
-    table = state_table_name(conn, cfg);
-    slot_lit = PQescapeLiteral(conn, slot, strlen(slot));
-    sys_lit = PQescapeLiteral(conn, info->system_id, strlen(info->system_id));
-    err = -EAGAIN;
-    if (!table || !slot_lit || !sys_lit) {
-        snprintf(errstr, errstr_size, "out of memory");
-        goto out;
-    }
-    snprintf(sql, sizeof(sql),
-             "INSERT INTO %s (slot_name, system_identifier, timeline, confirmed_lsn) "
-             "VALUES (%s, %s, %u, '" LSN_FMT "') ON CONFLICT (slot_name) DO NOTHING",
-             table, slot_lit, sys_lit, info->timeline, LSN_ARGS(info->state_lsn));
-    if ((err = run(conn, sql, false, "cannot record the relay's state", &res, errstr,
-                   errstr_size)) < 0)
-        goto out;
-    if (strcmp(PQcmdTuples(res), "1") != 0) {
-        snprintf(errstr, errstr_size,
-                 "another relay recorded slot \"%s\" in \"%s.%s\" at the same time",
-                 slot, nsp, rel);
-        err = -EAGAIN;
-        goto out;
-    }
+    if ((err = write_state(conn, cfg, info, errstr, errstr_size)) < 0)
+        return err;
     log_info("recorded slot \"%s\" at " LSN_FMT " in \"%s.%s\" (system %s, timeline %u)",
              slot, LSN_ARGS(info->state_lsn), nsp, rel, info->system_id, info->timeline);
     info->state_found = true;
     snprintf(info->state_system_id, sizeof(info->state_system_id), "%s", info->system_id);
     info->state_timeline = info->timeline;
-    err = 0;
-
-out:
-    PQclear(res);
-    free(table);
-    PQfreemem(slot_lit);
-    PQfreemem(sys_lit);
-    return err;
+    return 0;
 }
 
 static int identify_system(PGconn *conn, struct repl_info *info, char *errstr,
@@ -880,7 +878,7 @@ static int start_streaming(PGconn *conn, const struct relay_config *cfg,
     if (PQresultStatus(res) != PGRES_COPY_BOTH) {
         char msg[512];
 
-        copy_pg_error(PQresultErrorMessage(res), msg, sizeof(msg));
+        repl_first_line(PQresultErrorMessage(res), msg, sizeof(msg));
         snprintf(errstr, errstr_size, "cannot start replication from slot \"%s\": %s",
                  cfg->postgres.slot, msg[0] ? msg : PQerrorMessage(conn));
         /* 55006 object_in_use: another process streams from the slot; wait for it. */
@@ -904,22 +902,12 @@ int repl_open(const struct relay_config *cfg, lsn_t start_hint, lsn_t unrecorded
               const struct repl_info *prev, char **cdc_keys, repl_conn **out, struct repl_info *info, char *errstr,
               size_t errstr_size)
 {
-    /*
-     * Keywords before "dbname" are defaults the DSN may override; keywords after it
-     * override the DSN.  The defaults bound a hung connect (connect_timeout) and
-     * detect a dead peer within about half a minute instead of TCP's fifteen.
-     */
-    const char *keys[] = {"connect_timeout", "keepalives", "keepalives_idle",
-                          "keepalives_interval", "keepalives_count", "tcp_user_timeout",
-                          "dbname", "replication", "fallback_application_name", NULL};
-    const char *vals[] = {"10", "1", "10", "5", "3", "30000",
-                          cfg->postgres.dsn, "database", "outbox-relay", NULL};
     repl_conn *c;
     PGconn *conn;
     int err;
 
     memset(info, 0, sizeof(*info));
-    conn = PQconnectdbParams(keys, vals, 1);
+    conn = repl_connect(cfg->postgres.dsn, "outbox-relay", 10, true);
     if (!conn) {
         snprintf(errstr, errstr_size, "out of memory");
         return -EAGAIN;
@@ -927,7 +915,7 @@ int repl_open(const struct relay_config *cfg, lsn_t start_hint, lsn_t unrecorded
     if (PQstatus(conn) != CONNECTION_OK) {
         char msg[512];
 
-        copy_pg_error(PQerrorMessage(conn), msg, sizeof(msg));
+        repl_first_line(PQerrorMessage(conn), msg, sizeof(msg));
         snprintf(errstr, errstr_size, "cannot connect to postgresql: %s", msg);
         /* Authentication failures will not heal by retrying. */
         err = repl_connect_error_permanent(msg) ? -EPERM : -EAGAIN;
@@ -1001,7 +989,7 @@ void repl_notice_to_log(void *arg, const char *message)
     char line[512];
 
     (void)arg;
-    copy_pg_error(message, line, sizeof(line));
+    repl_first_line(message, line, sizeof(line));
     log_info("postgresql: %s", line);
 }
 
@@ -1036,7 +1024,7 @@ static int conn_error(repl_conn *c, const char *what, char *errstr, size_t errst
 {
     char msg[512];
 
-    copy_pg_error(PQerrorMessage(c->conn), msg, sizeof(msg));
+    repl_first_line(PQerrorMessage(c->conn), msg, sizeof(msg));
     snprintf(errstr, errstr_size, "%s: %s", what, msg[0] ? msg : "connection lost");
     return -EAGAIN;
 }
@@ -1071,7 +1059,7 @@ int repl_read(repl_conn *c, struct wal_frame *f, char *errstr, size_t errstr_siz
 
         int err = -EAGAIN;
 
-        copy_pg_error(res && PQresultErrorMessage(res)[0] ? PQresultErrorMessage(res)
+        repl_first_line(res && PQresultErrorMessage(res)[0] ? PQresultErrorMessage(res)
                                                             : "server ended the stream",
                       msg, sizeof(msg));
         if (strcmp(sqlstate(res), "42704") == 0) {

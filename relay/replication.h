@@ -23,6 +23,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <libpq-fe.h>
+
 #include "config.h"
 #include "lsn.h"
 #include "walproto.h"
@@ -85,6 +87,23 @@ int repl_open(const struct relay_config *cfg, lsn_t start_hint, lsn_t unrecorded
  * a server starting up or shutting down, and TLS handshake errors are not.
  */
 bool repl_connect_error_permanent(const char *msg);
+
+/*
+ * Connect (blocking) with the relay's connection defaults: connect_timeout (seconds)
+ * and TCP keepalives that notice a dead peer within about half a minute, which the
+ * DSN may override, then fallback_application_name = appname and, when replication
+ * is true, replication=database, which it may not.  Returns what
+ * PQconnectdbParams() returns: NULL only when out of memory; otherwise a connection
+ * the caller owns (PQfinish()) whose PQstatus() says whether it worked.
+ */
+PGconn *repl_connect(const char *dsn, const char *appname, int connect_timeout_s,
+                     bool replication);
+
+/*
+ * Copy the first line of a libpq message (without its newline) into dst, cut to
+ * size - 1 bytes and NUL-terminated; size must be at least 1.  Cannot fail.
+ */
+void repl_first_line(const char *msg, char *dst, size_t size);
 
 /*
  * A libpq notice processor (PQsetNoticeProcessor()) that writes a server's NOTICE

@@ -31,6 +31,7 @@
 
 #include "jsonbuf.h"
 #include "redact.h"
+#include "replication.h"
 
 #define ATTR_PRINTF(f, a) __attribute__((format(printf, f, a)))
 
@@ -138,17 +139,6 @@ static void quiet_notice(void *arg, const char *message)
     (void)message;
 }
 
-/* The first line of a libpq message. */
-static void first_line(const char *msg, char *dst, size_t size)
-{
-    size_t n = strcspn(msg, "\n");
-
-    if (n >= size)
-        n = size - 1;
-    memcpy(dst, msg, n);
-    dst[n] = '\0';
-}
-
 /*
  * An ordinary connection with the configured DSN; connect_timeout defaults to
  * timeout_ms (the DSN may set its own).  NULL with errstr set on failure.
@@ -156,13 +146,9 @@ static void first_line(const char *msg, char *dst, size_t size)
 static PGconn *pg_connect(const struct relay_config *cfg, int timeout_ms, char *errstr,
                           size_t errstr_size)
 {
-    char timeout[16];
-    const char *keys[] = {"connect_timeout", "dbname", "fallback_application_name", NULL};
-    const char *vals[] = {timeout, cfg->postgres.dsn, "outbox-relay", NULL};
-    PGconn *conn;
+    PGconn *conn = repl_connect(cfg->postgres.dsn, "outbox-relay",
+                                timeout_ms < 1000 ? 1 : timeout_ms / 1000, false);
 
-    snprintf(timeout, sizeof(timeout), "%d", timeout_ms < 1000 ? 1 : timeout_ms / 1000);
-    conn = PQconnectdbParams(keys, vals, 1);
     if (conn == NULL) {
         snprintf(errstr, errstr_size, "out of memory");
         return NULL;
@@ -170,7 +156,7 @@ static PGconn *pg_connect(const struct relay_config *cfg, int timeout_ms, char *
     if (PQstatus(conn) != CONNECTION_OK) {
         char msg[512];
 
-        first_line(PQerrorMessage(conn), msg, sizeof(msg));
+        repl_first_line(PQerrorMessage(conn), msg, sizeof(msg));
         snprintf(errstr, errstr_size, "cannot connect to postgresql: %s", msg);
         PQfinish(conn);
         return NULL;
@@ -191,7 +177,7 @@ static PGresult *query(PGconn *conn, const char *sql, int nparams, const char *c
 
     if (PQresultStatus(res) == PGRES_TUPLES_OK)
         return res;
-    first_line(PQresultErrorMessage(res) ? PQresultErrorMessage(res) : "out of memory", msg,
+    repl_first_line(PQresultErrorMessage(res) ? PQresultErrorMessage(res) : "out of memory", msg,
                sizeof(msg));
     snprintf(errstr, errstr_size, "%s: %s", what, msg);
     PQclear(res);
