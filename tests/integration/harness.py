@@ -440,6 +440,36 @@ def check_per_key_order(messages, allow_replay=False):
         check(len(ps) == 1, f"key {k} spread over partitions {sorted(ps)}")
 
 
+def check_exact(pg, messages, n_expected):
+    """Every outbox row arrived exactly once, exactly as written (topic, key, value,
+    CloudEvents headers, position headers), in commit order per key.  For runs
+    without faults, where no duplicate is allowed."""
+    rows = db_rows(pg)
+    check(len(rows) == n_expected, f"database has {len(rows)} rows, want {n_expected}")
+    check(len(messages) == n_expected, f"{len(messages)} messages for {n_expected} rows")
+    seen = set()
+    for m in messages:
+        hd = m["headers"]
+        rid = hd.get("ce_id")
+        check(rid in rows, f"message with unknown ce_id {rid!r}")
+        check(rid not in seen, f"duplicate event {rid}")
+        seen.add(rid)
+        key, n = rows[rid]
+        check(m["topic"] == "outbox.event.order", f"topic {m['topic']}")
+        check(m["key"] == key, f"event {rid}: key {m['key']!r}, want {key!r}")
+        check(json.loads(m["value"]) == {"n": n}, f"event {rid}: value {m['value']!r}")
+        check(hd.get("ce_type") == "OrderCreated", f"ce_type {hd.get('ce_type')!r}")
+        check(hd.get("ce_source") == "/app/public.outbox", f"ce_source {hd.get('ce_source')!r}")
+        check(hd.get("ce_specversion") == "1.0", "ce_specversion")
+        check(hd.get("ce_subject") == key, "ce_subject")
+        check(hd.get("content-type") == "application/json", "content-type")
+        check(hd.get("ce_time", "").endswith("Z"), f"ce_time {hd.get('ce_time')!r}")
+        check("ce_pglsn" in hd and "ce_pgxid" in hd and "ce_pgindex" in hd,
+              "position headers")
+    check(seen == set(rows), "every row arrived")
+    check_per_key_order(ordered_by_partition(messages))
+
+
 def check_stream(pg, messages, confirmed_at_stop=(), pre_stop_ids=None):
     """The four invariants over everything consumed.
 
