@@ -1,16 +1,18 @@
 /*
  * relay.c -- the poll() loop that ties the pipeline together.
  *
- * One thread, one loop, three file descriptors: the PostgreSQL socket, the sink's
- * wakeup pipe (librdkafka signals queued delivery reports through it) and the stop
- * pipe written by signal handlers.  Each turn of the loop:
+ * One thread, one loop, over the stop pipe written by signal handlers, the sink's
+ * wakeup pipe (librdkafka signals queued delivery reports through it), the
+ * replication socket, the side connection's socket while it has a query out (state
+ * record, heartbeat), and the admin endpoint's sockets (observe.c).  Each turn:
  *
  *   1. serves delivery reports -> the checkpoint tracker learns what is acknowledged;
  *   2. while reading, drains every complete CopyData frame libpq holds:
  *      pgoutput message -> event -> rendered message -> sink, transaction
  *      boundaries -> tracker;
- *   3. sends a standby status update when the confirmed position moved, when the
- *      server asked for one, or when the status period passed.
+ *   3. records the acknowledged position in the state table (history check), then
+ *      sends a standby status update confirming no further than the record, when
+ *      the position moved, when the server asked for one, or when the period passed.
  *
  * Back-pressure (kafka.max_inflight_events unacknowledged) stops reading: the
  * socket is not even polled for input, so TCP pushes back on the walsender and the
