@@ -499,7 +499,41 @@ static void check_slot(struct out *o, PGconn *conn, const struct relay_config *c
     PQclear(res);
 }
 
-static void check_state_table(struct out *o, PGconn *conn, const struct relay_config *cfg)
+/*
+ * The slot's row of the state table (qname, quoted), against the slot as check_slot()
+ * found it: a record without its slot is what makes the relay refuse to run (the
+ * history check, docs/guarantees.md), so say so here rather than "will create it".
+ */
+static void check_state_record(struct out *o, PGconn *conn, const struct relay_config *cfg,
+                               const struct facts *f, const char *qname)
+{
+    char err[640], sql[512];
+    PGresult *res;
+
+    snprintf(sql, sizeof(sql),
+             "SELECT confirmed_lsn::text FROM %s WHERE slot_name = $1", qname);
+    res = query(conn, sql, 1, (const char *const[]){cfg->postgres.slot},
+                "cannot read the state table", err, sizeof(err));
+    if (res == NULL) {
+        item(o, FAIL, "%s", err);
+        return;
+    }
+    if (PQntuples(res) == 0)
+        item(o, OK, "no record for slot \"%s\" yet: the relay records it at its first start",
+             cfg->postgres.slot);
+    else if (!f->slot_exists)
+        item(o, FAIL,
+             "slot \"%s\" is missing but this relay published from it up to %s: the relay "
+             "will refuse to run (the history check; docs/operations.md says what to do)",
+             cfg->postgres.slot, PQgetvalue(res, 0, 0));
+    else
+        item(o, OK, "last recorded position of slot \"%s\": %s", cfg->postgres.slot,
+             PQgetvalue(res, 0, 0));
+    PQclear(res);
+}
+
+static void check_state_table(struct out *o, PGconn *conn, const struct relay_config *cfg,
+                              const struct facts *f)
 {
     const char *schema = cfg->postgres.state_schema, *table = cfg->postgres.state_table;
     enum finding missing = cfg->postgres.history_check ? FAIL : WARN;
@@ -554,6 +588,8 @@ static void check_state_table(struct out *o, PGconn *conn, const struct relay_co
              schema, table);
     else
         item(o, OK, "state table \"%s.%s\" exists and the role may write it", schema, table);
+    if (cfg->postgres.history_check && is_true(res, 0, 0))
+        check_state_record(o, conn, cfg, f, qname);
     PQclear(res);
     free(qname);
 }
@@ -580,7 +616,7 @@ static void check_postgres(struct out *o, const struct relay_config *cfg, int ti
         check_publication(o, conn, cfg, f);
         check_cdc(o, conn, cfg);
         check_slot(o, conn, cfg, f);
-        check_state_table(o, conn, cfg);
+        check_state_table(o, conn, cfg, f);
     }
     PQfinish(conn);
 }

@@ -112,6 +112,11 @@ def test(env):
     pg.psql("SELECT pg_drop_replication_slot('outbox_relay')")
     expect_refusal(env, relay, consumer, ["does not exist, but this relay published"], 150)
     h.check(pg.slot() is None, "a refused relay created the slot")
+    # `check` foresees the refusal instead of promising to create the slot.
+    chk = subprocess.run([os.path.join(env.args.build_dir, "outbox-relay"), "check", "-c",
+                          relay.cfg], capture_output=True, text=True, timeout=60)
+    h.check(chk.returncode == 1 and "will refuse to run" in chk.stdout + chk.stderr,
+            f"check exited {chk.returncode}:\n{chk.stdout}{chk.stderr}")
     pg.psql("SELECT pg_create_logical_replication_slot('outbox_relay', 'pgoutput')")
     pg.psql(f"DELETE FROM {STATE} WHERE slot_name = 'outbox_relay'")
 
