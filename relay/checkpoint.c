@@ -117,6 +117,11 @@ void ckpt_set_commit_time(ckpt_tracker *t, int64_t commit_time_us)
         x->commit_time_us = commit_time_us;
 }
 
+bool ckpt_holds(ckpt_tracker *t, uint64_t seq)
+{
+    return slot_of(t, seq) != NULL;
+}
+
 int64_t ckpt_commit_time(ckpt_tracker *t, uint64_t seq)
 {
     const struct txn *x = slot_of(t, seq);

@@ -48,6 +48,9 @@ int ckpt_begin(ckpt_tracker *t, uint64_t *seq);
  */
 void ckpt_set_commit_time(ckpt_tracker *t, int64_t commit_time_us);
 
+/* Whether the tracker holds transaction seq (false for one from before ckpt_reset()). */
+bool ckpt_holds(ckpt_tracker *t, uint64_t seq);
+
 /* The commit time of transaction seq, or 0 when the tracker does not hold it. */
 int64_t ckpt_commit_time(ckpt_tracker *t, uint64_t seq);
 

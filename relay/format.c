@@ -218,12 +218,6 @@ int formatter_set_cdc(formatter *f, const char *topic_template, const char *sour
     return 0;
 }
 
-static bool topic_char_ok(char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '.' || c == '_' || c == '-';
-}
-
 /* An event field named by a placeholder: true when name is one (*p NULL if unset). */
 static bool event_field(const struct event *ev, const char *name, const char **p, size_t *len)
 {
@@ -273,7 +267,7 @@ static int render_topic(const struct tmpl *t, const struct event *ev, char *topi
         if (s->is_column && event_field(ev, s->text, &src, &len)) {
             if (!src) {
                 snprintf(errstr, errstr_size, "topic placeholder \"{%s}\" is null", s->text);
-                return -EINVAL;
+                return -EDESTADDRREQ;
             }
         } else if (s->is_column) {
             int ix = ev->tuple ? rel_column_index(ev->rel, s->text) : -1;
@@ -282,13 +276,13 @@ static int render_topic(const struct tmpl *t, const struct event *ev, char *topi
             if (ix < 0 && !ev->tuple) {
                 snprintf(errstr, errstr_size,
                          "topic placeholder \"{%s}\" is not a field of this event", s->text);
-                return -EINVAL;
+                return -EDESTADDRREQ;
             }
             if (ix < 0) {
                 snprintf(errstr, errstr_size,
                          "topic placeholder \"{%s}\" names no column of \"%s.%s\"", s->text,
                          ev->rel->nspname, ev->rel->relname);
-                return -EINVAL;
+                return -EDESTADDRREQ;
             }
             v = &ev->tuple->cols[ix];
             if (v->kind != PGO_VALUE_TEXT) {
@@ -296,37 +290,25 @@ static int render_topic(const struct tmpl *t, const struct event *ev, char *topi
                          v->kind == PGO_VALUE_NULL            ? "null"
                          : v->kind == PGO_VALUE_UNCHANGED_TOAST ? "an unchanged toast value"
                                                                 : "a binary value");
-                return -EINVAL;
+                return -EDESTADDRREQ;
             }
             src = v->data;
             len = v->len;
         }
+        if (len > 0 && memchr(src, '\0', len)) {
+            snprintf(errstr, errstr_size, "topic placeholder \"{%s}\" holds a NUL byte", s->text);
+            return -EDESTADDRREQ;
+        }
         if (len > FORMAT_TOPIC_MAX - n) {
             snprintf(errstr, errstr_size, "topic name longer than %d bytes", FORMAT_TOPIC_MAX);
-            return -EINVAL;
+            return -EDESTADDRREQ;
         }
         if (len > 0)
             memcpy(topic + n, src, len);
         n += len;
     }
     topic[n] = '\0';
-    if (n == 0) {
-        snprintf(errstr, errstr_size, "topic name is empty");
-        return -EINVAL;
-    }
-    for (size_t i = 0; i < n; i++) {
-        if (!topic_char_ok(topic[i])) {
-            snprintf(errstr, errstr_size,
-                     "topic name \"%s\" has a character Kafka does not allow: use "
-                     "letters, digits, '.', '_' and '-'",
-                     topic);
-            return -EINVAL;
-        }
-    }
-    if (strcmp(topic, ".") == 0 || strcmp(topic, "..") == 0) {
-        snprintf(errstr, errstr_size, "topic name \"%s\" is not allowed", topic);
-        return -EINVAL;
-    }
+    /* Whether the sink takes the name is the sink's to say (sink_destination_check()). */
     return 0;
 }
 
@@ -734,6 +716,8 @@ static int render_change(formatter *f, const struct event *ev, struct out_msg *o
     memcpy(id + t.lsn_len + 1, t.index, t.index_len);
     idlen = t.lsn_len + 1 + t.index_len;
     id[idlen] = '\0';
+    out->id = id;
+    out->id_len = idlen;
 
     jbuf_reset(&f->key);
     if (keyt && (r = cdc_key_to_json(&f->key, ev->rel, keyt, errstr, errstr_size)) < 0)
@@ -898,6 +882,8 @@ int formatter_render(formatter *f, const struct event *ev, struct out_msg *out, 
         return r;
     out->key = ev->aggregateid.p;
     out->key_len = ev->aggregateid.len;
+    out->id = ev->id.p;
+    out->id_len = ev->id.len;
     out->value = ev->payload.p;
     out->value_len = ev->payload.len;
     out->nheaders = 0;

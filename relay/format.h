@@ -22,7 +22,10 @@
 
 #include "event.h"
 
-/* Kafka's limit on a topic name is 249 bytes. */
+/*
+ * The longest destination name a template may yield (Kafka's limit on a topic name is
+ * 249 bytes; a sink may take less: sink_caps.max_destination).
+ */
 #define FORMAT_TOPIC_MAX 249
 #define FORMAT_MAX_HEADERS 64
 
@@ -39,7 +42,9 @@ struct msg_header {
 };
 
 struct out_msg {
-    char topic[FORMAT_TOPIC_MAX + 1];
+    char topic[FORMAT_TOPIC_MAX + 1]; /* the destination: a topic, stream, subject ... */
+    const char *id; /* the event id (not NUL-terminated), what a broker deduplicates on */
+    size_t id_len;
     const char *key;
     size_t key_len;
     const char *value; /* NULL for a NULL payload */
@@ -87,12 +92,13 @@ void formatter_free(formatter *f);
 
 /*
  * Render ev into *out.  A placeholder names an event field (aggregatetype, type,
- * version, id, aggregateid) or, for rows, any outbox column.  Returns 0; -EINVAL
- * when the topic cannot be made (unknown placeholder, NULL value, not a valid Kafka
- * topic name: 1-249 of [A-Za-z0-9._-]) or there are more than FORMAT_MAX_HEADERS
- * headers, or a table change's value cannot be rendered (-EINVAL, -EILSEQ), or its
- * key column came as unchanged TOAST (-ENODATA); -ENOMEM; errstr says which.  *out borrows from ev and from f until the
- * next render.
+ * version, id, aggregateid) or, for rows, any outbox column.  Returns 0;
+ * -EDESTADDRREQ when the destination cannot be made (unknown placeholder, NULL value,
+ * longer than FORMAT_TOPIC_MAX; whether the sink takes the name it makes is
+ * sink_destination_check()'s to say); -EINVAL when there are more than
+ * FORMAT_MAX_HEADERS headers, or a table change's value cannot be rendered (-EINVAL,
+ * -EILSEQ), or its key column came as unchanged TOAST (-ENODATA); -ENOMEM; errstr
+ * says which.  *out borrows from ev and from f until the next render.
  */
 int formatter_render(formatter *f, const struct event *ev, struct out_msg *out, char *errstr,
                      size_t errstr_size);

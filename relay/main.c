@@ -53,12 +53,12 @@
 
 #include "admin.h"
 #include "config.h"
+#include "config_compat.h"
 #include "log.h"
-#include "poller.h"
 #include "redact.h"
-#include "relay.h"
 #include "sdnotify.h"
 #include "sink.h"
+#include "source.h"
 #include "status.h"
 
 #define EXIT_RUNTIME 1
@@ -177,7 +177,7 @@ static int run(struct relay_config *cfg)
                LOG_FIELDS(LF_STR("version", RELAY_VERSION), LF_STR("mode", mode),
                           LF_STR("slot", cfg->postgres.slot),
                           LF_STR("publication", cfg->postgres.publication), LF_STR("table", table),
-                          LF_STR("sink", cfg->sink == RELAY_SINK_STDOUT ? "stdout" : "kafka"),
+                          LF_STR("sink", relay_config_sink_name(cfg)),
                           LF_STR("dsn", dsn), LF_STR("admin_listen", cfg->admin.listen)),
                "outbox-relay %s starting: slot \"%s\", publication \"%s\", table \"%s.%s\"",
                RELAY_VERSION, cfg->postgres.slot, cfg->postgres.publication, cfg->outbox.schema,
@@ -194,9 +194,9 @@ static int run(struct relay_config *cfg)
     sdnotify_status("%s mode, starting", mode);
     sdnotify_ready();
     if (cfg->postgres.mode == RELAY_MODE_POLLING)
-        rc = poller_run(cfg, stop_pipe[0], errstr, sizeof(errstr));
+        rc = source_poll_run(cfg, stop_pipe[0], errstr, sizeof(errstr));
     else
-        rc = relay_run(cfg, stop_pipe[0], errstr, sizeof(errstr));
+        rc = source_repl_run(cfg, stop_pipe[0], errstr, sizeof(errstr));
     sdnotify_stopping();
     if (rc < 0) {
         log_error("%s", errstr);
@@ -308,7 +308,8 @@ int main(int argc, char **argv)
         rc = healthcheck(cfg);
         goto out;
     }
-    if (cfg->sink == RELAY_SINK_KAFKA && sink_kafka_check(cfg, errstr, sizeof(errstr)) < 0) {
+    if (sink_type_of(cfg) && sink_type_of(cfg)->check_config &&
+        sink_type_of(cfg)->check_config(cfg, errstr, sizeof(errstr)) < 0) {
         char clean[1200], msg[1600];
 
         redact_set_scrub(secrets, errstr, strlen(errstr), clean, sizeof(clean));

@@ -52,6 +52,10 @@ struct metrics_histogram {
     uint64_t count;                                      /* observations */
 };
 
+/* The reasons of outbox_relay_dead_letter_total, in the order of enum dl_reason. */
+#define METRICS_DEAD_LETTER_REASONS 5
+extern const char *const metrics_dead_letter_reasons[METRICS_DEAD_LETTER_REASONS];
+
 /*
  * Every metric the relay exports.  Counters only grow (a process restart resets
  * them, which Prometheus's rate() handles); gauges are set to the current value.
@@ -65,8 +69,11 @@ struct relay_metrics {
                                   broker (metrics_note_ack() counts them) */
     uint64_t publish_errors;   /* outbox_relay_publish_errors_total: failed deliveries, both
                                   permanent ones and those retried by a replay */
-    uint64_t dead_letter;      /* outbox_relay_dead_letter_total: events that went to the
-                                  dead-letter topic instead of their own */
+    /*
+     * outbox_relay_dead_letter_total{reason}: events set aside to a dead-letter
+     * destination (deadletter.h), by reason; they do not count as published.
+     */
+    uint64_t dead_letter[METRICS_DEAD_LETTER_REASONS];
     uint64_t replays;          /* outbox_relay_replays_total: pipeline rebuilds, i.e. replays
                                   from the confirmed position after a delivery failure */
     uint64_t reconnects;       /* outbox_relay_reconnects_total: source connections made

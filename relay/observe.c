@@ -130,12 +130,9 @@ void observe_ready(struct observer *o, bool ready, const char *why)
     sdnotify_status("%s", ready ? "streaming" : why);
 }
 
-void observe_delivered(struct observer *o, const struct relay_config *cfg, const char *topic,
-                       int64_t commit_us)
+void observe_delivered(struct observer *o, int64_t commit_us)
 {
     metrics_note_ack(&o->m, commit_us, observe_now_us());
-    if (cfg->kafka.dlq_topic[0] && strcmp(topic, cfg->kafka.dlq_topic) == 0)
-        o->m.dead_letter++;
 }
 
 void observe_stopping(struct observer *o)

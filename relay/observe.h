@@ -2,8 +2,7 @@
  * observe.h -- what a running relay shows the world: metrics, health, readiness and
  * systemd notifications.
  *
- * Both sources (logical replication in relay.c, polling in poller.c) own one
- * struct observer.  It holds the metrics the loop updates (struct relay_metrics:
+ * The pipeline (pipeline.c), whichever source feeds it, owns one struct observer.  It holds the metrics the loop updates (struct relay_metrics:
  * plain fields), the admin HTTP endpoint (admin.listen: /metrics, /healthz,
  * /readyz) and the systemd watchdog.  The loop adds the observer's descriptors to
  * its poll() set, lowers its timeout to observe_timeout(), and calls
@@ -81,12 +80,11 @@ void observe_turn(struct observer *o, const struct pollfd *fds, size_t n);
 void observe_ready(struct observer *o, bool ready, const char *why);
 
 /*
- * One event was acknowledged by the broker (on its own topic, or on kafka.dlq_topic
- * when it was dead-lettered); its transaction committed at commit_us (0: unknown).
- * Counts it and observes its commit-to-ack latency.  Cannot fail.
+ * One event was acknowledged by the broker on its own destination (a dead-lettered one
+ * is counted in m.dead_letter instead); its transaction committed at commit_us (0:
+ * unknown).  Counts it and observes its commit-to-ack latency.  Cannot fail.
  */
-void observe_delivered(struct observer *o, const struct relay_config *cfg, const char *topic,
-                       int64_t commit_us);
+void observe_delivered(struct observer *o, int64_t commit_us);
 
 /* A stop was requested: STOPPING=1 to systemd, and /readyz answers 503. */
 void observe_stopping(struct observer *o);

@@ -1,11 +1,14 @@
 /*
- * sink.c -- the sink interface, dispatched to an implementation.
+ * sink.c -- the registry of sinks, and the parts of the sink interface every sink
+ * shares: the wakeup pipe, the outstanding count and destination-name rules.
  *
- * The functions of sink.h that every sink shares -- the wakeup pipe and the
- * outstanding count -- live here; the rest go through the implementation's
- * operations table (sink_kafka.c, sink_stdout.c).
+ * The registry is the list below, one X() row per sink type; each row names a
+ * struct sink_type defined in relay/sink_<name>.c.  The first row is the default
+ * sink.  Everything else dispatches through the implementation's operations table.
  */
 #include "sink_impl.h"
+
+#include "config_compat.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -14,18 +17,110 @@
 #include <string.h>
 #include <unistd.h>
 
-int sink_base_init(sink *s, const struct sink_ops *ops, sink_report_fn *report, void *opaque,
-                   char *errstr, size_t errstr_size)
+/* The registry: one row per sink type. */
+#define SINK_TYPES \
+    X(kafka)       \
+    X(stdout)
+
+#define X(name) extern const struct sink_type sink_type_##name;
+SINK_TYPES
+#undef X
+
+#define X(name) &sink_type_##name,
+static const struct sink_type *const registry[] = {SINK_TYPES};
+#undef X
+
+const struct sink_type *const *sink_types(size_t *n)
+{
+    *n = sizeof(registry) / sizeof(registry[0]);
+    return registry;
+}
+
+const struct sink_type *sink_type_find(const char *name)
+{
+    for (size_t i = 0; i < sizeof(registry) / sizeof(registry[0]); i++)
+        if (strcmp(registry[i]->name, name) == 0)
+            return registry[i];
+    return NULL;
+}
+
+const struct sink_type *sink_type_of(const struct relay_config *cfg)
+{
+    return sink_type_find(relay_config_sink_name(cfg));
+}
+
+sink *sink_from_config(const struct relay_config *cfg, sink_report_fn *report, void *opaque,
+                       char *errstr, size_t errstr_size)
+{
+    const struct sink_type *t = sink_type_of(cfg);
+
+    if (!t) {
+        snprintf(errstr, errstr_size, "no sink called \"%s\"", relay_config_sink_name(cfg));
+        return NULL;
+    }
+    return t->create(cfg, report, opaque, errstr, errstr_size);
+}
+
+const struct sink_type *sink_get_type(const sink *s)
+{
+    return s->type;
+}
+
+int sink_destination_check(const struct sink_type *t, const char *dest, char *errstr,
+                           size_t errstr_size)
+{
+    const struct sink_caps *c = &t->caps;
+    size_t n = strlen(dest);
+
+    if (n == 0) {
+        snprintf(errstr, errstr_size, "%s name is empty", c->destination_word);
+        return -EDESTADDRREQ;
+    }
+    if (c->max_destination && n > c->max_destination) {
+        snprintf(errstr, errstr_size, "%s name longer than %zu bytes", c->destination_word,
+                 c->max_destination);
+        return -EDESTADDRREQ;
+    }
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)dest[i];
+        bool ok = c->destination_chars
+                      ? (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                            (ch >= '0' && ch <= '9') ||
+                            (ch && strchr(c->destination_chars, ch) != NULL)
+                      : ch >= 0x20 && ch != 0x7f;
+
+        if (!ok) {
+            snprintf(errstr, errstr_size,
+                     "%s name \"%.*s\" has a character %s does not allow: use letters, "
+                     "digits%s%s",
+                     c->destination_word, (int)(n > 100 ? 100 : n), dest, t->name,
+                     c->destination_chars ? " and any of " : "",
+                     c->destination_chars ? c->destination_chars : "");
+            return -EDESTADDRREQ;
+        }
+    }
+    if (strcmp(dest, ".") == 0 || strcmp(dest, "..") == 0) {
+        snprintf(errstr, errstr_size, "%s name \"%s\" is not allowed", c->destination_word,
+                 dest);
+        return -EDESTADDRREQ;
+    }
+    return 0;
+}
+
+int sink_base_init(sink *s, const struct sink_type *type, const struct sink_ops *ops,
+                   sink_report_fn *report, void *opaque, char *errstr, size_t errstr_size)
 {
     s->ops = ops;
+    s->type = type;
     s->report = report;
     s->opaque = opaque;
     s->outstanding = 0;
-    s->outstanding_bytes = 0;
     if (pipe(s->pipefd) < 0) {
-        snprintf(errstr, errstr_size, "pipe: %s", strerror(errno));
+        int e = errno;
+
+        snprintf(errstr, errstr_size, "pipe: %s", strerror(e));
         s->pipefd[0] = s->pipefd[1] = -1;
-        return -errno;
+        return -e;
     }
     for (int i = 0; i < 2; i++) {
         fcntl(s->pipefd[i], F_SETFL, fcntl(s->pipefd[i], F_GETFL) | O_NONBLOCK);
@@ -43,18 +138,20 @@ void sink_wakeup(sink *s)
     }
 }
 
-sink *sink_from_config(const struct relay_config *cfg, sink_report_fn *report, void *opaque,
-                       char *errstr, size_t errstr_size)
+void sink_report(sink *s, const struct sink_report *r)
 {
-    if (cfg->sink == RELAY_SINK_STDOUT)
-        return sink_stdout_new(STDOUT_FILENO, report, opaque, errstr, errstr_size);
-    return sink_kafka_new(cfg, report, opaque, errstr, errstr_size);
+    s->outstanding--;
+    s->report(s->opaque, r);
 }
 
-int sink_produce(sink *s, const struct out_msg *msg, uint64_t txn_seq, char *errstr,
+int sink_produce(sink *s, const struct out_msg *msg, uint64_t tag, char *errstr,
                  size_t errstr_size)
 {
-    return s->ops->produce(s, msg, txn_seq, errstr, errstr_size);
+    int rc = s->ops->produce(s, msg, tag, errstr, errstr_size);
+
+    if (rc == 0)
+        s->outstanding++;
+    return rc;
 }
 
 int sink_poll(sink *s)
@@ -90,6 +187,7 @@ int sink_reset(sink *s, char *errstr, size_t errstr_size)
 {
     int rc = s->ops->reset(s, errstr, errstr_size);
 
+    s->outstanding = 0;
     sink_drain_fd(s);
     return rc;
 }
@@ -102,11 +200,6 @@ int sink_outstanding(const sink *s)
 bool sink_connected(const sink *s)
 {
     return !s->unreachable;
-}
-
-int64_t sink_outstanding_bytes(const sink *s)
-{
-    return s->outstanding_bytes;
 }
 
 void sink_free(sink *s)

@@ -2,7 +2,7 @@
  * sink_impl.h -- what every sink implementation shares (private to relay/sink*.c).
  *
  * A sink is a struct sink at the start of an implementation's own struct, with a
- * table of operations.  The base part owns the wakeup pipe the relay's poll() loop
+ * table of operations.  The base part owns the wakeup pipe the pipeline's poll() loop
  * watches, the report callback, and the count of messages not yet reported.
  */
 #ifndef RELAY_SINK_IMPL_H
@@ -11,7 +11,7 @@
 #include "sink.h"
 
 struct sink_ops {
-    int (*produce)(sink *s, const struct out_msg *msg, uint64_t txn_seq, char *errstr,
+    int (*produce)(sink *s, const struct out_msg *msg, uint64_t tag, char *errstr,
                    size_t errstr_size);
     int (*poll)(sink *s);
     bool (*fatal)(const sink *s);
@@ -22,19 +22,22 @@ struct sink_ops {
 
 struct sink {
     const struct sink_ops *ops;
+    const struct sink_type *type;
     int pipefd[2];
     sink_report_fn *report;
     void *opaque;
     int outstanding;
-    int64_t outstanding_bytes; /* keys and values of the outstanding messages */
-    bool unreachable;          /* the implementation knows it cannot reach its brokers */
+    bool unreachable; /* the implementation knows it cannot reach its broker */
 };
 
 /* Set up the base part: a non-blocking close-on-exec pipe.  Returns 0 or -errno. */
-int sink_base_init(sink *s, const struct sink_ops *ops, sink_report_fn *report, void *opaque,
-                   char *errstr, size_t errstr_size);
+int sink_base_init(sink *s, const struct sink_type *type, const struct sink_ops *ops,
+                   sink_report_fn *report, void *opaque, char *errstr, size_t errstr_size);
 
 /* Make sink_fd() readable (reports are waiting). */
 void sink_wakeup(sink *s);
+
+/* Report one message: outstanding goes down by one, then the callback runs. */
+void sink_report(sink *s, const struct sink_report *r);
 
 #endif /* RELAY_SINK_IMPL_H */

@@ -36,6 +36,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdarg.h>
 #include <strings.h>
 #include <time.h>
 #include <unistd.h>
@@ -43,6 +44,10 @@
 #include <librdkafka/rdkafka.h>
 
 #include "log.h"
+#include "redact.h"
+
+/* This sink's registry row, at the end of the file. */
+extern const struct sink_type sink_type_kafka;
 
 /*
  * Topic handles kept for the producer's life, so that a message names its topic by
@@ -56,20 +61,11 @@
 #define TOPIC_CACHE_MAX 64
 
 /*
- * What the sink remembers of a message librdkafka holds: its transaction and what it
- * counts in outstanding_bytes.  The message's opaque is its slot's index, so that a
- * delivery report finds both without walking the message's headers again (that walk
- * was 4% of the relay thread's instructions in a drain).  Slots are reused through a
- * free list and the array only grows, to the most messages ever held at once (bounded
- * by queue.buffering.max.messages): no allocation per message once warm.
+ * A message's opaque is the pipeline's tag for it (sink.h): the tag is all the sink
+ * keeps of a message, librdkafka keeps the rest.  Tags are 64-bit; so are pointers on
+ * every platform the relay is built for.
  */
-struct inflight {
-    uint64_t txn_seq; /* free: the index of the next free slot */
-    int64_t bytes;    /* free: -1 */
-};
-
-#define SLOT_NONE UINT32_MAX
-#define SLOTS_INITIAL 1024
+_Static_assert(sizeof(void *) >= sizeof(uint64_t), "a message opaque must hold a 64-bit tag");
 
 struct kafka_sink {
     struct sink base; /* first: a struct kafka_sink * is a sink * */
@@ -80,10 +76,6 @@ struct kafka_sink {
     rd_kafka_topic_t *topics[TOPIC_CACHE_MAX];
     int ntopics;
     int last_topic; /* index of the topic used last: most messages go to the same one */
-    struct inflight *slots; /* one per message librdkafka holds; see struct inflight */
-    uint32_t nslots;        /* slots ever handed out (since the last reset) */
-    uint32_t cap;
-    uint32_t free_head;     /* first free slot below nslots, or SLOT_NONE */
 };
 
 /* Properties the relay's guarantee depends on: a user value must agree. */
@@ -124,6 +116,7 @@ static bool is_permanent(rd_kafka_resp_err_t err)
     case RD_KAFKA_RESP_ERR_INVALID_MSG_SIZE:
     case RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE:
     case RD_KAFKA_RESP_ERR_INVALID_RECORD:
+    case RD_KAFKA_RESP_ERR_INVALID_MSG:
     case RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION:
     case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
     case RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED:
@@ -133,145 +126,73 @@ static bool is_permanent(rd_kafka_resp_err_t err)
     }
 }
 
+static bool is_too_large(rd_kafka_resp_err_t err)
+{
+    return err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE ||
+           err == RD_KAFKA_RESP_ERR_INVALID_MSG_SIZE ||
+           err == RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE;
+}
+
 /*
- * What a message costs in memory while librdkafka holds it, roughly: key, value,
- * header names and values, plus librdkafka's own bookkeeping per message and per
- * header (measured: about 250 and 30 bytes).  kafka.max_inflight_bytes counts this.
+ * What a message costs in memory while librdkafka holds it, beyond its key, value and
+ * header bytes: librdkafka's own bookkeeping per message and per header (measured:
+ * about 250 and 30 bytes).  The pipeline counts it against
+ * pipeline.max_inflight_bytes (sink_caps).
  */
 #define MSG_OVERHEAD 256
 #define HEADER_OVERHEAD 32
 
-/* A slot for a new message, or SLOT_NONE when out of memory. */
-static uint32_t slot_get(struct kafka_sink *s, uint64_t txn_seq, int64_t bytes)
-{
-    uint32_t i = s->free_head;
-
-    if (i != SLOT_NONE) {
-        s->free_head = (uint32_t)s->slots[i].txn_seq;
-    } else {
-        if (s->nslots == s->cap) {
-            uint32_t ncap = s->cap ? s->cap * 2 : SLOTS_INITIAL;
-            struct inflight *n;
-
-            if (ncap <= s->cap || !(n = realloc(s->slots, (size_t)ncap * sizeof(*n))))
-                return SLOT_NONE;
-            s->slots = n;
-            s->cap = ncap;
-        }
-        i = s->nslots++;
-    }
-    s->slots[i].txn_seq = txn_seq;
-    s->slots[i].bytes = bytes;
-    return i;
-}
-
-static void slot_put(struct kafka_sink *s, uint32_t i)
-{
-    s->slots[i].txn_seq = s->free_head;
-    s->slots[i].bytes = -1;
-    s->free_head = i;
-}
-
-/* The slot a message's opaque names, or NULL when it names none in use. */
-static struct inflight *slot_of(struct kafka_sink *s, const rd_kafka_message_t *m)
-{
-    uintptr_t i = (uintptr_t)m->_private;
-
-    return i < s->nslots && s->slots[i].bytes >= 0 ? &s->slots[i] : NULL;
-}
-
 /*
- * Send a permanently failed message to kafka.dlq_topic: the same key, value and
- * headers, plus headers saying what failed -- dlq_original_topic, dlq_error,
- * dlq_error_code, dlq_time -- (the source position travels in the event's own
- * headers or envelope).  The dead-letter copy takes over the original's slot (and so
- * its transaction sequence number), so its acknowledgement counts as the event's.
- * Returns 0 when the copy was produced.
+ * The message as librdkafka held it, for the dead-letter record of one it could not
+ * deliver: topic, key, value and headers (out borrows from m).
  */
-static int dead_letter(struct kafka_sink *s, const rd_kafka_message_t *m, struct inflight *slot)
+static void message_view(const rd_kafka_message_t *m, struct out_msg *out)
 {
-    rd_kafka_headers_t *orig = NULL, *hdrs;
-    const char *name = rd_kafka_err2name(m->err);
-    const char *text = rd_kafka_err2str(m->err);
-    char when[40];
-    struct timespec ts;
-    rd_kafka_resp_err_t err;
+    rd_kafka_headers_t *hdrs = NULL;
+    const char *name;
+    const void *v;
+    size_t len;
 
-    clock_gettime(CLOCK_REALTIME, &ts);
-    format_rfc3339((int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000, when, sizeof(when));
-    hdrs = rd_kafka_message_headers(m, &orig) == RD_KAFKA_RESP_ERR_NO_ERROR
-               ? rd_kafka_headers_copy(orig)
-               : rd_kafka_headers_new(4);
-    rd_kafka_header_add(hdrs, "dlq_original_topic", -1, rd_kafka_topic_name(m->rkt), -1);
-    rd_kafka_header_add(hdrs, "dlq_error", -1, text, -1);
-    rd_kafka_header_add(hdrs, "dlq_error_code", -1, name, -1);
-    rd_kafka_header_add(hdrs, "dlq_time", -1, when, -1);
-    err = rd_kafka_producev(s->rk, RD_KAFKA_V_TOPIC(s->cfg->kafka.dlq_topic),
-                            RD_KAFKA_V_KEY(m->key, m->key_len),
-                            RD_KAFKA_V_VALUE(m->payload, m->len), RD_KAFKA_V_HEADERS(hdrs),
-                            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                            RD_KAFKA_V_OPAQUE(m->_private), RD_KAFKA_V_END);
-    if (err) {
-        rd_kafka_headers_destroy(hdrs);
-        log_error("cannot produce to dead-letter topic \"%s\": %s", s->cfg->kafka.dlq_topic,
-                  rd_kafka_err2str(err));
-        return -EIO;
-    }
-    s->base.outstanding++;
-    /* The copy keeps the original's slot; its bytes: the original's plus four headers. */
-    slot->bytes += (int64_t)(strlen("dlq_original_topic") + strlen(rd_kafka_topic_name(m->rkt)) +
-                             strlen("dlq_error") + strlen(text) + strlen("dlq_error_code") +
-                             strlen(name) + strlen("dlq_time") + strlen(when) +
-                             4 * HEADER_OVERHEAD);
-    s->base.outstanding_bytes += slot->bytes;
-    return 0;
+    snprintf(out->topic, sizeof(out->topic), "%s", m->rkt ? rd_kafka_topic_name(m->rkt) : "");
+    out->key = m->key;
+    out->key_len = m->key ? m->key_len : 0;
+    out->value = m->payload;
+    out->value_len = m->payload ? m->len : 0;
+    out->id = NULL;
+    out->id_len = 0;
+    out->nheaders = 0;
+    if (rd_kafka_message_headers(m, &hdrs) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        return;
+    for (size_t i = 0; out->nheaders < FORMAT_MAX_HEADERS &&
+                       rd_kafka_header_get_all(hdrs, i, &name, &v, &len) ==
+                           RD_KAFKA_RESP_ERR_NO_ERROR;
+         i++)
+        out->headers[out->nheaders++] = (struct msg_header){name, v, v ? len : 0};
 }
 
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
     struct kafka_sink *s = opaque;
-    rd_kafka_headers_t *hdrs = NULL;
-    char id[128] = "";
-    enum sink_outcome outcome = SINK_DELIVERED;
-    const char *errtext = NULL;
-    struct inflight *slot = slot_of(s, m);
-    uint64_t txn_seq;
+    struct sink_report r = {.tag = (uint64_t)(uintptr_t)m->_private, .code = "", .err = ""};
+    struct out_msg view;
 
     (void)rk;
-    if (!slot)
-        return; /* not one of this producer's messages: cannot happen */
-    txn_seq = slot->txn_seq;
-    s->base.outstanding--;
-    s->base.outstanding_bytes -= slot->bytes;
-    if (!m->err)
+    if (!m->err) {
         s->base.unreachable = false;
+        r.outcome = SINK_DELIVERED;
+    } else if (is_permanent(m->err)) {
+        r.outcome = SINK_UNDELIVERABLE;
+        r.too_large = is_too_large(m->err);
+        message_view(m, &view);
+        r.msg = &view;
+    } else {
+        r.outcome = SINK_RETRY;
+    }
     if (m->err) {
-        const void *v;
-        size_t len;
-
-        outcome = is_permanent(m->err) ? SINK_FAILED_PERMANENT : SINK_FAILED;
-        errtext = rd_kafka_err2str(m->err);
-        if (rd_kafka_message_headers(m, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR &&
-            rd_kafka_header_get_last(hdrs, "ce_id", &v, &len) == RD_KAFKA_RESP_ERR_NO_ERROR &&
-            v) {
-            if (len >= sizeof(id))
-                len = sizeof(id) - 1;
-            memcpy(id, v, len);
-            id[len] = '\0';
-        }
+        r.code = rd_kafka_err2name(m->err);
+        r.err = rd_kafka_err2str(m->err);
     }
-    /* A permanent failure goes to the dead-letter topic, if there is one (not twice). */
-    if (outcome == SINK_FAILED_PERMANENT && s->cfg->kafka.dlq_topic[0] && m->rkt &&
-        strcmp(rd_kafka_topic_name(m->rkt), s->cfg->kafka.dlq_topic) != 0) {
-        log_warn("event \"%s\" cannot be delivered to topic \"%s\": %s; sending it to the "
-                 "dead-letter topic \"%s\"",
-                 id, rd_kafka_topic_name(m->rkt), errtext, s->cfg->kafka.dlq_topic);
-        if (dead_letter(s, m, slot) == 0)
-            return;
-    }
-    slot_put(s, (uint32_t)(slot - s->slots));
-    s->base.report(s->base.opaque, txn_seq, outcome, m->rkt ? rd_kafka_topic_name(m->rkt) : "",
-                   id, errtext);
+    sink_report(&s->base, &r);
 }
 
 static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
@@ -395,16 +316,6 @@ fail:
     return NULL;
 }
 
-int sink_kafka_check(const struct relay_config *cfg, char *errstr, size_t errstr_size)
-{
-    rd_kafka_conf_t *conf = build_conf(cfg, errstr, errstr_size);
-
-    if (!conf)
-        return -EINVAL;
-    rd_kafka_conf_destroy(conf);
-    return 0;
-}
-
 static int producer_create(struct kafka_sink *s, char *errstr, size_t errstr_size)
 {
     rd_kafka_conf_t *conf = build_conf(s->cfg, errstr, errstr_size);
@@ -448,11 +359,6 @@ static void producer_destroy(struct kafka_sink *s)
     s->mainq = NULL;
     rd_kafka_destroy(s->rk);
     s->rk = NULL;
-    s->base.outstanding = 0;
-    s->base.outstanding_bytes = 0;
-    /* Every message is gone with the producer: every slot is free. */
-    s->nslots = 0;
-    s->free_head = SLOT_NONE;
 }
 
 /* The handle of topic name (see TOPIC_CACHE_MAX), or NULL: produce by name. */
@@ -475,7 +381,7 @@ static rd_kafka_topic_t *topic_handle(struct kafka_sink *s, const char *name)
     return rkt;
 }
 
-static int kafka_produce(sink *base, const struct out_msg *msg, uint64_t txn_seq, char *errstr,
+static int kafka_produce(sink *base, const struct out_msg *msg, uint64_t tag, char *errstr,
                          size_t errstr_size)
 {
     struct kafka_sink *s = (struct kafka_sink *)base;
@@ -483,8 +389,6 @@ static int kafka_produce(sink *base, const struct out_msg *msg, uint64_t txn_seq
     rd_kafka_resp_err_t err;
     rd_kafka_vu_t vu[6];
     rd_kafka_error_t *error;
-    int64_t bytes = (int64_t)(msg->value_len + msg->key_len) + MSG_OVERHEAD;
-    uint32_t slot;
 
     if (!s->rk) {
         snprintf(errstr, errstr_size, "no kafka producer");
@@ -497,7 +401,6 @@ static int kafka_produce(sink *base, const struct out_msg *msg, uint64_t txn_seq
 
         rd_kafka_header_add(hdrs, msg->headers[i].name, (ssize_t)namelen, msg->headers[i].value,
                             (ssize_t)msg->headers[i].len);
-        bytes += (int64_t)(namelen + msg->headers[i].len) + HEADER_OVERHEAD;
     }
     vu[0].u.rkt = topic_handle(s, msg->topic);
     if (vu[0].u.rkt) {
@@ -516,14 +419,8 @@ static int kafka_produce(sink *base, const struct out_msg *msg, uint64_t txn_seq
     vu[3].u.headers = hdrs;
     vu[4].vtype = RD_KAFKA_VTYPE_MSGFLAGS;
     vu[4].u.i = RD_KAFKA_MSG_F_COPY;
-    if ((slot = slot_get(s, txn_seq, bytes)) == SLOT_NONE) {
-        rd_kafka_headers_destroy(hdrs);
-        snprintf(errstr, errstr_size, "cannot produce to topic \"%s\": out of memory",
-                 msg->topic);
-        return -EIO;
-    }
     vu[5].vtype = RD_KAFKA_VTYPE_OPAQUE;
-    vu[5].u.ptr = (void *)(uintptr_t)slot;
+    vu[5].u.ptr = (void *)(uintptr_t)tag;
     error = rd_kafka_produceva(s->rk, vu, sizeof(vu) / sizeof(vu[0]));
     err = error ? rd_kafka_error_code(error) : RD_KAFKA_RESP_ERR_NO_ERROR;
     if (error)
@@ -531,7 +428,6 @@ static int kafka_produce(sink *base, const struct out_msg *msg, uint64_t txn_seq
     if (err) {
         /* On failure the headers stay ours. */
         rd_kafka_headers_destroy(hdrs);
-        slot_put(s, slot);
         snprintf(errstr, errstr_size, "cannot produce to topic \"%s\": %s", msg->topic,
                  rd_kafka_err2str(err));
         if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL)
@@ -540,8 +436,6 @@ static int kafka_produce(sink *base, const struct out_msg *msg, uint64_t txn_seq
             return -EMSGSIZE; /* larger than message.max.bytes: no retry helps */
         return -EIO;
     }
-    s->base.outstanding++;
-    s->base.outstanding_bytes += bytes;
     return 0;
 }
 
@@ -583,8 +477,6 @@ static void kafka_destroy(sink *base)
     struct kafka_sink *s = (struct kafka_sink *)base;
 
     producer_destroy(s);
-    free(s->slots);
-    s->slots = NULL;
 }
 
 static const struct sink_ops kafka_ops = {
@@ -596,8 +488,8 @@ static const struct sink_ops kafka_ops = {
     .destroy = kafka_destroy,
 };
 
-sink *sink_kafka_new(const struct relay_config *cfg, sink_report_fn *report, void *opaque,
-                     char *errstr, size_t errstr_size)
+static sink *kafka_create(const struct relay_config *cfg, sink_report_fn *report, void *opaque,
+                          char *errstr, size_t errstr_size)
 {
     struct kafka_sink *s = calloc(1, sizeof(*s));
 
@@ -606,8 +498,8 @@ sink *sink_kafka_new(const struct relay_config *cfg, sink_report_fn *report, voi
         return NULL;
     }
     s->cfg = cfg;
-    s->free_head = SLOT_NONE;
-    if (sink_base_init(&s->base, &kafka_ops, report, opaque, errstr, errstr_size) < 0) {
+    if (sink_base_init(&s->base, &sink_type_kafka, &kafka_ops, report, opaque, errstr,
+                       errstr_size) < 0) {
         free(s);
         return NULL;
     }
@@ -617,3 +509,177 @@ sink *sink_kafka_new(const struct relay_config *cfg, sink_report_fn *report, voi
     }
     return &s->base;
 }
+
+/*
+ * outbox-relay check
+ */
+
+struct kafka_probe {
+    char last_error[512];
+};
+
+static void kafka_quiet_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+    /* check prints its own findings; librdkafka's lines would only repeat them. */
+    (void)rk;
+    (void)level;
+    (void)fac;
+    (void)buf;
+}
+
+static void kafka_on_probe_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+    struct kafka_probe *p = opaque;
+
+    (void)rk;
+    (void)err;
+    snprintf(p->last_error, sizeof(p->last_error), "%s", reason);
+}
+
+static bool topic_in(const struct rd_kafka_metadata *md, const char *topic)
+{
+    for (int i = 0; i < md->topic_cnt; i++) {
+        if (strcmp(md->topics[i].topic, topic) == 0 && md->topics[i].err == 0)
+            return true;
+    }
+    return false;
+}
+
+static void say(const struct sink_check_out *out, enum sink_check_level level, const char *fmt,
+                ...) __attribute__((format(printf, 3, 4)));
+
+static void say(const struct sink_check_out *out, enum sink_check_level level, const char *fmt,
+                ...)
+{
+    char text[1024];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof(text), fmt, ap);
+    va_end(ap);
+    out->line(out->ctx, level, text);
+}
+
+static int kafka_check(const struct relay_config *cfg, int timeout_ms,
+                       const struct sink_check_out *out)
+{
+    struct kafka_probe probe = {""};
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    char errstr[512], heading[600];
+    rd_kafka_resp_err_t err;
+    rd_kafka_t *rk;
+
+    snprintf(heading, sizeof(heading), "kafka (brokers \"%s\"):", cfg->kafka.brokers);
+    out->heading(out->ctx, heading);
+    /* The properties were validated already (check_config); set them as the relay does. */
+    if (rd_kafka_conf_set(conf, "client.id", "outbox-relay-check", errstr, sizeof(errstr)) !=
+            RD_KAFKA_CONF_OK ||
+        rd_kafka_conf_set(conf, "bootstrap.servers", cfg->kafka.brokers, errstr,
+                          sizeof(errstr)) != RD_KAFKA_CONF_OK) {
+        say(out, SINK_CHECK_FAIL, "kafka: %s", errstr);
+        rd_kafka_conf_destroy(conf);
+        return 1;
+    }
+    for (size_t i = 0; i < cfg->kafka.nproperties; i++) {
+        const struct relay_kv *kv = &cfg->kafka.properties[i];
+
+        if (rd_kafka_conf_set(conf, kv->key, kv->value, errstr, sizeof(errstr)) !=
+            RD_KAFKA_CONF_OK) {
+            say(out, SINK_CHECK_FAIL, "kafka property \"%s\": %s", kv->key, errstr);
+            rd_kafka_conf_destroy(conf);
+            return 1;
+        }
+    }
+    rd_kafka_conf_set_log_cb(conf, kafka_quiet_log);
+    rd_kafka_conf_set_error_cb(conf, kafka_on_probe_error);
+    rd_kafka_conf_set_opaque(conf, &probe);
+    rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+    if (rk == NULL) {
+        say(out, SINK_CHECK_FAIL, "cannot create a kafka client: %s", errstr);
+        rd_kafka_conf_destroy(conf);
+        return 1;
+    }
+    err = rd_kafka_metadata(rk, 1, NULL, &md, timeout_ms);
+    rd_kafka_poll(rk, 0); /* serve error callbacks: they say why */
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        say(out, SINK_CHECK_FAIL, "cannot get metadata from kafka at \"%s\" within %d ms: %s%s%s",
+            cfg->kafka.brokers, timeout_ms, rd_kafka_err2str(err),
+            probe.last_error[0] ? "; " : "", probe.last_error);
+        rd_kafka_destroy(rk);
+        return 1;
+    }
+    say(out, SINK_CHECK_OK, "metadata from %d broker(s), cluster has %d topic(s)",
+        md->broker_cnt, md->topic_cnt);
+    if (strchr(cfg->kafka.topic, '{') == NULL && !topic_in(md, cfg->kafka.topic))
+        say(out, SINK_CHECK_WARN,
+            "topic \"%s\" does not exist (yet): it is created only if the cluster "
+            "auto-creates topics",
+            cfg->kafka.topic);
+    if (cfg->kafka.dlq_topic[0] != '\0' && !topic_in(md, cfg->kafka.dlq_topic))
+        say(out, SINK_CHECK_WARN,
+            "dead-letter topic \"%s\" does not exist (yet): it is created only if "
+            "the cluster auto-creates topics",
+            cfg->kafka.dlq_topic);
+    rd_kafka_metadata_destroy(md);
+    rd_kafka_destroy(rk);
+    return 0;
+}
+
+static int kafka_check_config(const struct relay_config *cfg, char *errstr, size_t errstr_size)
+{
+    rd_kafka_conf_t *conf = build_conf(cfg, errstr, errstr_size);
+
+    if (!conf)
+        return -EINVAL;
+    rd_kafka_conf_destroy(conf);
+    return 0;
+}
+
+static const char *format_name(enum relay_format f)
+{
+    return f == RELAY_FORMAT_CLOUDEVENTS_STRUCTURED ? "cloudevents-structured"
+           : f == RELAY_FORMAT_DEBEZIUM             ? "debezium"
+                                                    : "cloudevents";
+}
+
+static void kafka_plan(const struct relay_config *cfg,
+                       void (*item)(void *ctx, const char *label, const char *text), void *ctx)
+{
+    char text[1024];
+
+    snprintf(text, sizeof(text), "kafka at \"%s\", format %s", cfg->kafka.brokers,
+             format_name(cfg->kafka.format));
+    item(ctx, "sink", text);
+    snprintf(text, sizeof(text), "\"%s\"", cfg->kafka.topic);
+    item(ctx, "topic", text);
+    for (size_t i = 0; i < cfg->kafka.nproperties; i++) {
+        snprintf(text, sizeof(text), "%s = %s", cfg->kafka.properties[i].key,
+                 redact_property(cfg->kafka.properties[i].key, cfg->kafka.properties[i].value));
+        item(ctx, "property", text);
+    }
+}
+
+static const char *kafka_dead_letter(const struct relay_config *cfg)
+{
+    return cfg->kafka.dlq_topic;
+}
+
+const struct sink_type sink_type_kafka = {
+    .name = "kafka",
+    .create = kafka_create,
+    .check_config = kafka_check_config,
+    .check = kafka_check,
+    .plan = kafka_plan,
+    .dead_letter_destination = kafka_dead_letter,
+    .caps =
+        {
+            .keeps_key_order = true, /* idempotent producer, one partition per key */
+            .max_destination = 249,  /* Kafka's limit on a topic name */
+            .destination_chars = "._-",
+            .destination_word = "topic",
+            .message_overhead = MSG_OVERHEAD,
+            .header_overhead = HEADER_OVERHEAD,
+            .unreachable = "kafka brokers unreachable",
+        },
+};

@@ -18,10 +18,13 @@
 #include <string.h>
 #include <unistd.h>
 
+/* This sink's registry row, at the end of the file. */
+extern const struct sink_type sink_type_stdout;
+
 struct stdout_sink {
     struct sink base; /* first: a struct stdout_sink * is a sink * */
     int fd;
-    uint64_t *pending; /* transaction sequence numbers of written, unreported lines */
+    uint64_t *pending; /* tags of written, unreported lines */
     size_t npending, cap;
     char *line;        /* value + '\n' */
     size_t linecap;
@@ -44,7 +47,7 @@ static int write_all(int fd, const char *p, size_t n)
     return 0;
 }
 
-static int stdout_produce(sink *base, const struct out_msg *msg, uint64_t txn_seq,
+static int stdout_produce(sink *base, const struct out_msg *msg, uint64_t tag,
                           char *errstr, size_t errstr_size)
 {
     struct stdout_sink *s = (struct stdout_sink *)base;
@@ -79,8 +82,7 @@ static int stdout_produce(sink *base, const struct out_msg *msg, uint64_t txn_se
         s->broken = true;
         return -EIO;
     }
-    s->pending[s->npending++] = txn_seq;
-    s->base.outstanding++;
+    s->pending[s->npending++] = tag;
     sink_wakeup(&s->base);
     return 0;
 }
@@ -92,8 +94,10 @@ static int stdout_poll(sink *base)
 
     /* Reports may not produce (they run the checkpoint only), so the array is stable. */
     for (size_t i = 0; i < n; i++) {
-        s->base.outstanding--;
-        s->base.report(s->base.opaque, s->pending[i], SINK_DELIVERED, "stdout", "", NULL);
+        struct sink_report r = {.tag = s->pending[i], .outcome = SINK_DELIVERED, .code = "",
+                                .err = ""};
+
+        sink_report(&s->base, &r);
     }
     s->npending = 0;
     return (int)n;
@@ -119,7 +123,6 @@ static int stdout_reset(sink *base, char *errstr, size_t errstr_size)
         return -EPIPE;
     }
     s->npending = 0;
-    s->base.outstanding = 0;
     return 0;
 }
 
@@ -140,19 +143,48 @@ static const struct sink_ops stdout_ops = {
     .destroy = stdout_destroy,
 };
 
-sink *sink_stdout_new(int fd, sink_report_fn *report, void *opaque, char *errstr,
-                      size_t errstr_size)
+static sink *stdout_create(const struct relay_config *cfg, sink_report_fn *report,
+                           void *opaque, char *errstr, size_t errstr_size)
 {
     struct stdout_sink *s = calloc(1, sizeof(*s));
 
+    (void)cfg;
     if (!s) {
         snprintf(errstr, errstr_size, "out of memory");
         return NULL;
     }
-    s->fd = fd;
-    if (sink_base_init(&s->base, &stdout_ops, report, opaque, errstr, errstr_size) < 0) {
+    s->fd = STDOUT_FILENO;
+    if (sink_base_init(&s->base, &sink_type_stdout, &stdout_ops, report, opaque, errstr,
+                       errstr_size) < 0) {
         free(s);
         return NULL;
     }
     return &s->base;
 }
+
+static void stdout_plan(const struct relay_config *cfg,
+                        void (*item)(void *ctx, const char *label, const char *text), void *ctx)
+{
+    enum relay_format f = cfg->stdout_sink.format;
+
+    item(ctx, "sink",
+         f == RELAY_FORMAT_CLOUDEVENTS_STRUCTURED ? "stdout, format cloudevents-structured"
+         : f == RELAY_FORMAT_DEBEZIUM             ? "stdout, format debezium"
+                                                  : "stdout, format cloudevents");
+}
+
+const struct sink_type sink_type_stdout = {
+    .name = "stdout",
+    .create = stdout_create,
+    .plan = stdout_plan,
+    .caps =
+        {
+            .keeps_key_order = true, /* one line after another */
+            .max_destination = 0,
+            .destination_chars = NULL,
+            .destination_word = "destination",
+            .message_overhead = 16,
+            .header_overhead = 0,
+            .unreachable = "standard output closed",
+        },
+};

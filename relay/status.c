@@ -26,12 +26,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <librdkafka/rdkafka.h>
 #include <libpq-fe.h>
 
 #include "jsonbuf.h"
 #include "redact.h"
 #include "replication.h"
+#include "sink.h"
 
 #define ATTR_PRINTF(f, a) __attribute__((format(printf, f, a)))
 
@@ -107,19 +107,6 @@ static void out_init(struct out *o, const struct relay_config *cfg, FILE *out, F
         redact_set_free(o->secrets);
         o->secrets = NULL;
     }
-}
-
-static const char *format_name(enum relay_format f)
-{
-    switch (f) {
-    case RELAY_FORMAT_CLOUDEVENTS:
-        return "cloudevents";
-    case RELAY_FORMAT_CLOUDEVENTS_STRUCTURED:
-        return "cloudevents-structured";
-    case RELAY_FORMAT_DEBEZIUM:
-        return "debezium";
-    }
-    return "?";
 }
 
 static const char *level_name(enum relay_log_level l)
@@ -622,101 +609,26 @@ static void check_postgres(struct out *o, const struct relay_config *cfg, int ti
 }
 
 /*
- * Kafka
+ * The sink: its own check and plan lines (sink.h), written through these.
  */
 
-struct kafka_probe {
-    char last_error[512];
-};
-
-static void kafka_quiet_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+static void sink_line(void *ctx, enum sink_check_level level, const char *text)
 {
-    /* check prints its own findings; librdkafka's lines would only repeat them. */
-    (void)rk;
-    (void)level;
-    (void)fac;
-    (void)buf;
+    item(ctx, level == SINK_CHECK_OK ? OK : level == SINK_CHECK_WARN ? WARN : FAIL, "%s", text);
 }
 
-static void kafka_on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+static void sink_heading(void *ctx, const char *text)
 {
-    struct kafka_probe *p = opaque;
+    struct out *o = ctx;
 
-    (void)rk;
-    (void)err;
-    snprintf(p->last_error, sizeof(p->last_error), "%s", reason);
+    emit(o, o->out, "%s\n", text);
 }
 
-static bool topic_in(const struct rd_kafka_metadata *md, const char *topic)
+static void plan_item(void *ctx, const char *label, const char *text)
 {
-    for (int i = 0; i < md->topic_cnt; i++) {
-        if (strcmp(md->topics[i].topic, topic) == 0 && md->topics[i].err == 0)
-            return true;
-    }
-    return false;
-}
+    struct out *o = ctx;
 
-static void check_kafka(struct out *o, const struct relay_config *cfg, int timeout_ms)
-{
-    struct kafka_probe probe = {""};
-    const struct rd_kafka_metadata *md = NULL;
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    char errstr[512];
-    rd_kafka_resp_err_t err;
-    rd_kafka_t *rk;
-
-    emit(o, o->out, "kafka (brokers \"%s\"):\n", cfg->kafka.brokers);
-    /* The properties were validated already (sink_kafka_check()); set them as the relay does. */
-    if (rd_kafka_conf_set(conf, "client.id", "outbox-relay-check", errstr, sizeof(errstr)) !=
-            RD_KAFKA_CONF_OK ||
-        rd_kafka_conf_set(conf, "bootstrap.servers", cfg->kafka.brokers, errstr, sizeof(errstr)) !=
-            RD_KAFKA_CONF_OK) {
-        item(o, FAIL, "kafka: %s", errstr);
-        rd_kafka_conf_destroy(conf);
-        return;
-    }
-    for (size_t i = 0; i < cfg->kafka.nproperties; i++) {
-        const struct relay_kv *kv = &cfg->kafka.properties[i];
-
-        if (rd_kafka_conf_set(conf, kv->key, kv->value, errstr, sizeof(errstr)) !=
-            RD_KAFKA_CONF_OK) {
-            item(o, FAIL, "kafka property \"%s\": %s", kv->key, errstr);
-            rd_kafka_conf_destroy(conf);
-            return;
-        }
-    }
-    rd_kafka_conf_set_log_cb(conf, kafka_quiet_log);
-    rd_kafka_conf_set_error_cb(conf, kafka_on_error);
-    rd_kafka_conf_set_opaque(conf, &probe);
-    rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
-    if (rk == NULL) {
-        item(o, FAIL, "cannot create a kafka client: %s", errstr);
-        rd_kafka_conf_destroy(conf);
-        return;
-    }
-    err = rd_kafka_metadata(rk, 1, NULL, &md, timeout_ms);
-    rd_kafka_poll(rk, 0); /* serve error callbacks: they say why */
-    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        item(o, FAIL, "cannot get metadata from kafka at \"%s\" within %d ms: %s%s%s",
-             cfg->kafka.brokers, timeout_ms, rd_kafka_err2str(err), probe.last_error[0] ? "; " : "",
-             probe.last_error);
-        rd_kafka_destroy(rk);
-        return;
-    }
-    item(o, OK, "metadata from %d broker(s), cluster has %d topic(s)", md->broker_cnt,
-         md->topic_cnt);
-    if (strchr(cfg->kafka.topic, '{') == NULL && !topic_in(md, cfg->kafka.topic))
-        item(o, WARN,
-             "topic \"%s\" does not exist (yet): it is created only if the cluster "
-             "auto-creates topics",
-             cfg->kafka.topic);
-    if (cfg->kafka.dlq_topic[0] != '\0' && !topic_in(md, cfg->kafka.dlq_topic))
-        item(o, WARN,
-             "dead-letter topic \"%s\" does not exist (yet): it is created only if "
-             "the cluster auto-creates topics",
-             cfg->kafka.dlq_topic);
-    rd_kafka_metadata_destroy(md);
-    rd_kafka_destroy(rk);
+    emit(o, o->out, "  %-15s %s\n", label, text);
 }
 
 /*
@@ -771,22 +683,17 @@ static void print_plan(struct out *o, const struct relay_config *cfg, const stru
     }
     emit(o, o->out, "  outbox          \"%s.%s\", key column \"%s\"\n", cfg->outbox.schema,
          cfg->outbox.table, cfg->outbox.key_column);
-    if (cfg->sink == RELAY_SINK_STDOUT) {
-        emit(o, o->out, "  sink            stdout, format %s\n",
-             format_name(cfg->stdout_sink.format));
-    } else {
-        emit(o, o->out, "  sink            kafka at \"%s\", format %s\n", cfg->kafka.brokers,
-             format_name(cfg->kafka.format));
-        emit(o, o->out, "  topic           \"%s\"\n", cfg->kafka.topic);
-        if (cfg->kafka.dlq_topic[0] != '\0')
-            emit(o, o->out, "  dead letters    \"%s\"\n", cfg->kafka.dlq_topic);
+    {
+        const struct sink_type *t = sink_type_of(cfg);
+        const char *dl = t && t->dead_letter_destination ? t->dead_letter_destination(cfg) : "";
+
+        if (t && t->plan)
+            t->plan(cfg, plan_item, o);
+        if (dl && dl[0])
+            emit(o, o->out, "  dead letters    %s \"%s\"\n", t->caps.destination_word, dl);
         else
             emit(o, o->out,
-                 "  dead letters    none: the relay stops at an event Kafka "
-                 "rejects for good\n");
-        for (size_t i = 0; i < cfg->kafka.nproperties; i++)
-            emit(o, o->out, "  property        %s = %s\n", cfg->kafka.properties[i].key,
-                 redact_property(cfg->kafka.properties[i].key, cfg->kafka.properties[i].value));
+                 "  dead letters    none: the relay stops at an event it cannot publish\n");
     }
     emit(o, o->out, "  admin endpoint  %s%s\n", cfg->admin.listen[0] ? "http://" : "disabled",
          cfg->admin.listen);
@@ -813,8 +720,13 @@ int relay_check(const struct relay_config *cfg, int timeout_ms, FILE *out, FILE 
     out_init(&o, cfg, out, err);
     emit(&o, out, "configuration \"%s\": ok\n", cfg->path);
     check_postgres(&o, cfg, timeout_ms, &f);
-    if (cfg->sink == RELAY_SINK_KAFKA)
-        check_kafka(&o, cfg, timeout_ms);
+    {
+        const struct sink_type *t = sink_type_of(cfg);
+        struct sink_check_out so = {sink_line, sink_heading, &o};
+
+        if (t && t->check)
+            t->check(cfg, timeout_ms, &so);
+    }
     print_plan(&o, cfg, &f);
     if (o.failures > 0)
         emit(&o, out, "check failed: %d problem(s), %d warning(s)\n", o.failures, o.warnings);

@@ -37,6 +37,7 @@
 
 #include "event.h"
 #include "format.h"
+#include "sink.h"
 #include "jsonbuf.h"
 
 /* PostgreSQL type OIDs, only to make the relation descriptions look real. */
@@ -738,9 +739,33 @@ static void assert_topic_rejected(struct fixture *f, const char *tmpl, const cha
     struct out_msg out;
     int rc = render_with(f, tmpl, &out);
 
-    if (rc != -EINVAL)
-        fail_msg("template \"%s\": want -EINVAL, got %d (topic \"%s\")", tmpl, rc,
+    if (rc != -EDESTADDRREQ)
+        fail_msg("template \"%s\": want -EDESTADDRREQ, got %d (topic \"%s\")", tmpl, rc,
                  rc == 0 ? out.topic : "");
+    if (errpart)
+        assert_contains(f->err, errpart);
+}
+
+/*
+ * The formatter makes the name; whether a sink takes it is the sink's rule
+ * (sink_destination_check(), tests/unit/test_sink.c).  Kafka's is applied here.
+ */
+static void assert_topic_refused_by_kafka(struct fixture *f, const char *tmpl,
+                                          const char *errpart)
+{
+    struct out_msg out;
+    int rc = render_with(f, tmpl, &out);
+
+    if (rc == -EDESTADDRREQ) {
+        if (errpart)
+            assert_contains(f->err, errpart);
+        return;
+    }
+    if (rc != 0)
+        fail_msg("template \"%s\": %d (%s)", tmpl, rc, f->err);
+    if (sink_destination_check(sink_type_find("kafka"), out.topic, f->err, sizeof(f->err)) !=
+        -EDESTADDRREQ)
+        fail_msg("template \"%s\": kafka took topic \"%s\"", tmpl, out.topic);
     if (errpart)
         assert_contains(f->err, errpart);
 }
@@ -846,24 +871,31 @@ static void test_topic_invalid_chars(void **state)
     fixture_init(&f);
     for (size_t i = 0; i < sizeof(bad_values) / sizeof(bad_values[0]); i++) {
         f.vals[COL_AGGTYPE] = text_str(bad_values[i]);
-        assert_topic_rejected(&f, "outbox.event.{aggregatetype}", "character");
+        assert_topic_refused_by_kafka(&f, "outbox.event.{aggregatetype}", "character");
     }
-    /* A NUL byte inside a value must not cut the topic short and pass. */
+    /* A NUL byte inside a value must not cut the topic short and pass: the formatter refuses it. */
     {
         static const char nul[] = {'a', '\0', 'b'};
         struct pgo_value v = {PGO_VALUE_TEXT, 3, nul};
 
         f.vals[COL_AGGTYPE] = v;
-        assert_topic_rejected(&f, "outbox.event.{aggregatetype}", NULL);
+        assert_topic_rejected(&f, "outbox.event.{aggregatetype}", "NUL");
     }
     /* Literal parts are checked too. */
     f.vals[COL_AGGTYPE] = text_at(AGGTYPE_OFF, AGGTYPE_LEN);
-    assert_topic_rejected(&f, "outbox event", "character");
-    assert_topic_rejected(&f, "outbox/{aggregatetype}", "character");
-    assert_topic_rejected(&f, "outbox}", "character");
+    assert_topic_refused_by_kafka(&f, "outbox event", "character");
+    assert_topic_refused_by_kafka(&f, "outbox/{aggregatetype}", "character");
+    assert_topic_refused_by_kafka(&f, "outbox}", "character");
     /* Every allowed character class passes. */
     f.vals[COL_AGGTYPE] = text_str("AZaz09._-");
     assert_topic(&f, "{aggregatetype}", "AZaz09._-");
+    {
+        struct out_msg out;
+
+        assert_int_equal(render_with(&f, "{aggregatetype}", &out), 0);
+        assert_int_equal(
+            sink_destination_check(sink_type_find("kafka"), out.topic, f.err, sizeof(f.err)), 0);
+    }
     fixture_done(&f);
 }
 
@@ -915,14 +947,14 @@ static void test_topic_dot_names(void **state)
 
     (void)state;
     fixture_init(&f);
-    assert_topic_rejected(&f, ".", ".");
-    assert_topic_rejected(&f, "..", "..");
+    assert_topic_refused_by_kafka(&f, ".", ".");
+    assert_topic_refused_by_kafka(&f, "..", "..");
     f.vals[COL_AGGTYPE] = text_str(".");
-    assert_topic_rejected(&f, "{aggregatetype}", NULL);
+    assert_topic_refused_by_kafka(&f, "{aggregatetype}", NULL);
     f.vals[COL_AGGTYPE] = text_str("..");
-    assert_topic_rejected(&f, "{aggregatetype}", NULL);
+    assert_topic_refused_by_kafka(&f, "{aggregatetype}", NULL);
     f.vals[COL_AGGTYPE] = text_str("");
-    assert_topic_rejected(&f, ".{aggregatetype}.", NULL);
+    assert_topic_refused_by_kafka(&f, ".{aggregatetype}.", NULL);
     /* Only those two names are reserved. */
     assert_topic(&f, "...", "...");
     assert_topic(&f, ".a", ".a");
@@ -936,7 +968,7 @@ static void test_topic_empty(void **state)
     (void)state;
     fixture_init(&f);
     f.vals[COL_AGGTYPE] = text_str("");
-    assert_topic_rejected(&f, "{aggregatetype}", "empty");
+    assert_topic_refused_by_kafka(&f, "{aggregatetype}", "empty");
     fixture_done(&f);
 }
 

@@ -195,7 +195,8 @@ static void test_counters_and_gauges(void **state)
     m.events_received = 1234;
     m.events_published = 1200;
     m.publish_errors = 7;
-    m.dead_letter = 2;
+    m.dead_letter[3] = 2;
+    m.dead_letter[4] = 1;
     m.replays = 3;
     m.reconnects = 4;
     m.heartbeats = 5;
@@ -213,7 +214,9 @@ static void test_counters_and_gauges(void **state)
     assert_line(text, "# TYPE outbox_relay_publish_errors_total counter");
     assert_line(text, "outbox_relay_publish_errors_total 7");
     assert_line(text, "# TYPE outbox_relay_dead_letter_total counter");
-    assert_line(text, "outbox_relay_dead_letter_total 2");
+    assert_line(text, "outbox_relay_dead_letter_total{reason=\"too-large\"} 2");
+    assert_line(text, "outbox_relay_dead_letter_total{reason=\"rejected\"} 1");
+    assert_line(text, "outbox_relay_dead_letter_total{reason=\"bad-row\"} 0");
     assert_line(text, "outbox_relay_replays_total 3");
     assert_line(text, "outbox_relay_reconnects_total 4");
     assert_line(text, "outbox_relay_heartbeats_total 5");
@@ -439,9 +442,13 @@ static void test_format_grammar(void **state)
         }
         samples++;
     }
-    /* 15 families: 14 with one sample each, the histogram with its bounds, +Inf, _sum, _count. */
+    /*
+     * 15 families: 13 with one sample each, the dead-letter counter with one per reason,
+     * the histogram with its bounds, +Inf, _sum, _count.
+     */
     assert_int_equal(families, 15);
-    assert_int_equal(samples, 14 + (METRICS_COMMIT_TO_ACK_NBOUNDS + 3));
+    assert_int_equal(samples,
+                     13 + METRICS_DEAD_LETTER_REASONS + (METRICS_COMMIT_TO_ACK_NBOUNDS + 3));
     free(copy);
     free(text);
 }

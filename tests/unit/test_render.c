@@ -696,7 +696,7 @@ static void test_message_structured_and_debezium(void **state)
     /* No aggregatetype: the template that needs it fails, saying so. */
     formatter_free(fmt);
     fmt = new_formatter("outbox.{aggregatetype}", FORMAT_DEBEZIUM);
-    assert_int_equal(msg_render(&m, fmt), -EINVAL);
+    assert_int_equal(msg_render(&m, fmt), -EDESTADDRREQ);
     assert_contains(m.err, "{aggregatetype}");
     assert_contains(m.err, "null");
     formatter_free(fmt);
@@ -741,12 +741,12 @@ static void test_message_topic_placeholders(void **state)
 
     /* A placeholder that is no event field: a message has no columns to look in. */
     fmt = new_formatter("outbox.{tenant}", FORMAT_CLOUDEVENTS);
-    assert_int_equal(msg_render(&m, fmt), -EINVAL);
+    assert_int_equal(msg_render(&m, fmt), -EDESTADDRREQ);
     assert_contains(m.err, "{tenant}");
     formatter_free(fmt);
     /* Placeholders of table changes are not fields of a message either. */
     fmt = new_formatter("outbox.{table}", FORMAT_CLOUDEVENTS);
-    assert_int_equal(msg_render(&m, fmt), -EINVAL);
+    assert_int_equal(msg_render(&m, fmt), -EDESTADDRREQ);
     assert_contains(m.err, "{table}");
     formatter_free(fmt);
     msg_done(&m);
@@ -1094,7 +1094,8 @@ static void test_cdc_topic(void **state)
                      0);
     assert_int_equal(
         event_from_change(c.rel, 'c', &c.newt, 0, NULL, &c.pos, &c.ev, c.err, sizeof(c.err)), 0);
-    assert_int_equal(formatter_render(c.fmt, &c.ev, &c.out, c.err, sizeof(c.err)), -EINVAL);
+    assert_int_equal(formatter_render(c.fmt, &c.ev, &c.out, c.err, sizeof(c.err)),
+                     -EDESTADDRREQ);
     assert_contains(c.err, "{aggregatetype}");
     cdc_done(&c);
 }

@@ -1,11 +1,12 @@
 /*
- * poller.c -- the polling source: outbox rows read with SELECT, for databases where
+ * source_poll.c -- the polling source: outbox rows read with SELECT, for databases where
  * logical replication is not available (no REPLICATION privilege, wal_level not
  * logical, a managed service that forbids slots).
  *
  * The technique (docs/polling.md): the relay never keeps a cursor.  Each poll reads
  * the unpublished rows that are visible now, oldest first (ORDER BY seq), publishes
- * them, and once Kafka has acknowledged every one of them deletes them (or marks
+ * them, and once the sink has acknowledged every one of them (or the pipeline has set
+ * a poison row aside, docs/events.md "Bad input") deletes them (or marks
  * them published).  A transaction that took a low seq but commits late is simply
  * seen by a later poll: no row can fall behind a cursor and be skipped, which is how
  * "id > last_id" pollers lose rows.  A batch is confirmed as a whole, through the
@@ -19,39 +20,32 @@
  * trigger) and polls every polling.interval regardless; a full batch is followed
  * by the next one at once, so a backlog drains back to back.
  *
- * Everything downstream -- event model, formats, sinks, checkpoint -- is shared
- * with the replication source.
+ * Everything downstream -- the pipeline: event model, formats, sinks, checkpoint,
+ * dead letters -- is shared with the replication source.
  */
-#include "poller.h"
+#include "source.h"
 
 #include <errno.h>
 #include <inttypes.h>
-#include <poll.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
 #include <libpq-fe.h>
 
-#include "checkpoint.h"
+#include "deadletter.h"
 #include "event.h"
-#include "format.h"
+#include "flow.h"
 #include "log.h"
-#include "observe.h"
+#include "pipeline.h"
 #include "replication.h"
-#include "sink.h"
 
 #define STANDBY_RETRY_MS 1000
 #define RETENTION_EVERY_MS 60000
 
 struct poller {
     const struct relay_config *cfg;
-    int stop_fd;
-    bool stopping;
-    int64_t stop_deadline_ms;
+    pipeline *pl;
 
     PGconn *conn;
     bool locked;            /* this instance holds the advisory lock */
@@ -59,84 +53,24 @@ struct poller {
     char *select_sql;       /* the batch query */
     char *lock_sql;
     int64_t retry_at_ms;
-    int64_t retry_delay_ms;
+    struct flow_backoff retry;
     int64_t next_poll_ms;
     int64_t next_retention_ms;
     bool more;              /* the last batch was full: poll again at once */
 
-    sink *sink;
-    ckpt_tracker *ckpt;
     relcache *rels;
-    formatter *fmt;
     char sysid[32];
 
     /* The batch in flight. */
     bool in_batch;
-    uint64_t batch_seq;     /* the tracker's sequence number for it */
     lsn_t batch_no;         /* its "end LSN" in the tracker: a counter */
     PGresult *batch;        /* the rows: events borrow from it until confirmed */
     char *seqs;             /* "{1,2,3}": the rows' seq values, for DELETE/UPDATE */
     size_t seqs_len, seqs_cap;
-    bool rebuild;
 
     uint64_t batches;
     bool has_published;     /* the table has published_at (and so the partial index) */
-    struct observer obs;    /* metrics, /healthz, /readyz, systemd */
-    int fatal;
-    char errstr[1024];
 };
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void set_fatal(struct poller *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void set_fatal(struct poller *p, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (p->fatal)
-        return;
-    p->fatal = 1;
-    va_start(ap, fmt);
-    vsnprintf(p->errstr, sizeof(p->errstr), fmt, ap);
-    va_end(ap);
-}
-
-static void on_report(void *opaque, uint64_t txn_seq, enum sink_outcome outcome,
-                      const char *topic, const char *id, const char *err)
-{
-    struct poller *p = opaque;
-
-    if (outcome == SINK_DELIVERED) {
-        int64_t commit_us = ckpt_commit_time(p->ckpt, txn_seq);
-
-        if (ckpt_ack(p->ckpt, txn_seq) == 0) {
-            observe_delivered(&p->obs, p->cfg, topic, commit_us);
-        }
-        return;
-    }
-    if (ckpt_fail(p->ckpt, txn_seq) == -ENOENT)
-        return;
-    p->obs.m.publish_errors++;
-    if (outcome == SINK_FAILED_PERMANENT) {
-        set_fatal(p,
-                  "event \"%s\" cannot be delivered to topic \"%s\": %s; stopping without "
-                  "marking it published (no dead-letter topic is configured)",
-                  id, topic, err);
-        return;
-    }
-    if (!p->rebuild)
-        log_warn("delivery of event \"%s\" to topic \"%s\" failed: %s; the batch will be "
-                 "polled again",
-                 id, topic, err);
-    p->rebuild = true;
-}
 
 static void pg_error_line(PGconn *conn, const PGresult *res, char *buf, size_t size)
 {
@@ -151,11 +85,18 @@ static void drop_batch(struct poller *p)
     PQclear(p->batch);
     p->batch = NULL;
     p->in_batch = false;
-    ckpt_reset(p->ckpt);
+}
+
+static void schedule_retry(struct poller *p)
+{
+    p->retry.max_ms = p->cfg->postgres.retry_interval_ms;
+    p->retry_at_ms = pipeline_now_ms() + flow_backoff_next(&p->retry, pipeline_random());
 }
 
 static void disconnect(struct poller *p, const char *why)
 {
+    if (p->in_batch)
+        pipeline_drain(p->pl);
     if (p->conn) {
         log_warn("%s; reconnecting", why);
         PQfinish(p->conn);
@@ -164,13 +105,10 @@ static void disconnect(struct poller *p, const char *why)
     /* The lock went with the session: whatever is in flight may be re-read by another. */
     p->locked = false;
     if (p->in_batch) {
-        sink_flush(p->sink, (int)p->cfg->kafka.shutdown_timeout_ms);
         drop_batch(p);
+        pipeline_forget(p->pl);
     }
-    p->retry_at_ms = now_ms() + p->retry_delay_ms;
-    p->retry_delay_ms = p->retry_delay_ms * 2 > p->cfg->postgres.retry_interval_ms
-                            ? p->cfg->postgres.retry_interval_ms
-                            : p->retry_delay_ms * 2;
+    schedule_retry(p);
 }
 
 static PGresult *exec(struct poller *p, const char *sql, ExecStatusType want, const char *what)
@@ -188,7 +126,7 @@ static PGresult *exec(struct poller *p, const char *sql, ExecStatusType want, co
         snprintf(why, sizeof(why), "%s: %s", what, msg);
         disconnect(p, why);
     } else {
-        set_fatal(p, "%s: %s", what, msg);
+        pipeline_fatal(p->pl, "%s: %s", what, msg);
     }
     return NULL;
 }
@@ -217,7 +155,7 @@ static int prepare_queries(struct poller *p)
     if (!(res = exec(p, sql, PGRES_TUPLES_OK, "cannot read the outbox table's columns")))
         goto out;
     if (PQntuples(res) == 0) {
-        set_fatal(p, "outbox table \"%s.%s\" does not exist: create it (see sql/)",
+        pipeline_fatal(p->pl, "outbox table \"%s.%s\" does not exist: create it (see sql/)",
                   cfg->outbox.schema, cfg->outbox.table);
         goto out;
     }
@@ -230,7 +168,7 @@ static int prepare_queries(struct poller *p)
     }
     p->has_published = has_published;
     if (!has_seq || (cfg->polling.after_publish == RELAY_AFTER_MARK && !has_published)) {
-        set_fatal(p,
+        pipeline_fatal(p->pl,
                   "outbox table \"%s.%s\" lacks the column \"%s\" polling mode needs: apply "
                   "sql/001_outbox_table.sql and sql/004_polling.sql",
                   cfg->outbox.schema, cfg->outbox.table, !has_seq ? "seq" : "published_at");
@@ -274,7 +212,7 @@ out:
 
 static void try_connect(struct poller *p)
 {
-    char sql[256], msg[512], err[512];
+    char sql[256], msg[512];
     char *chan;
     PGresult *res;
 
@@ -284,15 +222,12 @@ static void try_connect(struct poller *p)
         PQfinish(p->conn);
         p->conn = NULL;
         if (repl_connect_error_permanent(msg)) {
-            set_fatal(p, "cannot connect to postgresql: %s", msg);
+            pipeline_fatal(p->pl, "cannot connect to postgresql: %s", msg);
             return;
         }
+        schedule_retry(p);
         log_warn("cannot connect to postgresql: %s; retrying in %lld ms", msg,
-                 (long long)p->retry_delay_ms);
-        p->retry_at_ms = now_ms() + p->retry_delay_ms;
-        p->retry_delay_ms = p->retry_delay_ms * 2 > p->cfg->postgres.retry_interval_ms
-                                ? p->cfg->postgres.retry_interval_ms
-                                : p->retry_delay_ms * 2;
+                 (long long)(p->retry_at_ms - pipeline_now_ms()));
         return;
     }
     PQsetNoticeProcessor(p->conn, repl_notice_to_log, NULL);
@@ -321,11 +256,11 @@ static void try_connect(struct poller *p)
     if (!(res = exec(p, sql, PGRES_COMMAND_OK, "cannot LISTEN")))
         return;
     PQclear(res);
-    if (!p->fmt && !(p->fmt = formatter_from_config(p->cfg, PQdb(p->conn), err, sizeof(err)))) {
-        set_fatal(p, "%s", err);
+    if (pipeline_set_database(p->pl, PQdb(p->conn)) < 0)
         return;
-    }
-    p->retry_delay_ms = 100;
+    if (p->batches > 0 || pipeline_metrics(p->pl)->events_received > 0)
+        pipeline_metrics(p->pl)->reconnects++;
+    flow_backoff_reset(&p->retry);
     p->standby_logged = false;
     p->next_poll_ms = 0;
     log_info("connected to database \"%s\" for polling \"%s.%s\"", PQdb(p->conn),
@@ -350,7 +285,7 @@ static void try_lock(struct poller *p)
             log_info("another instance polls \"%s.%s\": standing by",
                      p->cfg->outbox.schema, p->cfg->outbox.table);
         p->standby_logged = true;
-        p->retry_at_ms = now_ms() + STANDBY_RETRY_MS;
+        p->retry_at_ms = pipeline_now_ms() + STANDBY_RETRY_MS;
     }
 }
 
@@ -363,7 +298,7 @@ static void append_seq(struct poller *p, const char *seq)
         char *s = realloc(p->seqs, cap);
 
         if (!s) {
-            set_fatal(p, "out of memory");
+            pipeline_fatal(p->pl, "out of memory");
             return;
         }
         p->seqs = s;
@@ -389,7 +324,7 @@ static void poll_batch(struct poller *p)
         return;
     ntuples = PQntuples(res);
     p->more = ntuples >= p->cfg->polling.batch_size;
-    p->next_poll_ms = now_ms() + p->cfg->polling.interval_ms;
+    p->next_poll_ms = pipeline_now_ms() + p->cfg->polling.interval_ms;
     if (ntuples == 0) {
         PQclear(res);
         return;
@@ -400,7 +335,7 @@ static void poll_batch(struct poller *p)
     cols = calloc((size_t)nfields, sizeof(*cols));
     vals = calloc((size_t)nfields, sizeof(*vals));
     if (!cols || !vals) {
-        set_fatal(p, "out of memory");
+        pipeline_fatal(p->pl, "out of memory");
         goto out;
     }
     for (int i = 0; i < nfields; i++) {
@@ -414,22 +349,24 @@ static void poll_batch(struct poller *p)
                                  .ncols = (uint16_t)nfields, .cols = cols};
 
         if (relcache_update(p->rels, &r, err, sizeof(err)) < 0) {
-            set_fatal(p, "%s", err);
+            pipeline_fatal(p->pl, "%s", err);
             goto out;
         }
     }
     p->batch_no++;
-    if (ckpt_begin(p->ckpt, &p->batch_seq) < 0) {
-        set_fatal(p, "out of memory");
-        goto out;
+    {
+        /* A batch is the tracker's "transaction"; its time is its oldest row's. */
+        struct event_pos bpos = {.system_id = p->sysid,
+                                 .commit_time_us = strtoll(PQgetvalue(res, 0, 1), NULL, 10)};
+
+        if (pipeline_begin(p->pl, &bpos) < 0)
+            goto out;
     }
     p->batch = res;
     p->in_batch = true;
     p->seqs_len = 0;
-    /* Latency metrics: a batch counts from its oldest row's time (column 1). */
-    if (ntuples > 0)
-        ckpt_set_commit_time(p->ckpt, strtoll(PQgetvalue(res, 0, 1), NULL, 10));
-    for (int row = 0; row < ntuples && !p->fatal && !p->rebuild; row++) {
+    for (int row = 0; row < ntuples && !pipeline_failed(p->pl) && !pipeline_rebuild_pending(p->pl);
+         row++) {
         const struct rel_desc *rel = relcache_get(p->rels, PQftable(res, 2));
         struct pgo_tuple tuple = {(uint16_t)nfields, vals};
         struct event_pos pos = {.system_id = p->sysid,
@@ -438,8 +375,6 @@ static void poll_batch(struct poller *p)
                                                            10),
                                 .commit_time_us = strtoll(PQgetvalue(res, row, 1), NULL, 10)};
         struct event ev;
-        struct out_msg msg;
-        int rc;
 
         for (int i = 0; i < nfields; i++) {
             bool null = PQgetisnull(res, row, i + 2);
@@ -448,26 +383,20 @@ static void poll_batch(struct poller *p)
             vals[i].data = null ? NULL : PQgetvalue(res, row, i + 2);
             vals[i].len = null ? 0 : (uint32_t)PQgetlength(res, row, i + 2);
         }
-        if (event_from_outbox_row(rel, &tuple, &pos, &ev, err, sizeof(err)) < 0 ||
-            formatter_render(p->fmt, &ev, &msg, err, sizeof(err)) < 0 ||
-            (rc = sink_produce(p->sink, &msg, p->batch_seq, err, sizeof(err))) == -EMSGSIZE) {
-            set_fatal(p,
-                      "bad outbox row id \"%s\" (seq %s): %s; stopping without marking it "
-                      "published",
-                      ev.id.p ? PQgetvalue(res, row, PQfnumber(res, "id")) : "(null)",
-                      PQgetvalue(res, row, seq_col), err);
-            break;
+        memset(&ev, 0, sizeof(ev));
+        if (event_from_outbox_row(rel, &tuple, &pos, &ev, err, sizeof(err)) < 0) {
+            struct bad_input b = {.reason = DL_BAD_ROW, .error = err, .ev = &ev, .rel = rel,
+                                  .tuple = &tuple, .pos = pos, .what = "outbox row"};
+
+            pipeline_bad_input(p->pl, &b);
+        } else {
+            pipeline_event(p->pl, &ev);
         }
-        if (rc < 0) {
-            log_warn("%s; the batch will be polled again", err);
-            p->rebuild = true;
-            break;
-        }
-        ckpt_add_event(p->ckpt);
-        append_seq(p, PQgetvalue(res, row, seq_col));
-        p->obs.m.events_received++;
+        /* Handed to the sink or set aside: either way the row is done with the batch. */
+        if (!pipeline_failed(p->pl))
+            append_seq(p, PQgetvalue(res, row, seq_col));
     }
-    ckpt_commit(p->ckpt, p->batch_no);
+    pipeline_commit(p->pl, p->batch_no);
     if (p->seqs_len) {
         p->seqs[p->seqs_len++] = '}';
         p->seqs[p->seqs_len] = '\0';
@@ -480,7 +409,7 @@ out:
     free(vals);
 }
 
-/* Kafka acknowledged the whole batch: delete its rows, or mark them published. */
+/* The sink acknowledged the whole batch: delete its rows, or mark them published. */
 static void finish_batch(struct poller *p)
 {
     const char *params[1] = {p->seqs};
@@ -509,7 +438,7 @@ static void finish_batch(struct poller *p)
         if (PQstatus(p->conn) != CONNECTION_OK)
             disconnect(p, msg);
         else
-            set_fatal(p, "cannot mark published outbox rows: %s", msg);
+            pipeline_fatal(p->pl, "cannot mark published outbox rows: %s", msg);
         return;
     }
     PQclear(res);
@@ -528,7 +457,7 @@ static void retention(struct poller *p)
 
     /* Every minute, or sooner for a short retention. */
     p->next_retention_ms =
-        now_ms() + (p->cfg->polling.retention_ms > 0 &&
+        pipeline_now_ms() + (p->cfg->polling.retention_ms > 0 &&
                             p->cfg->polling.retention_ms < RETENTION_EVERY_MS
                         ? p->cfg->polling.retention_ms
                         : RETENTION_EVERY_MS);
@@ -562,165 +491,152 @@ static bool notified(struct poller *p)
     return any;
 }
 
-/* Bring the gauges up to date (before /metrics and /readyz answer). */
-static void refresh_metrics(void *opaque, struct relay_metrics *m)
-{
-    struct poller *p = opaque;
+/*
+ * The source's operations (pipeline.h)
+ */
 
-    m->inflight_events = ckpt_inflight_events(p->ckpt);
-    m->inflight_bytes = (uint64_t)sink_outstanding_bytes(p->sink);
+static size_t poll_pollfds(void *src, struct pollfd *fds, size_t max)
+{
+    struct poller *p = src;
+
+    if (!p->conn || max == 0)
+        return 0;
+    fds[0] = (struct pollfd){.fd = PQsocket(p->conn), .events = POLLIN};
+    return 1;
 }
 
-/* Ready: holding the advisory lock on a live connection, and the brokers reachable. */
-static void update_ready(struct poller *p)
+static int64_t poll_timeout(void *src, int64_t now)
 {
-    if (p->stopping)
-        observe_ready(&p->obs, false, "stopping");
-    else if (!p->conn)
-        observe_ready(&p->obs, false, "connecting to postgresql");
-    else if (!p->locked)
-        observe_ready(&p->obs, false, "standby: another instance holds the outbox lock");
-    else if (!sink_connected(p->sink))
-        observe_ready(&p->obs, false, "kafka brokers unreachable");
-    else
-        observe_ready(&p->obs, true, NULL);
+    struct poller *p = src;
+
+    if (!p->conn || !p->locked)
+        return p->retry_at_ms - now;
+    if (p->in_batch)
+        return pipeline_confirmed(p->pl) >= p->batch_no ? 0 : 1000;
+    if (pipeline_stopping(p->pl))
+        return 1000;
+    return p->more ? 0 : p->next_poll_ms - now;
 }
 
-static void loop(struct poller *p)
+static void poll_turn(void *src, const struct pollfd *fds, size_t n)
 {
-    while (!p->fatal) {
-        struct pollfd fds[3 + OBSERVE_MAX_POLLFDS];
-        size_t nobs;
-        int timeout;
-        int64_t now = now_ms();
+    struct poller *p = src;
+    int64_t now = pipeline_now_ms();
 
-        if (p->stopping && (!p->in_batch || now >= p->stop_deadline_ms))
-            break;
-        if (!p->stopping) {
-            if (!p->conn && now >= p->retry_at_ms) {
-                try_connect(p);
-                continue;
-            }
-            if (p->conn && !p->locked && now >= p->retry_at_ms) {
-                try_lock(p);
-                continue;
-            }
-        }
-        if (p->conn && p->locked && p->in_batch && !p->rebuild &&
-            ckpt_confirmed(p->ckpt) >= p->batch_no) {
-            finish_batch(p);
-            continue;
-        }
-        if (p->conn && p->locked && !p->in_batch && !p->stopping &&
-            (p->more || now >= p->next_poll_ms)) {
-            poll_batch(p);
-            continue;
-        }
-        fds[0] = (struct pollfd){.fd = p->stop_fd, .events = POLLIN};
-        fds[1] = (struct pollfd){.fd = sink_fd(p->sink), .events = POLLIN};
-        fds[2] = (struct pollfd){.fd = p->conn ? PQsocket(p->conn) : -1, .events = POLLIN};
-        nobs = observe_pollfds(&p->obs, fds + 3, OBSERVE_MAX_POLLFDS);
-        timeout = 1000;
-        if (p->conn && p->locked && !p->in_batch && p->next_poll_ms - now < timeout)
-            timeout = (int)(p->next_poll_ms - now);
-        if ((!p->conn || !p->locked) && p->retry_at_ms - now < timeout)
-            timeout = (int)(p->retry_at_ms - now);
-        if (timeout < 0)
-            timeout = 0;
-        if (poll(fds, (nfds_t)(3 + nobs), observe_timeout(&p->obs, timeout)) < 0 &&
-            errno != EINTR) {
-            set_fatal(p, "poll: %s", strerror(errno));
-            break;
-        }
-        observe_turn(&p->obs, fds + 3, nobs);
-        update_ready(p);
-        if (fds[0].revents) {
-            char buf[16];
-
-            while (read(p->stop_fd, buf, sizeof(buf)) > 0)
-                ;
-            if (!p->stopping) {
-                p->stopping = true;
-                p->stop_deadline_ms = now_ms() + p->cfg->kafka.shutdown_timeout_ms;
-                observe_stopping(&p->obs);
-                log_info("stopping: waiting for the batch in flight to be acknowledged");
-            } else {
-                p->stop_deadline_ms = now_ms();
-            }
-        }
-        if (fds[1].revents)
-            sink_drain_fd(p->sink);
-        sink_poll(p->sink);
-        if (sink_fatal(p->sink))
-            p->rebuild = true;
-        if (p->rebuild) {
-            char err[512];
-
-            /* Start over from what the table says is unpublished. */
-            if (sink_reset(p->sink, err, sizeof(err)) < 0) {
-                set_fatal(p, "%s", err);
-                break;
-            }
-            if (p->in_batch)
-                drop_batch(p);
-            p->rebuild = false;
-            p->next_poll_ms = now_ms() + p->retry_delay_ms;
-            continue;
-        }
-        /* A wake-up during a batch is kept: the next poll follows the batch at once. */
-        if (p->conn && (fds[2].revents & (POLLIN | POLLERR | POLLHUP)) && notified(p))
-            p->next_poll_ms = 0;
-        if (p->conn && p->locked && now_ms() >= p->next_retention_ms && !p->in_batch)
-            retention(p);
+    if (!p->conn) {
+        if (!pipeline_stopping(p->pl) && now >= p->retry_at_ms)
+            try_connect(p);
+        return;
     }
+    /* A wake-up during a batch is kept: the next poll follows the batch at once. */
+    if (n > 0 && (fds[0].revents & (POLLIN | POLLERR | POLLHUP)) && notified(p))
+        p->next_poll_ms = 0;
+    if (!p->conn)
+        return;
+    if (!p->locked) {
+        if (!pipeline_stopping(p->pl) && now >= p->retry_at_ms)
+            try_lock(p);
+        return;
+    }
+    if (p->in_batch && pipeline_confirmed(p->pl) >= p->batch_no)
+        finish_batch(p);
+    if (p->conn && !p->in_batch && pipeline_reading(p->pl) &&
+        (p->more || pipeline_now_ms() >= p->next_poll_ms))
+        poll_batch(p);
+    if (p->conn && !p->in_batch && pipeline_now_ms() >= p->next_retention_ms)
+        retention(p);
 }
 
-int poller_run(const struct relay_config *cfg, int stop_fd, char *errstr, size_t errstr_size)
+static void poll_rebuild(void *src)
+{
+    struct poller *p = src;
+
+    /* Start over from what the table says is unpublished. */
+    if (p->in_batch)
+        drop_batch(p);
+    p->next_poll_ms = 0;
+}
+
+static bool poll_busy(const void *src)
+{
+    return ((const struct poller *)src)->in_batch;
+}
+
+static bool poll_live(const void *src)
+{
+    return ((const struct poller *)src)->conn != NULL;
+}
+
+/* Ready: holding the advisory lock on a live connection. */
+static const char *poll_not_ready(const void *src)
+{
+    const struct poller *p = src;
+
+    if (!p->conn)
+        return "connecting to postgresql";
+    if (!p->locked)
+        return "standby: another instance holds the outbox lock";
+    return NULL;
+}
+
+static void poll_refresh(void *src, struct relay_metrics *m)
+{
+    (void)src;
+    (void)m;
+}
+
+static void poll_shutdown(void *src, bool fatal)
+{
+    struct poller *p = src;
+
+    if (!p->in_batch)
+        return;
+    /* After a poison row with on_bad_event "stop", the batch must not be finished. */
+    if (!fatal)
+        pipeline_drain(p->pl);
+    if (!fatal && p->conn && pipeline_confirmed(p->pl) >= p->batch_no)
+        finish_batch(p);
+    else
+        log_warn("the last batch was not acknowledged in time: it will be published again");
+    log_info("%llu batches finished", (unsigned long long)p->batches);
+}
+
+static const struct source_ops poll_ops = {
+    .name = "polling",
+    .pollfds = poll_pollfds,
+    .timeout = poll_timeout,
+    .turn = poll_turn,
+    .rebuild = poll_rebuild,
+    .busy = poll_busy,
+    .live = poll_live,
+    .not_ready = poll_not_ready,
+    .refresh = poll_refresh,
+    .shutdown = poll_shutdown,
+};
+
+int source_poll_run(const struct relay_config *cfg, int stop_fd, char *errstr,
+                    size_t errstr_size)
 {
     struct poller p;
     int rc = -1;
 
     memset(&p, 0, sizeof(p));
     p.cfg = cfg;
-    p.stop_fd = stop_fd;
-    p.retry_delay_ms = 100;
-    p.ckpt = ckpt_new(0);
-    if (!p.ckpt) {
-        snprintf(errstr, errstr_size, "out of memory");
+    p.retry = (struct flow_backoff){100, cfg->postgres.retry_interval_ms, 0};
+    if (!(p.rels = relcache_from_config(cfg, errstr, errstr_size)))
         goto out;
-    }
-    if (!(p.rels = relcache_from_config(cfg, errstr, errstr_size)) ||
-        !(p.sink = sink_from_config(cfg, on_report, &p, errstr, errstr_size)) ||
-        observe_open(&p.obs, cfg, refresh_metrics, &p, errstr, errstr_size) < 0)
+    /* The tracker counts batches from 0: a batch's "end LSN" is its number. */
+    if (!(p.pl = pipeline_new(cfg, stop_fd, 0, errstr, errstr_size)))
         goto out;
-
-    loop(&p);
-    if (p.in_batch) {
-        sink_flush(p.sink, (int)cfg->kafka.shutdown_timeout_ms);
-        if (p.conn && ckpt_confirmed(p.ckpt) >= p.batch_no)
-            finish_batch(&p);
-        else
-            log_warn("the last batch was not acknowledged in time: it will be published "
-                     "again");
-    }
-    log_info("stopped: %llu events produced, %llu delivered, %llu batches finished",
-             (unsigned long long)p.obs.m.events_received, (unsigned long long)p.obs.m.events_published,
-             (unsigned long long)p.batches);
-    if (p.fatal) {
-        snprintf(errstr, errstr_size, "%s", p.errstr);
-        goto out;
-    }
-    rc = 0;
+    rc = pipeline_run(p.pl, &poll_ops, &p, errstr, errstr_size);
 
 out:
-    observe_close(&p.obs);
-    sink_free(p.sink);
+    /* The pipeline first: its sink's last reports still reach it. */
+    pipeline_free(p.pl);
     PQclear(p.batch);
     if (p.conn)
         PQfinish(p.conn);
-    formatter_free(p.fmt);
     relcache_free(p.rels);
-    ckpt_free(p.ckpt);
     free(p.select_sql);
     free(p.lock_sql);
     free(p.seqs);

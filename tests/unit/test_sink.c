@@ -1,0 +1,95 @@
+/*
+ * test_sink.c -- unit tests for the sink registry and the destination-name rules a
+ * sink's capabilities declare (relay/sink.c): Kafka's topic names, and a sink that
+ * takes any printable name.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <string.h>
+
+#include "sink.h"
+
+static void test_registry(void **state)
+{
+    size_t n = 0;
+    const struct sink_type *const *all = sink_types(&n);
+
+    (void)state;
+    assert_true(n >= 2);
+    /* The first row is the default sink. */
+    assert_string_equal(all[0]->name, "kafka");
+    assert_ptr_equal(sink_type_find("kafka"), all[0]);
+    assert_non_null(sink_type_find("stdout"));
+    assert_null(sink_type_find("carrier-pigeon"));
+    for (size_t i = 0; i < n; i++) {
+        /* Every row is complete: a name, a constructor, the words messages use. */
+        assert_non_null(all[i]->name);
+        assert_non_null(all[i]->create);
+        assert_non_null(all[i]->caps.destination_word);
+        assert_non_null(all[i]->caps.unreachable);
+        for (size_t j = 0; j < i; j++)
+            assert_true(strcmp(all[i]->name, all[j]->name) != 0);
+    }
+    assert_true(sink_type_find("kafka")->caps.keeps_key_order);
+}
+
+static void test_kafka_names(void **state)
+{
+    static const char *const bad[] = {
+        "or der", "order/x", "\xc3\xb6rder", "a:b", "a*b", "a\tb", "a#b", "{x}", "bad topic!",
+    };
+    const struct sink_type *k = sink_type_find("kafka");
+    char err[256], name[300];
+
+    (void)state;
+    assert_int_equal(sink_destination_check(k, "outbox.event.order", err, sizeof(err)), 0);
+    assert_int_equal(sink_destination_check(k, "AZaz09._-", err, sizeof(err)), 0);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(sink_destination_check(k, bad[i], err, sizeof(err)), -EDESTADDRREQ);
+        assert_non_null(strstr(err, "character"));
+        assert_non_null(strstr(err, "topic"));
+    }
+    assert_int_equal(sink_destination_check(k, "", err, sizeof(err)), -EDESTADDRREQ);
+    assert_non_null(strstr(err, "empty"));
+    assert_int_equal(sink_destination_check(k, ".", err, sizeof(err)), -EDESTADDRREQ);
+    assert_int_equal(sink_destination_check(k, "..", err, sizeof(err)), -EDESTADDRREQ);
+    assert_int_equal(sink_destination_check(k, "...", err, sizeof(err)), 0);
+    /* 249 bytes is the longest topic Kafka takes. */
+    memset(name, 'a', 249);
+    name[249] = '\0';
+    assert_int_equal(sink_destination_check(k, name, err, sizeof(err)), 0);
+    name[249] = 'a';
+    name[250] = '\0';
+    assert_int_equal(sink_destination_check(k, name, err, sizeof(err)), -EDESTADDRREQ);
+    assert_non_null(strstr(err, "249"));
+}
+
+static void test_stdout_names(void **state)
+{
+    const struct sink_type *s = sink_type_find("stdout");
+    char err[256];
+
+    (void)state;
+    /* Any printable name, UTF-8 included; no control characters, not empty. */
+    assert_int_equal(sink_destination_check(s, "bad topic!", err, sizeof(err)), 0);
+    assert_int_equal(sink_destination_check(s, "\xc3\xb6rder", err, sizeof(err)), 0);
+    assert_int_equal(sink_destination_check(s, "a\nb", err, sizeof(err)), -EDESTADDRREQ);
+    assert_int_equal(sink_destination_check(s, "", err, sizeof(err)), -EDESTADDRREQ);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_registry),
+        cmocka_unit_test(test_kafka_names),
+        cmocka_unit_test(test_stdout_names),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
