@@ -22,6 +22,7 @@
 
 #include <libpq-fe.h>
 
+#include "history.h"
 #include "log.h"
 
 struct repl_conn {
@@ -426,27 +427,25 @@ static void warn_existing_rows(PGconn *conn, const struct relay_config *cfg)
     PQfreemem(rel);
 }
 
-/* name, double-quoted when it is not a plain lowercase identifier. */
-static const char *sql_name(const char *name, char *buf, size_t size)
+/* What the server, the slot and the record say, for history.c. */
+static struct history_facts facts_of(const struct relay_config *cfg, const struct repl_info *info,
+                                     bool slot_exists, lsn_t unrecorded)
 {
-    bool plain = (name[0] >= 'a' && name[0] <= 'z') || name[0] == '_';
-
-    for (const char *c = name; *c && plain; c++)
-        plain = (*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '_';
-    snprintf(buf, size, plain ? "%s" : "\"%s\"", name);
-    return buf;
-}
-
-/* The sentence every refusal ends with: how to accept the server's position. */
-static void accept_hint(const struct relay_config *cfg, char *buf, size_t size)
-{
-    char n[80], t[80];
-
-    snprintf(buf, size,
-             "once consumers are reconciled, accept the server's position with: DELETE FROM "
-             "%s.%s WHERE slot_name = '%s' (docs/operations.md)",
-             sql_name(cfg->postgres.state_schema, n, sizeof(n)),
-             sql_name(cfg->postgres.state_table, t, sizeof(t)), cfg->postgres.slot);
+    return (struct history_facts){
+        .slot = cfg->postgres.slot,
+        .state_schema = cfg->postgres.state_schema,
+        .state_table = cfg->postgres.state_table,
+        .system_id = info->system_id,
+        .timeline = info->timeline,
+        .server_lsn = info->server_lsn,
+        .slot_exists = slot_exists,
+        .slot_confirmed = info->slot_confirmed,
+        .state_found = info->state_found,
+        .state_system_id = info->state_system_id,
+        .state_timeline = info->state_timeline,
+        .state_lsn = info->state_lsn,
+        .unrecorded = unrecorded,
+    };
 }
 
 /*
@@ -483,16 +482,9 @@ static int ensure_slot(PGconn *conn, const struct relay_config *cfg, struct repl
         PQclear(res);
         res = NULL;
         if (info->state_found) {
-            char accept[512];
+            struct history_facts f = facts_of(cfg, info, false, LSN_INVALID);
 
-            accept_hint(cfg, accept, sizeof(accept));
-            snprintf(errstr, errstr_size,
-                     "replication slot \"%s\" does not exist, but this relay published from "
-                     "it up to " LSN_FMT " (recorded in \"%s.%s\"): the slot was dropped or "
-                     "the database restored from a backup, and a new slot would skip every "
-                     "event committed since; %s",
-                     slot, LSN_ARGS(info->state_lsn), cfg->postgres.state_schema,
-                     cfg->postgres.state_table, accept);
+            history_check(&f, errstr, errstr_size);
             err = -EPERM;
             goto out;
         }
@@ -652,10 +644,8 @@ out:
 }
 
 /*
- * Record info->state_lsn, with the server's system and timeline, as the slot's row:
- * insert it, or move an existing row forward (never back: with two relays on one
- * slot the record only grows).  The same statement as relay.c's state_statement(),
- * with literals instead of parameters: a walsender speaks only the simple protocol.
+ * Record info->state_lsn, with the server's system and timeline, as the slot's row
+ * (history_record_sql(): the one statement that writes the record).
  */
 static int write_state(PGconn *conn, const struct relay_config *cfg,
                        const struct repl_info *info, char *errstr, size_t errstr_size)
@@ -670,14 +660,12 @@ static int write_state(PGconn *conn, const struct relay_config *cfg,
 
     if (!table || !slot_lit || !sys_lit) {
         snprintf(errstr, errstr_size, "out of memory");
+    } else if (history_record_sql(sql, sizeof(sql), table, slot_lit, sys_lit, info->timeline,
+                                  info->state_lsn) < 0) {
+        snprintf(errstr, errstr_size, "state table name too long");
+        err = -EPERM;
     } else {
-        snprintf(sql, sizeof(sql),
-                 "INSERT INTO %s AS s (slot_name, system_identifier, timeline, confirmed_lsn) "
-                 "VALUES (%s, %s, %u, '" LSN_FMT "') ON CONFLICT (slot_name) DO UPDATE SET "
-                 "confirmed_lsn = excluded.confirmed_lsn, updated_at = now() "
-                 "WHERE s.confirmed_lsn < excluded.confirmed_lsn",
-                 table, slot_lit, sys_lit, info->timeline, LSN_ARGS(info->state_lsn));
-        err = run(conn, sql, false, "cannot record the relay's state", &res, errstr,
+        err = run(conn, sql, true, "cannot record the relay's state", &res, errstr,
                   errstr_size);
     }
     PQclear(res);
@@ -695,32 +683,9 @@ static int write_state(PGconn *conn, const struct relay_config *cfg,
 static int check_identity(const struct relay_config *cfg, const struct repl_info *info,
                           char *errstr, size_t errstr_size)
 {
-    const char *nsp = cfg->postgres.state_schema, *rel = cfg->postgres.state_table;
-    char accept[512];
+    struct history_facts f = facts_of(cfg, info, true, LSN_INVALID);
 
-    if (!info->state_found)
-        return 0;
-    accept_hint(cfg, accept, sizeof(accept));
-    if (strcmp(info->state_system_id, info->system_id) != 0) {
-        snprintf(errstr, errstr_size,
-                 "the server's system identifier is %s, but this relay published from "
-                 "system %s (recorded in \"%s.%s\"): this is another database cluster, "
-                 "a copy or a restored dump, and its positions mean nothing for the "
-                 "events already published; %s",
-                 info->system_id, info->state_system_id, nsp, rel, accept);
-        return -EPERM;
-    }
-    if (info->state_timeline != info->timeline) {
-        snprintf(errstr, errstr_size,
-                 "the server is on timeline %u, but this relay published from timeline "
-                 "%u up to " LSN_FMT " (recorded in \"%s.%s\"): the database failed over "
-                 "or was restored to a point in time, so events published after the "
-                 "switch may not exist in this history; %s",
-                 info->timeline, info->state_timeline, LSN_ARGS(info->state_lsn), nsp, rel,
-                 accept);
-        return -EPERM;
-    }
-    return 0;
+    return history_identity(&f, errstr, errstr_size) == HISTORY_REFUSE ? -EPERM : 0;
 }
 
 /*
@@ -754,68 +719,45 @@ static int reread(PGconn *conn, const struct relay_config *cfg, struct repl_info
 static int check_history(PGconn *conn, const struct relay_config *cfg, struct repl_info *info,
                          lsn_t unrecorded, char *errstr, size_t errstr_size)
 {
-    const char *nsp = cfg->postgres.state_schema, *rel = cfg->postgres.state_table;
-    const char *slot = cfg->postgres.slot;
-    char accept[512];
+    struct history_facts f;
+    char msg[1024];
     int err;
 
-    accept_hint(cfg, accept, sizeof(accept));
-    if (info->state_found) {
-        if ((info->slot_confirmed != LSN_INVALID && info->slot_confirmed > info->state_lsn) ||
-            (info->server_lsn != LSN_INVALID && info->server_lsn < info->state_lsn)) {
-            if ((err = reread(conn, cfg, info, errstr, errstr_size)) < 0)
-                return err;
-            if ((err = check_identity(cfg, info, errstr, errstr_size)) < 0)
-                return err;
-        }
-        if (info->server_lsn != LSN_INVALID && info->server_lsn < info->state_lsn) {
-            snprintf(errstr, errstr_size,
-                     "the server's WAL ends at " LSN_FMT ", before " LSN_FMT " where this "
-                     "relay last confirmed slot \"%s\" (recorded in \"%s.%s\"): the "
-                     "database was restored from a backup, and events already published are "
-                     "missing from it or will be written again with other content; %s",
-                     LSN_ARGS(info->server_lsn), LSN_ARGS(info->state_lsn), slot, nsp, rel,
-                     accept);
-            return -EPERM;
-        }
-        if (info->slot_confirmed != LSN_INVALID && info->slot_confirmed > info->state_lsn &&
-            unrecorded != LSN_INVALID && info->slot_confirmed <= unrecorded) {
-            /* We confirmed it ourselves while the server shut down: record it now. */
-            log_info("recording " LSN_FMT ", confirmed to slot \"%s\" while the server was "
-                     "shutting down",
-                     LSN_ARGS(info->slot_confirmed), slot);
-            info->state_lsn = info->slot_confirmed;
-            return write_state(conn, cfg, info, errstr, errstr_size);
-        }
-        if (info->slot_confirmed != LSN_INVALID && info->slot_confirmed > info->state_lsn) {
-            snprintf(errstr, errstr_size,
-                     "replication slot \"%s\" is at " LSN_FMT ", ahead of " LSN_FMT " where "
-                     "this relay last confirmed it (recorded in \"%s.%s\"): the slot was "
-                     "recreated or advanced by another consumer, and events committed in "
-                     "between were never published; %s",
-                     slot, LSN_ARGS(info->slot_confirmed), LSN_ARGS(info->state_lsn), nsp, rel,
-                     accept);
-            return -EPERM;
-        }
-        if (info->slot_confirmed < info->state_lsn)
-            log_info("replication slot \"%s\" is at " LSN_FMT ", behind " LSN_FMT " where "
-                     "this relay last confirmed it (the server restarted before saving the "
-                     "slot): starting from " LSN_FMT,
-                     slot, LSN_ARGS(info->slot_confirmed), LSN_ARGS(info->state_lsn),
-                     LSN_ARGS(info->state_lsn));
+    if (info->state_found &&
+        ((info->slot_confirmed != LSN_INVALID && info->slot_confirmed > info->state_lsn) ||
+         (info->server_lsn != LSN_INVALID && info->server_lsn < info->state_lsn))) {
+        if ((err = reread(conn, cfg, info, errstr, errstr_size)) < 0)
+            return err;
+    }
+    f = facts_of(cfg, info, true, unrecorded);
+    switch (history_check(&f, msg, sizeof(msg))) {
+    case HISTORY_REFUSE:
+        snprintf(errstr, errstr_size, "%s", msg);
+        return -EPERM;
+    case HISTORY_RECORD_CAUGHT_UP:
+        /* We confirmed it ourselves while the server shut down: record it now. */
+        log_info("%s", msg);
+        info->state_lsn = info->slot_confirmed;
+        return write_state(conn, cfg, info, errstr, errstr_size);
+    case HISTORY_SLOT_BEHIND:
+        log_info("%s", msg);
+        return 0;
+    case HISTORY_RECORD_FIRST:
+        /* No row: the first start on this slot (or a reset): record it. */
+        info->state_lsn = info->slot_confirmed;
+        if ((err = write_state(conn, cfg, info, errstr, errstr_size)) < 0)
+            return err;
+        log_info("recorded slot \"%s\" at " LSN_FMT " in \"%s.%s\" (system %s, timeline %u)",
+                 cfg->postgres.slot, LSN_ARGS(info->state_lsn), cfg->postgres.state_schema,
+                 cfg->postgres.state_table, info->system_id, info->timeline);
+        info->state_found = true;
+        snprintf(info->state_system_id, sizeof(info->state_system_id), "%s", info->system_id);
+        info->state_timeline = info->timeline;
+        return 0;
+    case HISTORY_OK:
+    default:
         return 0;
     }
-
-    /* No row: the first start on this slot (or a reset): record it. */
-    info->state_lsn = info->slot_confirmed;
-    if ((err = write_state(conn, cfg, info, errstr, errstr_size)) < 0)
-        return err;
-    log_info("recorded slot \"%s\" at " LSN_FMT " in \"%s.%s\" (system %s, timeline %u)",
-             slot, LSN_ARGS(info->state_lsn), nsp, rel, info->system_id, info->timeline);
-    info->state_found = true;
-    snprintf(info->state_system_id, sizeof(info->state_system_id), "%s", info->system_id);
-    info->state_timeline = info->timeline;
-    return 0;
 }
 
 static int identify_system(PGconn *conn, struct repl_info *info, char *errstr,

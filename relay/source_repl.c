@@ -38,6 +38,7 @@
 #include "deadletter.h"
 #include "event.h"
 #include "flow.h"
+#include "history.h"
 #include "jsonbuf.h"
 #include "log.h"
 #include "observe.h"
@@ -586,34 +587,30 @@ static void heartbeat_done(struct repl_source *r, const PGresult *res)
 }
 
 /*
- * The statement that records lsn for the slot, with its parameters.  It never moves
- * the record back: with two relays on one slot, only the one streaming writes, but
- * a late write of the one that lost the slot must not undo the other's.
+ * The statement that records lsn for the slot (history_record_sql(): the same one
+ * replication.c writes the first record with).  Returns 0, or -1 when out of memory.
  */
-#define STATE_PARAMS 4
-static void state_statement(const struct repl_source *r, PGconn *conn, lsn_t lsn, char *sql,
-                            size_t sqlsize, char (*bufs)[32], const char **vals)
+static int state_statement(const struct repl_source *r, PGconn *conn, lsn_t lsn, char *sql,
+                           size_t sqlsize)
 {
     const char *nsp = r->cfg->postgres.state_schema, *rel = r->cfg->postgres.state_table;
     char *qn = PQescapeIdentifier(conn, nsp, strlen(nsp));
     char *qr = PQescapeIdentifier(conn, rel, strlen(rel));
+    char *slot = PQescapeLiteral(conn, r->cfg->postgres.slot, strlen(r->cfg->postgres.slot));
+    char *sys = PQescapeLiteral(conn, r->info.system_id, strlen(r->info.system_id));
+    char table[300];
+    int rc = -1;
 
-    snprintf(sql, sqlsize,
-             "INSERT INTO %s.%s AS s (slot_name, system_identifier, timeline, confirmed_lsn) "
-             "VALUES ($1, $2, $3, $4::pg_lsn) ON CONFLICT (slot_name) DO UPDATE SET "
-             "system_identifier = excluded.system_identifier, timeline = excluded.timeline, "
-             "confirmed_lsn = excluded.confirmed_lsn, updated_at = now() "
-             "WHERE s.confirmed_lsn <= excluded.confirmed_lsn "
-             "RETURNING pg_catalog.pg_current_wal_lsn()",
-             qn ? qn : "\"\"", qr ? qr : "\"\"");
+    if (qn && qr && slot && sys) {
+        snprintf(table, sizeof(table), "%s.%s", qn, qr);
+        rc = history_record_sql(sql, sqlsize, table, slot, sys, r->info.timeline, lsn) < 0 ? -1
+                                                                                          : 0;
+    }
     PQfreemem(qn);
     PQfreemem(qr);
-    snprintf(bufs[0], 32, "%u", r->info.timeline);
-    snprintf(bufs[1], 32, LSN_FMT, LSN_ARGS(lsn));
-    vals[0] = r->cfg->postgres.slot;
-    vals[1] = r->info.system_id;
-    vals[2] = bufs[0];
-    vals[3] = bufs[1];
+    PQfreemem(slot);
+    PQfreemem(sys);
+    return rc;
 }
 
 /* Record the acknowledged position in the state table, when flow_state_interval() says. */
@@ -621,8 +618,7 @@ static void state_send(struct repl_source *r)
 {
     lsn_t c = pipeline_confirmed(r->p);
     int64_t now = pipeline_now_ms(), every;
-    char sql[1024], bufs[2][32];
-    const char *vals[STATE_PARAMS];
+    char sql[1024];
     uint64_t published = pipeline_metrics(r->p)->events_published;
 
     if (!r->cfg->postgres.history_check || !r->conn || r->side_job != SIDE_IDLE ||
@@ -633,8 +629,9 @@ static void state_send(struct repl_source *r)
                                 r->cfg->postgres.status_interval_ms);
     if (now - r->state_sent_ms < every || !side_conn(r))
         return;
-    state_statement(r, r->side, c, sql, sizeof(sql), bufs, vals);
-    if (!PQsendQueryParams(r->side, sql, STATE_PARAMS, NULL, vals, NULL, NULL, 0)) {
+    if (state_statement(r, r->side, c, sql, sizeof(sql)) < 0)
+        return;
+    if (!PQsendQuery(r->side, sql)) {
         side_close(r, PQerrorMessage(r->side));
         return;
     }
@@ -693,8 +690,7 @@ static void side_receive(struct repl_source *r)
 static void state_flush(struct repl_source *r)
 {
     lsn_t c = pipeline_confirmed(r->p);
-    char sql[1024], bufs[2][32];
-    const char *vals[STATE_PARAMS];
+    char sql[1024];
     PGresult *res;
 
     if (!r->cfg->postgres.history_check || !r->have_info || c <= r->state_lsn)
@@ -710,9 +706,10 @@ static void state_flush(struct repl_source *r)
     }
     if (!side_conn(r))
         return;
-    state_statement(r, r->side, c, sql, sizeof(sql), bufs, vals);
+    if (state_statement(r, r->side, c, sql, sizeof(sql)) < 0)
+        return;
     r->state_sending = c;
-    res = PQexecParams(r->side, sql, STATE_PARAMS, NULL, vals, NULL, NULL, 0);
+    res = PQexec(r->side, sql);
     state_done(r, res);
     PQclear(res);
 }

@@ -28,6 +28,7 @@
 
 #include <libpq-fe.h>
 
+#include "history.h"
 #include "jsonbuf.h"
 #include "redact.h"
 #include "replication.h"
@@ -487,35 +488,74 @@ static void check_slot(struct out *o, PGconn *conn, const struct relay_config *c
 }
 
 /*
- * The slot's row of the state table (qname, quoted), against the slot as check_slot()
- * found it: a record without its slot is what makes the relay refuse to run (the
- * history check, docs/guarantees.md), so say so here rather than "will create it".
+ * The slot's row of the state table (qname, quoted), against the server and the slot
+ * as check_slot() found it: the same history check, in the same words, as the relay
+ * runs at its start (history.c), so that check says in advance when it will refuse.
  */
 static void check_state_record(struct out *o, PGconn *conn, const struct relay_config *cfg,
                                const struct facts *f, const char *qname)
 {
-    char err[640], sql[512];
-    PGresult *res;
+    char err[640], sql[512], msg[1024];
+    struct history_facts h = {
+        .slot = cfg->postgres.slot,
+        .state_schema = cfg->postgres.state_schema,
+        .state_table = cfg->postgres.state_table,
+        .slot_exists = f->slot_exists,
+    };
+    PGresult *res, *srv;
 
     snprintf(sql, sizeof(sql),
-             "SELECT confirmed_lsn::text FROM %s WHERE slot_name = $1", qname);
+             "SELECT system_identifier, timeline, confirmed_lsn::text FROM %s "
+             "WHERE slot_name = $1",
+             qname);
     res = query(conn, sql, 1, (const char *const[]){cfg->postgres.slot},
                 "cannot read the state table", err, sizeof(err));
     if (res == NULL) {
         item(o, FAIL, "%s", err);
         return;
     }
-    if (PQntuples(res) == 0)
+    if (PQntuples(res) == 0) {
         item(o, OK, "no record for slot \"%s\" yet: the relay records it at its first start",
              cfg->postgres.slot);
-    else if (!f->slot_exists)
-        item(o, FAIL,
-             "slot \"%s\" is missing but this relay published from it up to %s: the relay "
-             "will refuse to run (the history check; docs/operations.md says what to do)",
-             cfg->postgres.slot, PQgetvalue(res, 0, 0));
-    else
+        PQclear(res);
+        return;
+    }
+    srv = query(conn,
+                "SELECT s.system_identifier::text, c.timeline_id, "
+                "pg_catalog.pg_current_wal_lsn()::text FROM pg_catalog.pg_control_system() s, "
+                "pg_catalog.pg_control_checkpoint() c",
+                0, NULL, "cannot read the server's identity", err, sizeof(err));
+    if (srv == NULL) {
+        item(o, FAIL, "%s", err);
+        PQclear(res);
+        return;
+    }
+    h.system_id = PQgetvalue(srv, 0, 0);
+    h.timeline = (uint32_t)strtoul(PQgetvalue(srv, 0, 1), NULL, 10);
+    if (!lsn_parse(PQgetvalue(srv, 0, 2), &h.server_lsn))
+        h.server_lsn = LSN_INVALID;
+    if (!f->slot_exists || !lsn_parse(f->slot_confirmed, &h.slot_confirmed))
+        h.slot_confirmed = LSN_INVALID;
+    h.state_found = true;
+    h.state_system_id = PQgetvalue(res, 0, 0);
+    h.state_timeline = (uint32_t)strtoul(PQgetvalue(res, 0, 1), NULL, 10);
+    if (!lsn_parse(PQgetvalue(res, 0, 2), &h.state_lsn))
+        h.state_lsn = LSN_INVALID;
+    switch (history_check(&h, msg, sizeof(msg))) {
+    case HISTORY_REFUSE:
+        item(o, FAIL, "the relay will refuse to run: %s", msg);
+        break;
+    case HISTORY_SLOT_BEHIND:
+    case HISTORY_RECORD_CAUGHT_UP:
+        item(o, OK, "last recorded position of slot \"%s\": %s; %s", cfg->postgres.slot,
+             PQgetvalue(res, 0, 2), msg);
+        break;
+    default:
         item(o, OK, "last recorded position of slot \"%s\": %s", cfg->postgres.slot,
-             PQgetvalue(res, 0, 0));
+             PQgetvalue(res, 0, 2));
+        break;
+    }
+    PQclear(srv);
     PQclear(res);
 }
 
