@@ -23,9 +23,10 @@
  *
  * The produce time: the message's own timestamp will not do (the dev broker answers
  * with a LogAppendTime that replaces it), so the shim also interposes
- * rd_kafka_produceva() and notes the time under the message's opaque.  The relay's
- * Kafka sink makes the opaque an index into its table of messages in flight, unique
- * while the message is, so an array indexed by it is enough (8 bytes per message ever
+ * rd_kafka_produceva() and notes the time under the message's opaque.  The relay makes
+ * the opaque a tag whose low 32 bits index its table of messages in flight (the
+ * pipeline's inflight.c; older builds: the Kafka sink's own table, the whole opaque),
+ * unique while the message is, so an array indexed by them is enough (8 bytes per message ever
  * in flight at once: a few kB in a steady state, up to 1 MB in a drain).  A relay that
  * produces otherwise (rd_kafka_producev(), older builds) gets 0.
  *
@@ -90,7 +91,7 @@ static void wrapper(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
     rd_kafka_headers_t *hdrs = NULL;
     const void *v = NULL;
     size_t len = 0;
-    uintptr_t i = (uintptr_t)m->_private;
+    uintptr_t i = (uint32_t)(uintptr_t)m->_private;
 
     memset(&r, 0, sizeof(r));
     r.ack_us = now_us();
@@ -134,7 +135,7 @@ rd_kafka_error_t *rd_kafka_produceva(rd_kafka_t *rk, const rd_kafka_vu_t *vus, s
         real = (rd_kafka_error_t * (*)(rd_kafka_t *, const rd_kafka_vu_t *, size_t))
             dlsym(RTLD_NEXT, "rd_kafka_produceva");
     for (size_t k = 0; k < cnt; k++) {
-        uintptr_t i = (uintptr_t)vus[k].u.ptr;
+        uintptr_t i = (uint32_t)(uintptr_t)vus[k].u.ptr;
 
         if (vus[k].vtype != RD_KAFKA_VTYPE_OPAQUE || i >= ((uintptr_t)1 << 24))
             continue;

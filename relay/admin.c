@@ -11,10 +11,21 @@
  *
  * Nothing grows with the client's behaviour: the request buffer is fixed, the
  * response is whatever the relay renders (a few KiB), the number of slots is fixed,
- * and every connection has a deadline.  When all slots are taken the listener is
- * not polled, so further clients wait in the kernel's backlog instead of in our
- * memory.  If accept() runs out of descriptors, accepting pauses briefly: the
- * listener would otherwise stay readable and spin the loop.
+ * and every connection has a deadline.
+ *
+ * Nor can clients starve the endpoint (a liveness probe must be answered while
+ * anyone else holds connections open).  Three rules do it.  The listener is always
+ * polled, and each turn accepts what the kernel's backlog holds (up to
+ * ACCEPT_PER_TURN).  When every slot is taken, a new connection evicts the oldest
+ * one that has not yet sent a whole request, silent ones first -- a connection being
+ * answered is never evicted, and a probe, whose request follows its connect at once,
+ * is read as soon as it is accepted and again before any eviction, so it is served
+ * rather than evicted.  And a request must
+ * arrive whole within ADMIN_REQUEST_TIMEOUT_MS of the accept (408 otherwise), so a
+ * client trickling a byte a second holds a slot for a second at most.  Measured in
+ * docs/architecture.md ("The admin endpoint under load").  If accept() runs out of
+ * descriptors, accepting pauses briefly: the listener would otherwise stay readable
+ * and spin the loop.
  *
  * Requests are parsed only once the blank line ending the header block has
  * arrived; HTTP/1.0 and 1.1 request lines are accepted, leading empty lines are
@@ -40,7 +51,9 @@
 #include <sys/socket.h>
 
 /* Pending connections the kernel may queue for us. */
-#define LISTEN_BACKLOG 64
+#define LISTEN_BACKLOG 256
+/* Most connections accepted in one loop turn (the rest wait for the next turn). */
+#define ACCEPT_PER_TURN 256
 /* After the response is sent, how long the client may keep us draining its input. */
 #define LINGER_MS 1000
 /* How long accepting pauses after running out of descriptors. */
@@ -61,6 +74,7 @@ struct admin_conn {
     int fd;
     enum conn_state state;
     int64_t deadline_ms;            /* CLOCK_MONOTONIC */
+    int64_t accepted_ms;            /* when it was accepted: the oldest reader is evicted */
     size_t inlen;                   /* bytes of request in in[] */
     size_t scanned;                 /* in[0..scanned) is whole lines already looked at */
     bool have_line;                 /* the request line is among them */
@@ -73,6 +87,8 @@ struct admin_server {
     int fd; /* the listener */
     int port;
     int timeout_ms;
+    int request_timeout_ms;         /* from accept to a whole request */
+    uint64_t evicted;               /* connections closed to make room for a newer one */
     int64_t accept_paused_until_ms; /* 0: not paused */
     size_t nconns;                  /* slots not CONN_FREE */
     struct jbuf body;               /* scratch for the render callback */
@@ -82,6 +98,9 @@ struct admin_server {
     size_t npolled;
     struct admin_conn conns[ADMIN_MAX_CONNS];
 };
+
+static struct admin_conn *slot_for_newcomer(admin_server *a, bool evict, admin_render_fn fn,
+                                            void *opaque);
 
 static int64_t now_ms(void)
 {
@@ -258,6 +277,7 @@ admin_server *admin_open(const char *listen, char *errstr, size_t errstr_size)
     a->port = ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
                                        : ntohs(((struct sockaddr_in *)&ss)->sin_port);
     a->timeout_ms = ADMIN_DEFAULT_TIMEOUT_MS;
+    a->request_timeout_ms = ADMIN_REQUEST_TIMEOUT_MS;
     jbuf_init(&a->body);
     for (i = 0; i < ADMIN_MAX_CONNS; i++) {
         a->conns[i].fd = -1;
@@ -307,6 +327,18 @@ int admin_port(const admin_server *a)
 void admin_set_timeout(admin_server *a, int timeout_ms)
 {
     a->timeout_ms = timeout_ms > 0 ? timeout_ms : 1;
+    if (a->request_timeout_ms > a->timeout_ms)
+        a->request_timeout_ms = a->timeout_ms;
+}
+
+void admin_set_request_timeout(admin_server *a, int timeout_ms)
+{
+    a->request_timeout_ms = timeout_ms > 0 ? timeout_ms : 1;
+}
+
+uint64_t admin_evicted(const admin_server *a)
+{
+    return a->evicted;
 }
 
 size_t admin_pollfds(admin_server *a, struct pollfd *fds, size_t max)
@@ -315,7 +347,11 @@ size_t admin_pollfds(admin_server *a, struct pollfd *fds, size_t max)
 
     if (a->accept_paused_until_ms && now_ms() >= a->accept_paused_until_ms)
         a->accept_paused_until_ms = 0;
-    if (n < max && a->nconns < ADMIN_MAX_CONNS && !a->accept_paused_until_ms) {
+    /*
+     * Even with every slot taken, as long as one holds a connection that has not sent
+     * its request: a newcomer evicts the oldest such.
+     */
+    if (n < max && !a->accept_paused_until_ms && slot_for_newcomer(a, false, NULL, NULL)) {
         fds[n] = (struct pollfd){.fd = a->fd, .events = POLLIN};
         a->polled[n] = -1;
         a->polled_fd[n] = a->fd;
@@ -440,6 +476,8 @@ static void respond(admin_server *a, struct admin_conn *c, int status, const cha
     }
     c->outoff = 0;
     c->state = CONN_WRITING;
+    /* A whole request arrived: the client now has the full timeout to read the answer. */
+    c->deadline_ms = c->accepted_ms + a->timeout_ms;
     conn_write(a, c);
 }
 
@@ -682,11 +720,56 @@ static void conn_drain(admin_server *a, struct admin_conn *c)
     }
 }
 
-static void accept_all(admin_server *a)
+/* What a connection gets that did not send its request in time (or was evicted). */
+static const char timeout_response[] = "HTTP/1.1 408 Request Timeout\r\n"
+                                       "Content-Length: 0\r\n"
+                                       "Connection: close\r\n\r\n";
+
+/*
+ * The slot for a new connection: a free one, or else (with evict) the one holding the
+ * oldest connection that has not sent a whole request -- one that has sent nothing
+ * first -- which is answered 408 and closed.  NULL when every slot is being answered or drained: they end within their
+ * deadlines, and newcomers wait in the backlog meanwhile.
+ */
+static struct admin_conn *slot_for_newcomer(admin_server *a, bool evict, admin_render_fn fn,
+                                            void *opaque)
 {
-    while (a->nconns < ADMIN_MAX_CONNS) {
-        struct admin_conn *c = NULL;
-        size_t i;
+    struct admin_conn *victim = NULL;
+    size_t i;
+
+    for (i = 0; i < ADMIN_MAX_CONNS; i++) {
+        struct admin_conn *c = &a->conns[i];
+
+        if (c->state == CONN_FREE)
+            return c;
+        /*
+         * Before choosing a victim, read what each reader has sent: a probe whose
+         * request has arrived is served (and so no longer a candidate), not evicted.
+         */
+        if (evict && c->state == CONN_READING)
+            conn_read(a, c, fn, opaque);
+        if (c->state == CONN_FREE)
+            return c;
+        /* The oldest reader; one that has sent nothing goes before one that has. */
+        if (c->state == CONN_READING &&
+            (!victim || (c->inlen == 0) > (victim->inlen == 0) ||
+             ((c->inlen == 0) == (victim->inlen == 0) && c->accepted_ms < victim->accepted_ms)))
+            victim = c;
+    }
+    if (victim && evict) {
+        /* The same answer as a deadline gives: one try, never waiting. */
+        (void)send(victim->fd, timeout_response, sizeof(timeout_response) - 1,
+                   MSG_NOSIGNAL | MSG_DONTWAIT);
+        conn_close(a, victim);
+        a->evicted++;
+    }
+    return victim;
+}
+
+static void accept_all(admin_server *a, admin_render_fn fn, void *opaque)
+{
+    for (int k = 0; k < ACCEPT_PER_TURN && slot_for_newcomer(a, false, NULL, NULL); k++) {
+        struct admin_conn *c;
         int fd = accept(a->fd, NULL, NULL);
 
         if (fd < 0) {
@@ -696,18 +779,9 @@ static void accept_all(admin_server *a)
                 a->accept_paused_until_ms = now_ms() + ACCEPT_PAUSE_MS;
             return;
         }
-        if (set_nonblock_cloexec(fd) < 0) {
+        if (set_nonblock_cloexec(fd) < 0 || !(c = slot_for_newcomer(a, true, fn, opaque))) {
             close(fd);
             continue;
-        }
-        for (i = 0; i < ADMIN_MAX_CONNS; i++)
-            if (a->conns[i].state == CONN_FREE) {
-                c = &a->conns[i];
-                break;
-            }
-        if (!c) { /* cannot happen: nconns < ADMIN_MAX_CONNS */
-            close(fd);
-            return;
         }
         c->fd = fd;
         c->state = CONN_READING;
@@ -715,8 +789,14 @@ static void accept_all(admin_server *a)
         c->scanned = 0;
         c->have_line = false;
         c->outoff = 0;
-        c->deadline_ms = now_ms() + a->timeout_ms;
+        c->accepted_ms = now_ms();
+        c->deadline_ms = c->accepted_ms + a->request_timeout_ms;
         a->nconns++;
+        /*
+         * Read at once: a client that sends its request with its connect (every probe)
+         * is answered before a later arrival in this same loop could evict it.
+         */
+        conn_read(a, c, fn, opaque);
     }
 }
 
@@ -732,10 +812,6 @@ static void enforce_deadlines(admin_server *a)
         if (c->state == CONN_FREE || now < c->deadline_ms)
             continue;
         if (c->state == CONN_READING) {
-            static const char timeout_response[] = "HTTP/1.1 408 Request Timeout\r\n"
-                                                   "Content-Length: 0\r\n"
-                                                   "Connection: close\r\n\r\n";
-
             /* One try, never waiting: the client has had its time. */
             (void)send(c->fd, timeout_response, sizeof(timeout_response) - 1,
                        MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -781,7 +857,7 @@ void admin_handle(admin_server *a, const struct pollfd *fds, size_t n, admin_ren
     a->npolled = 0; /* the entries are spent: a second call must not act on them again */
     /* Accept last, so that a slot freed above is not confused with its new tenant. */
     if (accept_ready)
-        accept_all(a);
+        accept_all(a, fn, opaque);
     enforce_deadlines(a);
 }
 

@@ -11,11 +11,12 @@
  * requests are answered here.
  *
  * Bounded by construction, so that a slow or hostile client can neither stall the
- * relay nor grow its memory: at most ADMIN_MAX_CONNS connections (further clients
- * wait in the listen backlog until one closes), at most ADMIN_MAX_REQUEST bytes of
- * request per connection (414 / 431 beyond), and a deadline per connection
- * (ADMIN_DEFAULT_TIMEOUT_MS from accept; a request still incomplete then gets 408,
- * a response the client does not read is abandoned).  Sockets are non-blocking and
+ * relay, grow its memory nor starve other clients: at most ADMIN_MAX_CONNS
+ * connections, a newcomer evicting the oldest one that has not sent a whole request
+ * when all are taken; at most ADMIN_MAX_REQUEST bytes of request per connection
+ * (414 / 431 beyond); ADMIN_REQUEST_TIMEOUT_MS from accept for the request to arrive
+ * whole (408 otherwise), and ADMIN_DEFAULT_TIMEOUT_MS for the whole exchange (a
+ * response the client does not read is abandoned).  Sockets are non-blocking and
  * written with MSG_NOSIGNAL, so a client that hangs up never raises SIGPIPE.
  *
  * Also here: admin_probe(), a blocking one-request client for the
@@ -29,6 +30,7 @@
 
 #include <poll.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "jsonbuf.h"
 
@@ -42,6 +44,11 @@ typedef struct admin_server admin_server;
 #define ADMIN_MAX_REQUEST 8192
 /* Life of a connection, from accept to close, unless admin_set_timeout() says otherwise. */
 #define ADMIN_DEFAULT_TIMEOUT_MS 5000
+/*
+ * How long a connection may take to send its whole request, from accept (a probe on
+ * loopback or in a pod sends it in well under a millisecond).
+ */
+#define ADMIN_REQUEST_TIMEOUT_MS 1000
 
 /*
  * Answer a GET or HEAD for path (NUL-terminated, starting with '/', query string and
@@ -79,6 +86,16 @@ int admin_port(const admin_server *a);
  * accepted from now on.  Tests use short ones.
  */
 void admin_set_timeout(admin_server *a, int timeout_ms);
+
+/*
+ * Change how long a connection accepted from now on may take to send its whole
+ * request (milliseconds, at least 1; default ADMIN_REQUEST_TIMEOUT_MS, never longer
+ * than the per-connection deadline).  Tests use short ones.
+ */
+void admin_set_request_timeout(admin_server *a, int timeout_ms);
+
+/* Connections closed so far to make room for newer ones (the oldest idle readers). */
+uint64_t admin_evicted(const admin_server *a);
 
 /*
  * Fill fds[0..] with what the server wants polled -- the listener unless every

@@ -63,24 +63,8 @@
 
 #define ATTR_PRINTF(f, a) __attribute__((format(printf, f, a)))
 
-/* A position in the file for messages: 1-based line and column. */
-struct pos {
-    size_t line;
-    size_t column;
-};
 
-struct parser_ctx;
-
-enum opt_type {
-    OPT_STRING,         /* any scalar, kept as text: char * */
-    OPT_DURATION,       /* "250ms", "10s", "1m30s": int64_t milliseconds, >= min */
-    OPT_INTEGER,        /* decimal: int64_t in [min, max] */
-    OPT_ENUM,           /* one of the names in choices: an enum (int-sized) */
-    OPT_QUALIFIED_NAME, /* [schema.]table: char * at offset, char * at offset2 */
-    OPT_PROPERTIES,     /* mapping of scalars: struct relay_kv * at offset, size_t at offset2 */
-    OPT_STRING_LIST,    /* sequence of scalars: char ** at offset, size_t at offset2 */
-    OPT_TABLE_LIST,     /* sequence of [schema.]table: struct relay_table * and size_t */
-};
+#include "config_schema.h"
 
 /* What "got ..." messages call the expected shape of each type. */
 static const char *const type_names[] = {
@@ -94,29 +78,23 @@ static const char *const type_names[] = {
     [OPT_TABLE_LIST] = "a list of table names",
 };
 
-/* One name an OPT_ENUM key accepts and the value it stands for. */
-struct choice {
-    const char *name;
-    int value;
-};
-
 /* OPT_ENUM stores through an int *: every enum it fills must be int-sized. */
 _Static_assert(sizeof(enum relay_log_level) == sizeof(int), "enum relay_log_level is not an int");
 _Static_assert(sizeof(enum relay_log_format) == sizeof(int), "enum relay_log_format is not an int");
 _Static_assert(sizeof(enum relay_format) == sizeof(int), "enum relay_format is not an int");
-_Static_assert(sizeof(enum relay_sink) == sizeof(int), "enum relay_sink is not an int");
+_Static_assert(sizeof(enum relay_bad_event) == sizeof(int), "enum relay_bad_event is not an int");
 _Static_assert(sizeof(enum relay_mode) == sizeof(int), "enum relay_mode is not an int");
 _Static_assert(sizeof(enum relay_after_publish) == sizeof(int),
                "enum relay_after_publish is not an int");
 
 /* The choices of each OPT_ENUM key, NULL-terminated, in the order messages list them. */
-static const struct choice log_formats[] = {
+static const struct relay_choice log_formats[] = {
     {"text", RELAY_LOG_FORMAT_TEXT},
     {"json", RELAY_LOG_FORMAT_JSON},
     {NULL, 0},
 };
 
-static const struct choice log_levels[] = {
+static const struct relay_choice log_levels[] = {
     {"debug", RELAY_LOG_DEBUG},
     {"info", RELAY_LOG_INFO},
     {"warn", RELAY_LOG_WARN},
@@ -124,82 +102,50 @@ static const struct choice log_levels[] = {
     {NULL, 0},
 };
 
-static const struct choice formats[] = {
+const struct relay_choice relay_format_choices[] = {
     {"cloudevents", RELAY_FORMAT_CLOUDEVENTS},
     {"cloudevents-structured", RELAY_FORMAT_CLOUDEVENTS_STRUCTURED},
     {"debezium", RELAY_FORMAT_DEBEZIUM},
     {NULL, 0},
 };
 
-static const struct choice sinks[] = {
-    {"kafka", RELAY_SINK_KAFKA},
-    {"stdout", RELAY_SINK_STDOUT},
+static const struct relay_choice bad_event_policies[] = {
+    {"stop", RELAY_BAD_EVENT_STOP},
+    {"dead-letter", RELAY_BAD_EVENT_DEAD_LETTER},
     {NULL, 0},
 };
 
-static const struct choice modes[] = {
+static const struct relay_choice modes[] = {
     {"replication", RELAY_MODE_REPLICATION},
     {"polling", RELAY_MODE_POLLING},
     {NULL, 0},
 };
 
-static const struct choice on_off[] = {
+static const struct relay_choice on_off[] = {
     {"on", 1},
     {"off", 0},
     {NULL, 0},
 };
 
-static const struct choice after_publish[] = {
+static const struct relay_choice after_publish[] = {
     {"delete", RELAY_AFTER_DELETE},
     {"mark", RELAY_AFTER_MARK},
     {NULL, 0},
 };
 
-/*
- * Extra validation of a value's text, after environment expansion and before it
- * is stored.  Returns 0, or -1 after writing the message with fail_at().
- */
-typedef int (*check_fn)(struct parser_ctx *ctx, const char *name, const char *value,
-                        struct pos pos);
-
-/* One configuration key: a row of the table. */
-struct option {
-    const char *section; /* top-level mapping holding the key; NULL: a top-level key */
-    const char *key;
-    enum opt_type type;
-    size_t offset;   /* field of struct relay_config */
-    size_t offset2;  /* second field, for the two-field types (names, mapping, lists) */
-    const char *def; /* default, written as in the file; NULL: none */
-    bool required;
-    /* With required: required only when this says so, once the walk is done. */
-    bool (*required_if)(const struct relay_config *cfg);
-    int64_t min;                  /* OPT_INTEGER, OPT_DURATION: smallest value allowed */
-    int64_t max;                  /* OPT_INTEGER: largest value allowed */
-    const struct choice *choices; /* OPT_ENUM: the names allowed */
-    check_fn check; /* OPT_STRING and OPT_STRING_LIST (each entry): extra validation */
-};
-
 static int check_nonempty(struct parser_ctx *ctx, const char *name, const char *value,
-                          struct pos pos);
+                          struct relay_pos pos);
 static int check_slot_name(struct parser_ctx *ctx, const char *name, const char *value,
-                           struct pos pos);
+                           struct relay_pos pos);
 static int check_pg_name(struct parser_ctx *ctx, const char *name, const char *value,
-                         struct pos pos);
-static int check_topic(struct parser_ctx *ctx, const char *name, const char *value, struct pos pos);
+                         struct relay_pos pos);
+static int check_topic(struct parser_ctx *ctx, const char *name, const char *value, struct relay_pos pos);
 static int check_column(struct parser_ctx *ctx, const char *name, const char *value,
-                        struct pos pos);
+                        struct relay_pos pos);
 static int check_channel(struct parser_ctx *ctx, const char *name, const char *value,
-                         struct pos pos);
-static int check_dlq_topic(struct parser_ctx *ctx, const char *name, const char *value,
-                           struct pos pos);
+                         struct relay_pos pos);
 static int check_listen(struct parser_ctx *ctx, const char *name, const char *value,
-                        struct pos pos);
-
-/* kafka.brokers is needed only when events go to Kafka. */
-static bool sink_is_kafka(const struct relay_config *cfg)
-{
-    return cfg->sink == RELAY_SINK_KAFKA;
-}
+                        struct relay_pos pos);
 
 #define FIELD(f) offsetof(struct relay_config, f)
 
@@ -209,7 +155,7 @@ static bool sink_is_kafka(const struct relay_config *cfg)
  * than one line per field.)
  */
 /* clang-format off */
-static const struct option options[] = {
+static const struct relay_option core_options[] = {
     {.section = "postgres", .key = "dsn", .type = OPT_STRING,
      .offset = FIELD(postgres.dsn), .required = true, .check = check_nonempty},
     {.section = "postgres", .key = "mode", .type = OPT_ENUM,
@@ -249,31 +195,23 @@ static const struct option options[] = {
     {.section = "outbox", .key = "messages_prefix", .type = OPT_STRING,
      .offset = FIELD(outbox.messages_prefix), .def = "outbox", .check = check_nonempty},
 
-    {.section = "kafka", .key = "brokers", .type = OPT_STRING,
-     .offset = FIELD(kafka.brokers), .required = true, .required_if = sink_is_kafka,
-     .check = check_nonempty},
-    {.section = "kafka", .key = "topic", .type = OPT_STRING,
-     .offset = FIELD(kafka.topic), .def = "outbox.event.{aggregatetype}", .check = check_topic},
-    {.section = "kafka", .key = "dlq_topic", .type = OPT_STRING,
-     .offset = FIELD(kafka.dlq_topic), .def = "", .check = check_dlq_topic},
-    {.section = "kafka", .key = "properties", .type = OPT_PROPERTIES,
-     .offset = FIELD(kafka.properties), .offset2 = FIELD(kafka.nproperties)},
-    {.section = "kafka", .key = "max_inflight_events", .type = OPT_INTEGER,
-     .offset = FIELD(kafka.max_inflight_events), .def = "100000", .min = 1, .max = 10000000},
-    {.section = "kafka", .key = "max_inflight_bytes", .type = OPT_INTEGER,
-     .offset = FIELD(kafka.max_inflight_bytes), .def = "67108864", .min = 1048576,
+    {.section = "pipeline", .key = "max_inflight_events", .type = OPT_INTEGER,
+     .offset = FIELD(pipeline.max_inflight_events), .def = "100000", .min = 1, .max = 10000000},
+    {.section = "pipeline", .key = "max_inflight_bytes", .type = OPT_INTEGER,
+     .offset = FIELD(pipeline.max_inflight_bytes), .def = "67108864", .min = 1048576,
      .max = INT64_C(17179869184)},
-    {.section = "kafka", .key = "shutdown_timeout", .type = OPT_DURATION,
-     .offset = FIELD(kafka.shutdown_timeout_ms), .def = "5s", .min = 0},
-    {.section = "kafka", .key = "format", .type = OPT_ENUM,
-     .offset = FIELD(kafka.format), .def = "cloudevents", .choices = formats},
+    {.section = "pipeline", .key = "shutdown_timeout", .type = OPT_DURATION,
+     .offset = FIELD(pipeline.shutdown_timeout_ms), .def = "5s", .min = 0},
+    /* No default: settle_bad_event() decides from the dead-letter destinations. */
+    {.section = "pipeline", .key = "on_bad_event", .type = OPT_ENUM,
+     .offset = FIELD(pipeline.on_bad_event), .choices = bad_event_policies},
 
-    /* A top-level key; a "stdout" section also selects the stdout sink (settle_sink()). */
-    {.section = NULL, .key = "sink", .type = OPT_ENUM,
-     .offset = FIELD(sink), .def = "kafka", .choices = sinks},
+    {.section = "dead_letter", .key = "table", .type = OPT_QUALIFIED_NAME,
+     .offset = FIELD(dead_letter.schema), .offset2 = FIELD(dead_letter.table)},
 
-    {.section = "stdout", .key = "format", .type = OPT_ENUM,
-     .offset = FIELD(stdout_sink.format), .def = "cloudevents-structured", .choices = formats},
+    /* A top-level key: one of the registered sinks (settle_sink()); default the first. */
+    {.section = NULL, .key = "sink", .type = OPT_STRING,
+     .offset = FIELD(sink_name), .check = check_nonempty},
 
     {.section = "cdc", .key = "tables", .type = OPT_TABLE_LIST,
      .offset = FIELD(cdc.tables), .offset2 = FIELD(cdc.ntables)},
@@ -304,13 +242,72 @@ static const struct option options[] = {
 };
 /* clang-format on */
 
-#define NOPTIONS (sizeof(options) / sizeof(options[0]))
+#define NCORE (sizeof(core_options) / sizeof(core_options[0]))
+
+/*
+ * The table the walk uses: the core's rows, then each registered sink's (see
+ * relay_config_register_sinks()), each row knowing whose settings it fills (base).
+ */
+static struct relay_option options[RELAY_CONFIG_MAX_OPTIONS];
+static size_t noptions;
+static const struct relay_sink_config *sinks[RELAY_CONFIG_MAX_SINKS];
+static size_t nsinks;
+#define NOPTIONS noptions
 
 /* The prefix of every variable relay_config_parse_env() reads. */
 #define ENV_PREFIX "OUTBOX_RELAY_"
 
 /* Room for the longest variable name: prefix, section, key, "_FILE". */
 #define ENV_NAME_MAX 128
+
+/*
+ * The one properties mapping the environment sets entry by entry: the first
+ * OPT_PROPERTIES row of the registered sinks (kafka.properties), its variables
+ * OUTBOX_RELAY_<SECTION>_PROPERTIES_<NAME>.  Set by relay_config_register_sinks().
+ */
+static size_t props_option = SIZE_MAX;
+static char env_props_prefix[ENV_NAME_MAX];
+#define ENV_PROPS_PREFIX env_props_prefix
+
+/* Build the table from the core's rows and the registered sinks'. */
+static int build_table(void)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < NCORE; i++) {
+        options[n] = core_options[i];
+        options[n++].base = -1;
+    }
+    props_option = SIZE_MAX;
+    env_props_prefix[0] = '\0';
+    for (size_t k = 0; k < nsinks; k++) {
+        for (size_t i = 0; i < sinks[k]->noptions; i++) {
+            if (n == RELAY_CONFIG_MAX_OPTIONS)
+                return -E2BIG;
+            options[n] = sinks[k]->options[i];
+            options[n].base = (int)k;
+            if (options[n].type == OPT_PROPERTIES && props_option == SIZE_MAX) {
+                props_option = n;
+                relay_config_env_name(options[n].section, options[n].key, env_props_prefix,
+                                      sizeof(env_props_prefix) - 1);
+                strcat(env_props_prefix, "_");
+            }
+            n++;
+        }
+    }
+    noptions = n;
+    return 0;
+}
+
+int relay_config_register_sinks(const struct relay_sink_config *const *list, size_t n)
+{
+    if (n > RELAY_CONFIG_MAX_SINKS)
+        return -E2BIG;
+    for (size_t i = 0; i < n; i++)
+        sinks[i] = list[i];
+    nsinks = n;
+    return build_table();
+}
 
 /* A value read through a NAME_FILE variable may be at most this long. */
 #define ENV_FILE_MAX (1024 * 1024)
@@ -333,17 +330,17 @@ struct parser_ctx {
     yaml_document_t *doc;
     struct relay_config *cfg;
 
-    bool seen[NOPTIONS];               /* the key was in the file */
-    const yaml_node_t *node[NOPTIONS]; /* its value there, for rules checked after the walk */
-    bool section_seen[NOPTIONS];       /* the key's section was in the file */
-    struct pos section_pos[NOPTIONS];  /* where that section is, for missing keys */
+    bool seen[RELAY_CONFIG_MAX_OPTIONS];               /* the key was in the file */
+    const yaml_node_t *node[RELAY_CONFIG_MAX_OPTIONS]; /* its value there, for later rules */
+    bool section_seen[RELAY_CONFIG_MAX_OPTIONS];       /* the key's section was in the file */
+    struct relay_pos section_pos[RELAY_CONFIG_MAX_OPTIONS]; /* where, for missing keys */
 
     /* The environment (relay_config_parse_env()); envp NULL: none. */
     char *const *envp;
     bool have_file;            /* false: no file, the environment alone */
     const char *env_var;       /* set: messages name this variable, not a position */
-    char *env_value[NOPTIONS]; /* the option's value from the environment, or NULL */
-    char env_var_names[NOPTIONS][ENV_NAME_MAX]; /* the variable it came from, for messages */
+    char *env_value[RELAY_CONFIG_MAX_OPTIONS]; /* the option's value from the environment */
+    char env_var_names[RELAY_CONFIG_MAX_OPTIONS][ENV_NAME_MAX]; /* the variable it came from */
     struct env_prop *env_props;                 /* kafka.properties entries from the environment */
     size_t nenv_props;
 };
@@ -356,9 +353,9 @@ static void env_blame(struct parser_ctx *ctx, size_t idx);
  */
 
 /* Write "NAME:LINE:COLUMN: message" into the caller's buffer.  Always returns -1. */
-static int fail_at(struct parser_ctx *ctx, struct pos pos, const char *fmt, ...) ATTR_PRINTF(3, 4);
+static int fail_at(struct parser_ctx *ctx, struct relay_pos pos, const char *fmt, ...) ATTR_PRINTF(3, 4);
 
-static int fail_at(struct parser_ctx *ctx, struct pos pos, const char *fmt, ...)
+static int fail_at(struct parser_ctx *ctx, struct relay_pos pos, const char *fmt, ...)
 {
     va_list ap;
     int n;
@@ -450,13 +447,29 @@ static const char *show(char *buf, size_t size, const char *s)
     return buf;
 }
 
+int relay_config_fail(struct parser_ctx *ctx, struct relay_pos pos, const char *fmt, ...)
+{
+    char text[1024];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof(text), fmt, ap);
+    va_end(ap);
+    return fail_at(ctx, pos, "%s", text);
+}
+
+const char *relay_config_show(char *buf, size_t size, const char *s)
+{
+    return show(buf, size, s);
+}
+
 /*
  * Positions
  */
 
-static struct pos mark_pos(yaml_mark_t mark)
+static struct relay_pos mark_pos(yaml_mark_t mark)
 {
-    struct pos p = {mark.line + 1, mark.column + 1};
+    struct relay_pos p = {mark.line + 1, mark.column + 1};
     return p;
 }
 
@@ -466,9 +479,9 @@ static struct pos mark_pos(yaml_mark_t mark)
  * in the file is exactly its value (plain, or quoted with no escapes); otherwise
  * the scalar's start is the best answer, and a good enough one.
  */
-static struct pos scalar_pos(const struct parser_ctx *ctx, const yaml_node_t *node, size_t offset)
+static struct relay_pos scalar_pos(const struct parser_ctx *ctx, const yaml_node_t *node, size_t offset)
 {
-    struct pos p = mark_pos(node->start_mark);
+    struct relay_pos p = mark_pos(node->start_mark);
     const unsigned char *value = node->data.scalar.value;
     size_t vlen = node->data.scalar.length;
     size_t quote, start, nchars, i, chars;
@@ -873,8 +886,20 @@ static int parse_identifier(const char **sp, char **out, const char **why)
  * Checks
  */
 
+int relay_config_check_nonempty(struct parser_ctx *ctx, const char *name, const char *value,
+                                struct relay_pos pos)
+{
+    return check_nonempty(ctx, name, value, pos);
+}
+
+int relay_config_check_template(struct parser_ctx *ctx, const char *name, const char *value,
+                                struct relay_pos pos)
+{
+    return check_topic(ctx, name, value, pos);
+}
+
 static int check_nonempty(struct parser_ctx *ctx, const char *name, const char *value,
-                          struct pos pos)
+                          struct relay_pos pos)
 {
     if (value[0] == '\0')
         return fail_at(ctx, pos, "\"%s\" must not be empty", name);
@@ -883,7 +908,7 @@ static int check_nonempty(struct parser_ctx *ctx, const char *name, const char *
 
 /* A replication slot name, as PostgreSQL's ReplicationSlotValidateName() wants it. */
 static int check_slot_name(struct parser_ctx *ctx, const char *name, const char *value,
-                           struct pos pos)
+                           struct relay_pos pos)
 {
     char shown[SHOW_SIZE];
     size_t n = strspn(value, "abcdefghijklmnopqrstuvwxyz0123456789_");
@@ -898,7 +923,7 @@ static int check_slot_name(struct parser_ctx *ctx, const char *name, const char 
 
 /* Any name PostgreSQL keeps whole: a publication. */
 static int check_pg_name(struct parser_ctx *ctx, const char *name, const char *value,
-                         struct pos pos)
+                         struct relay_pos pos)
 {
     size_t n = strlen(value);
 
@@ -909,26 +934,8 @@ static int check_pg_name(struct parser_ctx *ctx, const char *name, const char *v
     return 0;
 }
 
-/* A topic template: text with {placeholder}s, each a lowercase name. */
-/* kafka.dlq_topic: empty (no dead-letter topic) or a literal Kafka topic name. */
-static int check_dlq_topic(struct parser_ctx *ctx, const char *name, const char *value,
-                           struct pos pos)
-{
-    size_t n = strlen(value);
-    char shown[SHOW_SIZE];
-
-    if (n == 0)
-        return 0;
-    if (n > 249 || strcmp(value, ".") == 0 || strcmp(value, "..") == 0 ||
-        strspn(value, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != n)
-        return fail_at(ctx, pos,
-                       "bad topic name \"%s\" for \"%s\": use 1 to 249 letters, digits, '.', "
-                       "'_' and '-'",
-                       show(shown, sizeof(shown), value), name);
-    return 0;
-}
-
-static int check_topic(struct parser_ctx *ctx, const char *name, const char *value, struct pos pos)
+/* A destination template: text with {placeholder}s, each a lowercase name. */
+static int check_topic(struct parser_ctx *ctx, const char *name, const char *value, struct relay_pos pos)
 {
     char shown[SHOW_SIZE], ph[SHOW_SIZE], phshown[SHOW_SIZE];
     const char *s;
@@ -985,7 +992,7 @@ static bool is_lower_identifier(const char *value)
  * are not supported here: the relay matches these names against the relation's
  * columns byte for byte.
  */
-static int check_column(struct parser_ctx *ctx, const char *name, const char *value, struct pos pos)
+static int check_column(struct parser_ctx *ctx, const char *name, const char *value, struct relay_pos pos)
 {
     char shown[SHOW_SIZE];
 
@@ -1004,7 +1011,7 @@ static int check_column(struct parser_ctx *ctx, const char *name, const char *va
  * pg_notify('name', ...) (which does not fold).
  */
 static int check_channel(struct parser_ctx *ctx, const char *name, const char *value,
-                         struct pos pos)
+                         struct relay_pos pos)
 {
     char shown[SHOW_SIZE];
 
@@ -1017,7 +1024,7 @@ static int check_channel(struct parser_ctx *ctx, const char *name, const char *v
 }
 
 /* admin.listen: "" (no admin endpoint) or what relay_parse_listen() accepts. */
-static int check_listen(struct parser_ctx *ctx, const char *name, const char *value, struct pos pos)
+static int check_listen(struct parser_ctx *ctx, const char *name, const char *value, struct relay_pos pos)
 {
     char shown[SHOW_SIZE], host[256];
     int port;
@@ -1116,13 +1123,16 @@ static const char *table_text(char *buf, size_t size, const char *schema, const 
  * Storing values
  */
 
-static void *field_at(struct relay_config *cfg, size_t offset)
+/* The field at offset of the struct opt stores into: the config, or its sink's settings. */
+static void *field_at(struct relay_config *cfg, const struct relay_option *opt, size_t offset)
 {
-    return (char *)cfg + offset;
+    char *base = opt->base < 0 || opt->core ? (char *)cfg : (char *)cfg->sink_settings[opt->base];
+
+    return base + offset;
 }
 
 /* "section.key" for messages, or just "key" at the top level. */
-static void option_name(char *buf, size_t size, const struct option *opt)
+static void option_name(char *buf, size_t size, const struct relay_option *opt)
 {
     if (opt->section == NULL)
         snprintf(buf, size, "%s", opt->key);
@@ -1130,9 +1140,10 @@ static void option_name(char *buf, size_t size, const struct option *opt)
         snprintf(buf, size, "%s.%s", opt->section, opt->key);
 }
 
-static int store_string(struct parser_ctx *ctx, size_t offset, const char *value)
+static int store_string(struct parser_ctx *ctx, const struct relay_option *opt,
+                        const char *value)
 {
-    char **field = field_at(ctx->cfg, offset);
+    char **field = field_at(ctx->cfg, opt, opt->offset);
     char *copy = strdup(value);
 
     if (copy == NULL)
@@ -1146,8 +1157,8 @@ static int store_string(struct parser_ctx *ctx, size_t offset, const char *value
  * Convert a scalar option's text (already expanded) and store it; pos is where
  * the value is, for messages.  Used for file values and table defaults alike.
  */
-static int set_value(struct parser_ctx *ctx, const struct option *opt, const char *value,
-                     struct pos pos)
+static int set_value(struct parser_ctx *ctx, const struct relay_option *opt, const char *value,
+                     struct relay_pos pos)
 {
     char name[128], shown[SHOW_SIZE];
     int64_t n;
@@ -1159,7 +1170,7 @@ static int set_value(struct parser_ctx *ctx, const struct option *opt, const cha
 
     switch (opt->type) {
     case OPT_STRING:
-        return store_string(ctx, opt->offset, value);
+        return store_string(ctx, opt, value);
 
     case OPT_DURATION:
         if (relay_parse_duration(value, &n) < 0)
@@ -1173,7 +1184,7 @@ static int set_value(struct parser_ctx *ctx, const struct option *opt, const cha
             return fail_at(ctx, pos, "\"%s\" must be at least %" PRId64 "ms, got \"%s\"", name,
                            opt->min, show(shown, sizeof(shown), value));
         }
-        *(int64_t *)field_at(ctx->cfg, opt->offset) = n;
+        *(int64_t *)field_at(ctx->cfg, opt, opt->offset) = n;
         return 0;
 
     case OPT_INTEGER:
@@ -1185,17 +1196,17 @@ static int set_value(struct parser_ctx *ctx, const struct option *opt, const cha
             return fail_at(ctx, pos,
                            "\"%s\" must be between %" PRId64 " and %" PRId64 ", got \"%s\"", name,
                            opt->min, opt->max, show(shown, sizeof(shown), value));
-        *(int64_t *)field_at(ctx->cfg, opt->offset) = n;
+        *(int64_t *)field_at(ctx->cfg, opt, opt->offset) = n;
         return 0;
 
     case OPT_ENUM: {
-        const struct choice *c;
+        const struct relay_choice *c;
         char names[256];
         size_t o = 0;
 
         for (c = opt->choices; c->name != NULL; c++) {
             if (strcmp(value, c->name) == 0) {
-                *(int *)field_at(ctx->cfg, opt->offset) = c->value;
+                *(int *)field_at(ctx->cfg, opt, opt->offset) = c->value;
                 return 0;
             }
         }
@@ -1216,8 +1227,8 @@ static int set_value(struct parser_ctx *ctx, const struct option *opt, const cha
     case OPT_QUALIFIED_NAME: {
         const char *why = NULL;
         char *first = NULL, *second = NULL;
-        char **schema = field_at(ctx->cfg, opt->offset);
-        char **table = field_at(ctx->cfg, opt->offset2);
+        char **schema = field_at(ctx->cfg, opt, opt->offset);
+        char **table = field_at(ctx->cfg, opt, opt->offset2);
 
         rc = parse_table_name(value, &first, &second, &why);
         if (rc == -ENOMEM)
@@ -1242,10 +1253,10 @@ static int set_value(struct parser_ctx *ctx, const struct option *opt, const cha
 }
 
 /* Append kafka.properties-style pairs, in file order, values expanded. */
-static int set_properties(struct parser_ctx *ctx, const struct option *opt, const yaml_node_t *node)
+static int set_properties(struct parser_ctx *ctx, const struct relay_option *opt, const yaml_node_t *node)
 {
-    struct relay_kv **kvs = field_at(ctx->cfg, opt->offset);
-    size_t *nkvs = field_at(ctx->cfg, opt->offset2);
+    struct relay_kv **kvs = field_at(ctx->cfg, opt, opt->offset);
+    size_t *nkvs = field_at(ctx->cfg, opt, opt->offset2);
     char name[128], shown[SHOW_SIZE], desc[SHOW_SIZE + 2];
     const yaml_node_pair_t *pair;
 
@@ -1298,10 +1309,10 @@ static int set_properties(struct parser_ctx *ctx, const struct option *opt, cons
  * where the entry is.  An entry equal to an earlier one is an error: for a table,
  * equal once parsed, so "Orders" and "public.orders" are the same entry.
  */
-static int add_entry(struct parser_ctx *ctx, const struct option *opt, const char *name,
-                     const char *value, struct pos pos)
+static int add_entry(struct parser_ctx *ctx, const struct relay_option *opt, const char *name,
+                     const char *value, struct relay_pos pos)
 {
-    size_t *n = field_at(ctx->cfg, opt->offset2);
+    size_t *n = field_at(ctx->cfg, opt, opt->offset2);
     char shown[SHOW_SIZE];
     size_t i;
 
@@ -1310,7 +1321,7 @@ static int add_entry(struct parser_ctx *ctx, const struct option *opt, const cha
 
     switch (opt->type) {
     case OPT_STRING_LIST: {
-        char ***list = field_at(ctx->cfg, opt->offset);
+        char ***list = field_at(ctx->cfg, opt, opt->offset);
         char **grown, *copy;
 
         for (i = 0; i < *n; i++) {
@@ -1331,7 +1342,7 @@ static int add_entry(struct parser_ctx *ctx, const struct option *opt, const cha
     }
 
     case OPT_TABLE_LIST: {
-        struct relay_table **list = field_at(ctx->cfg, opt->offset);
+        struct relay_table **list = field_at(ctx->cfg, opt, opt->offset);
         struct relay_table *grown;
         char *schema = NULL, *table = NULL, text[2 * (2 * PG_NAME_MAX + 2) + 2];
         const char *why = NULL;
@@ -1378,7 +1389,7 @@ static int add_entry(struct parser_ctx *ctx, const struct option *opt, const cha
  * and checked, with messages pointing at the entry.  A null value is an empty
  * list, as "[]" is.
  */
-static int set_list(struct parser_ctx *ctx, const struct option *opt, const yaml_node_t *node)
+static int set_list(struct parser_ctx *ctx, const struct relay_option *opt, const yaml_node_t *node)
 {
     char name[128], desc[SHOW_SIZE + 2];
     const yaml_node_item_t *item;
@@ -1411,7 +1422,7 @@ static int set_list(struct parser_ctx *ctx, const struct option *opt, const yaml
 }
 
 /* Apply one "key: value" pair of a section (or of the top level) to its option. */
-static int apply_option(struct parser_ctx *ctx, const struct option *opt, const yaml_node_t *node)
+static int apply_option(struct parser_ctx *ctx, const struct relay_option *opt, const yaml_node_t *node)
 {
     char name[128], desc[SHOW_SIZE + 2];
     char *value;
@@ -1438,7 +1449,7 @@ static int apply_option(struct parser_ctx *ctx, const struct option *opt, const 
  */
 
 /* Is the option in this section?  A NULL section is the top level. */
-static bool in_section(const struct option *opt, const char *section)
+static bool in_section(const struct relay_option *opt, const char *section)
 {
     if (opt->section == NULL || section == NULL)
         return opt->section == section;
@@ -1487,7 +1498,7 @@ static int load_section(struct parser_ctx *ctx, const char *section, const yaml_
 {
     char shown[SHOW_SIZE], desc[SHOW_SIZE + 2];
     const yaml_node_pair_t *pair;
-    struct pos where;
+    struct relay_pos where;
     size_t i;
 
     if (value->type != YAML_MAPPING_NODE && !is_null(value))
@@ -1535,7 +1546,7 @@ static int load_root(struct parser_ctx *ctx)
     const yaml_node_t *root = yaml_document_get_root_node(ctx->doc);
     const yaml_node_pair_t *pair;
     char shown[SHOW_SIZE], desc[SHOW_SIZE + 2];
-    struct pos top = {1, 1};
+    struct relay_pos top = {1, 1};
 
     if (root == NULL || is_null(root))
         return fail_at(ctx, top, "configuration is empty");
@@ -1577,26 +1588,119 @@ static int load_root(struct parser_ctx *ctx)
 }
 
 /*
- * A "stdout" section selects the stdout sink, so that a debugging session needs
- * one edit; with "sink: kafka" written out as well, the file says two things and
- * neither wins.  Runs after defaults, so cfg->sink holds the "sink" key's value.
+ * Which sink: the "sink" key, else a section that selects its sink (section_selects:
+ * "stdout", so that a debugging session needs one edit), else the first registered.
+ * With "sink: kafka" written out as well as a "stdout" section, the file says two
+ * things and neither wins.  OUTBOX_RELAY_SINK wins over the file, a section included.
  */
 static int settle_sink(struct parser_ctx *ctx)
 {
     size_t sink = find_option(NULL, "sink");
-    const struct choice *c;
+    struct relay_config *cfg = ctx->cfg;
+    char shown[SHOW_SIZE], names[256];
+    size_t o = 0;
 
-    /* OUTBOX_RELAY_SINK wins over the file, a "stdout" section included. */
-    if (!section_present(ctx, "stdout") || ctx->env_value[sink] != NULL)
-        return 0;
-    if (ctx->seen[sink] && ctx->cfg->sink != RELAY_SINK_STDOUT) {
-        for (c = sinks; c->name != NULL && c->value != (int)ctx->cfg->sink; c++)
-            ;
-        return fail_at(ctx, mark_pos(ctx->node[sink]->start_mark),
-                       "\"sink\" is \"%s\", but a \"stdout\" section selects the stdout sink",
-                       c->name != NULL ? c->name : "?");
+    if (nsinks == 0)
+        return fail_at(ctx, (struct relay_pos){1, 1}, "internal error: no sink is registered");
+    for (size_t i = 0; i < nsinks && ctx->env_value[sink] == NULL; i++) {
+        if (!sinks[i]->section_selects || !section_present(ctx, sinks[i]->section))
+            continue;
+        if (cfg->sink_name != NULL && strcmp(cfg->sink_name, sinks[i]->name) != 0)
+            return fail_at(ctx, mark_pos(ctx->node[sink]->start_mark),
+                           "\"sink\" is \"%s\", but a \"%s\" section selects the %s sink",
+                           show(shown, sizeof(shown), cfg->sink_name), sinks[i]->section,
+                           sinks[i]->name);
+        if (cfg->sink_name == NULL && (cfg->sink_name = strdup(sinks[i]->name)) == NULL)
+            return fail_oom(ctx);
     }
-    ctx->cfg->sink = RELAY_SINK_STDOUT;
+    if (cfg->sink_name == NULL && (cfg->sink_name = strdup(sinks[0]->name)) == NULL)
+        return fail_oom(ctx);
+    for (size_t i = 0; i < nsinks; i++) {
+        if (strcmp(cfg->sink_name, sinks[i]->name) == 0) {
+            cfg->sink = i;
+            return 0;
+        }
+        o += (size_t)snprintf(names + o, o < sizeof(names) ? sizeof(names) - o : 0, "%s%s",
+                              i ? ", " : "", sinks[i]->name);
+        if (o >= sizeof(names))
+            o = sizeof(names) - 1;
+    }
+    env_blame(ctx, sink);
+    return fail_at(ctx, ctx->node[sink] ? mark_pos(ctx->node[sink]->start_mark)
+                                        : (struct relay_pos){1, 1},
+                   "\"sink\" must be one of %s, got \"%s\"", names,
+                   show(shown, sizeof(shown), cfg->sink_name));
+}
+
+/*
+ * An alias and the key it names, both set: the file says one thing twice, perhaps
+ * differently.  Otherwise the alias's value stands for the key's (no default over it).
+ */
+static int check_aliases(struct parser_ctx *ctx)
+{
+    char name[128], target[128];
+
+    for (size_t i = 0; i < NOPTIONS; i++) {
+        const char *dot;
+        size_t t;
+        char section[64];
+
+        if (options[i].alias_of == NULL || !ctx->seen[i])
+            continue;
+        dot = strchr(options[i].alias_of, '.');
+        if (dot == NULL || (size_t)(dot - options[i].alias_of) >= sizeof(section))
+            continue;
+        memcpy(section, options[i].alias_of, (size_t)(dot - options[i].alias_of));
+        section[dot - options[i].alias_of] = '\0';
+        if ((t = find_option(section, dot + 1)) >= NOPTIONS)
+            continue;
+        if (ctx->seen[t]) {
+            struct relay_pos first = ctx->node[t] ? mark_pos(ctx->node[t]->start_mark)
+                                                   : (struct relay_pos){1, 1};
+
+            option_name(name, sizeof(name), &options[i]);
+            option_name(target, sizeof(target), &options[t]);
+            env_blame(ctx, i);
+            if (ctx->env_var == NULL)
+                env_blame(ctx, t);
+            return fail_at(ctx, ctx->node[i] ? mark_pos(ctx->node[i]->start_mark)
+                                             : (struct relay_pos){1, 1},
+                           "\"%s\" is the old name of \"%s\", which is set too (line %zu): "
+                           "keep one",
+                           name, target, first.line);
+        }
+        ctx->seen[t] = true; /* the alias's value is the key's: no default over it */
+    }
+    return 0;
+}
+
+/*
+ * pipeline.on_bad_event: by default "dead-letter" when a dead-letter destination is
+ * configured (dead_letter.table, or the selected sink's own), else "stop"; asking for
+ * "dead-letter" without one is an error, since the relay would have nowhere to put them.
+ */
+static int settle_bad_event(struct parser_ctx *ctx)
+{
+    struct relay_config *cfg = ctx->cfg;
+    const struct sink_common *c = relay_config_sink_common(cfg);
+    bool have = (cfg->dead_letter.table && cfg->dead_letter.table[0]) ||
+                (c && c->dead_letter && c->dead_letter[0]);
+    size_t idx = find_option("pipeline", "on_bad_event");
+
+    if (!ctx->seen[idx]) {
+        cfg->pipeline.on_bad_event = have ? RELAY_BAD_EVENT_DEAD_LETTER : RELAY_BAD_EVENT_STOP;
+        return 0;
+    }
+    if (cfg->pipeline.on_bad_event == RELAY_BAD_EVENT_DEAD_LETTER && !have) {
+        env_blame(ctx, idx);
+        return fail_at(ctx, ctx->node[idx] ? mark_pos(ctx->node[idx]->start_mark)
+                                           : (struct relay_pos){1, 1},
+                       "\"pipeline.on_bad_event\" is \"dead-letter\", but no dead-letter "
+                       "destination is configured: set \"dead_letter.table\"%s%s%s",
+                       sinks[cfg->sink]->section ? " or the " : "",
+                       sinks[cfg->sink]->section ? sinks[cfg->sink]->name : "",
+                       sinks[cfg->sink]->section ? " sink's dead-letter key" : "");
+    }
     return 0;
 }
 
@@ -1608,7 +1712,7 @@ static int settle_sink(struct parser_ctx *ctx)
 static int check_cdc_mode(struct parser_ctx *ctx)
 {
     size_t idx = find_option("cdc", "tables");
-    struct pos pos = {1, 1};
+    struct relay_pos pos = {1, 1};
 
     if (ctx->cfg->postgres.mode != RELAY_MODE_POLLING || ctx->cfg->cdc.ntables == 0)
         return 0;
@@ -1631,7 +1735,7 @@ static int check_cdc_tables(struct parser_ctx *ctx)
 
     for (i = 0; i < cfg->cdc.ntables; i++) {
         const struct relay_table *t = &cfg->cdc.tables[i];
-        struct pos pos = {1, 1};
+        struct relay_pos pos = {1, 1};
         const yaml_node_t *list = ctx->node[idx], *entry;
 
         if (strcmp(t->schema, cfg->outbox.schema) != 0 || strcmp(t->table, cfg->outbox.table) != 0)
@@ -1659,10 +1763,12 @@ static int check_cdc_tables(struct parser_ctx *ctx)
  */
 static int finish(struct parser_ctx *ctx)
 {
-    struct pos top = {1, 1};
+    struct relay_pos top = {1, 1};
     char name[128];
     size_t i;
 
+    if (check_aliases(ctx) < 0)
+        return -1;
     for (i = 0; i < NOPTIONS; i++) {
         if (!ctx->seen[i] && options[i].def != NULL &&
             set_value(ctx, &options[i], options[i].def, top) < 0)
@@ -1671,8 +1777,12 @@ static int finish(struct parser_ctx *ctx)
     if (settle_sink(ctx) < 0)
         return -1;
     for (i = 0; i < NOPTIONS; i++) {
-        if (options[i].required && !ctx->seen[i] &&
-            (options[i].required_if == NULL || options[i].required_if(ctx->cfg))) {
+        /* A sink's required key is required when that sink is selected. */
+        bool needed = options[i].base < 0
+                          ? options[i].required_if == NULL || options[i].required_if(ctx->cfg)
+                          : (size_t)options[i].base == ctx->cfg->sink;
+
+        if (options[i].required && !ctx->seen[i] && needed) {
             option_name(name, sizeof(name), &options[i]);
             if (!ctx->have_file) {
                 char var[128];
@@ -1687,6 +1797,8 @@ static int finish(struct parser_ctx *ctx)
                            "missing required key \"%s\"", name);
         }
     }
+    if (settle_bad_event(ctx) < 0)
+        return -1;
     if (check_cdc_mode(ctx) < 0)
         return -1;
     return check_cdc_tables(ctx);
@@ -1699,7 +1811,7 @@ static int finish(struct parser_ctx *ctx)
 /* Turn a libyaml parser error into a message with a position. */
 static int fail_yaml(struct parser_ctx *ctx, const yaml_parser_t *parser)
 {
-    struct pos pos = mark_pos(parser->problem_mark);
+    struct relay_pos pos = mark_pos(parser->problem_mark);
     const char *problem = parser->problem ? parser->problem : "unknown error";
 
     switch (parser->error) {
@@ -1922,7 +2034,7 @@ static int env_read(struct parser_ctx *ctx, const char *name, char **value, char
     path = env_get(ctx->envp, file_var);
     if (direct != NULL && path != NULL) {
         ctx->env_var = file_var;
-        return fail_at(ctx, (struct pos){1, 1}, "%s is set too: set only one of them", name);
+        return fail_at(ctx, (struct relay_pos){1, 1}, "%s is set too: set only one of them", name);
     }
     if (direct != NULL) {
         snprintf(used, used_size, "%s", name);
@@ -1935,19 +2047,19 @@ static int env_read(struct parser_ctx *ctx, const char *name, char **value, char
     snprintf(used, used_size, "%s", file_var);
     ctx->env_var = file_var;
     if (path[0] == '\0')
-        return fail_at(ctx, (struct pos){1, 1}, "the file name is empty");
+        return fail_at(ctx, (struct relay_pos){1, 1}, "the file name is empty");
     err = read_file(path, ENV_FILE_MAX, &buf, &len, &what);
     if (err == -EFBIG)
-        return fail_at(ctx, (struct pos){1, 1}, "file \"%s\" is larger than %d bytes",
+        return fail_at(ctx, (struct relay_pos){1, 1}, "file \"%s\" is larger than %d bytes",
                        show(shown, sizeof(shown), path), ENV_FILE_MAX);
     if (err == -ENOMEM)
         return fail_oom(ctx);
     if (err < 0)
-        return fail_at(ctx, (struct pos){1, 1}, "cannot %s file \"%s\": %s", what,
+        return fail_at(ctx, (struct relay_pos){1, 1}, "cannot %s file \"%s\": %s", what,
                        show(shown, sizeof(shown), path), strerror(-err));
     if (strlen(buf) != len) {
         free(buf);
-        return fail_at(ctx, (struct pos){1, 1}, "file \"%s\" contains a NUL byte",
+        return fail_at(ctx, (struct relay_pos){1, 1}, "file \"%s\" contains a NUL byte",
                        show(shown, sizeof(shown), path));
     }
     /* Files written by editors and `echo` end with a newline that is not the value. */
@@ -1969,7 +2081,7 @@ static bool section_known_n(const char *name, size_t n)
     return false;
 }
 
-#define ENV_PROPS_PREFIX ENV_PREFIX "KAFKA_PROPERTIES_"
+
 
 /*
  * The name of the variable in an envp entry, without a "_FILE" suffix, into buf.
@@ -2035,10 +2147,10 @@ static int collect_env_prop(struct parser_ctx *ctx, const char *base)
                        "0123456789_") != strlen(suffix) ||
         suffix[0] == '_' || suffix[strlen(suffix) - 1] == '_' || strstr(suffix, "__") != NULL) {
         ctx->env_var = base;
-        return fail_at(ctx, (struct pos){1, 1},
-                       "bad kafka property variable: use %s<NAME>, NAME being the property "
+        return fail_at(ctx, (struct relay_pos){1, 1},
+                       "bad %s property variable: use %s<NAME>, NAME being the property "
                        "with '.' written as '_', such as %sSASL_PASSWORD",
-                       ENV_PROPS_PREFIX, ENV_PROPS_PREFIX);
+                       options[props_option].section, ENV_PROPS_PREFIX, ENV_PROPS_PREFIX);
     }
     if (env_read(ctx, base, &value, used, sizeof(used)) < 0)
         return -1;
@@ -2053,7 +2165,8 @@ static int collect_env_prop(struct parser_ctx *ctx, const char *base)
         *p = *p == '_' ? '.' : (*p >= 'A' && *p <= 'Z') ? (char)(*p - 'A' + 'a') : *p;
     if (find_env_prop(ctx, key) != NULL) {
         ctx->env_var = base;
-        fail_at(ctx, (struct pos){1, 1}, "another variable sets kafka property \"%s\" too", key);
+        fail_at(ctx, (struct relay_pos){1, 1}, "another variable sets %s property \"%s\" too",
+                options[props_option].section, key);
         free(key);
         free(value);
         return -1;
@@ -2079,8 +2192,8 @@ static int collect_env_prop(struct parser_ctx *ctx, const char *base)
 }
 
 /*
- * Before the walk: read every option's variable, collect the kafka properties'
- * and refuse variables of a known section that name no key.
+ * Before the walk: read every option's variable, collect the properties' (see
+ * props_option) and refuse variables of a known section that name no key.
  */
 static int resolve_env(struct parser_ctx *ctx)
 {
@@ -2103,11 +2216,11 @@ static int resolve_env(struct parser_ctx *ctx)
             sep = strchr(rest, '_');
             if (sep != NULL && section_known_n(rest, (size_t)(sep - rest))) {
                 ctx->env_var = ENV_PREFIX "...";
-                return fail_at(ctx, (struct pos){1, 1}, "variable name too long");
+                return fail_at(ctx, (struct relay_pos){1, 1}, "variable name too long");
             }
             continue;
         }
-        if (strncmp(base, ENV_PROPS_PREFIX, strlen(ENV_PROPS_PREFIX)) == 0) {
+        if (ENV_PROPS_PREFIX[0] && strncmp(base, ENV_PROPS_PREFIX, strlen(ENV_PROPS_PREFIX)) == 0) {
             if (collect_env_prop(ctx, base) < 0)
                 return -1;
             continue;
@@ -2122,7 +2235,7 @@ static int resolve_env(struct parser_ctx *ctx)
             if (name == NULL)
                 return fail_oom(ctx);
             ctx->env_var = name;
-            fail_at(ctx, (struct pos){1, 1},
+            fail_at(ctx, (struct relay_pos){1, 1},
                     "no such configuration key (see docs/configuration.md for the variables)");
             free(name);
             return -1;
@@ -2136,7 +2249,7 @@ static int resolve_env(struct parser_ctx *ctx)
  * trimmed of spaces and tabs, and add the entries.  An empty value is an empty
  * list; an empty entry is an error.
  */
-static int set_env_list(struct parser_ctx *ctx, const struct option *opt, const char *value)
+static int set_env_list(struct parser_ctx *ctx, const struct relay_option *opt, const char *value)
 {
     char name[128];
     const char *s = value;
@@ -2165,11 +2278,11 @@ static int set_env_list(struct parser_ctx *ctx, const struct option *opt, const 
             end--;
         nentry++;
         if (end == start)
-            return fail_at(ctx, (struct pos){1, 1}, "entry %zu of \"%s\" is empty", nentry, name);
+            return fail_at(ctx, (struct relay_pos){1, 1}, "entry %zu of \"%s\" is empty", nentry, name);
         entry = strndup(start, (size_t)(end - start));
         if (entry == NULL)
             return fail_oom(ctx);
-        rc = add_entry(ctx, opt, name, entry, (struct pos){1, 1});
+        rc = add_entry(ctx, opt, name, entry, (struct relay_pos){1, 1});
         free(entry);
         if (rc < 0)
             return -1;
@@ -2182,10 +2295,10 @@ static int set_env_list(struct parser_ctx *ctx, const struct option *opt, const 
 /* After the walk: the environment's values, through the same checks as the file's. */
 static int apply_env(struct parser_ctx *ctx)
 {
-    size_t props = find_option("kafka", "properties");
+    size_t props = props_option;
 
     for (size_t i = 0; i < NOPTIONS; i++) {
-        const struct option *opt = &options[i];
+        const struct relay_option *opt = &options[i];
         int rc;
 
         if (ctx->env_value[i] == NULL)
@@ -2194,7 +2307,7 @@ static int apply_env(struct parser_ctx *ctx)
         ctx->seen[i] = true;
         switch (opt->type) {
         case OPT_PROPERTIES:
-            rc = fail_at(ctx, (struct pos){1, 1},
+            rc = fail_at(ctx, (struct relay_pos){1, 1},
                          "a mapping cannot be set from one variable: set each property with "
                          "%s<NAME>",
                          ENV_PROPS_PREFIX);
@@ -2204,7 +2317,7 @@ static int apply_env(struct parser_ctx *ctx)
             rc = set_env_list(ctx, opt, ctx->env_value[i]);
             break;
         default:
-            rc = set_value(ctx, opt, ctx->env_value[i], (struct pos){1, 1});
+            rc = set_value(ctx, opt, ctx->env_value[i], (struct relay_pos){1, 1});
             break;
         }
         if (rc < 0)
@@ -2213,9 +2326,9 @@ static int apply_env(struct parser_ctx *ctx)
     }
 
     /* Properties: replace the file's entry of the same key (skipped in the walk) or add. */
-    for (size_t j = 0; j < ctx->nenv_props; j++) {
-        struct relay_kv **kvs = field_at(ctx->cfg, options[props].offset);
-        size_t *nkvs = field_at(ctx->cfg, options[props].offset2);
+    for (size_t j = 0; j < ctx->nenv_props && props < NOPTIONS; j++) {
+        struct relay_kv **kvs = field_at(ctx->cfg, &options[props], options[props].offset);
+        size_t *nkvs = field_at(ctx->cfg, &options[props], options[props].offset2);
         struct env_prop *ep = &ctx->env_props[j];
         struct relay_kv *grown = realloc(*kvs, (*nkvs + 1) * sizeof(**kvs));
 
@@ -2260,7 +2373,7 @@ bool relay_config_env_present(char *const *envp)
             !env_base_name(*envp, base, sizeof(base)))
             continue;
         if (find_env_option(base) < NOPTIONS ||
-            strncmp(base, ENV_PROPS_PREFIX, strlen(ENV_PROPS_PREFIX)) == 0)
+            (ENV_PROPS_PREFIX[0] && strncmp(base, ENV_PROPS_PREFIX, strlen(ENV_PROPS_PREFIX)) == 0))
             return true;
     }
     return false;
@@ -2350,10 +2463,24 @@ struct relay_config *relay_config_parse_env(const char *text, size_t len, const 
     ctx->errstr_size = errstr_size;
     ctx->doc = &doc;
 
+    if (noptions == 0 && build_table() < 0) {
+        fail_plain(errstr, errstr_size, name, "internal error: too many configuration keys");
+        free(ctx);
+        return NULL;
+    }
     cfg = calloc(1, sizeof(*cfg));
-    if (cfg == NULL || (cfg->path = strdup(name)) == NULL) {
+    if (cfg == NULL || (cfg->path = strdup(name)) == NULL ||
+        (nsinks > 0 && (cfg->sink_settings = calloc(nsinks, sizeof(void *))) == NULL)) {
         fail_oom(ctx);
         goto fail;
+    }
+    cfg->nsinks = nsinks;
+    cfg->sinks = sinks;
+    for (size_t i = 0; i < nsinks; i++) {
+        if ((cfg->sink_settings[i] = calloc(1, sinks[i]->settings_size)) == NULL) {
+            fail_oom(ctx);
+            goto fail;
+        }
     }
     ctx->cfg = cfg;
 
@@ -2445,19 +2572,19 @@ out:
 }
 
 /* Free what one option owns in cfg. */
-static void free_option(struct relay_config *cfg, const struct option *opt)
+static void free_option(struct relay_config *cfg, const struct relay_option *opt)
 {
     switch (opt->type) {
     case OPT_STRING:
-        free(*(char **)field_at(cfg, opt->offset));
+        free(*(char **)field_at(cfg, opt, opt->offset));
         break;
     case OPT_QUALIFIED_NAME:
-        free(*(char **)field_at(cfg, opt->offset));
-        free(*(char **)field_at(cfg, opt->offset2));
+        free(*(char **)field_at(cfg, opt, opt->offset));
+        free(*(char **)field_at(cfg, opt, opt->offset2));
         break;
     case OPT_PROPERTIES: {
-        struct relay_kv *kvs = *(struct relay_kv **)field_at(cfg, opt->offset);
-        size_t n = *(size_t *)field_at(cfg, opt->offset2), i;
+        struct relay_kv *kvs = *(struct relay_kv **)field_at(cfg, opt, opt->offset);
+        size_t n = *(size_t *)field_at(cfg, opt, opt->offset2), i;
 
         for (i = 0; i < n; i++) {
             free(kvs[i].key);
@@ -2467,8 +2594,8 @@ static void free_option(struct relay_config *cfg, const struct option *opt)
         break;
     }
     case OPT_STRING_LIST: {
-        char **list = *(char ***)field_at(cfg, opt->offset);
-        size_t n = *(size_t *)field_at(cfg, opt->offset2), i;
+        char **list = *(char ***)field_at(cfg, opt, opt->offset);
+        size_t n = *(size_t *)field_at(cfg, opt, opt->offset2), i;
 
         for (i = 0; i < n; i++)
             free(list[i]);
@@ -2476,8 +2603,8 @@ static void free_option(struct relay_config *cfg, const struct option *opt)
         break;
     }
     case OPT_TABLE_LIST: {
-        struct relay_table *list = *(struct relay_table **)field_at(cfg, opt->offset);
-        size_t n = *(size_t *)field_at(cfg, opt->offset2), i;
+        struct relay_table *list = *(struct relay_table **)field_at(cfg, opt, opt->offset);
+        size_t n = *(size_t *)field_at(cfg, opt, opt->offset2), i;
 
         for (i = 0; i < n; i++) {
             free(list[i].schema);
@@ -2500,7 +2627,50 @@ void relay_config_free(struct relay_config *cfg)
     if (cfg == NULL)
         return;
     for (i = 0; i < NOPTIONS; i++)
-        free_option(cfg, &options[i]);
+        if (options[i].base < 0 || options[i].core || cfg->sink_settings[options[i].base])
+            free_option(cfg, &options[i]);
+    for (i = 0; i < cfg->nsinks; i++)
+        free(cfg->sink_settings[i]);
+    free(cfg->sink_settings);
     free(cfg->path);
     free(cfg);
+}
+
+const void *relay_config_sink_settings(const struct relay_config *cfg, const char *name)
+{
+    for (size_t i = 0; i < cfg->nsinks; i++)
+        if (strcmp(cfg->sinks[i]->name, name) == 0)
+            return cfg->sink_settings[i];
+    return NULL;
+}
+
+const struct relay_kv *relay_config_properties(const struct relay_config *cfg, size_t k,
+                                               size_t *n)
+{
+    for (size_t i = 0; i < NOPTIONS; i++) {
+        if (options[i].type != OPT_PROPERTIES ||
+            (options[i].base >= 0 && (size_t)options[i].base >= cfg->nsinks))
+            continue;
+        if (k-- == 0) {
+            *n = *(const size_t *)field_at((struct relay_config *)cfg, &options[i],
+                                           options[i].offset2);
+            return *(struct relay_kv *const *)field_at((struct relay_config *)cfg, &options[i],
+                                                       options[i].offset);
+        }
+    }
+    *n = 0;
+    return NULL;
+}
+
+const char *relay_config_sink_name(const struct relay_config *cfg)
+{
+    return cfg->sink < cfg->nsinks ? cfg->sinks[cfg->sink]->name : "";
+}
+
+const struct sink_common *relay_config_sink_common(const struct relay_config *cfg)
+{
+    if (cfg->sink >= cfg->nsinks)
+        return NULL;
+    return (const struct sink_common *)((const char *)cfg->sink_settings[cfg->sink] +
+                                        cfg->sinks[cfg->sink]->common_offset);
 }

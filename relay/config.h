@@ -53,18 +53,31 @@ enum relay_log_format {
     RELAY_LOG_FORMAT_JSON = 1, /* "json": one JSON object per line */
 };
 
-/* How an event is rendered into a message (kafka.format, stdout.format). */
+/* How an event is rendered into a message (a sink's format key: kafka.format, stdout.format). */
 enum relay_format {
     RELAY_FORMAT_CLOUDEVENTS = 0,            /* "cloudevents": binary mode, ce_* headers */
     RELAY_FORMAT_CLOUDEVENTS_STRUCTURED = 1, /* "cloudevents-structured": one JSON envelope */
     RELAY_FORMAT_DEBEZIUM = 2,               /* "debezium": as Debezium would write it */
 };
 
-/* Where events go (the top-level "sink" key, or a "stdout" section). */
-enum relay_sink {
-    RELAY_SINK_KAFKA = 0,
-    RELAY_SINK_STDOUT = 1,
+/* What the pipeline does with an event it cannot publish (pipeline.on_bad_event). */
+enum relay_bad_event {
+    RELAY_BAD_EVENT_STOP = 0,        /* "stop": stop without confirming past it */
+    RELAY_BAD_EVENT_DEAD_LETTER = 1, /* "dead-letter": set it aside and go on */
 };
+
+/*
+ * The part of every sink's settings the core reads (the sink's rows fill it; its
+ * struct relay_sink_config says where it sits).
+ */
+struct sink_common {
+    char *destination;        /* destination template (kafka.topic); NULL: the sink has none */
+    enum relay_format format; /* how events are rendered for it */
+    char *dead_letter;        /* dead-letter destination on the sink (kafka.dlq_topic); NULL
+                                 or "": none */
+};
+
+struct relay_sink_config;
 
 /* How events are read from PostgreSQL (postgres.mode). */
 enum relay_mode {
@@ -107,28 +120,32 @@ struct relay_config {
         char *messages_prefix; /* default "outbox": pg_logical_emit_message() prefix */
     } outbox;
 
+    /* How events flow through the pipeline (pipeline.c), whatever the source and sink. */
     struct {
-        char *brokers;               /* required when the sink is kafka; bootstrap.servers */
-        char *topic;                 /* default "outbox.event.{aggregatetype}" */
-        char *dlq_topic;             /* default "": none; permanently failed events go here */
-        struct relay_kv *properties; /* passed to librdkafka as they are */
-        size_t nproperties;
-        int64_t max_inflight_events; /* default 100000 */
-        int64_t max_inflight_bytes;  /* default 64 MiB: memory of unacknowledged messages */
-        int64_t shutdown_timeout_ms; /* default 5s: flush budget at SIGTERM */
-        enum relay_format format;    /* default cloudevents */
-    } kafka;
+        int64_t max_inflight_events; /* default 100000; alias kafka.max_inflight_events */
+        int64_t max_inflight_bytes;  /* default 64 MiB; alias kafka.max_inflight_bytes */
+        int64_t shutdown_timeout_ms; /* default 5s; alias kafka.shutdown_timeout */
+        enum relay_bad_event on_bad_event; /* default dead-letter when a dead-letter
+                                              destination is configured, else stop */
+    } pipeline;
+
+    /* The dead-letter table (sql/006_dead_letter.sql); both NULL when not configured. */
+    struct {
+        char *schema;
+        char *table;
+    } dead_letter;
 
     /*
-     * Default kafka; stdout when "sink: stdout" or when the file has a "stdout"
-     * section.  With the stdout sink the kafka section is checked but unused.
+     * The sink: the "sink" key's value (default: the first registered sink, or the one
+     * whose section selects it), its index among the registered sinks, and the settings
+     * of every registered sink, each a struct its own file defines (sink_<name>.c),
+     * validated whether selected or not.  Read them through the accessors below.
      */
-    enum relay_sink sink;
-
-    /* The stdout sink's settings: the "stdout" section of the file. */
-    struct {
-        enum relay_format format; /* default cloudevents-structured */
-    } stdout_sink;
+    char *sink_name;
+    size_t sink;
+    void **sink_settings;
+    size_t nsinks;
+    const struct relay_sink_config *const *sinks;
 
     struct {
         struct relay_table *tables; /* default none: tables whose changes are events */
@@ -159,6 +176,26 @@ struct relay_config {
         char *listen;
     } admin;
 };
+
+/*
+ * The k-th free-form properties mapping of the configuration (kafka.properties, or any
+ * sink's), with its length in *n; NULL (and *n 0) past the last.  For masking
+ * secrets (redact.c) without naming sinks.
+ */
+const struct relay_kv *relay_config_properties(const struct relay_config *cfg, size_t k,
+                                               size_t *n);
+
+/* The selected sink's name ("kafka"). */
+const char *relay_config_sink_name(const struct relay_config *cfg);
+
+/* The selected sink's common settings (never NULL once loaded). */
+const struct sink_common *relay_config_sink_common(const struct relay_config *cfg);
+
+/*
+ * The settings of the registered sink called name (its own struct, to be cast by its
+ * file), or NULL when no such sink is registered.  Valid as long as cfg.
+ */
+const void *relay_config_sink_settings(const struct relay_config *cfg, const char *name);
 
 /*
  * Read and validate the YAML file at path.

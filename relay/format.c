@@ -182,7 +182,11 @@ formatter *formatter_from_config(const struct relay_config *cfg, const char *dbn
     else
         snprintf(source, sizeof(source), "/%s/%s.%s", dbname, cfg->outbox.schema,
                  cfg->outbox.table);
-    if (!(f = formatter_new(cfg->kafka.topic, source, errstr, errstr_size)))
+    const struct sink_common *c = relay_config_sink_common(cfg);
+
+    /* A sink without a destination of its own (stdout) still names one, as Kafka would. */
+    if (!(f = formatter_new(c && c->destination ? c->destination : FORMAT_DEFAULT_DESTINATION,
+                            source, errstr, errstr_size)))
         return NULL;
     snprintf(source, sizeof(source), "/%s", dbname);
     if (formatter_set_cdc(f, cfg->cdc.topic, source, errstr, errstr_size) < 0) {
@@ -190,8 +194,7 @@ formatter *formatter_from_config(const struct relay_config *cfg, const char *dbn
         return NULL;
     }
     /* The two enums list the same formats in the same order. */
-    f->kind = (enum format_kind)(cfg->sink == RELAY_SINK_STDOUT ? cfg->stdout_sink.format
-                                                                : cfg->kafka.format);
+    f->kind = (enum format_kind)(c ? c->format : RELAY_FORMAT_CLOUDEVENTS);
     return f;
 }
 

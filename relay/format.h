@@ -29,6 +29,9 @@
 #define FORMAT_TOPIC_MAX 249
 #define FORMAT_MAX_HEADERS 64
 
+/* The destination template of a sink that has none of its own (stdout). */
+#define FORMAT_DEFAULT_DESTINATION "outbox.event.{aggregatetype}"
+
 enum format_kind {
     FORMAT_CLOUDEVENTS = 0,
     FORMAT_CLOUDEVENTS_STRUCTURED = 1,
@@ -68,9 +71,9 @@ formatter *formatter_new(const char *topic_template, const char *source, char *e
 struct relay_config;
 
 /*
- * The formatter the configuration describes: kafka.topic, outbox.source (or
- * "/<dbname>/<schema>.<table>"), the format of the chosen sink, cdc.topic with the
- * source prefix "/<dbname>".  Returns NULL with errstr set, as formatter_new().
+ * The formatter the configuration describes: the selected sink's destination template
+ * and format (struct sink_common), outbox.source (or "/<dbname>/<schema>.<table>"),
+ * cdc.topic with the source prefix "/<dbname>".  Returns NULL with errstr set, as formatter_new().
  */
 formatter *formatter_from_config(const struct relay_config *cfg, const char *dbname,
                                  char *errstr, size_t errstr_size);

@@ -53,7 +53,6 @@
 
 #include "admin.h"
 #include "config.h"
-#include "config_compat.h"
 #include "log.h"
 #include "redact.h"
 #include "sdnotify.h"
@@ -273,6 +272,11 @@ int main(int argc, char **argv)
     }
     if (path != NULL && path[0] == '\0')
         path = NULL;
+    /* The sinks' sections (and the variables that set them) must be known from here on. */
+    if (sink_register_config() < 0) {
+        fprintf(stderr, "outbox-relay: internal error: too many configuration keys\n");
+        return EXIT_RUNTIME;
+    }
     if (path == NULL && !relay_config_env_present(environ)) {
         fprintf(stderr, "outbox-relay: no configuration: use -c FILE, or set OUTBOX_RELAY_* "
                         "variables (docs/configuration.md)\n");

@@ -45,7 +45,6 @@
 #include <libpq-fe.h>
 
 #include "cdcjson.h"
-#include "config_compat.h"
 #include "checkpoint.h"
 #include "deadletter.h"
 #include "format.h"
@@ -282,8 +281,11 @@ static const char *stop_reason(const pipeline *p)
 /*
  * Send rec to the dead-letter destination on the sink, under tag (an entry already in
  * flight for the event, whose tracker count it keeps) or, with tag INFLIGHT_NONE, as
- * a new entry of the open transaction.  Returns 0 when the sink took it; otherwise
- * the caller tries the table.
+ * a new entry of the open transaction.  A record too large with the event's value is
+ * sent again without it.  Returns 0 when the sink took it; -EMSGSIZE when it is too
+ * large even so, -EACCES when the destination refuses it for good (the caller tries
+ * the table); another negative errno, with errstr set, when the sink is in trouble
+ * (the caller replays).
  */
 static int dl_send(pipeline *p, const struct dl_record *rec, uint64_t tag, char *errstr,
                    size_t errstr_size)
@@ -369,10 +371,21 @@ static void set_aside(pipeline *p, const struct dl_record *rec, uint64_t tag, bo
         return;
     }
     if (via_sink && p->dl_dest[0]) {
-        if (dl_send(p, rec, tag, err, sizeof(err)) == 0) {
+        if ((rc = dl_send(p, rec, tag, err, sizeof(err))) == 0) {
             snprintf(where, sizeof(where), "%s \"%s\"", p->type->caps.destination_word,
                      p->dl_dest);
             log_set_aside(p, rec, where);
+            return;
+        }
+        if (rc != -EMSGSIZE && rc != -EACCES) {
+            /* The sink is in trouble (queue full, no producer): replay, never skip. */
+            char why[700];
+
+            snprintf(why, sizeof(why), "cannot send a dead-letter record to %s \"%s\": %s",
+                     p->type->caps.destination_word, p->dl_dest, err);
+            if (m)
+                ckpt_fail(p->ckpt, txn);
+            pipeline_request_rebuild(p, why);
             return;
         }
         if (!p->dl_table) {
@@ -605,6 +618,12 @@ void pipeline_event(pipeline *p, const struct event *ev)
         set_aside(p, &rec, INFLIGHT_NONE, true, ev->change.op ? "change" : "outbox row");
         return;
     }
+    if (rc == -EACCES) {
+        inflight_remove(p->inflight, tag);
+        record_of(ev, &msg, DL_REJECTED, "REJECTED", err, &rec);
+        set_aside(p, &rec, INFLIGHT_NONE, true, NULL);
+        return;
+    }
     if (rc < 0) {
         /* Queue full or a producer in trouble: never spin, never skip -- replay. */
         inflight_remove(p->inflight, tag);
@@ -703,7 +722,7 @@ void pipeline_source_started(pipeline *p, lsn_t start, bool history_changed)
 
 static bool backpressured(const pipeline *p)
 {
-    return flow_backpressured(p->cfg->kafka.max_inflight_events, p->cfg->kafka.max_inflight_bytes,
+    return flow_backpressured(p->cfg->pipeline.max_inflight_events, p->cfg->pipeline.max_inflight_bytes,
                               ckpt_inflight_events(p->ckpt), (uint64_t)sink_outstanding(p->sink),
                               inflight_bytes(p->inflight));
 }
@@ -721,7 +740,7 @@ bool pipeline_caught_up(const pipeline *p)
 
 void pipeline_drain(pipeline *p)
 {
-    p->left_after_drain = sink_flush(p->sink, (int)p->cfg->kafka.shutdown_timeout_ms);
+    p->left_after_drain = sink_flush(p->sink, (int)p->cfg->pipeline.shutdown_timeout_ms);
 }
 
 void pipeline_forget(pipeline *p)
@@ -828,7 +847,7 @@ static void on_stop_request(pipeline *p)
         return;
     }
     p->stopping = true;
-    p->stop_deadline_ms = pipeline_now_ms() + p->cfg->kafka.shutdown_timeout_ms;
+    p->stop_deadline_ms = pipeline_now_ms() + p->cfg->pipeline.shutdown_timeout_ms;
     observe_stopping(&p->obs);
     log_info("stopping: finishing %s, waiting for %d events to be acknowledged",
              p->ops->busy(p->src) ? "the transaction in progress" : "nothing",
@@ -876,7 +895,7 @@ int pipeline_run(pipeline *p, const struct source_ops *ops, void *src, char *err
     p->src = src;
     loop(p);
     if (p->fatal)
-        sink_flush(p->sink, (int)p->cfg->kafka.shutdown_timeout_ms);
+        sink_flush(p->sink, (int)p->cfg->pipeline.shutdown_timeout_ms);
     left = sink_outstanding(p->sink);
     if (left > 0)
         log_warn("%d events still unacknowledged at shutdown: they will be replayed", left);
@@ -945,12 +964,13 @@ pipeline *pipeline_new(const struct relay_config *cfg, int stop_fd, lsn_t first_
     p->dl_dest = dest ? dest : "";
     p->dl_source = cfg->postgres.mode == RELAY_MODE_POLLING ? cfg->outbox.table
                                                             : cfg->postgres.slot;
-    if (compat_dl_table(cfg)[0] &&
-        !(p->dl_table = quote_qualified(compat_dl_schema(cfg), compat_dl_table(cfg)))) {
+    if (cfg->dead_letter.table && cfg->dead_letter.table[0] &&
+        !(p->dl_table = quote_qualified(cfg->dead_letter.schema, cfg->dead_letter.table))) {
         snprintf(errstr, errstr_size, "out of memory");
         goto fail;
     }
-    p->set_aside = compat_on_bad_event_dead_letter(cfg, p->dl_dest[0] || p->dl_table);
+    p->set_aside = cfg->pipeline.on_bad_event == RELAY_BAD_EVENT_DEAD_LETTER &&
+                   (p->dl_dest[0] || p->dl_table);
     if (!(p->ckpt = ckpt_new(first_confirmed)) || !(p->inflight = inflight_new())) {
         snprintf(errstr, errstr_size, "out of memory");
         goto fail;

@@ -402,11 +402,14 @@ int redact_set_add_config(redact_set *set, const struct relay_config *cfg)
 {
     int rc = redact_set_add_dsn(set, cfg->postgres.dsn);
 
-    for (size_t i = 0; rc == 0 && i < cfg->kafka.nproperties; i++) {
-        const struct relay_kv *kv = &cfg->kafka.properties[i];
+    const struct relay_kv *kvs;
+    size_t n;
 
-        if (redact_is_secret_key(kv->key))
-            rc = redact_set_add(set, kv->value, strlen(kv->value));
+    for (size_t k = 0; rc == 0 && (kvs = relay_config_properties(cfg, k, &n)) != NULL; k++) {
+        for (size_t i = 0; rc == 0 && i < n; i++) {
+            if (redact_is_secret_key(kvs[i].key))
+                rc = redact_set_add(set, kvs[i].value, strlen(kvs[i].value));
+        }
     }
     return rc;
 }

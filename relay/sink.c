@@ -8,14 +8,14 @@
  */
 #include "sink_impl.h"
 
-#include "config_compat.h"
-
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include "config_schema.h"
 
 /* The registry: one row per sink type. */
 #define SINK_TYPES \
@@ -34,6 +34,15 @@ const struct sink_type *const *sink_types(size_t *n)
 {
     *n = sizeof(registry) / sizeof(registry[0]);
     return registry;
+}
+
+int sink_register_config(void)
+{
+    const struct relay_sink_config *list[sizeof(registry) / sizeof(registry[0])];
+
+    for (size_t i = 0; i < sizeof(registry) / sizeof(registry[0]); i++)
+        list[i] = registry[i]->config;
+    return relay_config_register_sinks(list, sizeof(registry) / sizeof(registry[0]));
 }
 
 const struct sink_type *sink_type_find(const char *name)

@@ -83,6 +83,8 @@ struct sink_check_out {
 /* A registry row: everything the core knows of a kind of sink. */
 struct sink_type {
     const char *name; /* "kafka": the value of the configuration's "sink" key */
+    /* Its configuration section: rows, settings struct (config_schema.h). */
+    const struct relay_sink_config *config;
     /*
      * Create the sink from the configuration (borrowed: it must outlive the sink).
      * report is called for every message produced.  Returns NULL with errstr set when
@@ -123,6 +125,12 @@ const struct sink_type *sink_type_find(const char *name);
 /* The registry: every type, in order; *n is set to their number. */
 const struct sink_type *const *sink_types(size_t *n);
 
+/*
+ * Tell the configuration loader every registered sink's section (the first is the
+ * default sink).  Call once before loading a configuration.  Returns 0 or -E2BIG.
+ */
+int sink_register_config(void);
+
 /* The sink the configuration selects: sink_type_of(cfg)->create(...). */
 sink *sink_from_config(const struct relay_config *cfg, sink_report_fn *report, void *opaque,
                        char *errstr, size_t errstr_size);
@@ -141,9 +149,9 @@ int sink_destination_check(const struct sink_type *t, const char *dest, char *er
 /*
  * Hand one message to the sink with its tag; the sink copies what it needs.  Returns
  * 0, or with errstr set: -EAGAIN when the sink's queue is full; -EMSGSIZE when the
- * message is larger than the sink accepts (permanent: no retry helps); -EIO for
- * anything else (treat as transient: rebuild and replay).  No report follows an
- * error.
+ * message is larger than the sink accepts, -EACCES when the broker refused its
+ * destination for good (both permanent: no retry helps); -EIO for anything else
+ * (treat as transient: rebuild and replay).  No report follows an error.
  */
 int sink_produce(sink *s, const struct out_msg *msg, uint64_t tag, char *errstr,
                  size_t errstr_size);

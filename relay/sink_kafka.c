@@ -30,6 +30,7 @@
  * queue becomes non-empty, and the relay's poll() loop watches the pipe.
  */
 #include "sink_impl.h"
+#include "sink_kafka.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -43,11 +44,78 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include "config_schema.h"
 #include "log.h"
 #include "redact.h"
 
 /* This sink's registry row, at the end of the file. */
 extern const struct sink_type sink_type_kafka;
+
+
+static int check_dlq_topic(struct parser_ctx *ctx, const char *name, const char *value,
+                           struct relay_pos pos);
+
+#define KFIELD(f) offsetof(struct kafka_settings, f)
+#define CFIELD(f) offsetof(struct relay_config, f)
+
+/* clang-format off */
+static const struct relay_option kafka_options[] = {
+    {.section = "kafka", .key = "brokers", .type = OPT_STRING,
+     .offset = KFIELD(brokers), .required = true, .check = relay_config_check_nonempty},
+    {.section = "kafka", .key = "topic", .type = OPT_STRING,
+     .offset = KFIELD(common.destination), .def = "outbox.event.{aggregatetype}",
+     .check = relay_config_check_template},
+    {.section = "kafka", .key = "dlq_topic", .type = OPT_STRING,
+     .offset = KFIELD(common.dead_letter), .def = "", .check = check_dlq_topic},
+    {.section = "kafka", .key = "properties", .type = OPT_PROPERTIES,
+     .offset = KFIELD(properties), .offset2 = KFIELD(nproperties)},
+    {.section = "kafka", .key = "format", .type = OPT_ENUM,
+     .offset = KFIELD(common.format), .def = "cloudevents", .choices = relay_format_choices},
+    /* The pipeline's keys lived here before the pipeline section: kept as aliases. */
+    {.section = "kafka", .key = "max_inflight_events", .type = OPT_INTEGER, .core = true,
+     .offset = CFIELD(pipeline.max_inflight_events), .min = 1, .max = 10000000,
+     .alias_of = "pipeline.max_inflight_events"},
+    {.section = "kafka", .key = "max_inflight_bytes", .type = OPT_INTEGER, .core = true,
+     .offset = CFIELD(pipeline.max_inflight_bytes), .min = 1048576,
+     .max = INT64_C(17179869184), .alias_of = "pipeline.max_inflight_bytes"},
+    {.section = "kafka", .key = "shutdown_timeout", .type = OPT_DURATION, .core = true,
+     .offset = CFIELD(pipeline.shutdown_timeout_ms), .min = 0,
+     .alias_of = "pipeline.shutdown_timeout"},
+};
+/* clang-format on */
+
+static const struct relay_sink_config kafka_config = {
+    .name = "kafka",
+    .section = "kafka",
+    .options = kafka_options,
+    .noptions = sizeof(kafka_options) / sizeof(kafka_options[0]),
+    .settings_size = sizeof(struct kafka_settings),
+    .common_offset = offsetof(struct kafka_settings, common),
+};
+
+/* kafka.dlq_topic: empty (no dead-letter topic) or a literal Kafka topic name. */
+static int check_dlq_topic(struct parser_ctx *ctx, const char *name, const char *value,
+                           struct relay_pos pos)
+{
+    size_t n = strlen(value);
+    char shown[96];
+
+    if (n == 0)
+        return 0;
+    if (n > 249 || strcmp(value, ".") == 0 || strcmp(value, "..") == 0 ||
+        strspn(value, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != n)
+        return relay_config_fail(ctx, pos,
+                                 "bad topic name \"%s\" for \"%s\": use 1 to 249 letters, "
+                                 "digits, '.', '_' and '-'",
+                                 relay_config_show(shown, sizeof(shown), value), name);
+    return 0;
+}
+
+/* This sink's settings in a loaded configuration. */
+static const struct kafka_settings *settings_of(const struct relay_config *cfg)
+{
+    return relay_config_sink_settings(cfg, "kafka");
+}
 
 /*
  * Topic handles kept for the producer's life, so that a message names its topic by
@@ -70,6 +138,7 @@ _Static_assert(sizeof(void *) >= sizeof(uint64_t), "a message opaque must hold a
 struct kafka_sink {
     struct sink base; /* first: a struct kafka_sink * is a sink * */
     const struct relay_config *cfg;
+    const struct kafka_settings *k;
     rd_kafka_t *rk;
     rd_kafka_queue_t *mainq;
     bool fatal;
@@ -274,15 +343,15 @@ static rd_kafka_conf_t *build_conf(const struct relay_config *cfg, char *errstr,
         set_prop(conf, "linger.ms", "0", errstr, errstr_size) < 0)
         goto fail;
     /* Room for every event the relay lets be in flight, so produce never blocks. */
-    snprintf(qmax, sizeof(qmax), "%lld", (long long)cfg->kafka.max_inflight_events + 1024);
+    snprintf(qmax, sizeof(qmax), "%lld", (long long)cfg->pipeline.max_inflight_events + 1024);
     /* And for every byte: the relay stops at kafka.max_inflight_bytes first. */
-    snprintf(qkb, sizeof(qkb), "%lld", (long long)cfg->kafka.max_inflight_bytes / 1024 + 4096);
-    if (set_prop(conf, "bootstrap.servers", cfg->kafka.brokers, errstr, errstr_size) < 0 ||
+    snprintf(qkb, sizeof(qkb), "%lld", (long long)cfg->pipeline.max_inflight_bytes / 1024 + 4096);
+    if (set_prop(conf, "bootstrap.servers", settings_of(cfg)->brokers, errstr, errstr_size) < 0 ||
         set_prop(conf, "queue.buffering.max.messages", qmax, errstr, errstr_size) < 0 ||
         set_prop(conf, "queue.buffering.max.kbytes", qkb, errstr, errstr_size) < 0)
         goto fail;
-    for (size_t i = 0; i < cfg->kafka.nproperties; i++) {
-        const struct relay_kv *kv = &cfg->kafka.properties[i];
+    for (size_t i = 0; i < settings_of(cfg)->nproperties; i++) {
+        const struct relay_kv *kv = &settings_of(cfg)->properties[i];
 
         for (size_t j = 0; j < sizeof(enforced) / sizeof(enforced[0]); j++) {
             if (strcmp(kv->key, enforced[j].name) == 0 &&
@@ -296,11 +365,11 @@ static rd_kafka_conf_t *build_conf(const struct relay_config *cfg, char *errstr,
             }
         }
         if (strcmp(kv->key, "queue.buffering.max.messages") == 0 &&
-            strtoll(kv->value, NULL, 10) < cfg->kafka.max_inflight_events) {
+            strtoll(kv->value, NULL, 10) < cfg->pipeline.max_inflight_events) {
             snprintf(errstr, errstr_size,
                      "kafka property \"queue.buffering.max.messages\" (%s) must be at least "
-                     "kafka.max_inflight_events (%lld)",
-                     kv->value, (long long)cfg->kafka.max_inflight_events);
+                     "pipeline.max_inflight_events (%lld)",
+                     kv->value, (long long)cfg->pipeline.max_inflight_events);
             goto fail;
         }
         if (set_prop(conf, kv->key, kv->value, errstr, errstr_size) < 0)
@@ -432,8 +501,15 @@ static int kafka_produce(sink *base, const struct out_msg *msg, uint64_t tag, ch
                  rd_kafka_err2str(err));
         if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL)
             return -EAGAIN;
-        if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE)
+        if (is_too_large(err))
             return -EMSGSIZE; /* larger than message.max.bytes: no retry helps */
+        /*
+         * A topic the cluster refused for good (authorization, invalid): librdkafka
+         * remembers it and refuses every message to it at once.  Replaying would meet the
+         * same refusal forever, a halt in disguise: the pipeline sets the event aside.
+         */
+        if (is_permanent(err))
+            return -EACCES;
         return -EIO;
     }
     return 0;
@@ -498,6 +574,7 @@ static sink *kafka_create(const struct relay_config *cfg, sink_report_fn *report
         return NULL;
     }
     s->cfg = cfg;
+    s->k = settings_of(cfg);
     if (sink_base_init(&s->base, &sink_type_kafka, &kafka_ops, report, opaque, errstr,
                        errstr_size) < 0) {
         free(s);
@@ -570,19 +647,19 @@ static int kafka_check(const struct relay_config *cfg, int timeout_ms,
     rd_kafka_resp_err_t err;
     rd_kafka_t *rk;
 
-    snprintf(heading, sizeof(heading), "kafka (brokers \"%s\"):", cfg->kafka.brokers);
+    snprintf(heading, sizeof(heading), "kafka (brokers \"%s\"):", settings_of(cfg)->brokers);
     out->heading(out->ctx, heading);
     /* The properties were validated already (check_config); set them as the relay does. */
     if (rd_kafka_conf_set(conf, "client.id", "outbox-relay-check", errstr, sizeof(errstr)) !=
             RD_KAFKA_CONF_OK ||
-        rd_kafka_conf_set(conf, "bootstrap.servers", cfg->kafka.brokers, errstr,
+        rd_kafka_conf_set(conf, "bootstrap.servers", settings_of(cfg)->brokers, errstr,
                           sizeof(errstr)) != RD_KAFKA_CONF_OK) {
         say(out, SINK_CHECK_FAIL, "kafka: %s", errstr);
         rd_kafka_conf_destroy(conf);
         return 1;
     }
-    for (size_t i = 0; i < cfg->kafka.nproperties; i++) {
-        const struct relay_kv *kv = &cfg->kafka.properties[i];
+    for (size_t i = 0; i < settings_of(cfg)->nproperties; i++) {
+        const struct relay_kv *kv = &settings_of(cfg)->properties[i];
 
         if (rd_kafka_conf_set(conf, kv->key, kv->value, errstr, sizeof(errstr)) !=
             RD_KAFKA_CONF_OK) {
@@ -604,23 +681,23 @@ static int kafka_check(const struct relay_config *cfg, int timeout_ms,
     rd_kafka_poll(rk, 0); /* serve error callbacks: they say why */
     if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
         say(out, SINK_CHECK_FAIL, "cannot get metadata from kafka at \"%s\" within %d ms: %s%s%s",
-            cfg->kafka.brokers, timeout_ms, rd_kafka_err2str(err),
+            settings_of(cfg)->brokers, timeout_ms, rd_kafka_err2str(err),
             probe.last_error[0] ? "; " : "", probe.last_error);
         rd_kafka_destroy(rk);
         return 1;
     }
     say(out, SINK_CHECK_OK, "metadata from %d broker(s), cluster has %d topic(s)",
         md->broker_cnt, md->topic_cnt);
-    if (strchr(cfg->kafka.topic, '{') == NULL && !topic_in(md, cfg->kafka.topic))
+    if (strchr(settings_of(cfg)->common.destination, '{') == NULL && !topic_in(md, settings_of(cfg)->common.destination))
         say(out, SINK_CHECK_WARN,
             "topic \"%s\" does not exist (yet): it is created only if the cluster "
             "auto-creates topics",
-            cfg->kafka.topic);
-    if (cfg->kafka.dlq_topic[0] != '\0' && !topic_in(md, cfg->kafka.dlq_topic))
+            settings_of(cfg)->common.destination);
+    if (settings_of(cfg)->common.dead_letter[0] != '\0' && !topic_in(md, settings_of(cfg)->common.dead_letter))
         say(out, SINK_CHECK_WARN,
             "dead-letter topic \"%s\" does not exist (yet): it is created only if "
             "the cluster auto-creates topics",
-            cfg->kafka.dlq_topic);
+            settings_of(cfg)->common.dead_letter);
     rd_kafka_metadata_destroy(md);
     rd_kafka_destroy(rk);
     return 0;
@@ -648,25 +725,26 @@ static void kafka_plan(const struct relay_config *cfg,
 {
     char text[1024];
 
-    snprintf(text, sizeof(text), "kafka at \"%s\", format %s", cfg->kafka.brokers,
-             format_name(cfg->kafka.format));
+    snprintf(text, sizeof(text), "kafka at \"%s\", format %s", settings_of(cfg)->brokers,
+             format_name(settings_of(cfg)->common.format));
     item(ctx, "sink", text);
-    snprintf(text, sizeof(text), "\"%s\"", cfg->kafka.topic);
+    snprintf(text, sizeof(text), "\"%s\"", settings_of(cfg)->common.destination);
     item(ctx, "topic", text);
-    for (size_t i = 0; i < cfg->kafka.nproperties; i++) {
-        snprintf(text, sizeof(text), "%s = %s", cfg->kafka.properties[i].key,
-                 redact_property(cfg->kafka.properties[i].key, cfg->kafka.properties[i].value));
+    for (size_t i = 0; i < settings_of(cfg)->nproperties; i++) {
+        snprintf(text, sizeof(text), "%s = %s", settings_of(cfg)->properties[i].key,
+                 redact_property(settings_of(cfg)->properties[i].key, settings_of(cfg)->properties[i].value));
         item(ctx, "property", text);
     }
 }
 
 static const char *kafka_dead_letter(const struct relay_config *cfg)
 {
-    return cfg->kafka.dlq_topic;
+    return settings_of(cfg)->common.dead_letter;
 }
 
 const struct sink_type sink_type_kafka = {
     .name = "kafka",
+    .config = &kafka_config,
     .create = kafka_create,
     .check_config = kafka_check_config,
     .check = kafka_check,

@@ -18,8 +18,31 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "config_schema.h"
+
 /* This sink's registry row, at the end of the file. */
 extern const struct sink_type sink_type_stdout;
+
+/* The "stdout" section of the configuration; its presence selects this sink. */
+struct stdout_settings {
+    struct sink_common common; /* format; no destination, no dead-letter destination */
+};
+
+static const struct relay_option stdout_options[] = {
+    {.section = "stdout", .key = "format", .type = OPT_ENUM,
+     .offset = offsetof(struct stdout_settings, common.format), .def = "cloudevents-structured",
+     .choices = relay_format_choices},
+};
+
+static const struct relay_sink_config stdout_config = {
+    .name = "stdout",
+    .section = "stdout",
+    .options = stdout_options,
+    .noptions = sizeof(stdout_options) / sizeof(stdout_options[0]),
+    .settings_size = sizeof(struct stdout_settings),
+    .common_offset = offsetof(struct stdout_settings, common),
+    .section_selects = true,
+};
 
 struct stdout_sink {
     struct sink base; /* first: a struct stdout_sink * is a sink * */
@@ -165,7 +188,7 @@ static sink *stdout_create(const struct relay_config *cfg, sink_report_fn *repor
 static void stdout_plan(const struct relay_config *cfg,
                         void (*item)(void *ctx, const char *label, const char *text), void *ctx)
 {
-    enum relay_format f = cfg->stdout_sink.format;
+    enum relay_format f = relay_config_sink_common(cfg)->format;
 
     item(ctx, "sink",
          f == RELAY_FORMAT_CLOUDEVENTS_STRUCTURED ? "stdout, format cloudevents-structured"
@@ -175,6 +198,7 @@ static void stdout_plan(const struct relay_config *cfg,
 
 const struct sink_type sink_type_stdout = {
     .name = "stdout",
+    .config = &stdout_config,
     .create = stdout_create,
     .plan = stdout_plan,
     .caps =

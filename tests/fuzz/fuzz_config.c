@@ -32,6 +32,13 @@
 #include <string.h>
 
 #include "config.h"
+#include "sink.h"
+#include "sink_kafka.h"
+
+/* The sinks' sections, as the relay's registry declares them. */
+#define KAFKA(cfg) ((const struct kafka_settings *)relay_config_sink_settings((cfg), "kafka"))
+#define STDOUT_FORMAT(cfg)                                                                     \
+    (((const struct sink_common *)relay_config_sink_settings((cfg), "stdout"))->format)
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -102,29 +109,29 @@ static void check_config(const struct relay_config *cfg)
     CHECK(cfg->outbox.source != NULL);
     CHECK(nonempty(cfg->outbox.messages_prefix));
 
-    CHECK(cfg->sink == RELAY_SINK_KAFKA || cfg->sink == RELAY_SINK_STDOUT);
-    if (cfg->sink == RELAY_SINK_KAFKA)
-        CHECK(nonempty(cfg->kafka.brokers));
-    CHECK(nonempty(cfg->kafka.topic));
+    CHECK(strcmp(relay_config_sink_name(cfg), "kafka") == 0 || strcmp(relay_config_sink_name(cfg), "stdout") == 0);
+    if (strcmp(relay_config_sink_name(cfg), "kafka") == 0)
+        CHECK(nonempty(KAFKA(cfg)->brokers));
+    CHECK(nonempty(KAFKA(cfg)->common.destination));
     /* "" (no dead-letter topic) or 1 to 249 of [A-Za-z0-9._-], not "." or ".." */
-    CHECK(cfg->kafka.dlq_topic != NULL && strlen(cfg->kafka.dlq_topic) <= 249);
-    CHECK(strspn(cfg->kafka.dlq_topic, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-                                       "0123456789._-") == strlen(cfg->kafka.dlq_topic));
-    CHECK(strcmp(cfg->kafka.dlq_topic, ".") != 0 && strcmp(cfg->kafka.dlq_topic, "..") != 0);
-    CHECK(cfg->kafka.nproperties == 0 || cfg->kafka.properties != NULL);
-    for (size_t i = 0; i < cfg->kafka.nproperties; i++) {
-        CHECK(cfg->kafka.properties[i].key != NULL && cfg->kafka.properties[i].value != NULL);
+    CHECK(KAFKA(cfg)->common.dead_letter != NULL && strlen(KAFKA(cfg)->common.dead_letter) <= 249);
+    CHECK(strspn(KAFKA(cfg)->common.dead_letter, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                       "0123456789._-") == strlen(KAFKA(cfg)->common.dead_letter));
+    CHECK(strcmp(KAFKA(cfg)->common.dead_letter, ".") != 0 && strcmp(KAFKA(cfg)->common.dead_letter, "..") != 0);
+    CHECK(KAFKA(cfg)->nproperties == 0 || KAFKA(cfg)->properties != NULL);
+    for (size_t i = 0; i < KAFKA(cfg)->nproperties; i++) {
+        CHECK(KAFKA(cfg)->properties[i].key != NULL && KAFKA(cfg)->properties[i].value != NULL);
         for (size_t j = 0; j < i; j++) /* the same key twice is an error */
-            CHECK(strcmp(cfg->kafka.properties[i].key, cfg->kafka.properties[j].key) != 0);
+            CHECK(strcmp(KAFKA(cfg)->properties[i].key, KAFKA(cfg)->properties[j].key) != 0);
     }
-    CHECK(cfg->kafka.max_inflight_events >= 1 && cfg->kafka.max_inflight_events <= 10000000);
-    CHECK(cfg->kafka.max_inflight_bytes >= 1048576 &&
-          cfg->kafka.max_inflight_bytes <= INT64_C(17179869184));
-    CHECK(cfg->kafka.shutdown_timeout_ms >= 0);
-    CHECK(cfg->kafka.format >= RELAY_FORMAT_CLOUDEVENTS &&
-          cfg->kafka.format <= RELAY_FORMAT_DEBEZIUM);
-    CHECK(cfg->stdout_sink.format >= RELAY_FORMAT_CLOUDEVENTS &&
-          cfg->stdout_sink.format <= RELAY_FORMAT_DEBEZIUM);
+    CHECK(cfg->pipeline.max_inflight_events >= 1 && cfg->pipeline.max_inflight_events <= 10000000);
+    CHECK(cfg->pipeline.max_inflight_bytes >= 1048576 &&
+          cfg->pipeline.max_inflight_bytes <= INT64_C(17179869184));
+    CHECK(cfg->pipeline.shutdown_timeout_ms >= 0);
+    CHECK(KAFKA(cfg)->common.format >= RELAY_FORMAT_CLOUDEVENTS &&
+          KAFKA(cfg)->common.format <= RELAY_FORMAT_DEBEZIUM);
+    CHECK(STDOUT_FORMAT(cfg) >= RELAY_FORMAT_CLOUDEVENTS &&
+          STDOUT_FORMAT(cfg) <= RELAY_FORMAT_DEBEZIUM);
 
     CHECK(cfg->cdc.ntables == 0 || cfg->cdc.tables != NULL);
     CHECK(cfg->cdc.ntables == 0 || cfg->postgres.mode == RELAY_MODE_REPLICATION);
@@ -193,6 +200,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 
     (void)argc;
     (void)argv;
+    if (sink_register_config() < 0)
+        abort();
     if (e != NULL && strcmp(e, "ok") == 0)
         expect = EXPECT_OK;
     else if (e != NULL && strcmp(e, "error") == 0)

@@ -65,6 +65,15 @@ def sanitized(build_dir):
         return "RELAY_SANITIZE:BOOL=ON" in f.read()
 
 
+def rss_kb(pid, field="VmRSS"):
+    """A process's memory from /proc/PID/status, in kB: VmRSS now, or VmHWM (peak)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise TestFailure(f"no {field} for process {pid}")
+
+
 def lsn_to_int(s):
     hi, lo = s.split("/")
     return (int(hi, 16) << 32) | int(lo, 16)

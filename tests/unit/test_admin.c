@@ -521,32 +521,40 @@ static void test_many_connections(void **state)
     admin_close(a);
 }
 
-/* Every slot held by a silent client: the next client waits, then is served. */
+/*
+ * Every slot held by a silent client: the listener is still polled, the next client
+ * evicts the oldest of them (which gets 408) and is served at once; the others get
+ * 408 at their deadline.
+ */
 static void test_slots_exhausted(void **state)
 {
     admin_server *a = open_server();
     struct resp hog[ADMIN_MAX_CONNS], late = {0};
     struct pollfd fds[ADMIN_MAX_POLLFDS];
     size_t i;
+    int64_t start;
 
     (void)state;
     admin_set_timeout(a, 300);
     for (i = 0; i < ADMIN_MAX_CONNS; i++) {
         hog[i] = (struct resp){.fd = client(a)};
         jbuf_init(&hog[i].data);
+        serve_turn(a, 10); /* accepted one by one: hog[0] is the oldest */
     }
-    for (i = 0; i < 5; i++)
-        serve_turn(a, 10);
-    /* All slots taken: the listener is no longer polled, only the connections. */
-    assert_int_equal(admin_pollfds(a, fds, ADMIN_MAX_POLLFDS), ADMIN_MAX_CONNS);
+    /* All slots taken by readers: the listener is polled all the same. */
+    assert_int_equal(admin_pollfds(a, fds, ADMIN_MAX_POLLFDS), ADMIN_MAX_CONNS + 1);
     admin_handle(a, fds, 0, render, &app);
 
     late.fd = client(a);
     jbuf_init(&late.data);
     send_all(late.fd, "GET /healthz HTTP/1.1\r\n\r\n", 25);
+    start = now_ms();
     collect(a, &late, 1);
     jbuf_putc(&late.data, '\0');
     assert_int_equal(status_of(late.data.data), 200);
+    /* Served long before any hog's deadline (300 ms): it did not wait for a slot. */
+    assert_true(now_ms() - start < 250);
+    assert_int_equal(admin_evicted(a), 1);
     for (i = 0; i < ADMIN_MAX_CONNS; i++) {
         collect(a, &hog[i], 1);
         jbuf_putc(&hog[i].data, '\0');
@@ -555,6 +563,118 @@ static void test_slots_exhausted(void **state)
         jbuf_free(&hog[i].data);
     }
     close(late.fd);
+    jbuf_free(&late.data);
+    admin_close(a);
+}
+
+/*
+ * A flood: many more idle connections than slots, and a client trickling its request
+ * a byte at a time.  Probes with fresh connections are answered at once, the
+ * trickler is cut off at the request deadline, and nothing grows: every connection
+ * ever opened is either served, evicted or timed out.
+ */
+static void test_flood_and_trickle(void **state)
+{
+    enum { IDLE = 200, PROBES = 20 };
+    admin_server *a = open_server();
+    int idle[IDLE];
+    struct resp trickle = {0};
+    static const char req[] = "GET /healthz HTTP/1.1\r\n\r\n";
+    size_t sent = 0, i;
+    int64_t start, worst = 0;
+
+    (void)state;
+    admin_set_request_timeout(a, 400);
+    for (i = 0; i < IDLE; i++) {
+        idle[i] = client(a);
+        if (i % 16 == 0)
+            serve_turn(a, 0);
+    }
+    trickle.fd = client(a);
+    jbuf_init(&trickle.data);
+    start = now_ms();
+    for (i = 0; i < PROBES; i++) {
+        struct resp probe = {0};
+        int64_t t0 = now_ms();
+
+        /* The trickler sends one more byte between probes. */
+        if (sent < sizeof(req) - 1)
+            (void)send(trickle.fd, req + sent++, 1, MSG_NOSIGNAL);
+        probe.fd = client(a);
+        jbuf_init(&probe.data);
+        send_all(probe.fd, req, sizeof(req) - 1);
+        collect(a, &probe, 1);
+        jbuf_putc(&probe.data, '\0');
+        assert_int_equal(status_of(probe.data.data), 200);
+        if (now_ms() - t0 > worst)
+            worst = now_ms() - t0;
+        close(probe.fd);
+        jbuf_free(&probe.data);
+        /* More idle clients keep coming. */
+        idle[i] = (close(idle[i]), client(a));
+        while (now_ms() - t0 < 25)
+            serve_turn(a, 5);
+    }
+    /* Each probe within a second, however many idle connections were waiting. */
+    assert_true(worst < 1000);
+    /* The idle clients were evicted to make room: at least all but the slots' worth. */
+    assert_true(admin_evicted(a) >= IDLE - ADMIN_MAX_CONNS);
+    /* The trickler, 20 bytes in over 500 ms, never finished: cut off with 408. */
+    collect(a, &trickle, 1);
+    jbuf_putc(&trickle.data, '\0');
+    assert_true(trickle.reset || status_of(trickle.data.data) == 408);
+    assert_true(now_ms() - start >= 400);
+    for (i = 0; i < IDLE; i++)
+        close(idle[i]);
+    close(trickle.fd);
+    jbuf_free(&trickle.data);
+    admin_close(a);
+}
+
+/* An evicted connection is the oldest idle one, never one being answered. */
+static void test_eviction_order(void **state)
+{
+    admin_server *a = open_server();
+    struct resp slow = {0}, idle[ADMIN_MAX_CONNS - 1], late = {0};
+    int rcvbuf = 4096;
+    size_t i;
+
+    (void)state;
+    admin_set_timeout(a, 3000);
+    /* One client asks for a large response and does not read it: being answered. */
+    slow.fd = client(a);
+    jbuf_init(&slow.data);
+    assert_int_equal(setsockopt(slow.fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf)), 0);
+    send_all(slow.fd, "GET /big HTTP/1.1\r\n\r\n", 21);
+    serve_turn(a, 10);
+    for (i = 0; i < ADMIN_MAX_CONNS - 1; i++) {
+        idle[i] = (struct resp){.fd = client(a)};
+        jbuf_init(&idle[i].data);
+        serve_turn(a, 10);
+    }
+    late.fd = client(a);
+    jbuf_init(&late.data);
+    send_all(late.fd, "GET /healthz HTTP/1.1\r\n\r\n", 25);
+    collect(a, &late, 1);
+    jbuf_putc(&late.data, '\0');
+    assert_int_equal(status_of(late.data.data), 200);
+    assert_int_equal(admin_evicted(a), 1);
+    /* The oldest idle one went, with a 408; the slow reader is still being served. */
+    collect(a, &idle[0], 1);
+    jbuf_putc(&idle[0].data, '\0');
+    assert_int_equal(status_of(idle[0].data.data), 408);
+    {
+        char buf[256];
+
+        assert_true(recv(slow.fd, buf, sizeof(buf), MSG_DONTWAIT) > 0);
+    }
+    for (i = 0; i < ADMIN_MAX_CONNS - 1; i++) {
+        close(idle[i].fd);
+        jbuf_free(&idle[i].data);
+    }
+    close(slow.fd);
+    close(late.fd);
+    jbuf_free(&slow.data);
     jbuf_free(&late.data);
     admin_close(a);
 }
@@ -845,6 +965,8 @@ int main(void)
         cmocka_unit_test(test_stalled_client),
         cmocka_unit_test(test_many_connections),
         cmocka_unit_test(test_slots_exhausted),
+        cmocka_unit_test(test_flood_and_trickle),
+        cmocka_unit_test(test_eviction_order),
         cmocka_unit_test(test_slow_reader),
         cmocka_unit_test(test_client_hangs_up),
         cmocka_unit_test(test_extra_bytes),

@@ -21,6 +21,13 @@
 #include <cmocka.h>
 
 #include "config.h"
+#include "sink.h"
+#include "sink_kafka.h"
+
+/* The sinks' sections, as the relay's registry declares them. */
+#define KAFKA(cfg) ((const struct kafka_settings *)relay_config_sink_settings((cfg), "kafka"))
+#define STDOUT_FORMAT(cfg)                                                                     \
+    (((const struct sink_common *)relay_config_sink_settings((cfg), "stdout"))->format)
 
 #define CONFIG_DIR FIXTURES_DIR "/../../config"
 
@@ -94,9 +101,9 @@ static void assert_feature_defaults(const struct relay_config *cfg)
     assert_int_equal(cfg->outbox.nheader_columns, 0);
     assert_string_equal(cfg->outbox.source, "");
     assert_string_equal(cfg->outbox.messages_prefix, "outbox");
-    assert_int_equal(cfg->kafka.format, RELAY_FORMAT_CLOUDEVENTS);
-    assert_int_equal(cfg->sink, RELAY_SINK_KAFKA);
-    assert_int_equal(cfg->stdout_sink.format, RELAY_FORMAT_CLOUDEVENTS_STRUCTURED);
+    assert_int_equal(KAFKA(cfg)->common.format, RELAY_FORMAT_CLOUDEVENTS);
+    assert_string_equal(relay_config_sink_name(cfg), "kafka");
+    assert_int_equal(STDOUT_FORMAT(cfg), RELAY_FORMAT_CLOUDEVENTS_STRUCTURED);
     assert_null(cfg->cdc.tables);
     assert_int_equal(cfg->cdc.ntables, 0);
     assert_string_equal(cfg->cdc.topic, "cdc.{schema}.{table}");
@@ -119,10 +126,10 @@ static void assert_minimal(const struct relay_config *cfg)
     assert_int_equal(cfg->postgres.retry_interval_ms, 5000);
     assert_string_equal(cfg->outbox.schema, "public");
     assert_string_equal(cfg->outbox.table, "outbox");
-    assert_string_equal(cfg->kafka.brokers, "127.0.0.1:9092");
-    assert_string_equal(cfg->kafka.topic, "outbox.event.{aggregatetype}");
-    assert_int_equal(cfg->kafka.max_inflight_events, 100000);
-    assert_int_equal(cfg->kafka.shutdown_timeout_ms, 5000);
+    assert_string_equal(KAFKA(cfg)->brokers, "127.0.0.1:9092");
+    assert_string_equal(KAFKA(cfg)->common.destination, "outbox.event.{aggregatetype}");
+    assert_int_equal(cfg->pipeline.max_inflight_events, 100000);
+    assert_int_equal(cfg->pipeline.shutdown_timeout_ms, 5000);
     assert_int_equal(cfg->log.level, RELAY_LOG_INFO);
     assert_int_equal(cfg->log.format, RELAY_LOG_FORMAT_TEXT);
     assert_string_equal(cfg->admin.listen, "127.0.0.1:9187");
@@ -141,9 +148,9 @@ static void test_minimal(void **state)
     cfg = expect_ok(minimal);
     assert_minimal(cfg);
     assert_string_equal(cfg->path, "config.yaml");
-    assert_int_equal(cfg->kafka.nproperties, 1);
-    assert_string_equal(cfg->kafka.properties[0].key, "compression.type");
-    assert_string_equal(cfg->kafka.properties[0].value, "lz4");
+    assert_int_equal(KAFKA(cfg)->nproperties, 1);
+    assert_string_equal(KAFKA(cfg)->properties[0].key, "compression.type");
+    assert_string_equal(KAFKA(cfg)->properties[0].value, "lz4");
     relay_config_free(cfg);
 }
 
@@ -154,18 +161,18 @@ static void test_required_only(void **state)
     (void)state;
     cfg = expect_ok(REQUIRED);
     assert_string_equal(cfg->postgres.dsn, "dbname=app");
-    assert_string_equal(cfg->kafka.brokers, "localhost:9092");
+    assert_string_equal(KAFKA(cfg)->brokers, "localhost:9092");
     assert_string_equal(cfg->postgres.slot, "outbox_relay");
     assert_string_equal(cfg->postgres.publication, "outbox_relay");
     assert_int_equal(cfg->postgres.status_interval_ms, 10000);
     assert_int_equal(cfg->postgres.retry_interval_ms, 5000);
     assert_string_equal(cfg->outbox.schema, "public");
     assert_string_equal(cfg->outbox.table, "outbox");
-    assert_string_equal(cfg->kafka.topic, "outbox.event.{aggregatetype}");
-    assert_null(cfg->kafka.properties);
-    assert_int_equal(cfg->kafka.nproperties, 0);
-    assert_int_equal(cfg->kafka.max_inflight_events, 100000);
-    assert_int_equal(cfg->kafka.shutdown_timeout_ms, 5000);
+    assert_string_equal(KAFKA(cfg)->common.destination, "outbox.event.{aggregatetype}");
+    assert_null(KAFKA(cfg)->properties);
+    assert_int_equal(KAFKA(cfg)->nproperties, 0);
+    assert_int_equal(cfg->pipeline.max_inflight_events, 100000);
+    assert_int_equal(cfg->pipeline.shutdown_timeout_ms, 5000);
     assert_int_equal(cfg->log.level, RELAY_LOG_INFO);
     assert_feature_defaults(cfg);
     relay_config_free(cfg);
@@ -198,10 +205,10 @@ static void test_every_key_set(void **state)
     assert_int_equal(cfg->postgres.retry_interval_ms, 90000);
     assert_string_equal(cfg->outbox.schema, "app");
     assert_string_equal(cfg->outbox.table, "events");
-    assert_string_equal(cfg->kafka.brokers, "a:1,b:2");
-    assert_string_equal(cfg->kafka.topic, "t.{aggregatetype}.{event_type2}");
-    assert_int_equal(cfg->kafka.max_inflight_events, 10000000);
-    assert_int_equal(cfg->kafka.shutdown_timeout_ms, 0);
+    assert_string_equal(KAFKA(cfg)->brokers, "a:1,b:2");
+    assert_string_equal(KAFKA(cfg)->common.destination, "t.{aggregatetype}.{event_type2}");
+    assert_int_equal(cfg->pipeline.max_inflight_events, 10000000);
+    assert_int_equal(cfg->pipeline.shutdown_timeout_ms, 0);
     assert_int_equal(cfg->log.level, RELAY_LOG_DEBUG);
     relay_config_free(cfg);
 }
@@ -244,12 +251,12 @@ static void test_empty_sections(void **state)
 
     (void)state;
     cfg = expect_ok(REQUIRED "  properties: {}\noutbox:\nlog: {}\n");
-    assert_int_equal(cfg->kafka.nproperties, 0);
+    assert_int_equal(KAFKA(cfg)->nproperties, 0);
     assert_string_equal(cfg->outbox.table, "outbox");
     relay_config_free(cfg);
 
     cfg = expect_ok(REQUIRED "  properties:\n");
-    assert_int_equal(cfg->kafka.nproperties, 0);
+    assert_int_equal(KAFKA(cfg)->nproperties, 0);
     relay_config_free(cfg);
 }
 
@@ -264,16 +271,16 @@ static void test_example_files(void **state)
         fail_msg("%s", err);
     assert_minimal(cfg);
     assert_string_equal(cfg->path, CONFIG_DIR "/outbox-relay.yaml");
-    assert_int_equal(cfg->kafka.nproperties, 1);
-    assert_string_equal(cfg->kafka.properties[0].key, "compression.type");
-    assert_string_equal(cfg->kafka.properties[0].value, "lz4");
+    assert_int_equal(KAFKA(cfg)->nproperties, 1);
+    assert_string_equal(KAFKA(cfg)->properties[0].key, "compression.type");
+    assert_string_equal(KAFKA(cfg)->properties[0].value, "lz4");
 
     /* full.yaml writes every default out: it must mean the same as leaving them out. */
     full = relay_config_load(CONFIG_DIR "/full.yaml", err, sizeof(err));
     if (full == NULL)
         fail_msg("%s", err);
     assert_minimal(full);
-    assert_int_equal(full->kafka.nproperties, 0);
+    assert_int_equal(KAFKA(full)->nproperties, 0);
 
     relay_config_free(full);
     relay_config_free(cfg);
@@ -325,10 +332,10 @@ static void test_properties_order(void **state)
                              "    batch.size: 1.5\n"
                              "    client.id:\n"
                              "    message.max.bytes: \"1000000\"\n");
-    assert_int_equal(cfg->kafka.nproperties, sizeof(want) / sizeof(want[0]));
-    for (i = 0; i < cfg->kafka.nproperties; i++) {
-        assert_string_equal(cfg->kafka.properties[i].key, want[i][0]);
-        assert_string_equal(cfg->kafka.properties[i].value, want[i][1]);
+    assert_int_equal(KAFKA(cfg)->nproperties, sizeof(want) / sizeof(want[0]));
+    for (i = 0; i < KAFKA(cfg)->nproperties; i++) {
+        assert_string_equal(KAFKA(cfg)->properties[i].key, want[i][0]);
+        assert_string_equal(KAFKA(cfg)->properties[i].value, want[i][1]);
     }
     relay_config_free(cfg);
 }
@@ -496,10 +503,10 @@ static void test_integer(void **state)
                  "got \"99999999999999999999999\"");
 
     cfg = expect_ok(REQUIRED "  max_inflight_events: 1\n");
-    assert_int_equal(cfg->kafka.max_inflight_events, 1);
+    assert_int_equal(cfg->pipeline.max_inflight_events, 1);
     relay_config_free(cfg);
     cfg = expect_ok(REQUIRED "  max_inflight_events: \"0042\"\n");
-    assert_int_equal(cfg->kafka.max_inflight_events, 42);
+    assert_int_equal(cfg->pipeline.max_inflight_events, 42);
     relay_config_free(cfg);
 }
 
@@ -533,7 +540,7 @@ static void test_duration_keys(void **state)
                  "use a number with ms, s, m or h");
 
     cfg = expect_ok(REQUIRED "  shutdown_timeout: 1h\n");
-    assert_int_equal(cfg->kafka.shutdown_timeout_ms, 3600000);
+    assert_int_equal(cfg->pipeline.shutdown_timeout_ms, 3600000);
     relay_config_free(cfg);
 }
 
@@ -646,10 +653,10 @@ static void test_topic(void **state)
 
     (void)state;
     cfg = expect_ok(REQUIRED "  topic: plain.topic\n");
-    assert_string_equal(cfg->kafka.topic, "plain.topic");
+    assert_string_equal(KAFKA(cfg)->common.destination, "plain.topic");
     relay_config_free(cfg);
     cfg = expect_ok(REQUIRED "  topic: \"{aggregatetype}{_x1}-{b}\"\n");
-    assert_string_equal(cfg->kafka.topic, "{aggregatetype}{_x1}-{b}");
+    assert_string_equal(KAFKA(cfg)->common.destination, "{aggregatetype}{_x1}-{b}");
     relay_config_free(cfg);
 
     expect_error(REQUIRED "  topic: \"outbox.{aggregatetype\"\n",
@@ -880,14 +887,14 @@ static void test_formats(void **state)
     for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         snprintf(text, sizeof(text), REQUIRED "  format: %s\n", cases[i].name);
         cfg = expect_ok(text);
-        assert_int_equal(cfg->kafka.format, cases[i].format);
-        assert_int_equal(cfg->sink, RELAY_SINK_KAFKA);
+        assert_int_equal(KAFKA(cfg)->common.format, cases[i].format);
+        assert_string_equal(relay_config_sink_name(cfg), "kafka");
         relay_config_free(cfg);
 
         snprintf(text, sizeof(text), "postgres:\n  dsn: a\nstdout:\n  format: %s\n", cases[i].name);
         cfg = expect_ok(text);
-        assert_int_equal(cfg->stdout_sink.format, cases[i].format);
-        assert_int_equal(cfg->kafka.format, RELAY_FORMAT_CLOUDEVENTS);
+        assert_int_equal(STDOUT_FORMAT(cfg), cases[i].format);
+        assert_int_equal(KAFKA(cfg)->common.format, RELAY_FORMAT_CLOUDEVENTS);
         relay_config_free(cfg);
     }
 
@@ -911,49 +918,49 @@ static void test_sink(void **state)
     (void)state;
     /* Written out, the default. */
     cfg = expect_ok(REQUIRED "sink: kafka\n");
-    assert_int_equal(cfg->sink, RELAY_SINK_KAFKA);
+    assert_string_equal(relay_config_sink_name(cfg), "kafka");
     relay_config_free(cfg);
 
     /* The stdout sink needs no kafka section at all. */
     cfg = expect_ok("postgres:\n  dsn: a\nsink: stdout\n");
-    assert_int_equal(cfg->sink, RELAY_SINK_STDOUT);
-    assert_null(cfg->kafka.brokers);
-    assert_string_equal(cfg->kafka.topic, "outbox.event.{aggregatetype}");
-    assert_int_equal(cfg->stdout_sink.format, RELAY_FORMAT_CLOUDEVENTS_STRUCTURED);
+    assert_string_equal(relay_config_sink_name(cfg), "stdout");
+    assert_null(KAFKA(cfg)->brokers);
+    assert_string_equal(KAFKA(cfg)->common.destination, "outbox.event.{aggregatetype}");
+    assert_int_equal(STDOUT_FORMAT(cfg), RELAY_FORMAT_CLOUDEVENTS_STRUCTURED);
     relay_config_free(cfg);
 
     /* Nor brokers in a kafka section that is there. */
     cfg = expect_ok("sink: stdout\npostgres:\n  dsn: a\nkafka:\n  format: debezium\n");
-    assert_int_equal(cfg->sink, RELAY_SINK_STDOUT);
-    assert_null(cfg->kafka.brokers);
-    assert_int_equal(cfg->kafka.format, RELAY_FORMAT_DEBEZIUM);
+    assert_string_equal(relay_config_sink_name(cfg), "stdout");
+    assert_null(KAFKA(cfg)->brokers);
+    assert_int_equal(KAFKA(cfg)->common.format, RELAY_FORMAT_DEBEZIUM);
     relay_config_free(cfg);
 
     /* A kafka section is allowed, and kept, with the stdout sink. */
     cfg = expect_ok(REQUIRED "sink: stdout\n");
-    assert_int_equal(cfg->sink, RELAY_SINK_STDOUT);
-    assert_string_equal(cfg->kafka.brokers, "localhost:9092");
+    assert_string_equal(relay_config_sink_name(cfg), "stdout");
+    assert_string_equal(KAFKA(cfg)->brokers, "localhost:9092");
     relay_config_free(cfg);
 
     /* A stdout section, even empty, selects the stdout sink. */
     cfg = expect_ok("postgres:\n  dsn: a\nstdout: {}\n");
-    assert_int_equal(cfg->sink, RELAY_SINK_STDOUT);
+    assert_string_equal(relay_config_sink_name(cfg), "stdout");
     relay_config_free(cfg);
     cfg = expect_ok("postgres:\n  dsn: a\nstdout:\n");
-    assert_int_equal(cfg->sink, RELAY_SINK_STDOUT);
+    assert_string_equal(relay_config_sink_name(cfg), "stdout");
     relay_config_free(cfg);
     cfg = expect_ok(REQUIRED "stdout:\n  format: debezium\n");
-    assert_int_equal(cfg->sink, RELAY_SINK_STDOUT);
-    assert_int_equal(cfg->stdout_sink.format, RELAY_FORMAT_DEBEZIUM);
+    assert_string_equal(relay_config_sink_name(cfg), "stdout");
+    assert_int_equal(STDOUT_FORMAT(cfg), RELAY_FORMAT_DEBEZIUM);
     relay_config_free(cfg);
     cfg = expect_ok("stdout: {}\nsink: stdout\npostgres:\n  dsn: a\n");
-    assert_int_equal(cfg->sink, RELAY_SINK_STDOUT);
+    assert_string_equal(relay_config_sink_name(cfg), "stdout");
     relay_config_free(cfg);
 
     /* From the environment. */
     setenv("RELAY_T_SINK", "stdout", 1);
     cfg = expect_ok("postgres:\n  dsn: a\nsink: ${RELAY_T_SINK}\n");
-    assert_int_equal(cfg->sink, RELAY_SINK_STDOUT);
+    assert_string_equal(relay_config_sink_name(cfg), "stdout");
     relay_config_free(cfg);
     unsetenv("RELAY_T_SINK");
 
@@ -1115,9 +1122,9 @@ static void test_stdout_cdc_file(void **state)
     cfg = relay_config_load(FIXTURES_DIR "/config/stdout_cdc.yaml", err, sizeof(err));
     if (cfg == NULL)
         fail_msg("%s", err);
-    assert_int_equal(cfg->sink, RELAY_SINK_STDOUT);
-    assert_int_equal(cfg->stdout_sink.format, RELAY_FORMAT_DEBEZIUM);
-    assert_null(cfg->kafka.brokers);
+    assert_string_equal(relay_config_sink_name(cfg), "stdout");
+    assert_int_equal(STDOUT_FORMAT(cfg), RELAY_FORMAT_DEBEZIUM);
+    assert_null(KAFKA(cfg)->brokers);
     assert_string_equal(cfg->outbox.key_column, "order_id");
     assert_int_equal(cfg->outbox.nheader_columns, 2);
     assert_string_equal(cfg->outbox.header_columns[0], "tenant_id");
@@ -1181,7 +1188,7 @@ static void test_mode(void **state)
     setenv("RELAY_T_MODE", "polling", 1);
     cfg = expect_ok("postgres:\n  dsn: a\n  mode: ${RELAY_T_MODE}\nsink: stdout\n");
     assert_int_equal(cfg->postgres.mode, RELAY_MODE_POLLING);
-    assert_int_equal(cfg->sink, RELAY_SINK_STDOUT);
+    assert_string_equal(relay_config_sink_name(cfg), "stdout");
     relay_config_free(cfg);
     unsetenv("RELAY_T_MODE");
 
@@ -1410,20 +1417,20 @@ static void test_env_expansion(void **state)
     assert_string_equal(cfg->postgres.publication, "pub");
     assert_int_equal(cfg->postgres.status_interval_ms, 250);
     assert_int_equal(cfg->postgres.retry_interval_ms, 15000);
-    assert_string_equal(cfg->kafka.brokers, "a:1,b:2");
-    assert_string_equal(cfg->kafka.topic, "cost.$5.$x.a$");
-    assert_int_equal(cfg->kafka.max_inflight_events, 77);
-    assert_int_equal(cfg->kafka.nproperties, 3);
-    assert_string_equal(cfg->kafka.properties[0].value, "pre--post");
-    assert_string_equal(cfg->kafka.properties[1].value, "${RELAY_T_DSN}");
+    assert_string_equal(KAFKA(cfg)->brokers, "a:1,b:2");
+    assert_string_equal(KAFKA(cfg)->common.destination, "cost.$5.$x.a$");
+    assert_int_equal(cfg->pipeline.max_inflight_events, 77);
+    assert_int_equal(KAFKA(cfg)->nproperties, 3);
+    assert_string_equal(KAFKA(cfg)->properties[0].value, "pre--post");
+    assert_string_equal(KAFKA(cfg)->properties[1].value, "${RELAY_T_DSN}");
     /* Keys are not expanded. */
-    assert_string_equal(cfg->kafka.properties[2].key, "${RELAY_T_N}");
-    assert_string_equal(cfg->kafka.properties[2].value, "$");
+    assert_string_equal(KAFKA(cfg)->properties[2].key, "${RELAY_T_N}");
+    assert_string_equal(KAFKA(cfg)->properties[2].value, "$");
     relay_config_free(cfg);
 
     /* An empty default is allowed. */
     cfg = expect_ok(REQUIRED "  properties:\n    x: \"${RELAY_T_UNSET:-}\"\n");
-    assert_string_equal(cfg->kafka.properties[0].value, "");
+    assert_string_equal(KAFKA(cfg)->properties[0].value, "");
     relay_config_free(cfg);
 
     unsetenv("RELAY_T_DSN");
@@ -1500,11 +1507,11 @@ static void test_env_file(void **state)
         fail_msg("%s", err);
     assert_string_equal(cfg->postgres.dsn, "dbname=env");
     assert_int_equal(cfg->postgres.status_interval_ms, 2000);
-    assert_string_equal(cfg->kafka.brokers, "localhost:9092");
-    assert_int_equal(cfg->kafka.nproperties, 2);
-    assert_string_equal(cfg->kafka.properties[0].key, "sasl.password");
-    assert_string_equal(cfg->kafka.properties[0].value, "hunter2");
-    assert_string_equal(cfg->kafka.properties[1].value, "relay-$1");
+    assert_string_equal(KAFKA(cfg)->brokers, "localhost:9092");
+    assert_int_equal(KAFKA(cfg)->nproperties, 2);
+    assert_string_equal(KAFKA(cfg)->properties[0].key, "sasl.password");
+    assert_string_equal(KAFKA(cfg)->properties[0].value, "hunter2");
+    assert_string_equal(KAFKA(cfg)->properties[1].value, "relay-$1");
     relay_config_free(cfg);
 
     unsetenv("RELAY_TEST_DSN");
@@ -1640,7 +1647,7 @@ static void test_dlq_topic(void **state)
     (void)state;
     cfg = relay_config_parse(good, strlen(good), "c.yaml", err, sizeof(err));
     assert_non_null(cfg);
-    assert_string_equal(cfg->kafka.dlq_topic, "outbox.dlq");
+    assert_string_equal(KAFKA(cfg)->common.dead_letter, "outbox.dlq");
     relay_config_free(cfg);
     cfg = relay_config_parse(bad, strlen(bad), "c.yaml", err, sizeof(err));
     assert_null(cfg);
@@ -1804,15 +1811,15 @@ static void test_env_overrides(void **state)
                  envp);
     assert_string_equal(cfg->postgres.dsn, "host=env dbname=app");
     assert_string_equal(cfg->postgres.slot, "from_file");
-    assert_int_equal(cfg->kafka.max_inflight_events, 500);
+    assert_int_equal(cfg->pipeline.max_inflight_events, 500);
     assert_int_equal(cfg->postgres.status_interval_ms, 2000);
     assert_string_equal(cfg->outbox.schema, "app");
     assert_string_equal(cfg->outbox.table, "events");
     assert_int_equal(cfg->log.format, RELAY_LOG_FORMAT_JSON);
     assert_int_equal(cfg->log.level, RELAY_LOG_DEBUG);
     assert_string_equal(cfg->admin.listen, "");
-    assert_string_equal(cfg->kafka.topic, "t.{aggregatetype}");
-    assert_string_equal(cfg->kafka.brokers, "localhost:9092");
+    assert_string_equal(KAFKA(cfg)->common.destination, "t.{aggregatetype}");
+    assert_string_equal(KAFKA(cfg)->brokers, "localhost:9092");
     assert_string_equal(cfg->path, "config.yaml");
     relay_config_free(cfg);
 
@@ -1935,13 +1942,13 @@ static void test_env_files(void **state)
         "postgres:\n  dsn: x\nkafka:\n  brokers: b:1\n  properties:\n"
         "    sasl.password: \"${RELAY_TEST_SURELY_UNSET}\"\n    linger.ms: 7\n",
         (char *[]){pw_var, "OUTBOX_RELAY_KAFKA_PROPERTIES_SECURITY_PROTOCOL=sasl_ssl", NULL});
-    assert_int_equal(cfg->kafka.nproperties, 3);
-    assert_string_equal(cfg->kafka.properties[0].key, "linger.ms");
-    assert_string_equal(cfg->kafka.properties[0].value, "7");
-    assert_string_equal(cfg->kafka.properties[1].key, "sasl.password");
-    assert_string_equal(cfg->kafka.properties[1].value, "kafka pw \n");
-    assert_string_equal(cfg->kafka.properties[2].key, "security.protocol");
-    assert_string_equal(cfg->kafka.properties[2].value, "sasl_ssl");
+    assert_int_equal(KAFKA(cfg)->nproperties, 3);
+    assert_string_equal(KAFKA(cfg)->properties[0].key, "linger.ms");
+    assert_string_equal(KAFKA(cfg)->properties[0].value, "7");
+    assert_string_equal(KAFKA(cfg)->properties[1].key, "sasl.password");
+    assert_string_equal(KAFKA(cfg)->properties[1].value, "kafka pw \n");
+    assert_string_equal(KAFKA(cfg)->properties[2].key, "security.protocol");
+    assert_string_equal(KAFKA(cfg)->properties[2].value, "sasl_ssl");
     relay_config_free(cfg);
 
     /* A NUL byte in the file is an error, not a silently shorter value. */
@@ -2016,18 +2023,18 @@ static void test_env_sink(void **state)
     /* The environment's sink wins over a stdout section, and over "sink: kafka". */
     cfg = env_ok(REQUIRED "stdout:\n  format: debezium\n",
                  (char *[]){"OUTBOX_RELAY_SINK=kafka", NULL});
-    assert_int_equal(cfg->sink, RELAY_SINK_KAFKA);
-    assert_int_equal(cfg->stdout_sink.format, RELAY_FORMAT_DEBEZIUM);
+    assert_string_equal(relay_config_sink_name(cfg), "kafka");
+    assert_int_equal(STDOUT_FORMAT(cfg), RELAY_FORMAT_DEBEZIUM);
     relay_config_free(cfg);
     cfg =
         env_ok("postgres:\n  dsn: x\nsink: kafka\n", (char *[]){"OUTBOX_RELAY_SINK=stdout", NULL});
-    assert_int_equal(cfg->sink, RELAY_SINK_STDOUT);
+    assert_string_equal(relay_config_sink_name(cfg), "stdout");
     relay_config_free(cfg);
     /* Without a file, the stdout sink needs no brokers. */
     cfg = env_ok(NULL, (char *[]){"OUTBOX_RELAY_POSTGRES_DSN=dbname=x", "OUTBOX_RELAY_SINK=stdout",
                                   "OUTBOX_RELAY_STDOUT_FORMAT=debezium", NULL});
-    assert_int_equal(cfg->sink, RELAY_SINK_STDOUT);
-    assert_int_equal(cfg->stdout_sink.format, RELAY_FORMAT_DEBEZIUM);
+    assert_string_equal(relay_config_sink_name(cfg), "stdout");
+    assert_int_equal(STDOUT_FORMAT(cfg), RELAY_FORMAT_DEBEZIUM);
     relay_config_free(cfg);
 }
 
@@ -2041,10 +2048,10 @@ static void test_env_only(void **state)
                                   "OUTBOX_RELAY_KAFKA_PROPERTIES_COMPRESSION_TYPE=lz4", NULL});
     assert_string_equal(cfg->path, "environment");
     assert_string_equal(cfg->postgres.dsn, "host=h dbname=d");
-    assert_string_equal(cfg->kafka.brokers, "k:9092");
-    assert_int_equal(cfg->kafka.nproperties, 1);
-    assert_string_equal(cfg->kafka.properties[0].key, "compression.type");
-    assert_string_equal(cfg->kafka.properties[0].value, "lz4");
+    assert_string_equal(KAFKA(cfg)->brokers, "k:9092");
+    assert_int_equal(KAFKA(cfg)->nproperties, 1);
+    assert_string_equal(KAFKA(cfg)->properties[0].key, "compression.type");
+    assert_string_equal(KAFKA(cfg)->properties[0].value, "lz4");
     /* Every default as with a file. */
     assert_string_equal(cfg->postgres.slot, "outbox_relay");
     assert_string_equal(cfg->admin.listen, "127.0.0.1:9187");
@@ -2073,9 +2080,9 @@ static void test_env_process(void **state)
     cfg = relay_config_load_env(CONFIG_DIR "/outbox-relay.yaml", environ, err, sizeof(err));
     if (cfg == NULL)
         fail_msg("%s", err);
-    assert_int_equal(cfg->kafka.max_inflight_events, 1234);
-    assert_int_equal(cfg->kafka.nproperties, 1);
-    assert_string_equal(cfg->kafka.properties[0].value, "zstd");
+    assert_int_equal(cfg->pipeline.max_inflight_events, 1234);
+    assert_int_equal(KAFKA(cfg)->nproperties, 1);
+    assert_string_equal(KAFKA(cfg)->properties[0].value, "zstd");
     relay_config_free(cfg);
 
     setenv("OUTBOX_RELAY_KAFKA_MAX_INFLIGHT_EVENTS", "many", 1);
@@ -2085,16 +2092,153 @@ static void test_env_process(void **state)
     /* relay_config_load() ignores the environment. */
     cfg = relay_config_load(CONFIG_DIR "/outbox-relay.yaml", err, sizeof(err));
     assert_non_null(cfg);
-    assert_int_equal(cfg->kafka.max_inflight_events, 100000);
+    assert_int_equal(cfg->pipeline.max_inflight_events, 100000);
     relay_config_free(cfg);
     unsetenv("OUTBOX_RELAY_KAFKA_MAX_INFLIGHT_EVENTS");
     unsetenv("OUTBOX_RELAY_KAFKA_PROPERTIES_COMPRESSION_TYPE");
+}
+
+
+/*
+ * pipeline.*, their kafka.* aliases, dead_letter.table, pipeline.on_bad_event
+ */
+
+static void test_pipeline_keys(void **state)
+{
+    struct relay_config *cfg;
+
+    (void)state;
+    cfg = expect_ok(REQUIRED);
+    assert_int_equal(cfg->pipeline.max_inflight_events, 100000);
+    assert_int_equal(cfg->pipeline.max_inflight_bytes, 67108864);
+    assert_int_equal(cfg->pipeline.shutdown_timeout_ms, 5000);
+    /* No dead-letter destination: a poison event stops the relay, as it always did. */
+    assert_int_equal(cfg->pipeline.on_bad_event, RELAY_BAD_EVENT_STOP);
+    assert_null(cfg->dead_letter.table);
+    relay_config_free(cfg);
+
+    cfg = expect_ok(REQUIRED "pipeline:\n  max_inflight_events: 500\n"
+                             "  max_inflight_bytes: 2097152\n  shutdown_timeout: 250ms\n");
+    assert_int_equal(cfg->pipeline.max_inflight_events, 500);
+    assert_int_equal(cfg->pipeline.max_inflight_bytes, 2097152);
+    assert_int_equal(cfg->pipeline.shutdown_timeout_ms, 250);
+    relay_config_free(cfg);
+    expect_error(REQUIRED "pipeline:\n  max_inflight_events: 0\n",
+                 "config.yaml:6:24: \"pipeline.max_inflight_events\" must be between 1 and "
+                 "10000000, got \"0\"");
+    expect_error(REQUIRED "pipeline:\n  flush: 1\n",
+                 "config.yaml:6:3: unknown key \"flush\" in \"pipeline\"");
+}
+
+/* The keys the pipeline section took over keep working in "kafka" (old files). */
+static void test_pipeline_aliases(void **state)
+{
+    struct relay_config *cfg;
+
+    (void)state;
+    cfg = expect_ok(REQUIRED "  max_inflight_events: 700\n  max_inflight_bytes: 3145728\n"
+                             "  shutdown_timeout: 2s\n");
+    assert_int_equal(cfg->pipeline.max_inflight_events, 700);
+    assert_int_equal(cfg->pipeline.max_inflight_bytes, 3145728);
+    assert_int_equal(cfg->pipeline.shutdown_timeout_ms, 2000);
+    relay_config_free(cfg);
+    /* The alias is checked as the key is. */
+    expect_error(REQUIRED "  max_inflight_bytes: 10\n",
+                 "config.yaml:5:23: \"kafka.max_inflight_bytes\" must be between 1048576 and "
+                 "17179869184, got \"10\"");
+    /* Both: the file says one thing twice; both places are named. */
+    expect_error("pipeline:\n  max_inflight_events: 5\n" REQUIRED "  max_inflight_events: 6\n",
+                 "config.yaml:7:24: \"kafka.max_inflight_events\" is the old name of "
+                 "\"pipeline.max_inflight_events\", which is set too (line 2): keep one");
+}
+
+static void test_pipeline_aliases_env(void **state)
+{
+    struct relay_config *cfg;
+    char err[512];
+    char *const alias[] = {"OUTBOX_RELAY_KAFKA_SHUTDOWN_TIMEOUT=3s", NULL};
+    char *const both[] = {"OUTBOX_RELAY_KAFKA_SHUTDOWN_TIMEOUT=3s",
+                          "OUTBOX_RELAY_PIPELINE_SHUTDOWN_TIMEOUT=4s", NULL};
+
+    (void)state;
+    cfg = relay_config_parse_env(REQUIRED, strlen(REQUIRED), "c.yaml", alias, err, sizeof(err));
+    assert_non_null(cfg);
+    assert_int_equal(cfg->pipeline.shutdown_timeout_ms, 3000);
+    relay_config_free(cfg);
+    cfg = relay_config_parse_env(REQUIRED, strlen(REQUIRED), "c.yaml", both, err, sizeof(err));
+    assert_null(cfg);
+    assert_non_null(strstr(err, "OUTBOX_RELAY_KAFKA_SHUTDOWN_TIMEOUT"));
+    assert_non_null(strstr(err, "is the old name of \"pipeline.shutdown_timeout\""));
+}
+
+static void test_dead_letter_and_policy(void **state)
+{
+    struct relay_config *cfg;
+
+    (void)state;
+    /* A dead-letter destination makes dead-letter the default... */
+    cfg = expect_ok(REQUIRED "dead_letter:\n  table: ops.\"Dead Letters\"\n");
+    assert_string_equal(cfg->dead_letter.schema, "ops");
+    assert_string_equal(cfg->dead_letter.table, "Dead Letters");
+    assert_int_equal(cfg->pipeline.on_bad_event, RELAY_BAD_EVENT_DEAD_LETTER);
+    relay_config_free(cfg);
+    cfg = expect_ok(REQUIRED "  dlq_topic: outbox.dlq\n");
+    assert_int_equal(cfg->pipeline.on_bad_event, RELAY_BAD_EVENT_DEAD_LETTER);
+    relay_config_free(cfg);
+    cfg = expect_ok(REQUIRED "dead_letter:\n  table: dl\n");
+    assert_string_equal(cfg->dead_letter.schema, "public");
+    relay_config_free(cfg);
+    /* ...which "stop" overrides... */
+    cfg = expect_ok(REQUIRED "  dlq_topic: outbox.dlq\npipeline:\n  on_bad_event: stop\n");
+    assert_int_equal(cfg->pipeline.on_bad_event, RELAY_BAD_EVENT_STOP);
+    relay_config_free(cfg);
+    /* ...and without one, "dead-letter" has nowhere to go. */
+    expect_error(REQUIRED "pipeline:\n  on_bad_event: dead-letter\n",
+                 "config.yaml:6:17: \"pipeline.on_bad_event\" is \"dead-letter\", but no "
+                 "dead-letter destination is configured: set \"dead_letter.table\" or the "
+                 "kafka sink's dead-letter key");
+    expect_error(REQUIRED "pipeline:\n  on_bad_event: skip\n",
+                 "config.yaml:6:17: \"pipeline.on_bad_event\" must be one of stop, "
+                 "dead-letter, got \"skip\"");
+    /* The stdout sink has no dead-letter destination of its own: kafka's does not count. */
+    expect_error("postgres:\n  dsn: x\nkafka:\n  dlq_topic: d\nstdout:\n  format: debezium\n"
+                 "pipeline:\n  on_bad_event: dead-letter\n",
+                 "config.yaml:8:17: \"pipeline.on_bad_event\" is \"dead-letter\", but no "
+                 "dead-letter destination is configured: set \"dead_letter.table\" or the "
+                 "stdout sink's dead-letter key");
+}
+
+/* A sink's section is the sink's: its keys, its required keys, the "sink" key's values. */
+static void test_sink_sections(void **state)
+{
+    struct relay_config *cfg;
+
+    (void)state;
+    expect_error(REQUIRED "  bootstrap: x\n",
+                 "config.yaml:5:3: unknown key \"bootstrap\" in \"kafka\"");
+    expect_error("postgres:\n  dsn: x\nsink: carrier-pigeon\n",
+                 "config.yaml:3:7: \"sink\" must be one of kafka, stdout, got \"carrier-pigeon\"");
+    /* kafka.brokers is required only when kafka is the sink; its section is checked anyway. */
+    cfg = expect_ok("postgres:\n  dsn: x\nsink: stdout\nkafka:\n  topic: t\n");
+    assert_string_equal(relay_config_sink_name(cfg), "stdout");
+    assert_string_equal(KAFKA(cfg)->common.destination, "t");
+    assert_int_equal(relay_config_sink_common(cfg)->format, RELAY_FORMAT_CLOUDEVENTS_STRUCTURED);
+    assert_null(relay_config_sink_common(cfg)->destination);
+    assert_null(relay_config_sink_settings(cfg, "carrier-pigeon"));
+    relay_config_free(cfg);
+    expect_error("postgres:\n  dsn: x\nkafka:\n  topic: t\n",
+                 "config.yaml:4:3: missing required key \"kafka.brokers\"");
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_dlq_topic),
+        cmocka_unit_test(test_pipeline_keys),
+        cmocka_unit_test(test_pipeline_aliases),
+        cmocka_unit_test(test_pipeline_aliases_env),
+        cmocka_unit_test(test_dead_letter_and_policy),
+        cmocka_unit_test(test_sink_sections),
         cmocka_unit_test(test_minimal),
         cmocka_unit_test(test_required_only),
         cmocka_unit_test(test_every_key_set),
@@ -2146,5 +2290,8 @@ int main(void)
         cmocka_unit_test(test_env_process),
     };
 
+    /* The sinks' sections, as the relay registers them (main.c). */
+    if (sink_register_config() < 0)
+        return 1;
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -20,6 +20,7 @@
 
 #include "config.h"
 #include "redact.h"
+#include "sink.h"
 
 #define M REDACT_MASK
 
@@ -321,5 +322,8 @@ int main(void)
         cmocka_unit_test(test_set_from_dsn), cmocka_unit_test(test_set_from_config),
     };
 
+    /* The sinks' sections (kafka.properties), as the relay registers them. */
+    if (sink_register_config() < 0)
+        return 1;
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
