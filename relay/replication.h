@@ -63,7 +63,7 @@ struct repl_info {
  * ignored (info->hint_ignored) and streaming starts at the slot's position.
  *
  * unrecorded is the highest position this process confirmed to the slot without
- * recording it first (the server was shutting down and asked for it: see relay.c),
+ * recording it first (the server was shutting down and asked for it: see flow_confirmable() in flow.h),
  * LSN_INVALID when none: a slot ahead of the record by no more than that is ours,
  * and the record is brought up to it.
  *

@@ -161,13 +161,16 @@ static PGresult *query(PGconn *conn, const char *sql, int nparams, const char *c
                        const char *what, char *errstr, size_t errstr_size)
 {
     PGresult *res = PQexecParams(conn, sql, nparams, NULL, params, NULL, NULL, 0);
-    char msg[512];
+    int n;
 
     if (PQresultStatus(res) == PGRES_TUPLES_OK)
         return res;
-    repl_first_line(PQresultErrorMessage(res) ? PQresultErrorMessage(res) : "out of memory", msg,
-               sizeof(msg));
-    snprintf(errstr, errstr_size, "%s: %s", what, msg);
+    /* "what: " then the message's first line, straight into errstr: clipped, never overrun. */
+    n = snprintf(errstr, errstr_size, "%s: ", what);
+    if (n >= 0 && (size_t)n < errstr_size)
+        repl_first_line(res && PQresultErrorMessage(res)[0] ? PQresultErrorMessage(res)
+                                                            : PQerrorMessage(conn),
+                        errstr + n, errstr_size - (size_t)n);
     PQclear(res);
     return NULL;
 }

@@ -266,6 +266,16 @@ class Consumer:
         return wait_for(lambda: self.poll() >= n, timeout, f"{n} messages (have "
                         f"{len(self.messages)})", interval=0.05)
 
+    def wait_distinct(self, n, timeout, what="every row", interval=0.1):
+        """Wait until n distinct event ids (ce_id) were consumed (redeliveries do not
+        count); fails early if the consumer process died."""
+        def done():
+            alive = self.poll() >= 0 and self.proc.poll() is None
+            if not alive:
+                raise TestFailure(f"the consumer exited while waiting for {what}")
+            return len({m["headers"]["ce_id"] for m in self.messages}) >= n
+        return wait_for(done, timeout, f"{what} ({n} distinct events)", interval=interval)
+
     def wait_quiet(self, quiet=1.5, timeout=60):
         """Wait until no new message arrived for `quiet` seconds; returns the count."""
         deadline = time.time() + timeout
@@ -479,14 +489,20 @@ def check_exact(pg, messages, n_expected):
     check_per_key_order(ordered_by_partition(messages))
 
 
-def check_stream(pg, messages, confirmed_at_stop=(), pre_stop_ids=None):
+def check_stream(pg, messages, confirmed_at_stop=(), pre_stop_ids=(), dup_bounds_only=()):
     """The four invariants over everything consumed.
 
     confirmed_at_stop[i] is the slot's confirmed_flush_lsn read right after failure i
-    (kill, crash, terminated walsender); every redelivered event must lie at or after
-    one of them.  pre_stop_ids[i], when given, are the ids consumed (with the
-    consumer caught up) before failure i: every event below confirmed_at_stop[i] must
-    be among them.  Returns (rows, distinct, duplicates)."""
+    (kill, crash, terminated walsender), and pre_stop_ids[i] the ids consumed (with the
+    consumer caught up) then: every event below confirmed_at_stop[i] must be among them
+    (checkpoint safety), and every redelivered event must lie at or after one of the
+    positions.  Each position needs its snapshot: the check is never skipped silently.
+    dup_bounds_only are positions read where no snapshot can be taken (mid-stream):
+    they only bound duplicates.  Returns (rows, distinct, duplicates)."""
+    check(len(pre_stop_ids) == len(confirmed_at_stop),
+          f"check_stream: {len(confirmed_at_stop)} confirmed positions but "
+          f"{len(pre_stop_ids)} snapshots of the consumed ids: checkpoint safety needs one "
+          "each (pass positions without one as dup_bounds_only)")
     rows = db_rows(pg)
     ids = [m["headers"]["ce_id"] for m in messages]
     distinct = set(ids)
@@ -502,7 +518,7 @@ def check_stream(pg, messages, confirmed_at_stop=(), pre_stop_ids=None):
         rid = hd["ce_id"]
         check(first.setdefault(rid, ident) == ident,
               f"event {rid} redelivered with another position or value")
-    for confirmed, before in zip(confirmed_at_stop, pre_stop_ids or ()):
+    for confirmed, before in zip(confirmed_at_stop, pre_stop_ids):
         before = set(before)
         for rid, ident in first.items():
             committed_before_checkpoint = lsn_to_int(ident[0]) < confirmed
@@ -518,7 +534,7 @@ def check_stream(pg, messages, confirmed_at_stop=(), pre_stop_ids=None):
     for rid, c in counts.items():
         if c > 1:
             lsn = lsn_to_int(first[rid][0])
-            check(any(lsn >= conf for conf in confirmed_at_stop),
+            check(any(lsn >= conf for conf in list(confirmed_at_stop) + list(dup_bounds_only)),
                   f"event {rid} at {first[rid][0]} redelivered although confirmed")
     # 4. Per-key order, except a replayed suffix.
     check_per_key_order(ordered_by_partition(messages), allow_replay=True)

@@ -17,14 +17,6 @@ NROWS = 20_000
 PAD = 1000  # bytes of padding per payload: ~20 MB of events
 
 
-def rss_kb(pid, field="VmRSS"):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise h.TestFailure(f"no {field} for {pid}")
-
-
 def test(env):
     pg = env.pg
     consumer = env.consumer()
@@ -35,7 +27,7 @@ def test(env):
     pg.psql(h.insert_sql(1, 10, 100))
     consumer.wait_count(1000, 60)
     walsender = pg.psql("SELECT active_pid FROM pg_replication_slots")
-    base_rss = rss_kb(relay.proc.pid)
+    base_rss = h.rss_kb(relay.proc.pid)
 
     env.broker.command("down all")
     t0 = time.time()
@@ -43,7 +35,7 @@ def test(env):
         "jsonb_build_object('n', g)", f"jsonb_build_object('n', g, 'pad', repeat('x', {PAD}))")
     pg.psql(sql)
     time.sleep(6)  # three times wal_sender_timeout
-    rss = rss_kb(relay.proc.pid)
+    rss = h.rss_kb(relay.proc.pid)
     lag = pg.psql("SELECT pg_current_wal_lsn() - sent_lsn FROM pg_stat_replication "
                   "WHERE application_name = 'outbox-relay'")
     backlog = int(float(lag or 0))
@@ -65,7 +57,7 @@ def test(env):
     rows, distinct, dups = h.check_stream(pg, consumer.messages)
     h.check(dups == 0, f"{dups} duplicates")
     h.check("reconnecting" not in relay.log_text(), "the relay lost its connection")
-    peak = rss_kb(relay.proc.pid, "VmHWM")
+    peak = h.rss_kb(relay.proc.pid, "VmHWM")
     h.log(f"all {rows} rows delivered {took:.1f}s after the outage began, {dups} duplicates, "
           f"peak RSS {peak} kB")
     rc, _ = relay.stop()
