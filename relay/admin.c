@@ -16,11 +16,12 @@
  * Nor can clients starve the endpoint (a liveness probe must be answered while
  * anyone else holds connections open).  Three rules do it.  The listener is always
  * polled, and each turn accepts what the kernel's backlog holds (up to
- * ACCEPT_PER_TURN).  When every slot is taken, a new connection evicts the oldest
- * one that has not yet sent a whole request, silent ones first -- a connection being
- * answered is never evicted, and a probe, whose request follows its connect at once,
- * is read as soon as it is accepted and again before any eviction, so it is served
- * rather than evicted.  And a request must
+ * ACCEPT_PER_TURN).  When every slot is taken, a new connection evicts one that has
+ * not yet sent a whole request: the oldest silent one, or, among connections younger
+ * than EVICT_GRACE_MS (a burst), the youngest -- a connection being answered is never
+ * evicted, and a probe, whose request follows its connect at once, is read as soon
+ * as it is accepted and again before any eviction, and is not pushed out by a burst
+ * of connections that came after it, so it is served rather than evicted.  And a request must
  * arrive whole within ADMIN_REQUEST_TIMEOUT_MS of the accept (408 otherwise), so a
  * client trickling a byte a second holds a slot for a second at most.  Measured in
  * docs/architecture.md ("The admin endpoint under load").  If accept() runs out of
@@ -54,6 +55,11 @@
 #define LISTEN_BACKLOG 256
 /* Most connections accepted in one loop turn (the rest wait for the next turn). */
 #define ACCEPT_PER_TURN 256
+/*
+ * A connection younger than this is evicted only by the newest-first rule (see
+ * slot_for_newcomer()): time for a client's request to follow its connect.
+ */
+#define EVICT_GRACE_MS 100
 /* After the response is sent, how long the client may keep us draining its input. */
 #define LINGER_MS 1000
 /* How long accepting pauses after running out of descriptors. */
@@ -726,19 +732,22 @@ static const char timeout_response[] = "HTTP/1.1 408 Request Timeout\r\n"
                                        "Connection: close\r\n\r\n";
 
 /*
- * The slot for a new connection: a free one, or else (with evict) the one holding the
- * oldest connection that has not sent a whole request -- one that has sent nothing
- * first -- which is answered 408 and closed.  NULL when every slot is being answered or drained: they end within their
+ * The slot for a new connection: a free one, or else (with evict) one holding a
+ * connection that has not sent a whole request, which is answered 408 and closed.  NULL when every slot is being answered or drained: they end within their
  * deadlines, and newcomers wait in the backlog meanwhile.
  */
 static struct admin_conn *slot_for_newcomer(admin_server *a, bool evict, admin_render_fn fn,
                                             void *opaque)
 {
     struct admin_conn *victim = NULL;
+    int64_t now = now_ms();
+    int best = -1;
     size_t i;
 
     for (i = 0; i < ADMIN_MAX_CONNS; i++) {
         struct admin_conn *c = &a->conns[i];
+        int64_t age;
+        int rank;
 
         if (c->state == CONN_FREE)
             return c;
@@ -750,11 +759,25 @@ static struct admin_conn *slot_for_newcomer(admin_server *a, bool evict, admin_r
             conn_read(a, c, fn, opaque);
         if (c->state == CONN_FREE)
             return c;
-        /* The oldest reader; one that has sent nothing goes before one that has. */
-        if (c->state == CONN_READING &&
-            (!victim || (c->inlen == 0) > (victim->inlen == 0) ||
-             ((c->inlen == 0) == (victim->inlen == 0) && c->accepted_ms < victim->accepted_ms)))
+        if (c->state != CONN_READING)
+            continue;
+        /*
+         * Who goes: past the grace period, the oldest silent connection, then the
+         * oldest with part of a request; within it -- a burst of newcomers -- the
+         * youngest, so that a connection accepted a moment before the burst (a probe
+         * whose request is on its way) is not pushed out by the burst.
+         */
+        age = now - c->accepted_ms;
+        if (age >= EVICT_GRACE_MS)
+            rank = c->inlen == 0 ? 3 : 2;
+        else
+            rank = c->inlen == 0 ? 1 : 0;
+        if (!victim || rank > best ||
+            (rank == best && (rank >= 2 ? c->accepted_ms < victim->accepted_ms
+                                        : c->accepted_ms >= victim->accepted_ms))) {
             victim = c;
+            best = rank;
+        }
     }
     if (victim && evict) {
         /* The same answer as a deadline gives: one try, never waiting. */

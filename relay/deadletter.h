@@ -96,7 +96,9 @@ struct dl_params {
 /*
  * The parameters of rec for the INSERT of dl_table_sql(), source naming where it came
  * from (the slot, or the outbox table in polling mode; borrowed).  headers_json is
- * the event's headers as a JSON object (the caller renders it; NULL: none).  *p
+ * the event's headers as a JSON object (the caller renders it; NULL: none).  Text
+ * parameters go as C strings: rec->event_id, code, error, destination and version
+ * must be NUL-terminated here (key and value go as binary, with their lengths).  *p
  * borrows from rec, source and headers_json.  Cannot fail.
  */
 void dl_table_params(const struct dl_record *rec, const char *source, const char *headers_json,

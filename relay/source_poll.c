@@ -513,7 +513,8 @@ static int64_t poll_timeout(void *src, int64_t now)
         return p->retry_at_ms - now;
     if (p->in_batch)
         return pipeline_confirmed(p->pl) >= p->batch_no ? 0 : 1000;
-    if (pipeline_stopping(p->pl))
+    /* Not reading (back-pressure, a rebuild's backoff): the pipeline knows when to wake. */
+    if (pipeline_stopping(p->pl) || !pipeline_reading(p->pl))
         return 1000;
     return p->more ? 0 : p->next_poll_ms - now;
 }
