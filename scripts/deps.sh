@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # deps.sh -- install the Debian 12 packages outbox-relay needs to build, test and run
-# its demo.  Idempotent and quiet when everything is present; needs root (or sudo)
+# its demo.  (Java and Maven serve the tests only: they fetch and run Apache Kafka,
+# tools/kafka_cluster.py; the relay itself needs neither.)  Idempotent and quiet when everything is present; needs root (or sudo)
 # only when something is missing.  Used by the README's commands, CI and docker/.
 #
 #   scripts/deps.sh            build + test + demo dependencies
@@ -8,7 +9,8 @@
 set -euo pipefail
 
 build_pkgs=(build-essential cmake pkg-config clang libclang-rt-14-dev libpq-dev librdkafka-dev libyaml-dev
-            libcmocka-dev postgresql-15 postgresql-client-15 python3 ca-certificates)
+            libcmocka-dev postgresql-15 postgresql-client-15 python3 python3-venv ca-certificates
+            openjdk-17-jre-headless maven)
 runtime_pkgs=(libpq5 librdkafka1 libyaml-0-2 ca-certificates)
 
 pkgs=("${build_pkgs[@]}")

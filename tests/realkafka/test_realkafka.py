@@ -1,0 +1,283 @@
+"""The relay against a real Apache Kafka cluster: three KRaft nodes on loopback
+(tools/kafka_cluster.py: replication factor 3, min.insync.replicas 2, auto-creation
+off), a real PostgreSQL 15, and a consumer that shares no code with the relay
+(confluent-kafka from PyPI, isolation.level=read_committed), installed by this test
+into a virtual environment of its own.
+
+Cases, each checked with the four invariants of tests/integration/harness.py
+(check_stream: no loss, checkpoint never ahead of acknowledgements, bounded
+duplicates, per-key order):
+
+  1. 10,000 rows in 100-row transactions: exactly once, keys and headers as rendered,
+     and each key in the partition Kafka's Java client would choose (murmur2);
+  2. the relay SIGKILLed 5 times mid-stream;
+  3. the broker leading most partitions SIGKILLed mid-stream, then started again.
+
+Run by hand (label realkafka):  python3 tests/realkafka/test_realkafka.py --build-dir build
+"""
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+import venv
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
+CONFLUENT_KAFKA = "confluent-kafka==2.16.1"
+
+
+def in_venv():
+    """Run this file again in a virtual environment that has confluent-kafka."""
+    try:
+        import confluent_kafka  # noqa: F401
+        return
+    except ImportError:
+        pass
+    build = "build"
+    for i, a in enumerate(sys.argv):
+        if a == "--build-dir" and i + 1 < len(sys.argv):
+            build = sys.argv[i + 1]
+    env_dir = os.path.join(os.path.abspath(build), "venv-realkafka")
+    py = os.path.join(env_dir, "bin", "python3")
+    if not os.path.exists(py):
+        venv.create(env_dir, with_pip=True)
+    r = subprocess.run([py, "-c", "import confluent_kafka"], capture_output=True)
+    if r.returncode != 0:
+        subprocess.run([py, "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                        CONFLUENT_KAFKA], check=True)
+    os.execv(py, [py, *sys.argv])
+
+
+in_venv()
+
+from confluent_kafka import Consumer  # noqa: E402
+
+sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+import harness as h  # noqa: E402
+from kafka_cluster import KafkaCluster  # noqa: E402
+
+PARTITIONS = 4
+
+
+def murmur2(data):
+    """Kafka's Utils.murmur2 (what the Java client's default partitioner hashes keys with)."""
+    m, r = 0x5bd1e995, 24
+    n = len(data)
+    h32 = (0x9747b28c ^ n) & 0xffffffff
+    for i in range(n // 4):
+        k = data[4 * i] | data[4 * i + 1] << 8 | data[4 * i + 2] << 16 | data[4 * i + 3] << 24
+        k = (k * m) & 0xffffffff
+        k ^= k >> r
+        k = (k * m) & 0xffffffff
+        h32 = (h32 * m) & 0xffffffff
+        h32 ^= k
+    tail = n & ~3
+    rem = n % 4
+    if rem == 3:
+        h32 ^= data[tail + 2] << 16
+    if rem >= 2:
+        h32 ^= data[tail + 1] << 8
+    if rem >= 1:
+        h32 ^= data[tail]
+        h32 = (h32 * m) & 0xffffffff
+    h32 ^= h32 >> 13
+    h32 = (h32 * m) & 0xffffffff
+    h32 ^= h32 >> 15
+    return h32
+
+
+def java_partition(key, partitions):
+    return (murmur2(key) & 0x7fffffff) % partitions
+
+
+class KafkaConsumer:
+    """confluent-kafka consumer in a thread, its messages in the harness's shape."""
+
+    def __init__(self, bootstrap, topics):
+        self.messages = []
+        self.lock = threading.Lock()
+        self.stop_flag = threading.Event()
+        self.c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"check-{time.time()}",
+                           "auto.offset.reset": "earliest", "enable.auto.commit": False,
+                           "isolation.level": "read_committed"})
+        self.c.subscribe(list(topics))
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        while not self.stop_flag.is_set():
+            m = self.c.poll(0.2)
+            if m is None or m.error():
+                continue
+            hdrs = [(k, v.decode() if v is not None else None) for k, v in (m.headers() or [])]
+            msg = {"topic": m.topic(), "partition": m.partition(), "offset": m.offset(),
+                   "key": m.key().decode() if m.key() is not None else None,
+                   "key_bytes": m.key(),
+                   "value": m.value().decode() if m.value() is not None else None,
+                   "headers": hdrs}
+            with self.lock:
+                self.messages.append(h.decode_message(msg))
+        self.c.close()
+
+    def poll(self):
+        with self.lock:
+            return len(self.messages)
+
+    def distinct(self):
+        with self.lock:
+            return len({m["headers"]["ce_id"] for m in self.messages})
+
+    def wait_distinct(self, n, timeout, what="every row"):
+        h.wait_for(lambda: self.distinct() >= n, timeout, f"{what} ({n} distinct events)")
+
+    def wait_quiet(self, quiet=1.5, timeout=60):
+        deadline = time.time() + timeout
+        last, since = self.poll(), time.time()
+        while time.time() < deadline:
+            time.sleep(0.1)
+            n = self.poll()
+            if n != last:
+                last, since = n, time.time()
+            elif time.time() - since >= quiet:
+                return n
+        raise h.TestFailure("consumer never went quiet")
+
+    def snapshot(self):
+        with self.lock:
+            return list(self.messages)
+
+    def stop(self):
+        self.stop_flag.set()
+        self.thread.join(10)
+
+
+def fresh_case(env, kafka, name):
+    """A topic of its own, and an outbox table emptied (deletes publish nothing), so that
+    each case's checks see its own rows and messages only.  Returns the topic."""
+    topic = f"outbox.{name}.order"
+    kafka.create_topic(topic, PARTITIONS)
+    env.pg.psql("DELETE FROM public.outbox")
+    return topic
+
+
+def relay_config(env, kafka, name):
+    return h.relay_config(env.pg, kafka, topic=f"outbox.{name}.{{aggregatetype}}")
+
+
+def exact_once(env, kafka):
+    """Case 1: 10,000 rows, exactly once, in the Java client's partitions."""
+    pg = env.pg
+    consumer = KafkaConsumer(kafka.bootstrap, [fresh_case(env, kafka, "event")])
+    relay = env.relay(relay_config(env, kafka, "event")).start()
+    h.wait_for(lambda: (pg.slot() or (0, False))[1], 60, "the relay to stream")
+    t0 = time.time()
+    pg.psql(h.insert_sql(1, 100, 100))
+    consumer.wait_distinct(10000, 120)
+    took = time.time() - t0
+    consumer.wait_quiet(1.0)
+    msgs = consumer.snapshot()
+    h.check_exact(pg, msgs, 10000)
+    wrong = [m for m in msgs if m["partition"] != java_partition(m["key_bytes"], PARTITIONS)]
+    h.check(not wrong, f"{len(wrong)} messages not in the Java client's partition, e.g. "
+            f"key {wrong[0]['key'] if wrong else ''}")
+    for m in msgs[:50]:
+        hd = m["headers"]
+        h.check(hd.get("ce_type") == "OrderCreated" and hd.get("ce_subject") == m["key"] and
+                hd.get("ce_pglsn") and hd.get("ce_specversion") == "1.0", f"headers {hd}")
+    rc, _ = relay.stop()
+    h.check(rc == 0, f"exit {rc}")
+    consumer.stop()
+    h.log(f"real kafka: 10,000 rows in 100-row transactions delivered once each in "
+          f"{took:.1f}s, every key in its murmur2 partition")
+
+
+def relay_kills(env, kafka, first):
+    """Case 2: the relay SIGKILLed 5 times mid-stream."""
+    pg = env.pg
+    consumer = KafkaConsumer(kafka.bootstrap, [fresh_case(env, kafka, "kills")])
+    relay = env.relay(relay_config(env, kafka, "kills"), name="relay-kills")
+    ntx, per_tx = 150, 100
+    sql = h.insert_sql(first, ntx, per_tx).replace("COMMIT;\n", "COMMIT;\nSELECT pg_sleep(0.02);\n")
+    job, text = h.start_insert_job(pg, sql)
+    relay.start()
+    h.wait_for(lambda: pg.slot()[1], 60, "the relay to stream")
+    job.stdin.write(text)
+    job.stdin.close()
+    confirmed, before, rng = [], [], random.Random(11)
+    for k in range(5):
+        h.wait_for(lambda: consumer.poll() >= (k + 1) * 2000, 60, "progress before a kill")
+        time.sleep(rng.uniform(0, 0.3))
+        relay.signal(signal.SIGKILL)
+        relay.wait(10)
+        h.wait_for(lambda: not pg.slot()[1], 30, "the slot to be released")
+        consumer.wait_quiet(1.5)
+        confirmed.append(pg.slot()[0])
+        before.append([m["headers"]["ce_id"] for m in consumer.snapshot()])
+        relay.start()
+        h.wait_for(lambda: pg.slot()[1], 30, "the relay to stream again")
+    h.check(job.wait(timeout=120) == 0, "insert job failed")
+    total = int(pg.psql("SELECT count(*) FROM public.outbox"))
+    consumer.wait_distinct(total, 120)
+    consumer.wait_quiet(1.0)
+    rows, distinct, dups = h.check_stream(pg, consumer.snapshot(), confirmed, before)
+    rc, _ = relay.stop()
+    h.check(rc == 0, f"exit {rc}")
+    consumer.stop()
+    h.log(f"real kafka, relay SIGKILLed 5 times: {rows} rows, 0 lost, {dups} duplicates, "
+          "all after the confirmed positions")
+    return first + ntx * per_tx
+
+
+def leader_kill(env, kafka, first):
+    """Case 3: the broker leading most partitions SIGKILLed mid-stream, then restarted."""
+    pg = env.pg
+    topic = fresh_case(env, kafka, "leader")
+    consumer = KafkaConsumer(kafka.bootstrap, [topic])
+    relay = env.relay(relay_config(env, kafka, "leader"), name="relay-leader")
+    ntx, per_tx = 100, 100
+    sql = h.insert_sql(first, ntx, per_tx).replace("COMMIT;\n", "COMMIT;\nSELECT pg_sleep(0.02);\n")
+    job, text = h.start_insert_job(pg, sql)
+    relay.start()
+    h.wait_for(lambda: pg.slot()[1], 60, "the relay to stream")
+    job.stdin.write(text)
+    job.stdin.close()
+    already = consumer.poll()
+    h.wait_for(lambda: consumer.poll() >= already + 2000, 60, "progress before the kill")
+    leaders = [lead for lead, _ in kafka.describe(topic).values()]
+    victim = max(set(leaders), key=leaders.count)
+    t0 = time.time()
+    kafka.kill(victim)
+    h.check(relay.alive(), "the relay exited when a broker died")
+    h.wait_for(lambda: victim not in [lead for lead, _ in kafka.describe(topic).values()], 60,
+               "the leaders to move")
+    moved = time.time() - t0
+    kafka.start(victim)
+    kafka.wait_ready([victim])
+    h.check(job.wait(timeout=120) == 0, "insert job failed")
+    total = int(pg.psql("SELECT count(*) FROM public.outbox"))
+    consumer.wait_distinct(total, 180)
+    consumer.wait_quiet(1.0)
+    rows, distinct, dups = h.check_stream(pg, consumer.snapshot())
+    h.check(relay.alive(), "the relay exited")
+    rc, _ = relay.stop()
+    h.check(rc == 0, f"exit {rc}")
+    consumer.stop()
+    h.log(f"real kafka, leader of {leaders.count(victim)} of {PARTITIONS} partitions "
+          f"(node {victim}) SIGKILLed and restarted: leaders moved in {moved:.1f}s, {rows} "
+          f"rows, 0 lost, {dups} duplicates")
+
+
+def test(env):
+    with KafkaCluster(env.tmp, log=h.log) as kafka:
+        exact_once(env, kafka)
+        nxt = relay_kills(env, kafka, 10001)
+        leader_kill(env, kafka, nxt)
+
+
+if __name__ == "__main__":
+    h.main(test, topics=())
