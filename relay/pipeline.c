@@ -463,8 +463,9 @@ static void on_report(void *opaque, const struct sink_report *r)
     case SINK_RETRY:
         p->obs.m.publish_errors++;
         ckpt_fail(p->ckpt, m->txn_seq);
-        snprintf(msg, sizeof(msg), "delivery of event \"%s\" failed: %s", inflight_id(m),
-                 r->err);
+        snprintf(msg, sizeof(msg), "delivery of event \"%s\" to %s \"%s\" failed: %s",
+                 inflight_id(m), p->type->caps.destination_word,
+                 r->destination ? r->destination : "", r->err);
         inflight_remove(p->inflight, r->tag);
         pipeline_request_rebuild(p, msg);
         return;

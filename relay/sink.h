@@ -49,6 +49,7 @@ struct sink_report {
     bool too_large;   /* with SINK_UNDELIVERABLE: refused for its size */
     const char *code; /* the broker's or library's short name of the error; "" if none */
     const char *err;  /* one line; "" when delivered */
+    const char *destination; /* where the message was going; "" when unknown */
 };
 
 typedef void(sink_report_fn)(void *opaque, const struct sink_report *r);

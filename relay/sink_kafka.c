@@ -261,6 +261,16 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
         r.code = rd_kafka_err2name(m->err);
         r.err = rd_kafka_err2str(m->err);
     }
+    /*
+     * A topic that does not exist, on a cluster that does not create topics on demand:
+     * a deployment to mend, not a message to give up on.  Said plainly, and retried
+     * (with the pipeline's backoff) until someone creates it.
+     */
+    if (m->err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC ||
+        m->err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART)
+        r.err = "the topic does not exist and the cluster does not create topics on demand: "
+                "create it (events wait in PostgreSQL meanwhile)";
+    r.destination = m->rkt ? rd_kafka_topic_name(m->rkt) : "";
     sink_report(&s->base, &r);
 }
 

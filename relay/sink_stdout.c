@@ -118,7 +118,7 @@ static int stdout_poll(sink *base)
     /* Reports may not produce (they run the checkpoint only), so the array is stable. */
     for (size_t i = 0; i < n; i++) {
         struct sink_report r = {.tag = s->pending[i], .outcome = SINK_DELIVERED, .code = "",
-                                .err = ""};
+                                .err = "", .destination = ""};
 
         sink_report(&s->base, &r);
     }

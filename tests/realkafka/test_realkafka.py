@@ -13,7 +13,10 @@ duplicates, per-key order):
   2. the relay SIGKILLed 5 times mid-stream;
   3. the broker leading most partitions SIGKILLed mid-stream, then started again;
   4. two of the three brokers down for 20 s (NOT_ENOUGH_REPLICAS, no leader): the
-     slot does not pass the first stuck transaction, then everything arrives.
+     slot does not pass the first stuck transaction, then everything arrives;
+  5. a broker SIGSTOPped for longer than request.timeout.ms, then resumed;
+  6. a topic that does not exist, auto-creation being off: a clear error naming the
+     topic, nothing lost, and the event delivered once the topic is created.
 
 Run by hand (label realkafka):  python3 tests/realkafka/test_realkafka.py --build-dir build
 """
@@ -327,12 +330,81 @@ def two_down(env, kafka, first):
           f"{dups} duplicates")
 
 
+def broker_paused(env, kafka, first):
+    """Case 5: the leader of most partitions SIGSTOPped past request.timeout.ms."""
+    pg = env.pg
+    topic = fresh_case(env, kafka, "paused")
+    consumer = KafkaConsumer(kafka.bootstrap, [topic])
+    cfg = h.relay_config(pg, kafka, topic="outbox.paused.{aggregatetype}",
+                         kafka_props="    request.timeout.ms: 5000\n")
+    relay = env.relay(cfg, name="relay-paused")
+    relay.start()
+    h.wait_for(lambda: pg.slot()[1], 60, "the relay to stream")
+    pg.psql(h.insert_sql(first, 10, 100))
+    consumer.wait_distinct(1000, 60, "the rows before the pause")
+    slot_before = pg.slot()[0]
+    leaders = [lead for lead, _ in kafka.describe(topic).values()]
+    victim = max(set(leaders), key=leaders.count)
+    job, text = h.start_insert_job(
+        pg, h.insert_sql(first + 1000, 40, 100).replace("COMMIT;\n",
+                                                        "COMMIT;\nSELECT pg_sleep(0.1);\n"))
+    job.stdin.write(text)
+    job.stdin.close()
+    kafka.pause(victim)
+    time.sleep(12)  # past request.timeout.ms (5 s) and the broker's session timeout (9 s)
+    kafka.resume(victim)
+    t_resume = time.time()
+    h.check(job.wait(timeout=60) == 0, "insert job failed")
+    consumer.wait_distinct(5000, 180, "every row after the broker resumed")
+    took = time.time() - t_resume
+    consumer.wait_quiet(1.0)
+    rows, distinct, dups = h.check_stream(pg, consumer.snapshot(), dup_bounds_only=[slot_before])
+    h.check(relay.alive(), "the relay exited")
+    rc, _ = relay.stop()
+    h.check(rc == 0, f"exit {rc}")
+    consumer.stop()
+    h.log(f"real kafka, node {victim} (leader of {leaders.count(victim)} partitions) SIGSTOPped "
+          f"12 s with request.timeout.ms 5 s: {rows} rows, 0 lost, {dups} duplicates, all "
+          f"delivered {took:.1f}s after SIGCONT")
+
+
+def missing_topic(env, kafka, first):
+    """Case 6: a topic that does not exist, with auto-creation off."""
+    pg = env.pg
+    env.pg.psql("DELETE FROM public.outbox")
+    missing = "outbox.missing.order"
+    cfg = h.relay_config(pg, kafka, topic="outbox.missing.{aggregatetype}",
+                         kafka_props="    topic.metadata.propagation.max.ms: 2000\n")
+    relay = env.relay(cfg, name="relay-missing")
+    relay.start()
+    h.wait_for(lambda: pg.slot()[1], 60, "the relay to stream")
+    pg.psql(h.insert_sql(first, 1, 1))
+    after = pg.current_lsn()
+    h.wait_for(lambda: f'topic "{missing}" failed: the topic does not exist' in relay.log_text(),
+               60, "the error naming the missing topic")
+    h.check(relay.alive(), "the relay exited at a missing topic")
+    h.check(pg.slot()[0] < after, "the slot moved past an event that was never delivered")
+    kafka.create_topic(missing, PARTITIONS)
+    consumer = KafkaConsumer(kafka.bootstrap, [missing])
+    consumer.wait_distinct(1, 120, "the event once its topic exists")
+    consumer.wait_quiet(1.0)
+    h.check_exact(pg, [dict(m, topic="outbox.event.order") for m in consumer.snapshot()], 1)
+    rc, _ = relay.stop()
+    h.check(rc == 0, f"exit {rc}")
+    consumer.stop()
+    line = [ln for ln in relay.log_text().splitlines() if "does not exist" in ln][0]
+    h.log(f"real kafka, missing topic: {line.split(' WARN ', 1)[-1][:160]}; delivered once "
+          "after the topic was created")
+
+
 def test(env):
     with KafkaCluster(env.tmp, log=h.log) as kafka:
         exact_once(env, kafka)
         nxt = relay_kills(env, kafka, 10001)
         leader_kill(env, kafka, nxt)
         two_down(env, kafka, nxt + 10000)
+        broker_paused(env, kafka, nxt + 15000)
+        missing_topic(env, kafka, nxt + 20000)
 
 
 if __name__ == "__main__":
