@@ -5,9 +5,20 @@
 # and outbox rows in the same transactions, and prints the events as they arrive in
 # Kafka -- topic, partition, key, headers and value.  Everything runs on loopback in
 # a temporary directory and is stopped and removed at the end.
+#
+#   scripts/demo.sh                the local Kafka-protocol dev broker (fast, the default)
+#   scripts/demo.sh --kafka real   a real Apache Kafka: three KRaft nodes fetched with Maven
+#                                  (tools/kafka_cluster.py; about 10 s more to start)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+KAFKA=dev
+case "${1:-}" in
+    "") ;;
+    --kafka) KAFKA=${2:-}; [ "$KAFKA" = dev ] || [ "$KAFKA" = real ] || {
+        echo "usage: scripts/demo.sh [--kafka dev|real]" >&2; exit 2; } ;;
+    *) echo "usage: scripts/demo.sh [--kafka dev|real]" >&2; exit 2 ;;
+esac
 
 scripts/deps.sh
 scripts/build.sh >/dev/null
@@ -46,14 +57,33 @@ PSQL=(psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PGPORT" -U postgres)
 for f in sql/*.sql; do echo "applying $f"; "${PSQL[@]}" -d app -f "$f"; done
 "${PSQL[@]}" -d app -c "CREATE TABLE IF NOT EXISTS orders (id bigint PRIMARY KEY, customer text, total numeric)"
 
-step "Kafka-protocol dev broker (librdkafka mock cluster, 3 brokers)"
-mkfifo "$TMP/broker.in"
-build/outbox-devbroker --brokers 3 --topic outbox.event.order:3 --topic outbox.event.customer:3 \
-    --bootstrap-file "$TMP/bootstrap" <"$TMP/broker.in" >"$TMP/broker.out" 2>&1 &
-pids+=($!)
-exec 3>"$TMP/broker.in"   # keep the broker's stdin open
-for _ in $(seq 100); do [ -s "$TMP/bootstrap" ] && break; sleep 0.1; done
-BROKERS=$(cat "$TMP/bootstrap")
+if [ "$KAFKA" = real ]; then
+    step "Apache Kafka: three KRaft nodes (tools/kafka_cluster.py)"
+    mkfifo "$TMP/kafka.in"
+    python3 tools/kafka_cluster.py <"$TMP/kafka.in" >"$TMP/kafka.out" 2>"$TMP/kafka.log" &
+    pids+=($!)
+    exec 3>"$TMP/kafka.in"   # keep the cluster's stdin open
+    for _ in $(seq 1800); do [ -s "$TMP/kafka.out" ] && break; sleep 0.1; done
+    BROKERS=$(head -n 1 "$TMP/kafka.out")
+    [ -n "$BROKERS" ] || { cat "$TMP/kafka.log" >&2; exit 1; }
+    # Auto-creation is off, as on a production cluster: the topics are created first.
+    n=1
+    for t in outbox.event.order outbox.event.customer; do
+        echo "topic $t 3" >&3
+        n=$((n + 1))
+        for _ in $(seq 600); do [ "$(wc -l <"$TMP/kafka.out")" -ge $n ] && break; sleep 0.1; done
+        sed -n "${n}p" "$TMP/kafka.out" | grep -qx ok || { cat "$TMP/kafka.out" >&2; exit 1; }
+    done
+else
+    step "Kafka-protocol dev broker (librdkafka mock cluster, 3 brokers)"
+    mkfifo "$TMP/broker.in"
+    build/outbox-devbroker --brokers 3 --topic outbox.event.order:3 --topic outbox.event.customer:3 \
+        --bootstrap-file "$TMP/bootstrap" <"$TMP/broker.in" >"$TMP/broker.out" 2>&1 &
+    pids+=($!)
+    exec 3>"$TMP/broker.in"   # keep the broker's stdin open
+    for _ in $(seq 100); do [ -s "$TMP/bootstrap" ] && break; sleep 0.1; done
+    BROKERS=$(cat "$TMP/bootstrap")
+fi
 echo "bootstrap servers: $BROKERS"
 
 step "outbox-relay run -c config/demo.yaml"
