@@ -733,7 +733,8 @@ static const char timeout_response[] = "HTTP/1.1 408 Request Timeout\r\n"
 
 /*
  * The slot for a new connection: a free one, or else (with evict) one holding a
- * connection that has not sent a whole request, which is answered 408 and closed.  NULL when every slot is being answered or drained: they end within their
+ * connection that has not sent a whole request, which is answered 408 and closed.
+ * NULL when every slot is being answered or drained: they end within their
  * deadlines, and newcomers wait in the backlog meanwhile.
  */
 static struct admin_conn *slot_for_newcomer(admin_server *a, bool evict, admin_render_fn fn,

@@ -2,9 +2,10 @@
  * observe.h -- what a running relay shows the world: metrics, health, readiness and
  * systemd notifications.
  *
- * The pipeline (pipeline.c), whichever source feeds it, owns one struct observer.  It holds the metrics the loop updates (struct relay_metrics:
- * plain fields), the admin HTTP endpoint (admin.listen: /metrics, /healthz,
- * /readyz) and the systemd watchdog.  The loop adds the observer's descriptors to
+ * The pipeline (pipeline.c), whichever source feeds it, owns one struct observer.
+ * It holds the metrics the loop updates (struct relay_metrics: plain fields), the
+ * admin HTTP endpoint (admin.listen: /metrics, /healthz, /readyz) and the systemd
+ * watchdog.  The loop adds the observer's descriptors to
  * its poll() set, lowers its timeout to observe_timeout(), and calls
  * observe_turn() on every turn, whatever poll() returned.
  *

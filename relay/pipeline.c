@@ -723,7 +723,8 @@ void pipeline_source_started(pipeline *p, lsn_t start, bool history_changed)
 
 static bool backpressured(const pipeline *p)
 {
-    return flow_backpressured(p->cfg->pipeline.max_inflight_events, p->cfg->pipeline.max_inflight_bytes,
+    return flow_backpressured(p->cfg->pipeline.max_inflight_events,
+                              p->cfg->pipeline.max_inflight_bytes,
                               ckpt_inflight_events(p->ckpt), (uint64_t)sink_outstanding(p->sink),
                               inflight_bytes(p->inflight));
 }

@@ -650,6 +650,7 @@ static void say(const struct sink_check_out *out, enum sink_check_level level, c
 static int kafka_check(const struct relay_config *cfg, int timeout_ms,
                        const struct sink_check_out *out)
 {
+    const struct kafka_settings *k = settings_of(cfg);
     struct kafka_probe probe = {""};
     const struct rd_kafka_metadata *md = NULL;
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
@@ -698,12 +699,12 @@ static int kafka_check(const struct relay_config *cfg, int timeout_ms,
     }
     say(out, SINK_CHECK_OK, "metadata from %d broker(s), cluster has %d topic(s)",
         md->broker_cnt, md->topic_cnt);
-    if (strchr(settings_of(cfg)->common.destination, '{') == NULL && !topic_in(md, settings_of(cfg)->common.destination))
+    if (strchr(k->common.destination, '{') == NULL && !topic_in(md, k->common.destination))
         say(out, SINK_CHECK_WARN,
             "topic \"%s\" does not exist (yet): it is created only if the cluster "
             "auto-creates topics",
             settings_of(cfg)->common.destination);
-    if (settings_of(cfg)->common.dead_letter[0] != '\0' && !topic_in(md, settings_of(cfg)->common.dead_letter))
+    if (k->common.dead_letter[0] != '\0' && !topic_in(md, k->common.dead_letter))
         say(out, SINK_CHECK_WARN,
             "dead-letter topic \"%s\" does not exist (yet): it is created only if "
             "the cluster auto-creates topics",
@@ -733,6 +734,7 @@ static const char *format_name(enum relay_format f)
 static void kafka_plan(const struct relay_config *cfg,
                        void (*item)(void *ctx, const char *label, const char *text), void *ctx)
 {
+    const struct kafka_settings *k = settings_of(cfg);
     char text[1024];
 
     snprintf(text, sizeof(text), "kafka at \"%s\", format %s", settings_of(cfg)->brokers,
@@ -742,7 +744,7 @@ static void kafka_plan(const struct relay_config *cfg,
     item(ctx, "topic", text);
     for (size_t i = 0; i < settings_of(cfg)->nproperties; i++) {
         snprintf(text, sizeof(text), "%s = %s", settings_of(cfg)->properties[i].key,
-                 redact_property(settings_of(cfg)->properties[i].key, settings_of(cfg)->properties[i].value));
+                 redact_property(k->properties[i].key, k->properties[i].value));
         item(ctx, "property", text);
     }
 }
