@@ -183,9 +183,10 @@ void sink_drain_fd(sink *s);
 int sink_flush(sink *s, int timeout_ms);
 
 /*
- * Abandon every outstanding message (each is reported as SINK_RETRY from inside this
- * call) and recreate the sink's connection, so that a fatal state does not outlive
- * the rebuild.  Returns 0, or a negative errno with errstr set.
+ * Abandon every outstanding message (a sink may report them as SINK_RETRY from inside
+ * this call, as Kafka's purge does; the pipeline forgets them either way) and recreate
+ * the sink's connection, so that a fatal state does not outlive the rebuild.  Returns
+ * 0, or a negative errno with errstr set.
  */
 int sink_reset(sink *s, char *errstr, size_t errstr_size);
 
