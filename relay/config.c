@@ -447,6 +447,14 @@ static const char *show(char *buf, size_t size, const char *s)
     return buf;
 }
 
+const char *relay_choice_name(const struct relay_choice *choices, int value)
+{
+    for (; choices->name != NULL; choices++)
+        if (choices->value == value)
+            return choices->name;
+    return "?";
+}
+
 int relay_config_fail(struct parser_ctx *ctx, struct relay_pos pos, const char *fmt, ...)
 {
     char text[1024];

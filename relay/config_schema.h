@@ -86,6 +86,9 @@ struct relay_option {
 /* The names of enum relay_format, for a sink's format row. */
 extern const struct relay_choice relay_format_choices[];
 
+/* The name choices gives value ("?" when none): what the file would say. */
+const char *relay_choice_name(const struct relay_choice *choices, int value);
+
 /* A sink's configuration section, as its registry row declares it (sink.h). */
 struct relay_sink_config {
     const char *name;    /* the value of the top-level "sink" key that selects it */

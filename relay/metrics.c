@@ -180,10 +180,6 @@ static void put_histogram(struct jbuf *out, const char *name, const char *help,
     jbuf_printf(out, "\n%s_count %" PRIu64 "\n", name, h->count);
 }
 
-const char *const metrics_dead_letter_reasons[METRICS_DEAD_LETTER_REASONS] = {
-    "bad-row", "bad-message", "bad-destination", "too-large", "rejected",
-};
-
 int metrics_render(const struct relay_metrics *m, int64_t now_us, struct jbuf *out)
 {
     put_family(out, "outbox_relay_build_info", "gauge",
@@ -205,9 +201,9 @@ int metrics_render(const struct relay_metrics *m, int64_t now_us, struct jbuf *o
     /* Every reason has a sample, 0 included, so that rate() sees the first one. */
     put_family(out, "outbox_relay_dead_letter_total", "counter",
                "Events set aside to a dead-letter destination, by reason; not published.");
-    for (size_t i = 0; i < METRICS_DEAD_LETTER_REASONS; i++)
+    for (int i = 0; i < DL_NREASONS; i++)
         jbuf_printf(out, "outbox_relay_dead_letter_total{reason=\"%s\"} %" PRIu64 "\n",
-                    metrics_dead_letter_reasons[i], m->dead_letter[i]);
+                    dl_reason_name((enum dl_reason)i), m->dead_letter[i]);
     put_u64(out, "outbox_relay_replays_total", "counter",
             "Pipeline rebuilds: replays from the confirmed position after a failure.", m->replays);
     put_u64(out, "outbox_relay_reconnects_total", "counter",

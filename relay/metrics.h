@@ -29,6 +29,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "deadletter.h"
 #include "jsonbuf.h"
 #include "lsn.h"
 
@@ -52,10 +53,6 @@ struct metrics_histogram {
     uint64_t count;                                      /* observations */
 };
 
-/* The reasons of outbox_relay_dead_letter_total, in the order of enum dl_reason. */
-#define METRICS_DEAD_LETTER_REASONS 5
-extern const char *const metrics_dead_letter_reasons[METRICS_DEAD_LETTER_REASONS];
-
 /*
  * Every metric the relay exports.  Counters only grow (a process restart resets
  * them, which Prometheus's rate() handles); gauges are set to the current value.
@@ -73,7 +70,7 @@ struct relay_metrics {
      * outbox_relay_dead_letter_total{reason}: events set aside to a dead-letter
      * destination (deadletter.h), by reason; they do not count as published.
      */
-    uint64_t dead_letter[METRICS_DEAD_LETTER_REASONS];
+    uint64_t dead_letter[DL_NREASONS]; /* indexed by enum dl_reason */
     uint64_t replays;          /* outbox_relay_replays_total: pipeline rebuilds, i.e. replays
                                   from the confirmed position after a delivery failure */
     uint64_t reconnects;       /* outbox_relay_reconnects_total: source connections made

@@ -77,15 +77,18 @@ struct pipeline {
     bool in_txn;
     uint64_t txn_seq;
 
+    char dest_ok[FORMAT_TOPIC_MAX + 1]; /* the last destination the sink's rules took */
+
     bool rebuild;
     struct flow_backoff backoff;
-    int64_t resume_at_ms; /* after a rebuild: no reading before this */
+    int64_t resume_at_ms; /* after a rebuild: no reading before this; 0 once passed */
     int left_after_drain; /* pipeline_drain(): messages the sink still held */
 
     /* Dead letters: where they go, and what rendering them needs. */
     bool set_aside;       /* pipeline.on_bad_event: dead-letter (else stop) */
     const char *dl_dest;  /* on the sink; "" none */
-    char *dl_table;       /* quoted, qualified name of dead_letter.table; NULL none */
+    char dl_table[300];   /* dead_letter.table as messages name it, "schema.table"; "" none */
+    char *dl_qtable;      /* the same quoted for SQL, once connected */
     const char *dl_source; /* what the records name as their source */
     PGconn *dl_conn;
     struct jbuf dl_value;  /* a row as JSON */
@@ -156,15 +159,6 @@ bool pipeline_in_txn(const pipeline *p)
  * Dead letters
  */
 
-/* The time as the records say it: microseconds since the Unix epoch. */
-static int64_t wall_us(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 /* What a message costs while the sink holds it (pipeline.max_inflight_bytes). */
 static int64_t msg_cost(const pipeline *p, const struct out_msg *m)
 {
@@ -176,13 +170,12 @@ static int64_t msg_cost(const pipeline *p, const struct out_msg *m)
     return n;
 }
 
-static void dl_close(pipeline *p, const char *why)
+static void dl_close(pipeline *p)
 {
-    if (why)
-        log_warn("dead-letter connection: %s", why);
-    if (p->dl_conn)
-        PQfinish(p->dl_conn);
+    PQfinish(p->dl_conn);
     p->dl_conn = NULL;
+    free(p->dl_qtable);
+    p->dl_qtable = NULL;
 }
 
 /*
@@ -203,21 +196,18 @@ static int dl_write_table(pipeline *p, const struct dl_record *rec, char *errstr
     int rc = 0;
 
     if (!p->dl_conn) {
-        p->dl_conn = repl_connect(p->cfg->postgres.dsn, "outbox-relay-dead-letter", 5, false);
-        if (PQstatus(p->dl_conn) == CONNECTION_OK) {
-            res = PQexec(p->dl_conn, "SET synchronous_commit TO local; "
-                                     "SET statement_timeout TO '5s'; SET lock_timeout TO '2s'");
-            if (PQresultStatus(res) != PGRES_COMMAND_OK)
-                PQfinish(p->dl_conn), p->dl_conn = NULL;
-            PQclear(res);
-        }
-        if (!p->dl_conn || PQstatus(p->dl_conn) != CONNECTION_OK) {
-            repl_first_line(p->dl_conn ? PQerrorMessage(p->dl_conn) : "out of memory", errstr,
-                            errstr_size);
-            dl_close(p, NULL);
+        bool stopping;
+
+        p->dl_conn = repl_connect_side(p->cfg->postgres.dsn, "outbox-relay-dead-letter",
+                                       &stopping, errstr, errstr_size);
+        if (!p->dl_conn)
+            return -EAGAIN;
+        if (!(p->dl_qtable = repl_quote_table(p->dl_conn, p->cfg->dead_letter.schema,
+                                              p->cfg->dead_letter.table))) {
+            dl_close(p);
+            snprintf(errstr, errstr_size, "out of memory");
             return -EAGAIN;
         }
-        PQsetNoticeProcessor(p->dl_conn, repl_notice_to_log, NULL);
     }
     /* The id goes as text: a C string, cut at 255 bytes (ids are far shorter). */
     snprintf(id, sizeof(id), "%.*s", (int)(r.event_id_len < 255 ? r.event_id_len : 255),
@@ -233,29 +223,48 @@ static int dl_write_table(pipeline *p, const struct dl_record *rec, char *errstr
         snprintf(errstr, errstr_size, "out of memory");
         return -EAGAIN;
     }
-    dl_table_params(&r, p->dl_source, r.nheaders > 0 ? p->dl_hdrs.data : NULL, &params);
-    if (dl_table_sql(p->dl_table, sql, sizeof(sql)) < 0) {
+    if (dl_table_sql(p->dl_qtable, sql, sizeof(sql)) < 0) {
         snprintf(errstr, errstr_size, "dead-letter table name too long");
         return -EINVAL;
     }
-    res = PQexecParams(p->dl_conn, sql, DL_TABLE_PARAMS, NULL, params.values, params.lengths,
-                       params.formats, 0);
-    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+    for (bool with_headers = r.nheaders > 0;; with_headers = false) {
+        const char *state;
+
+        dl_table_params(&r, p->dl_source, with_headers ? p->dl_hdrs.data : NULL, &params);
+        res = PQexecParams(p->dl_conn, sql, DL_TABLE_PARAMS, NULL, params.values,
+                           params.lengths, params.formats, 0);
+        if (PQresultStatus(res) == PGRES_COMMAND_OK)
+            break;
+        /*
+         * Class 22, a data exception: the one field PostgreSQL may refuse is the headers
+         * object (jsonb takes no \u0000; header values are the event's bytes).  The
+         * record goes in without them rather than stopping the relay: key, value and
+         * the rest are bytea or the relay's own text.
+         */
+        state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+        if (with_headers && state && strncmp(state, "22", 2) == 0) {
+            repl_first_line(PQresultErrorMessage(res), errstr, errstr_size);
+            log_warn("dead-letter record of event \"%s\": headers refused by the table (%s): "
+                     "written without them",
+                     r.event_id, errstr);
+            PQclear(res);
+            continue;
+        }
         repl_first_line(PQresultErrorMessage(res)[0] ? PQresultErrorMessage(res)
                                                      : PQerrorMessage(p->dl_conn),
                         errstr, errstr_size);
         rc = PQstatus(p->dl_conn) == CONNECTION_OK ? -EINVAL : -EAGAIN;
         if (rc == -EAGAIN)
-            dl_close(p, NULL);
+            dl_close(p);
+        break;
     }
     PQclear(res);
     return rc;
 }
 
 /* Say what was set aside, where, and why: one warning per event, so nothing is silent. */
-static void log_set_aside(const pipeline *p, const struct dl_record *rec, const char *where)
+static void log_set_aside(const struct dl_record *rec, const char *where)
 {
-    (void)p;
     log_warn("%s: event \"%.*s\" (commit " LSN_FMT ", xid %u, index %u) set aside to %s: %s",
              dl_reason_name(rec->reason), (int)(rec->event_id_len > 128 ? 128 : rec->event_id_len),
              rec->event_id ? rec->event_id : "", LSN_ARGS(rec->commit_lsn), rec->xid, rec->index,
@@ -264,7 +273,7 @@ static void log_set_aside(const pipeline *p, const struct dl_record *rec, const 
 
 static void count_dead_letter(pipeline *p, enum dl_reason reason)
 {
-    if ((unsigned)reason < METRICS_DEAD_LETTER_REASONS)
+    if ((unsigned)reason < DL_NREASONS)
         p->obs.m.dead_letter[reason]++;
 }
 
@@ -273,7 +282,7 @@ static const char *stop_reason(const pipeline *p)
 {
     if (p->set_aside)
         return "the dead-letter destination did not take it either";
-    if (p->dl_dest[0] || p->dl_table)
+    if (p->dl_dest[0] || p->dl_table[0])
         return "pipeline.on_bad_event is \"stop\"";
     return "no dead-letter destination is configured";
 }
@@ -290,44 +299,43 @@ static const char *stop_reason(const pipeline *p)
 static int dl_send(pipeline *p, const struct dl_record *rec, uint64_t tag, char *errstr,
                    size_t errstr_size)
 {
-    struct out_msg msg;
     struct dl_record r = *rec;
-    struct inflight_msg *m;
+    struct out_msg msg;
     int rc;
 
-    for (int attempt = 0; attempt < 2; attempt++) {
+    for (;;) {
         uint64_t t = tag;
+        int64_t cost;
 
         if (dl_render_message(&r, p->dl_dest, &msg) == -E2BIG)
             log_warn("dead-letter record of event \"%.*s\": too many headers, its own dropped",
                      (int)r.event_id_len, r.event_id ? r.event_id : "");
-        if (t == INFLIGHT_NONE) {
-            t = inflight_add(p->inflight, p->txn_seq, msg_cost(p, &msg), r.event_id,
-                             r.event_id_len, r.commit_lsn, r.xid, r.index, 0);
-            if (t == INFLIGHT_NONE) {
-                snprintf(errstr, errstr_size, "out of memory");
-                return -ENOMEM;
-            }
+        cost = msg_cost(p, &msg);
+        if (t == INFLIGHT_NONE &&
+            (t = inflight_add(p->inflight, p->txn_seq, cost, r.event_id, r.event_id_len,
+                              r.commit_lsn, r.xid, r.index, 0)) == INFLIGHT_NONE) {
+            snprintf(errstr, errstr_size, "out of memory");
+            return -ENOMEM;
         }
-        m = inflight_get(p->inflight, t);
-        m->dead_letter = true;
-        m->reason = r.reason;
-        inflight_set_bytes(p->inflight, m, msg_cost(p, &msg));
-        rc = sink_produce(p->sink, &msg, t, errstr, errstr_size);
-        if (rc == 0) {
+        {
+            struct inflight_msg *m = inflight_get(p->inflight, t);
+
+            m->dead_letter = true;
+            m->reason = r.reason;
+            inflight_set_bytes(p->inflight, m, cost);
+        }
+        if ((rc = sink_produce(p->sink, &msg, t, errstr, errstr_size)) == 0) {
             if (tag == INFLIGHT_NONE)
                 ckpt_add_event(p->ckpt);
             return 0;
         }
         if (tag == INFLIGHT_NONE)
             inflight_remove(p->inflight, t);
-        /* Too large with the value: try once more without it. */
+        /* Too large with the value: once more without it. */
         if (rc != -EMSGSIZE || r.value_omitted || !r.value)
             return rc;
         r.value_omitted = true;
-        r.value_len = r.value ? rec->value_len : 0;
     }
-    return -EMSGSIZE;
 }
 
 /*
@@ -342,7 +350,7 @@ static void set_aside(pipeline *p, const struct dl_record *rec, uint64_t tag, bo
 {
     struct inflight_msg *m = tag != INFLIGHT_NONE ? inflight_get(p->inflight, tag) : NULL;
     uint64_t txn = m ? m->txn_seq : p->txn_seq;
-    char err[512] = "", where[300];
+    char err[512] = "", where[sizeof(p->dl_table) + 300];
     int rc;
 
     if (!p->set_aside) {
@@ -374,7 +382,7 @@ static void set_aside(pipeline *p, const struct dl_record *rec, uint64_t tag, bo
         if ((rc = dl_send(p, rec, tag, err, sizeof(err))) == 0) {
             snprintf(where, sizeof(where), "%s \"%s\"", p->type->caps.destination_word,
                      p->dl_dest);
-            log_set_aside(p, rec, where);
+            log_set_aside(rec, where);
             return;
         }
         if (rc != -EMSGSIZE && rc != -EACCES) {
@@ -388,7 +396,7 @@ static void set_aside(pipeline *p, const struct dl_record *rec, uint64_t tag, bo
             pipeline_request_rebuild(p, why);
             return;
         }
-        if (!p->dl_table) {
+        if (!p->dl_table[0]) {
             pipeline_fatal(p,
                            "cannot send the dead-letter record of event \"%.*s\" to %s \"%s\": "
                            "%s; stopping without confirming past it",
@@ -397,7 +405,7 @@ static void set_aside(pipeline *p, const struct dl_record *rec, uint64_t tag, bo
             return;
         }
     }
-    if (!p->dl_table) {
+    if (!p->dl_table[0]) {
         pipeline_fatal(p,
                        "the dead-letter record of event \"%.*s\" was refused by %s \"%s\" (%s); "
                        "stopping without confirming past it",
@@ -425,7 +433,7 @@ static void set_aside(pipeline *p, const struct dl_record *rec, uint64_t tag, bo
         return;
     }
     snprintf(where, sizeof(where), "table %s", p->dl_table);
-    log_set_aside(p, rec, where);
+    log_set_aside(rec, where);
     count_dead_letter(p, rec->reason);
     if (m) {
         /* The record is durable: it stands for the event in the tracker. */
@@ -488,7 +496,7 @@ static void on_report(void *opaque, const struct sink_report *r)
             .commit_lsn = m->commit_lsn,
             .xid = m->xid,
             .index = m->index,
-            .time_us = wall_us(),
+            .time_us = observe_now_us(),
             .version = RELAY_VERSION,
         };
 
@@ -544,35 +552,57 @@ int pipeline_commit(pipeline *p, lsn_t end_lsn)
     return 0;
 }
 
-/* A dead-letter record for an event that never reached the sink. */
-static void record_of(const struct event *ev, const struct out_msg *msg, enum dl_reason reason,
-                      const char *code, const char *error, struct dl_record *rec)
+/*
+ * Set aside an event whose rendered message the sink refused before taking it: its
+ * destination, its size, or a destination the broker refuses for good.
+ */
+static void set_aside_rendered(pipeline *p, const struct event *ev, const struct out_msg *msg,
+                               enum dl_reason reason, const char *code, const char *error)
 {
-    *rec = (struct dl_record){
+    struct dl_record rec = {
         .reason = reason,
         .code = code,
         .error = error,
-        .destination = msg ? msg->topic : "",
-        .event_id = ev->id.p ? ev->id.p : (msg ? msg->id : NULL),
-        .event_id_len = ev->id.p ? ev->id.len : (msg ? msg->id_len : 0),
-        .key = msg ? msg->key : ev->aggregateid.p,
-        .key_len = msg ? msg->key_len : ev->aggregateid.len,
-        .value = msg ? msg->value : ev->payload.p,
-        .value_len = msg ? msg->value_len : ev->payload.len,
-        .headers = msg ? msg->headers : NULL,
-        .nheaders = msg ? msg->nheaders : 0,
+        .destination = msg->topic,
+        .event_id = msg->id,
+        .event_id_len = msg->id_len,
+        .key = msg->key,
+        .key_len = msg->key_len,
+        .value = msg->value,
+        .value_len = msg->value_len,
+        .value_omitted = reason == DL_TOO_LARGE, /* the value is what was too large */
+        .headers = msg->headers,
+        .nheaders = msg->nheaders,
         .commit_lsn = ev->pos.commit_lsn,
         .xid = ev->pos.xid,
         .index = ev->pos.index,
-        .time_us = wall_us(),
+        .time_us = observe_now_us(),
         .version = RELAY_VERSION,
     };
+
+    /* A rejection names the event; the others are about the row that made it. */
+    set_aside(p, &rec, INFLIGHT_NONE, true,
+              reason == DL_REJECTED ? NULL : ev->change.op ? "change" : "outbox row");
+}
+
+/*
+ * Whether the sink takes dest as a destination name.  The last name it took is
+ * remembered: most events go where the one before went, and a comparison is cheaper
+ * than the sink's rules.
+ */
+static bool destination_ok(pipeline *p, const char *dest, char *err, size_t err_size)
+{
+    if (p->dest_ok[0] && strcmp(dest, p->dest_ok) == 0)
+        return true;
+    if (sink_destination_check(p->type, dest, err, err_size) < 0)
+        return false;
+    snprintf(p->dest_ok, sizeof(p->dest_ok), "%s", dest);
+    return true;
 }
 
 void pipeline_event(pipeline *p, const struct event *ev)
 {
     struct out_msg msg;
-    struct dl_record rec;
     char err[512];
     uint64_t tag;
     int rc;
@@ -600,9 +630,8 @@ void pipeline_event(pipeline *p, const struct event *ev)
         pipeline_bad_input(p, &b);
         return;
     }
-    if (sink_destination_check(p->type, msg.topic, err, sizeof(err)) < 0) {
-        record_of(ev, &msg, DL_BAD_DESTINATION, "INVALID_DESTINATION", err, &rec);
-        set_aside(p, &rec, INFLIGHT_NONE, true, ev->change.op ? "change" : "outbox row");
+    if (!destination_ok(p, msg.topic, err, sizeof(err))) {
+        set_aside_rendered(p, ev, &msg, DL_BAD_DESTINATION, "INVALID_DESTINATION", err);
         return;
     }
     tag = inflight_add(p->inflight, p->txn_seq, msg_cost(p, &msg), msg.id, msg.id_len,
@@ -611,28 +640,19 @@ void pipeline_event(pipeline *p, const struct event *ev)
         pipeline_fatal(p, "out of memory");
         return;
     }
-    rc = sink_produce(p->sink, &msg, tag, err, sizeof(err));
-    if (rc == -EMSGSIZE) {
-        inflight_remove(p->inflight, tag);
-        record_of(ev, &msg, DL_TOO_LARGE, "MSG_SIZE_TOO_LARGE", err, &rec);
-        rec.value_omitted = true;
-        set_aside(p, &rec, INFLIGHT_NONE, true, ev->change.op ? "change" : "outbox row");
+    if ((rc = sink_produce(p->sink, &msg, tag, err, sizeof(err))) == 0) {
+        ckpt_add_event(p->ckpt);
+        p->obs.m.events_received++;
         return;
     }
-    if (rc == -EACCES) {
-        inflight_remove(p->inflight, tag);
-        record_of(ev, &msg, DL_REJECTED, "REJECTED", err, &rec);
-        set_aside(p, &rec, INFLIGHT_NONE, true, NULL);
-        return;
-    }
-    if (rc < 0) {
+    inflight_remove(p->inflight, tag);
+    if (rc == -EMSGSIZE)
+        set_aside_rendered(p, ev, &msg, DL_TOO_LARGE, "MSG_SIZE_TOO_LARGE", err);
+    else if (rc == -EACCES)
+        set_aside_rendered(p, ev, &msg, DL_REJECTED, "REJECTED", err);
+    else
         /* Queue full or a producer in trouble: never spin, never skip -- replay. */
-        inflight_remove(p->inflight, tag);
         pipeline_request_rebuild(p, err);
-        return;
-    }
-    ckpt_add_event(p->ckpt);
-    p->obs.m.events_received++;
 }
 
 /* A row as a JSON object: typed by its columns when it can be, else every value a string. */
@@ -674,7 +694,7 @@ void pipeline_bad_input(pipeline *p, const struct bad_input *b)
         .commit_lsn = b->pos.commit_lsn,
         .xid = b->pos.xid,
         .index = b->pos.index,
-        .time_us = wall_us(),
+        .time_us = observe_now_us(),
         .version = RELAY_VERSION,
     };
 
@@ -732,7 +752,7 @@ static bool backpressured(const pipeline *p)
 bool pipeline_reading(const pipeline *p)
 {
     return !p->fatal && !p->rebuild && !sink_fatal(p->sink) && !backpressured(p) &&
-           pipeline_now_ms() >= p->resume_at_ms && !(p->stopping && !p->in_txn);
+           p->resume_at_ms == 0 && !(p->stopping && !p->in_txn);
 }
 
 bool pipeline_caught_up(const pipeline *p)
@@ -871,6 +891,9 @@ static void loop(pipeline *p)
             pipeline_fatal(p, "poll: %s", strerror(errno));
             break;
         }
+        /* A rebuild's pause ends here, so pipeline_reading() (every frame) needs no clock. */
+        if (p->resume_at_ms != 0 && pipeline_now_ms() >= p->resume_at_ms)
+            p->resume_at_ms = 0;
         observe_turn(&p->obs, fds + 2 + nsrc, nobs);
         update_ready(p);
         if (fds[0].revents)
@@ -905,7 +928,7 @@ int pipeline_run(pipeline *p, const struct source_ops *ops, void *src, char *err
     {
         uint64_t dead = 0;
 
-        for (size_t i = 0; i < METRICS_DEAD_LETTER_REASONS; i++)
+        for (size_t i = 0; i < DL_NREASONS; i++)
             dead += p->obs.m.dead_letter[i];
         log_info("stopped: %llu events produced, %llu delivered, %llu set aside",
                  (unsigned long long)p->obs.m.events_received,
@@ -916,30 +939,6 @@ int pipeline_run(pipeline *p, const struct source_ops *ops, void *src, char *err
         return -1;
     }
     return 0;
-}
-
-/* "schema"."table", each quoted as an SQL identifier; NULL when out of memory. */
-static char *quote_qualified(const char *schema, const char *table)
-{
-    size_t n = 2 * (strlen(schema) + strlen(table)) + 8, k = 0;
-    char *q = malloc(n);
-    const char *parts[2] = {schema, table};
-
-    if (!q)
-        return NULL;
-    for (int i = 0; i < 2; i++) {
-        if (i)
-            q[k++] = '.';
-        q[k++] = '"';
-        for (const char *c = parts[i]; *c; c++) {
-            if (*c == '"')
-                q[k++] = '"';
-            q[k++] = *c;
-        }
-        q[k++] = '"';
-    }
-    q[k] = '\0';
-    return q;
 }
 
 pipeline *pipeline_new(const struct relay_config *cfg, int stop_fd, lsn_t first_confirmed,
@@ -966,13 +965,11 @@ pipeline *pipeline_new(const struct relay_config *cfg, int stop_fd, lsn_t first_
     p->dl_dest = dest ? dest : "";
     p->dl_source = cfg->postgres.mode == RELAY_MODE_POLLING ? cfg->outbox.table
                                                             : cfg->postgres.slot;
-    if (cfg->dead_letter.table && cfg->dead_letter.table[0] &&
-        !(p->dl_table = quote_qualified(cfg->dead_letter.schema, cfg->dead_letter.table))) {
-        snprintf(errstr, errstr_size, "out of memory");
-        goto fail;
-    }
+    if (cfg->dead_letter.table && cfg->dead_letter.table[0])
+        snprintf(p->dl_table, sizeof(p->dl_table), "%s.%s", cfg->dead_letter.schema,
+                 cfg->dead_letter.table);
     p->set_aside = cfg->pipeline.on_bad_event == RELAY_BAD_EVENT_DEAD_LETTER &&
-                   (p->dl_dest[0] || p->dl_table);
+                   (p->dl_dest[0] || p->dl_table[0]);
     if (!(p->ckpt = ckpt_new(first_confirmed)) || !(p->inflight = inflight_new())) {
         snprintf(errstr, errstr_size, "out of memory");
         goto fail;
@@ -996,12 +993,11 @@ void pipeline_free(pipeline *p)
     /* The sink first: its last reports still find the tracker and the table. */
     sink_free(p->sink);
     p->sink = NULL;
-    dl_close(p, NULL);
+    dl_close(p);
     formatter_free(p->fmt);
     inflight_free(p->inflight);
     ckpt_free(p->ckpt);
     jbuf_free(&p->dl_value);
     jbuf_free(&p->dl_hdrs);
-    free(p->dl_table);
     free(p);
 }

@@ -58,6 +58,49 @@ PGconn *repl_connect(const char *dsn, const char *appname, int connect_timeout_s
     return PQconnectdbParams(keys, vals, 1);
 }
 
+PGconn *repl_connect_side(const char *dsn, const char *appname, bool *shutting_down,
+                          char *errstr, size_t errstr_size)
+{
+    PGconn *conn = repl_connect(dsn, appname, 5, false);
+    PGresult *res;
+
+    *shutting_down = false;
+    if (PQstatus(conn) == CONNECTION_OK) {
+        /*
+         * synchronous_commit=local: if the relay's own walsender counts as a synchronous
+         * standby, a commit waiting for it would wait for the relay, which waits for the
+         * commit.  The timeouts keep a lock on the relay's tables from stalling it.
+         */
+        res = PQexec(conn, "SET synchronous_commit TO local; "
+                           "SET statement_timeout TO '5s'; SET lock_timeout TO '2s'");
+        if (PQresultStatus(res) == PGRES_COMMAND_OK) {
+            PQclear(res);
+            PQsetNoticeProcessor(conn, repl_notice_to_log, NULL);
+            return conn;
+        }
+        PQclear(res);
+    }
+    /* "the database system is shutting down": what flow_confirmable() asks about. */
+    *shutting_down = conn && strstr(PQerrorMessage(conn), "shutting down") != NULL;
+    repl_first_line(conn ? PQerrorMessage(conn) : "out of memory", errstr, errstr_size);
+    PQfinish(conn);
+    return NULL;
+}
+
+char *repl_quote_table(PGconn *conn, const char *schema, const char *table)
+{
+    char *qs = PQescapeIdentifier(conn, schema, strlen(schema));
+    char *qt = PQescapeIdentifier(conn, table, strlen(table));
+    char *out = NULL;
+    size_t n;
+
+    if (qs && qt && (out = malloc(n = strlen(qs) + strlen(qt) + 2)))
+        snprintf(out, n, "%s.%s", qs, qt);
+    PQfreemem(qs);
+    PQfreemem(qt);
+    return out;
+}
+
 void repl_first_line(const char *msg, char *dst, size_t size)
 {
     size_t n = strcspn(msg, "\n");
@@ -548,17 +591,7 @@ out:
 /* "schema"."table" of the relay's state table, quoted; NULL when out of memory. */
 static char *state_table_name(PGconn *conn, const struct relay_config *cfg)
 {
-    const char *nsp = cfg->postgres.state_schema, *rel = cfg->postgres.state_table;
-    char *qn = PQescapeIdentifier(conn, nsp, strlen(nsp));
-    char *qr = PQescapeIdentifier(conn, rel, strlen(rel));
-    char *out = NULL;
-    size_t n;
-
-    if (qn && qr && (out = malloc(n = strlen(qn) + strlen(qr) + 2)))
-        snprintf(out, n, "%s.%s", qn, qr);
-    PQfreemem(qn);
-    PQfreemem(qr);
-    return out;
+    return repl_quote_table(conn, cfg->postgres.state_schema, cfg->postgres.state_table);
 }
 
 /*

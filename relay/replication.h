@@ -100,6 +100,24 @@ PGconn *repl_connect(const char *dsn, const char *appname, int connect_timeout_s
                      bool replication);
 
 /*
+ * An ordinary connection for the relay's own writes beside the stream (the state
+ * record, heartbeats, dead-letter records): repl_connect() with a 5 s connect timeout,
+ * then synchronous_commit=local (the relay's walsender may be a synchronous standby:
+ * waiting for it would wait for the relay), statement_timeout 5s, lock_timeout 2s, and
+ * server notices to the log.  Returns the connection (the caller PQfinish()es it), or
+ * NULL with errstr set to libpq's first line; *shutting_down says whether the server
+ * refused because it is shutting down.  Blocks for the connect.
+ */
+PGconn *repl_connect_side(const char *dsn, const char *appname, bool *shutting_down,
+                          char *errstr, size_t errstr_size);
+
+/*
+ * "schema"."table", each part quoted as an SQL identifier for conn.  Returns a string
+ * the caller free()s, or NULL when out of memory.
+ */
+char *repl_quote_table(PGconn *conn, const char *schema, const char *table);
+
+/*
  * Copy the first line of a libpq message (without its newline) into dst, cut to
  * size - 1 bytes and NUL-terminated; size must be at least 1.  Cannot fail.
  */

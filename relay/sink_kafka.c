@@ -138,7 +138,6 @@ _Static_assert(sizeof(void *) >= sizeof(uint64_t), "a message opaque must hold a
 struct kafka_sink {
     struct sink base; /* first: a struct kafka_sink * is a sink * */
     const struct relay_config *cfg;
-    const struct kafka_settings *k;
     rd_kafka_t *rk;
     rd_kafka_queue_t *mainq;
     bool fatal;
@@ -337,6 +336,7 @@ static int set_prop(rd_kafka_conf_t *conf, const char *name, const char *value, 
 static rd_kafka_conf_t *build_conf(const struct relay_config *cfg, char *errstr,
                                    size_t errstr_size)
 {
+    const struct kafka_settings *k = settings_of(cfg);
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     char qmax[32], qkb[32];
 
@@ -354,14 +354,14 @@ static rd_kafka_conf_t *build_conf(const struct relay_config *cfg, char *errstr,
         goto fail;
     /* Room for every event the relay lets be in flight, so produce never blocks. */
     snprintf(qmax, sizeof(qmax), "%lld", (long long)cfg->pipeline.max_inflight_events + 1024);
-    /* And for every byte: the relay stops at kafka.max_inflight_bytes first. */
+    /* And for every byte: the relay stops at pipeline.max_inflight_bytes first. */
     snprintf(qkb, sizeof(qkb), "%lld", (long long)cfg->pipeline.max_inflight_bytes / 1024 + 4096);
-    if (set_prop(conf, "bootstrap.servers", settings_of(cfg)->brokers, errstr, errstr_size) < 0 ||
+    if (set_prop(conf, "bootstrap.servers", k->brokers, errstr, errstr_size) < 0 ||
         set_prop(conf, "queue.buffering.max.messages", qmax, errstr, errstr_size) < 0 ||
         set_prop(conf, "queue.buffering.max.kbytes", qkb, errstr, errstr_size) < 0)
         goto fail;
-    for (size_t i = 0; i < settings_of(cfg)->nproperties; i++) {
-        const struct relay_kv *kv = &settings_of(cfg)->properties[i];
+    for (size_t i = 0; i < k->nproperties; i++) {
+        const struct relay_kv *kv = &k->properties[i];
 
         for (size_t j = 0; j < sizeof(enforced) / sizeof(enforced[0]); j++) {
             if (strcmp(kv->key, enforced[j].name) == 0 &&
@@ -584,7 +584,6 @@ static sink *kafka_create(const struct relay_config *cfg, sink_report_fn *report
         return NULL;
     }
     s->cfg = cfg;
-    s->k = settings_of(cfg);
     if (sink_base_init(&s->base, &sink_type_kafka, &kafka_ops, report, opaque, errstr,
                        errstr_size) < 0) {
         free(s);
@@ -658,19 +657,19 @@ static int kafka_check(const struct relay_config *cfg, int timeout_ms,
     rd_kafka_resp_err_t err;
     rd_kafka_t *rk;
 
-    snprintf(heading, sizeof(heading), "kafka (brokers \"%s\"):", settings_of(cfg)->brokers);
+    snprintf(heading, sizeof(heading), "kafka (brokers \"%s\"):", k->brokers);
     out->heading(out->ctx, heading);
     /* The properties were validated already (check_config); set them as the relay does. */
     if (rd_kafka_conf_set(conf, "client.id", "outbox-relay-check", errstr, sizeof(errstr)) !=
             RD_KAFKA_CONF_OK ||
-        rd_kafka_conf_set(conf, "bootstrap.servers", settings_of(cfg)->brokers, errstr,
+        rd_kafka_conf_set(conf, "bootstrap.servers", k->brokers, errstr,
                           sizeof(errstr)) != RD_KAFKA_CONF_OK) {
         say(out, SINK_CHECK_FAIL, "kafka: %s", errstr);
         rd_kafka_conf_destroy(conf);
         return 1;
     }
-    for (size_t i = 0; i < settings_of(cfg)->nproperties; i++) {
-        const struct relay_kv *kv = &settings_of(cfg)->properties[i];
+    for (size_t i = 0; i < k->nproperties; i++) {
+        const struct relay_kv *kv = &k->properties[i];
 
         if (rd_kafka_conf_set(conf, kv->key, kv->value, errstr, sizeof(errstr)) !=
             RD_KAFKA_CONF_OK) {
@@ -692,7 +691,7 @@ static int kafka_check(const struct relay_config *cfg, int timeout_ms,
     rd_kafka_poll(rk, 0); /* serve error callbacks: they say why */
     if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
         say(out, SINK_CHECK_FAIL, "cannot get metadata from kafka at \"%s\" within %d ms: %s%s%s",
-            settings_of(cfg)->brokers, timeout_ms, rd_kafka_err2str(err),
+            k->brokers, timeout_ms, rd_kafka_err2str(err),
             probe.last_error[0] ? "; " : "", probe.last_error);
         rd_kafka_destroy(rk);
         return 1;
@@ -703,12 +702,12 @@ static int kafka_check(const struct relay_config *cfg, int timeout_ms,
         say(out, SINK_CHECK_WARN,
             "topic \"%s\" does not exist (yet): it is created only if the cluster "
             "auto-creates topics",
-            settings_of(cfg)->common.destination);
+            k->common.destination);
     if (k->common.dead_letter[0] != '\0' && !topic_in(md, k->common.dead_letter))
         say(out, SINK_CHECK_WARN,
             "dead-letter topic \"%s\" does not exist (yet): it is created only if "
             "the cluster auto-creates topics",
-            settings_of(cfg)->common.dead_letter);
+            k->common.dead_letter);
     rd_kafka_metadata_destroy(md);
     rd_kafka_destroy(rk);
     return 0;
@@ -724,12 +723,6 @@ static int kafka_check_config(const struct relay_config *cfg, char *errstr, size
     return 0;
 }
 
-static const char *format_name(enum relay_format f)
-{
-    return f == RELAY_FORMAT_CLOUDEVENTS_STRUCTURED ? "cloudevents-structured"
-           : f == RELAY_FORMAT_DEBEZIUM             ? "debezium"
-                                                    : "cloudevents";
-}
 
 static void kafka_plan(const struct relay_config *cfg,
                        void (*item)(void *ctx, const char *label, const char *text), void *ctx)
@@ -737,13 +730,13 @@ static void kafka_plan(const struct relay_config *cfg,
     const struct kafka_settings *k = settings_of(cfg);
     char text[1024];
 
-    snprintf(text, sizeof(text), "kafka at \"%s\", format %s", settings_of(cfg)->brokers,
-             format_name(settings_of(cfg)->common.format));
+    snprintf(text, sizeof(text), "kafka at \"%s\", format %s", k->brokers,
+             relay_choice_name(relay_format_choices, (int)k->common.format));
     item(ctx, "sink", text);
-    snprintf(text, sizeof(text), "\"%s\"", settings_of(cfg)->common.destination);
+    snprintf(text, sizeof(text), "\"%s\"", k->common.destination);
     item(ctx, "topic", text);
-    for (size_t i = 0; i < settings_of(cfg)->nproperties; i++) {
-        snprintf(text, sizeof(text), "%s = %s", settings_of(cfg)->properties[i].key,
+    for (size_t i = 0; i < k->nproperties; i++) {
+        snprintf(text, sizeof(text), "%s = %s", k->properties[i].key,
                  redact_property(k->properties[i].key, k->properties[i].value));
         item(ctx, "property", text);
     }

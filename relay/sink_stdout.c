@@ -188,12 +188,11 @@ static sink *stdout_create(const struct relay_config *cfg, sink_report_fn *repor
 static void stdout_plan(const struct relay_config *cfg,
                         void (*item)(void *ctx, const char *label, const char *text), void *ctx)
 {
-    enum relay_format f = relay_config_sink_common(cfg)->format;
+    char text[96];
 
-    item(ctx, "sink",
-         f == RELAY_FORMAT_CLOUDEVENTS_STRUCTURED ? "stdout, format cloudevents-structured"
-         : f == RELAY_FORMAT_DEBEZIUM             ? "stdout, format debezium"
-                                                  : "stdout, format cloudevents");
+    snprintf(text, sizeof(text), "stdout, format %s",
+             relay_choice_name(relay_format_choices, (int)relay_config_sink_common(cfg)->format));
+    item(ctx, "sink", text);
 }
 
 const struct sink_type sink_type_stdout = {

@@ -494,36 +494,23 @@ static void side_close(struct repl_source *r, const char *why)
 /* The side connection, opened when needed; NULL (and a warning) when it cannot be. */
 static PGconn *side_conn(struct repl_source *r)
 {
-    PGresult *res;
+    char err[512];
 
     if (r->side)
         return r->side;
     if (pipeline_now_ms() < r->side_retry_at_ms)
         return NULL;
-    r->side = repl_connect(r->cfg->postgres.dsn, "outbox-relay-side", 5, false);
-    if (PQstatus(r->side) == CONNECTION_OK) {
-        /*
-         * synchronous_commit=local: if the relay's own walsender counts as a synchronous
-         * standby, a commit waiting for it would wait for the relay, which waits for the
-         * commit.  The timeouts keep a lock on the record from stalling confirmation.
-         */
-        res = PQexec(r->side, "SET synchronous_commit TO local; "
-                              "SET statement_timeout TO '5s'; SET lock_timeout TO '2s'");
-        if (PQresultStatus(res) == PGRES_COMMAND_OK) {
-            PQclear(res);
-            PQsetnonblocking(r->side, 1);
-            PQsetNoticeProcessor(r->side, repl_notice_to_log, NULL);
-            flow_backoff_reset(&r->side_retry);
-            r->server_stopping = false;
-            return r->side;
-        }
-        PQclear(res);
+    /* A refusal because the server is shutting down: the evidence flow_confirmable() wants. */
+    r->side = repl_connect_side(r->cfg->postgres.dsn, "outbox-relay-side", &r->server_stopping,
+                                err, sizeof(err));
+    if (r->side) {
+        PQsetnonblocking(r->side, 1);
+        flow_backoff_reset(&r->side_retry);
+        return r->side;
     }
-    /* "the database system is shutting down": the evidence flow_confirmable() wants. */
-    r->server_stopping = strstr(PQerrorMessage(r->side), "shutting down") != NULL;
     r->side_retry.max_ms = r->cfg->postgres.retry_interval_ms;
     r->side_retry_at_ms = pipeline_now_ms() + flow_backoff_next(&r->side_retry, pipeline_random());
-    side_close(r, PQerrorMessage(r->side));
+    side_close(r, err);
     return NULL;
 }
 
@@ -593,21 +580,16 @@ static void heartbeat_done(struct repl_source *r, const PGresult *res)
 static int state_statement(const struct repl_source *r, PGconn *conn, lsn_t lsn, char *sql,
                            size_t sqlsize)
 {
-    const char *nsp = r->cfg->postgres.state_schema, *rel = r->cfg->postgres.state_table;
-    char *qn = PQescapeIdentifier(conn, nsp, strlen(nsp));
-    char *qr = PQescapeIdentifier(conn, rel, strlen(rel));
+    char *table = repl_quote_table(conn, r->cfg->postgres.state_schema,
+                                   r->cfg->postgres.state_table);
     char *slot = PQescapeLiteral(conn, r->cfg->postgres.slot, strlen(r->cfg->postgres.slot));
     char *sys = PQescapeLiteral(conn, r->info.system_id, strlen(r->info.system_id));
-    char table[300];
     int rc = -1;
 
-    if (qn && qr && slot && sys) {
-        snprintf(table, sizeof(table), "%s.%s", qn, qr);
+    if (table && slot && sys)
         rc = history_record_sql(sql, sqlsize, table, slot, sys, r->info.timeline, lsn) < 0 ? -1
                                                                                           : 0;
-    }
-    PQfreemem(qn);
-    PQfreemem(qr);
+    free(table);
     PQfreemem(slot);
     PQfreemem(sys);
     return rc;

@@ -180,20 +180,6 @@ static bool is_true(const PGresult *res, int row, int col)
     return !PQgetisnull(res, row, col) && strcmp(PQgetvalue(res, row, col), "t") == 0;
 }
 
-/* "schema"."table" quoted for SQL (to_regclass() takes this text); NULL on ENOMEM. */
-static char *quoted_table(PGconn *conn, const char *schema, const char *table)
-{
-    char *qs = PQescapeIdentifier(conn, schema, strlen(schema));
-    char *qt = PQescapeIdentifier(conn, table, strlen(table));
-    char *out = NULL;
-    size_t n;
-
-    if (qs != NULL && qt != NULL && (out = malloc(n = strlen(qs) + strlen(qt) + 2)) != NULL)
-        snprintf(out, n, "%s.%s", qs, qt);
-    PQfreemem(qs);
-    PQfreemem(qt);
-    return out;
-}
 
 /*
  * check
@@ -568,7 +554,7 @@ static void check_state_table(struct out *o, PGconn *conn, const struct relay_co
     const char *schema = cfg->postgres.state_schema, *table = cfg->postgres.state_table;
     enum finding missing = cfg->postgres.history_check ? FAIL : WARN;
     char err[640];
-    char *qname = quoted_table(conn, schema, table);
+    char *qname = repl_quote_table(conn, schema, table);
     PGresult *res;
 
     if (qname == NULL) {
@@ -851,7 +837,7 @@ static int read_status(PGconn *conn, const struct relay_config *cfg, struct stat
 
     if (st->polling) {
         const char *params[] = {cfg->outbox.schema, cfg->outbox.table};
-        char *qname = quoted_table(conn, cfg->outbox.schema, cfg->outbox.table);
+        char *qname = repl_quote_table(conn, cfg->outbox.schema, cfg->outbox.table);
         char sql[1024], lockname[300];
         bool mark = cfg->polling.after_publish == RELAY_AFTER_MARK;
 
@@ -954,7 +940,7 @@ static int read_status(PGconn *conn, const struct relay_config *cfg, struct stat
 
     /* The relay's own checkpoint: a missing table or row is state, not an error. */
     {
-        char *qname = quoted_table(conn, cfg->postgres.state_schema, cfg->postgres.state_table);
+        char *qname = repl_quote_table(conn, cfg->postgres.state_schema, cfg->postgres.state_table);
         char sql[1024], why[512];
 
         if (qname == NULL) {

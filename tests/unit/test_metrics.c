@@ -448,7 +448,7 @@ static void test_format_grammar(void **state)
      */
     assert_int_equal(families, 15);
     assert_int_equal(samples,
-                     13 + METRICS_DEAD_LETTER_REASONS + (METRICS_COMMIT_TO_ACK_NBOUNDS + 3));
+                     13 + DL_NREASONS + (METRICS_COMMIT_TO_ACK_NBOUNDS + 3));
     free(copy);
     free(text);
 }
