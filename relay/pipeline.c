@@ -901,6 +901,8 @@ static void loop(pipeline *p)
         if (fds[1].revents)
             sink_drain_fd(p->sink);
         sink_poll(p->sink);
+        if (sink_refused(p->sink))
+            pipeline_fatal(p, "%s", sink_refused(p->sink));
         if (sink_fatal(p->sink))
             pipeline_request_rebuild(p, "the sink failed");
         if (p->rebuild) {
@@ -919,7 +921,8 @@ int pipeline_run(pipeline *p, const struct source_ops *ops, void *src, char *err
     p->ops = ops;
     p->src = src;
     loop(p);
-    if (p->fatal)
+    /* Deliver what can still be delivered -- unless the broker refuses us outright. */
+    if (p->fatal && !sink_refused(p->sink))
         sink_flush(p->sink, (int)p->cfg->pipeline.shutdown_timeout_ms);
     left = sink_outstanding(p->sink);
     if (left > 0)

@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -124,6 +125,7 @@ int sink_base_init(sink *s, const struct sink_type *type, const struct sink_ops 
     s->report = report;
     s->opaque = opaque;
     s->outstanding = 0;
+    s->refused[0] = '\0';
     if (pipe(s->pipefd) < 0) {
         int e = errno;
 
@@ -171,6 +173,22 @@ int sink_poll(sink *s)
 bool sink_fatal(const sink *s)
 {
     return s->ops->fatal(s);
+}
+
+void sink_refuse(sink *s, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (s->refused[0] != '\0')
+        return;
+    va_start(ap, fmt);
+    vsnprintf(s->refused, sizeof(s->refused), fmt, ap);
+    va_end(ap);
+}
+
+const char *sink_refused(const sink *s)
+{
+    return s->refused[0] != '\0' ? s->refused : NULL;
 }
 
 int sink_fd(const sink *s)

@@ -168,6 +168,13 @@ int sink_poll(sink *s);
 bool sink_fatal(const sink *s);
 
 /*
+ * Why the broker refuses this relay for good (authentication failed, its certificate
+ * does not verify), or NULL while it does not.  Not cured by sink_reset(): the caller
+ * stops with the reason, which names what to mend, rather than retry in silence.
+ */
+const char *sink_refused(const sink *s);
+
+/*
  * A file descriptor that becomes readable when reports are waiting, for poll(2).
  * Call sink_drain_fd() when it is, then sink_poll().
  */

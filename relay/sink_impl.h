@@ -28,6 +28,7 @@ struct sink {
     void *opaque;
     int outstanding;
     bool unreachable; /* the implementation knows it cannot reach its broker */
+    char refused[1024]; /* "": not refused; else why the broker refuses us for good */
 };
 
 /* Set up the base part: a non-blocking close-on-exec pipe.  Returns 0 or -errno. */
@@ -36,6 +37,13 @@ int sink_base_init(sink *s, const struct sink_type *type, const struct sink_ops 
 
 /* Make sink_fd() readable (reports are waiting). */
 void sink_wakeup(sink *s);
+
+/*
+ * The broker refuses this relay for good -- a wrong password, a certificate that does
+ * not verify: no retry cures it, and retrying would only hide it.  Records why (the
+ * first reason wins) for sink_refused(); the pipeline stops with it.
+ */
+void sink_refuse(sink *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Report one message: outstanding goes down by one, then the callback runs. */
 void sink_report(sink *s, const struct sink_report *r);

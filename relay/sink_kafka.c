@@ -273,6 +273,23 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
     sink_report(&s->base, &r);
 }
 
+/*
+ * librdkafka before 2.6.1 repeats the client nonce in SCRAM's final message; Apache
+ * Kafka 4 brokers check the nonce strictly and refuse it, right password or not (Kafka
+ * 3.8.1 to 3.9 tolerate it).  Debian 12 ships 2.0.2.  The error cannot tell a wrong
+ * password from the defect, so both are named.
+ */
+#define SCRAM_DEFECT_HINT                                                                   \
+    "; if the password is right: this relay's librdkafka predates 2.6.1, whose SCRAM "   \
+    "nonce defect Apache Kafka 4 brokers refuse -- against Kafka 4 use SASL PLAIN over " \
+    "TLS, OAUTHBEARER or client certificates, or a build with librdkafka 2.6.1 or later " \
+    "(docs/security.md)"
+
+static bool scram_defect(const char *reason)
+{
+    return rd_kafka_version() < 0x020601ff && strstr(reason, "SCRAM") != NULL;
+}
+
 static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
     struct kafka_sink *s = opaque;
@@ -283,6 +300,28 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 
         log_error("kafka producer fatal error: %s: %s", rd_kafka_err2name(orig), buf);
         s->fatal = true;
+        return;
+    }
+    /*
+     * A broker that refuses our credentials or whose certificate does not verify
+     * refuses every later attempt too: librdkafka would retry forever, and the relay
+     * would look merely slow.  Stop with what to mend, as Kafka's Java client fails a
+     * send on an authentication exception.  (A connection lost mid-handshake is
+     * __TRANSPORT, not __SSL: brokers restarting stay transient.)
+     */
+    if (err == RD_KAFKA_RESP_ERR__AUTHENTICATION) {
+        sink_refuse(&s->base,
+                    "kafka refused the relay's credentials: %s (check sasl.mechanisms, "
+                    "sasl.username and sasl.password in kafka.properties)%s",
+                    reason, scram_defect(reason) ? SCRAM_DEFECT_HINT : "");
+        return;
+    }
+    if (err == RD_KAFKA_RESP_ERR__SSL) {
+        sink_refuse(&s->base,
+                    "TLS with kafka failed: %s (check ssl.ca.location in kafka.properties "
+                    "against the CA that signed the brokers' certificates, and that the "
+                    "certificates name the address in kafka.brokers)",
+                    reason);
         return;
     }
     if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
@@ -690,9 +729,10 @@ static int kafka_check(const struct relay_config *cfg, int timeout_ms,
     err = rd_kafka_metadata(rk, 1, NULL, &md, timeout_ms);
     rd_kafka_poll(rk, 0); /* serve error callbacks: they say why */
     if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        say(out, SINK_CHECK_FAIL, "cannot get metadata from kafka at \"%s\" within %d ms: %s%s%s",
-            k->brokers, timeout_ms, rd_kafka_err2str(err),
-            probe.last_error[0] ? "; " : "", probe.last_error);
+        say(out, SINK_CHECK_FAIL,
+            "cannot get metadata from kafka at \"%s\" within %d ms: %s%s%s%s", k->brokers,
+            timeout_ms, rd_kafka_err2str(err), probe.last_error[0] ? "; " : "",
+            probe.last_error, scram_defect(probe.last_error) ? SCRAM_DEFECT_HINT : "");
         rd_kafka_destroy(rk);
         return 1;
     }
