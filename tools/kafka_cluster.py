@@ -15,6 +15,17 @@ As a library (tests/integration/harness.py uses it):
         k.kill(2); k.start(2)               # SIGKILL a node, start it again
         k.pause(3); k.resume(3)             # SIGSTOP / SIGCONT
 
+    with KafkaCluster(tmpdir, secure=True) as k:
+        k.secure_bootstrap                  # SASL_SSL listeners, SCRAM-SHA-512, ACLs on
+        k.ca_pem                            # the test CA that signed the brokers' certificate
+        k.users                             # {"relay": "relay-secret"}: SCRAM and PLAIN
+
+A secure cluster keeps its PLAINTEXT listeners for the nodes themselves and for the
+tests' own tools (topics, ACLs, the checking consumer): their principal, ANONYMOUS,
+is a super user.  Clients on the SASL_SSL listeners authenticate with SCRAM-SHA-512
+or PLAIN over TLS (a certificate for 127.0.0.1 signed by a CA made for the run) and are
+subject to the StandardAuthorizer's ACLs: without an ACL, nothing is allowed.
+
 As a command, it starts the cluster, prints the bootstrap servers on the first line
 of standard output and then reads commands from standard input, one per line,
 answering "ok" or "error: ...":
@@ -52,25 +63,48 @@ def free_port():
         return s.getsockname()[1]
 
 
-def fetch(log=print):
-    """Make sure the Kafka jars are in tools/kafka/target/lib (mvn package, cached)."""
-    if glob.glob(os.path.join(LIB, "kafka_2.13-*.jar")) and \
-            glob.glob(os.path.join(LIB, "kafka-tools-[0-9]*.jar")):
+def lib_dir(version=None):
+    """Where the jars of a Kafka version live: target/lib for the pom's own version,
+    target/lib-VERSION for another."""
+    return LIB if version is None else os.path.join(POM_DIR, "target", f"lib-{version}")
+
+
+def fetch(log=print, version=None):
+    """Make sure the Kafka jars are in lib_dir(version) (mvn package, cached in ~/.m2)."""
+    lib = lib_dir(version)
+    if glob.glob(os.path.join(lib, "kafka_2.13-*.jar")) and \
+            glob.glob(os.path.join(lib, "kafka-tools-[0-9]*.jar")):
         return
     if shutil.which("mvn") is None or shutil.which("java") is None:
         raise RuntimeError("java and mvn are needed to fetch Apache Kafka (scripts/deps.sh "
                            "installs them)")
     t0 = time.time()
-    r = subprocess.run(["mvn", "-q", "-B", "package"], cwd=POM_DIR, capture_output=True,
+    extra = [] if version is None else [f"-Dkafka.version={version}", f"-Dkafka.lib={lib}"]
+    r = subprocess.run(["mvn", "-q", "-B", *extra, "package"], cwd=POM_DIR, capture_output=True,
                        text=True)
     if r.returncode != 0:
         raise RuntimeError(f"mvn package in {POM_DIR} failed:\n{r.stdout[-3000:]}"
                            f"{r.stderr[-3000:]}")
-    log(f"fetched Apache Kafka with Maven in {time.time() - t0:.1f}s")
+    log(f"fetched Apache Kafka {version or ''} with Maven in {time.time() - t0:.1f}s")
+
+
+def make_test_ca(directory, name="ca"):
+    """A CA for the run (name.pem, name.key) in directory, made with openssl."""
+    key, pem = os.path.join(directory, f"{name}.key"), os.path.join(directory, f"{name}.pem")
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+            f"/CN=outbox-relay test {name}", "-keyout", key, "-out", pem)
+    return pem, key
+
+
+def openssl(*args, cwd=None):
+    r = subprocess.run(["openssl", *args], capture_output=True, text=True, cwd=cwd)
+    if r.returncode != 0:
+        raise RuntimeError(f"openssl {args[0]} failed:\n{r.stderr}")
 
 
 class KafkaCluster:
-    def __init__(self, tmp=None, nodes=3, log=print, extra_config=""):
+    def __init__(self, tmp=None, nodes=3, log=print, extra_config="", secure=False,
+                 version=None):
         self.own_tmp = tmp is None
         self.tmp = tmp or tempfile.mkdtemp(prefix="outbox-relay-kafka-")
         self.dir = os.path.join(self.tmp, "kafka")
@@ -82,26 +116,71 @@ class KafkaCluster:
         self.procs = [None] * nodes
         self.logs = [None] * nodes
         self.bootstrap = ",".join(f"127.0.0.1:{p}" for p in self.ports)
+        self.secure = secure
+        self.version = version  # None: the pom's (tools/kafka/pom.xml)
+        self.secure_ports = [free_port() for _ in range(nodes)] if secure else []
+        self.secure_bootstrap = ",".join(f"127.0.0.1:{p}" for p in self.secure_ports)
+        self.users = {"relay": "relay-secret"} if secure else {}
+        self.ca_pem = None
 
     # -- setup
 
     def classpath(self):
-        return os.path.join(LIB, "*")
+        return os.path.join(lib_dir(self.version), "*")
 
     def props_path(self, i):
         return os.path.join(self.dir, f"node-{i + 1}.properties")
 
+    def make_certificates(self):
+        """The test CA and one broker certificate for 127.0.0.1 (a PKCS#12 keystore)."""
+        d = os.path.join(self.dir, "tls")
+        os.makedirs(d, exist_ok=True)
+        self.ca_pem, ca_key = make_test_ca(d)
+        with open(os.path.join(d, "san.cnf"), "w") as f:
+            f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+        openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
+                "-keyout", "broker.key", "-out", "broker.csr", cwd=d)
+        openssl("x509", "-req", "-in", "broker.csr", "-CA", self.ca_pem, "-CAkey", ca_key,
+                "-CAcreateserial", "-days", "2", "-extfile", "san.cnf", "-out", "broker.pem",
+                cwd=d)
+        openssl("pkcs12", "-export", "-in", "broker.pem", "-inkey", "broker.key",
+                "-certfile", self.ca_pem, "-name", "broker", "-passout", "pass:changeit",
+                "-out", "broker.p12", cwd=d)
+        return os.path.join(d, "broker.p12")
+
+    def secure_config(self, i):
+        if not self.secure:
+            return ""
+        plain = " ".join(f'user_{u}="{p}"' for u, p in self.users.items())
+        return f"""sasl.enabled.mechanisms=SCRAM-SHA-512,PLAIN
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=\
+org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.plain.sasl.jaas.config=\
+org.apache.kafka.common.security.plain.PlainLoginModule required {plain};
+ssl.keystore.type=PKCS12
+ssl.keystore.location={self.keystore}
+ssl.keystore.password=changeit
+ssl.key.password=changeit
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+super.users=User:ANONYMOUS
+"""
+
     def write_config(self, i):
         voters = ",".join(f"{k + 1}@127.0.0.1:{self.controller_ports[k]}" for k in range(self.n))
         rf = min(3, self.n)
+        listeners = f"PLAINTEXT://127.0.0.1:{self.ports[i]}"
+        protocols = "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
+        if self.secure:
+            listeners += f",SASL_SSL://127.0.0.1:{self.secure_ports[i]}"
+            protocols += ",SASL_SSL:SASL_SSL"
         text = f"""process.roles=broker,controller
 node.id={i + 1}
 controller.quorum.voters={voters}
-listeners=PLAINTEXT://127.0.0.1:{self.ports[i]},CONTROLLER://127.0.0.1:{self.controller_ports[i]}
-advertised.listeners=PLAINTEXT://127.0.0.1:{self.ports[i]}
+listeners={listeners},CONTROLLER://127.0.0.1:{self.controller_ports[i]}
+advertised.listeners={listeners}
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listener.security.protocol.map={protocols}
 log.dirs={os.path.join(self.dir, f"data-{i + 1}")}
 num.partitions=4
 default.replication.factor={rf}
@@ -116,7 +195,7 @@ num.network.threads=2
 num.io.threads=2
 background.threads=2
 log.retention.check.interval.ms=300000
-{self.extra_config}
+{self.secure_config(i)}{self.extra_config}
 """
         with open(self.props_path(i), "w") as f:
             f.write(text)
@@ -128,10 +207,15 @@ log.retention.check.interval.ms=300000
     def format(self):
         os.makedirs(self.dir, exist_ok=True)
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        scram = []
+        if self.secure:
+            self.keystore = self.make_certificates()
+            for user, password in self.users.items():
+                scram += ["--add-scram", f'SCRAM-SHA-512=[name="{user}",password="{password}"]']
         for i in range(self.n):
             self.write_config(i)
             r = self.java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c",
-                          self.props_path(i))
+                          self.props_path(i), *scram)
             if r.returncode != 0:
                 raise RuntimeError(f"formatting node {i + 1} failed:\n{r.stdout}{r.stderr}")
 
@@ -144,7 +228,8 @@ log.retention.check.interval.ms=300000
         self.logs[i] = open(logpath, "a")
         self.procs[i] = subprocess.Popen(
             ["java", *JVM, "-cp", self.classpath(),
-             f"-Dlog4j2.configurationFile={self.log4j()}", "kafka.Kafka", self.props_path(i)],
+             f"-Dlog4j2.configurationFile={self.log4j()}",
+             f"-Dlog4j.configuration=file:{self.log4j1()}", "kafka.Kafka", self.props_path(i)],
             stdout=self.logs[i], stderr=subprocess.STDOUT)
 
     def log4j(self):
@@ -157,6 +242,18 @@ log.retention.check.interval.ms=300000
                         "appender.out.layout.pattern = [%d] %p %m (%c)%n\n"
                         "logger.kafka.name = kafka\nlogger.kafka.level = INFO\n"
                         "logger.apache.name = org.apache.kafka\nlogger.apache.level = WARN\n")
+        return path
+
+    def log4j1(self):
+        """Kafka 3.x logs through reload4j (Log4j 1 syntax)."""
+        path = os.path.join(self.dir, "log4j.properties")
+        if not os.path.exists(path):
+            with open(path, "w") as f:
+                f.write("log4j.rootLogger=INFO, out\n"
+                        "log4j.appender.out=org.apache.log4j.ConsoleAppender\n"
+                        "log4j.appender.out.layout=org.apache.log4j.PatternLayout\n"
+                        "log4j.appender.out.layout.ConversionPattern=[%d] %p %m (%c)%n\n"
+                        "log4j.logger.org.apache.kafka=WARN\n")
         return path
 
     def started(self, node):
@@ -222,13 +319,14 @@ log.retention.check.interval.ms=300000
     # -- lifecycle
 
     def __enter__(self):
-        fetch(self.log)
+        fetch(self.log, self.version)
         t0 = time.time()
         self.format()
         for node in range(1, self.n + 1):
             self.start(node)
         self.wait_ready()
-        self.log(f"kafka: {self.n} KRaft nodes up in {time.time() - t0:.1f}s at {self.bootstrap}")
+        self.log(f"kafka: {self.n} KRaft nodes up in {time.time() - t0:.1f}s at {self.bootstrap}"
+                 + (f", SASL_SSL at {self.secure_bootstrap}" if self.secure else ""))
         return self
 
     def close(self):

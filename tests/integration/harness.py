@@ -29,7 +29,8 @@ def parse_args():
     p = argparse.ArgumentParser()
     p.add_argument("--build-dir", default=os.path.join(ROOT, "build"))
     p.add_argument("--keep", action="store_true", help="keep the temporary directory")
-    return p.parse_args()
+    # A script may take options of its own (bench/soak_realkafka.py): leave them to it.
+    return p.parse_known_args()[0]
 
 
 def log(msg):
@@ -218,6 +219,96 @@ class Broker:
         self.proc.stdin.flush()
         reply = self.proc.stdout.readline().strip()
         check(reply == "ok", f"dev broker: {line!r} -> {reply!r}")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            try:
+                self.proc.stdin.write("quit\n")
+                self.proc.stdin.flush()
+                self.proc.wait(timeout=10)
+            except Exception:
+                self.proc.kill()
+                self.proc.wait()
+        self.logfile.close()
+
+
+class ConsumerBase:
+    """What every test consumer offers, whatever client reads the broker: messages (in
+    the shape of decode_message()), poll() to take in what arrived and return the
+    count, and alive().  The waits and counts are written once, here."""
+
+    def alive(self):
+        return True
+
+    def distinct(self):
+        """How many distinct event ids (ce_id) were consumed (redeliveries do not count)."""
+        self.poll()
+        return len({m["headers"]["ce_id"] for m in self.messages})
+
+    def snapshot(self):
+        self.poll()
+        return list(self.messages)
+
+    def wait_count(self, n, timeout):
+        return wait_for(lambda: self.poll() >= n, timeout, f"{n} messages (have "
+                        f"{len(self.messages)})", interval=0.05)
+
+    def wait_distinct(self, n, timeout, what="every row", interval=0.1):
+        """Wait until n distinct event ids were consumed; fails early if the consumer
+        died."""
+        def done():
+            if not self.alive():
+                raise TestFailure(f"the consumer exited while waiting for {what}")
+            return self.distinct() >= n
+        return wait_for(done, timeout, f"{what} ({n} distinct events)", interval=interval)
+
+    def wait_quiet(self, quiet=1.5, timeout=60):
+        """Wait until no new message arrived for `quiet` seconds; returns the count."""
+        deadline = time.time() + timeout
+        last, since = self.poll(), time.time()
+        while time.time() < deadline:
+            time.sleep(0.1)
+            n = self.poll()
+            if n != last:
+                last, since = n, time.time()
+            elif time.time() - since >= quiet:
+                return n
+        raise TestFailure("consumer never went quiet")
+
+
+class Consumer(ConsumerBase):
+    """outbox-consume writing one JSON line per message to a file we read as it grows."""
+
+    def __init__(self, build_dir, tmp, bootstrap, topics, name="consumer"):
+        self.path = os.path.join(tmp, f"{name}.jsonl")
+        self.errlog = open(os.path.join(tmp, f"{name}.log"), "w")
+        cmd = [os.path.join(build_dir, "outbox-consume"), "-b", bootstrap, "-o", self.path,
+               "--timeout", "3600000"]
+        for t in topics:
+            cmd += ["-t", t]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=self.errlog)
+        self.messages = []
+        self._offset = 0
+        self._partial = b""
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def poll(self):
+        """Read the lines written since the last call; returns the total count."""
+        if not os.path.exists(self.path):
+            return len(self.messages)
+        with open(self.path, "rb") as f:
+            f.seek(self._offset)
+            data = f.read()
+        self._offset += len(data)
+        data = self._partial + data
+        lines = data.split(b"\n")
+        self._partial = lines.pop()
+        for line in lines:
+            if line.strip():
+                self.messages.append(decode_message(json.loads(line)))
+        return len(self.messages)
 
     def stop(self):
         if self.proc.poll() is None:
