@@ -16,151 +16,25 @@ duplicates, per-key order):
      slot does not pass the first stuck transaction, then everything arrives;
   5. a broker SIGSTOPped for longer than request.timeout.ms, then resumed;
   6. a topic that does not exist, auto-creation being off: a clear error naming the
-     topic, nothing lost, and the event delivered once the topic is created.
+     topic, nothing lost, and the event delivered once the topic is created;
+  7. the crash soak, short (tests/realkafka/soak.py; the long one is
+     bench/soak_realkafka.py): 100,000 events from 4 concurrent writers (4,000/s, so
+     that every kill lands mid-stream) while the relay is SIGKILLed every 1-3 s, at
+     least 10 times; every event id accounted for.
 
 Run by hand (label realkafka):  python3 tests/realkafka/test_realkafka.py --build-dir build
 """
 
-import os
 import random
 import signal
-import subprocess
-import sys
-import threading
 import time
-import venv
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
-CONFLUENT_KAFKA = "confluent-kafka==2.16.1"
+import soak
 
-
-def in_venv():
-    """Run this file again in a virtual environment that has confluent-kafka."""
-    try:
-        import confluent_kafka  # noqa: F401
-        return
-    except ImportError:
-        pass
-    build = "build"
-    for i, a in enumerate(sys.argv):
-        if a == "--build-dir" and i + 1 < len(sys.argv):
-            build = sys.argv[i + 1]
-    env_dir = os.path.join(os.path.abspath(build), "venv-realkafka")
-    py = os.path.join(env_dir, "bin", "python3")
-    if not os.path.exists(py):
-        venv.create(env_dir, with_pip=True)
-    r = subprocess.run([py, "-c", "import confluent_kafka"], capture_output=True)
-    if r.returncode != 0:
-        subprocess.run([py, "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                        CONFLUENT_KAFKA], check=True)
-    os.execv(py, [py, *sys.argv])
-
-
-in_venv()
-
-from confluent_kafka import Consumer  # noqa: E402
-
-sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
-sys.path.insert(0, os.path.join(ROOT, "tools"))
-import harness as h  # noqa: E402
-from kafka_cluster import KafkaCluster  # noqa: E402
+from realkafka import (KafkaCluster, KafkaConsumer, h, java_partition, paced,  # noqa: I001
+                       start_streaming, stop_relay)
 
 PARTITIONS = 4
-
-
-def murmur2(data):
-    """Kafka's Utils.murmur2 (what the Java client's default partitioner hashes keys with)."""
-    m, r = 0x5bd1e995, 24
-    n = len(data)
-    h32 = (0x9747b28c ^ n) & 0xffffffff
-    for i in range(n // 4):
-        k = data[4 * i] | data[4 * i + 1] << 8 | data[4 * i + 2] << 16 | data[4 * i + 3] << 24
-        k = (k * m) & 0xffffffff
-        k ^= k >> r
-        k = (k * m) & 0xffffffff
-        h32 = (h32 * m) & 0xffffffff
-        h32 ^= k
-    tail = n & ~3
-    rem = n % 4
-    if rem == 3:
-        h32 ^= data[tail + 2] << 16
-    if rem >= 2:
-        h32 ^= data[tail + 1] << 8
-    if rem >= 1:
-        h32 ^= data[tail]
-        h32 = (h32 * m) & 0xffffffff
-    h32 ^= h32 >> 13
-    h32 = (h32 * m) & 0xffffffff
-    h32 ^= h32 >> 15
-    return h32
-
-
-def java_partition(key, partitions):
-    return (murmur2(key) & 0x7fffffff) % partitions
-
-
-class KafkaConsumer:
-    """confluent-kafka consumer in a thread, its messages in the harness's shape."""
-
-    def __init__(self, bootstrap, topics):
-        self.messages = []
-        self.lock = threading.Lock()
-        self.stop_flag = threading.Event()
-        self.c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"check-{time.time()}",
-                           "auto.offset.reset": "earliest", "enable.auto.commit": False,
-                           "isolation.level": "read_committed",
-                           # Broker failures are the point here: their lines are noise.
-                           "log_level": 2})
-        self.c.subscribe(list(topics))
-        self.thread = threading.Thread(target=self.run, daemon=True)
-        self.thread.start()
-
-    def run(self):
-        while not self.stop_flag.is_set():
-            m = self.c.poll(0.2)
-            if m is None or m.error():
-                continue
-            hdrs = [(k, v.decode() if v is not None else None) for k, v in (m.headers() or [])]
-            msg = {"topic": m.topic(), "partition": m.partition(), "offset": m.offset(),
-                   "key": m.key().decode() if m.key() is not None else None,
-                   "key_bytes": m.key(),
-                   "value": m.value().decode() if m.value() is not None else None,
-                   "headers": hdrs}
-            with self.lock:
-                self.messages.append(h.decode_message(msg))
-        self.c.close()
-
-    def poll(self):
-        with self.lock:
-            return len(self.messages)
-
-    def distinct(self):
-        with self.lock:
-            return len({m["headers"]["ce_id"] for m in self.messages})
-
-    def wait_distinct(self, n, timeout, what="every row"):
-        h.wait_for(lambda: self.distinct() >= n, timeout, f"{what} ({n} distinct events)")
-
-    def wait_quiet(self, quiet=1.5, timeout=60):
-        deadline = time.time() + timeout
-        last, since = self.poll(), time.time()
-        while time.time() < deadline:
-            time.sleep(0.1)
-            n = self.poll()
-            if n != last:
-                last, since = n, time.time()
-            elif time.time() - since >= quiet:
-                return n
-        raise h.TestFailure("consumer never went quiet")
-
-    def snapshot(self):
-        with self.lock:
-            return list(self.messages)
-
-    def stop(self):
-        self.stop_flag.set()
-        self.thread.join(10)
 
 
 def fresh_case(env, kafka, name):
@@ -180,8 +54,8 @@ def exact_once(env, kafka):
     """Case 1: 10,000 rows, exactly once, in the Java client's partitions."""
     pg = env.pg
     consumer = KafkaConsumer(kafka.bootstrap, [fresh_case(env, kafka, "event")])
-    relay = env.relay(relay_config(env, kafka, "event")).start()
-    h.wait_for(lambda: (pg.slot() or (0, False))[1], 60, "the relay to stream")
+    relay = env.relay(relay_config(env, kafka, "event"))
+    start_streaming(env, relay)
     t0 = time.time()
     pg.psql(h.insert_sql(1, 100, 100))
     consumer.wait_distinct(10000, 120)
@@ -196,8 +70,7 @@ def exact_once(env, kafka):
         hd = m["headers"]
         h.check(hd.get("ce_type") == "OrderCreated" and hd.get("ce_subject") == m["key"] and
                 hd.get("ce_pglsn") and hd.get("ce_specversion") == "1.0", f"headers {hd}")
-    rc, _ = relay.stop()
-    h.check(rc == 0, f"exit {rc}")
+    stop_relay(relay)
     consumer.stop()
     h.log(f"real kafka: 10,000 rows in 100-row transactions delivered once each in "
           f"{took:.1f}s, every key in its murmur2 partition")
@@ -209,12 +82,9 @@ def relay_kills(env, kafka, first):
     consumer = KafkaConsumer(kafka.bootstrap, [fresh_case(env, kafka, "kills")])
     relay = env.relay(relay_config(env, kafka, "kills"), name="relay-kills")
     ntx, per_tx = 150, 100
-    sql = h.insert_sql(first, ntx, per_tx).replace("COMMIT;\n", "COMMIT;\nSELECT pg_sleep(0.02);\n")
-    job, text = h.start_insert_job(pg, sql)
-    relay.start()
-    h.wait_for(lambda: pg.slot()[1], 60, "the relay to stream")
-    job.stdin.write(text)
-    job.stdin.close()
+    job_text = h.start_insert_job(pg, paced(h.insert_sql(first, ntx, per_tx), 0.02))
+    job = job_text[0]
+    start_streaming(env, relay, job_text)
     confirmed, before, rng = [], [], random.Random(11)
     for k in range(5):
         # New events, not replays of old ones: a kill after every 2,000 distinct events.
@@ -233,8 +103,7 @@ def relay_kills(env, kafka, first):
     consumer.wait_distinct(total, 120)
     consumer.wait_quiet(1.0)
     rows, distinct, dups = h.check_stream(pg, consumer.snapshot(), confirmed, before)
-    rc, _ = relay.stop()
-    h.check(rc == 0, f"exit {rc}")
+    stop_relay(relay)
     consumer.stop()
     h.log(f"real kafka, relay SIGKILLed 5 times: {rows} rows, 0 lost, {dups} duplicates, "
           "all after the confirmed positions")
@@ -248,12 +117,9 @@ def leader_kill(env, kafka, first):
     consumer = KafkaConsumer(kafka.bootstrap, [topic])
     relay = env.relay(relay_config(env, kafka, "leader"), name="relay-leader")
     ntx, per_tx = 100, 100
-    sql = h.insert_sql(first, ntx, per_tx).replace("COMMIT;\n", "COMMIT;\nSELECT pg_sleep(0.02);\n")
-    job, text = h.start_insert_job(pg, sql)
-    relay.start()
-    h.wait_for(lambda: pg.slot()[1], 60, "the relay to stream")
-    job.stdin.write(text)
-    job.stdin.close()
+    job_text = h.start_insert_job(pg, paced(h.insert_sql(first, ntx, per_tx), 0.02))
+    job = job_text[0]
+    start_streaming(env, relay, job_text)
     already = consumer.poll()
     h.wait_for(lambda: consumer.poll() >= already + 2000, 60, "progress before the kill")
     leaders = [lead for lead, _ in kafka.describe(topic).values()]
@@ -272,8 +138,7 @@ def leader_kill(env, kafka, first):
     consumer.wait_quiet(1.0)
     rows, distinct, dups = h.check_stream(pg, consumer.snapshot())
     h.check(relay.alive(), "the relay exited")
-    rc, _ = relay.stop()
-    h.check(rc == 0, f"exit {rc}")
+    stop_relay(relay)
     consumer.stop()
     h.log(f"real kafka, leader of {leaders.count(victim)} of {PARTITIONS} partitions "
           f"(node {victim}) SIGKILLed and restarted: leaders moved in {moved:.1f}s, {rows} "
@@ -286,8 +151,7 @@ def two_down(env, kafka, first):
     topic = fresh_case(env, kafka, "minisr")
     consumer = KafkaConsumer(kafka.bootstrap, [topic])
     relay = env.relay(relay_config(env, kafka, "minisr"), name="relay-minisr")
-    relay.start()
-    h.wait_for(lambda: pg.slot()[1], 60, "the relay to stream")
+    start_streaming(env, relay)
     pg.psql(h.insert_sql(first, 20, 100))
     consumer.wait_distinct(2000, 60, "the rows before the outage")
     slot_before = pg.slot()[0]
@@ -299,8 +163,7 @@ def two_down(env, kafka, first):
     pg.psql(h.insert_sql(first + 2000, 1, 100))
     stuck_after = pg.current_lsn()
     job, text = h.start_insert_job(
-        pg, h.insert_sql(first + 2100, 29, 100).replace("COMMIT;\n",
-                                                        "COMMIT;\nSELECT pg_sleep(0.2);\n"))
+        pg, paced(h.insert_sql(first + 2100, 29, 100), 0.2))
     job.stdin.write(text)
     job.stdin.close()
     worst = 0
@@ -321,8 +184,7 @@ def two_down(env, kafka, first):
     consumer.wait_quiet(1.0)
     # A replay, if the producer had to be rebuilt, starts at or after the slot's position.
     rows, distinct, dups = h.check_stream(pg, consumer.snapshot(), dup_bounds_only=[slot_before])
-    rc, _ = relay.stop()
-    h.check(rc == 0, f"exit {rc}")
+    stop_relay(relay)
     consumer.stop()
     h.log(f"real kafka, two of three brokers down for 20 s: the slot stayed before the first "
           f"stuck transaction ({held - 2000} of 3,000 outage rows published meanwhile), every "
@@ -338,16 +200,14 @@ def broker_paused(env, kafka, first):
     cfg = h.relay_config(pg, kafka, topic="outbox.paused.{aggregatetype}",
                          kafka_props="    request.timeout.ms: 5000\n")
     relay = env.relay(cfg, name="relay-paused")
-    relay.start()
-    h.wait_for(lambda: pg.slot()[1], 60, "the relay to stream")
+    start_streaming(env, relay)
     pg.psql(h.insert_sql(first, 10, 100))
     consumer.wait_distinct(1000, 60, "the rows before the pause")
     slot_before = pg.slot()[0]
     leaders = [lead for lead, _ in kafka.describe(topic).values()]
     victim = max(set(leaders), key=leaders.count)
     job, text = h.start_insert_job(
-        pg, h.insert_sql(first + 1000, 40, 100).replace("COMMIT;\n",
-                                                        "COMMIT;\nSELECT pg_sleep(0.1);\n"))
+        pg, paced(h.insert_sql(first + 1000, 40, 100), 0.1))
     job.stdin.write(text)
     job.stdin.close()
     kafka.pause(victim)
@@ -360,8 +220,7 @@ def broker_paused(env, kafka, first):
     consumer.wait_quiet(1.0)
     rows, distinct, dups = h.check_stream(pg, consumer.snapshot(), dup_bounds_only=[slot_before])
     h.check(relay.alive(), "the relay exited")
-    rc, _ = relay.stop()
-    h.check(rc == 0, f"exit {rc}")
+    stop_relay(relay)
     consumer.stop()
     h.log(f"real kafka, node {victim} (leader of {leaders.count(victim)} partitions) SIGSTOPped "
           f"12 s with request.timeout.ms 5 s: {rows} rows, 0 lost, {dups} duplicates, all "
@@ -376,8 +235,7 @@ def missing_topic(env, kafka, first):
     cfg = h.relay_config(pg, kafka, topic="outbox.missing.{aggregatetype}",
                          kafka_props="    topic.metadata.propagation.max.ms: 2000\n")
     relay = env.relay(cfg, name="relay-missing")
-    relay.start()
-    h.wait_for(lambda: pg.slot()[1], 60, "the relay to stream")
+    start_streaming(env, relay)
     pg.psql(h.insert_sql(first, 1, 1))
     after = pg.current_lsn()
     h.wait_for(lambda: f'topic "{missing}" failed: the topic does not exist' in relay.log_text(),
@@ -389,8 +247,7 @@ def missing_topic(env, kafka, first):
     consumer.wait_distinct(1, 120, "the event once its topic exists")
     consumer.wait_quiet(1.0)
     h.check_exact(pg, [dict(m, topic="outbox.event.order") for m in consumer.snapshot()], 1)
-    rc, _ = relay.stop()
-    h.check(rc == 0, f"exit {rc}")
+    stop_relay(relay)
     consumer.stop()
     line = [ln for ln in relay.log_text().splitlines() if "does not exist" in ln][0]
     h.log(f"real kafka, missing topic: {line.split(' WARN ', 1)[-1][:160]}; delivered once "
@@ -405,6 +262,11 @@ def test(env):
         two_down(env, kafka, nxt + 10000)
         broker_paused(env, kafka, nxt + 15000)
         missing_topic(env, kafka, nxt + 20000)
+        r = soak.run(env, kafka, events=100000, kills=10, interval=(1.0, 3.0), rate=4000)
+        h.log(f"real kafka soak (short): {r['events']:,} events from {r['writers']} writers, "
+              f"{r['kills']} SIGKILLs in {r['seconds']:.0f}s: {r['distinct']:,} distinct "
+              f"delivered, {r['lost']} lost, {r['duplicates']:,} duplicates, relay peak RSS "
+              f"{r['relay_peak_rss_kb'] / 1024:.1f} MB")
 
 
 if __name__ == "__main__":
