@@ -301,9 +301,11 @@ log.retention.check.interval.ms=300000
             raise RuntimeError(f"kafka-topics {' '.join(args)} failed:\n{r.stdout}{r.stderr}")
         return r.stdout
 
-    def create_topic(self, name, partitions=4, replication=None):
+    def create_topic(self, name, partitions=4, replication=None, config=None):
+        """config: topic settings, e.g. {"message.timestamp.type": "LogAppendTime"}."""
+        extra = [a for k, v in (config or {}).items() for a in ("--config", f"{k}={v}")]
         self.topic_command("--create", "--topic", name, "--partitions", str(partitions),
-                           "--replication-factor", str(replication or min(3, self.n)))
+                           "--replication-factor", str(replication or min(3, self.n)), *extra)
 
     def describe(self, name):
         """{partition: (leader, [isr])} of a topic; leader -1 while it has none."""
