@@ -10,7 +10,7 @@ set -euo pipefail
 
 build_pkgs=(build-essential cmake pkg-config clang libclang-rt-14-dev libpq-dev librdkafka-dev libyaml-dev
             libcmocka-dev postgresql-15 postgresql-client-15 python3 python3-venv ca-certificates
-            openjdk-17-jre-headless maven)
+            openjdk-17-jre-headless maven openssl)
 runtime_pkgs=(libpq5 librdkafka1 libyaml-0-2 ca-certificates)
 
 pkgs=("${build_pkgs[@]}")
