@@ -641,6 +641,7 @@ static sink *kafka_create(const struct relay_config *cfg, sink_report_fn *report
 
 struct kafka_probe {
     char last_error[512];
+    bool refused; /* a login or TLS failure: no point waiting for the timeout */
 };
 
 static void kafka_quiet_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
@@ -657,8 +658,9 @@ static void kafka_on_probe_error(rd_kafka_t *rk, int err, const char *reason, vo
     struct kafka_probe *p = opaque;
 
     (void)rk;
-    (void)err;
     snprintf(p->last_error, sizeof(p->last_error), "%s", reason);
+    if (err == RD_KAFKA_RESP_ERR__AUTHENTICATION || err == RD_KAFKA_RESP_ERR__SSL)
+        p->refused = true;
 }
 
 static bool topic_in(const struct rd_kafka_metadata *md, const char *topic)
@@ -689,7 +691,7 @@ static int kafka_check(const struct relay_config *cfg, int timeout_ms,
                        const struct sink_check_out *out)
 {
     const struct kafka_settings *k = settings_of(cfg);
-    struct kafka_probe probe = {""};
+    struct kafka_probe probe = {.last_error = ""};
     const struct rd_kafka_metadata *md = NULL;
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     char errstr[512], heading[600];
@@ -726,13 +728,30 @@ static int kafka_check(const struct relay_config *cfg, int timeout_ms,
         rd_kafka_conf_destroy(conf);
         return 1;
     }
-    err = rd_kafka_metadata(rk, 1, NULL, &md, timeout_ms);
-    rd_kafka_poll(rk, 0); /* serve error callbacks: they say why */
+    /*
+     * Ask in slices, serving error callbacks in between: a refused login or
+     * certificate ends the wait at once, as it ends `run`, instead of at timeout_ms.
+     */
+    for (int waited = 0;;) {
+        int slice = timeout_ms - waited < 500 ? timeout_ms - waited : 500;
+
+        err = rd_kafka_metadata(rk, 1, NULL, &md, slice);
+        rd_kafka_poll(rk, 0); /* serve error callbacks: they say why */
+        waited += slice;
+        if (err != RD_KAFKA_RESP_ERR__TIMED_OUT || probe.refused || waited >= timeout_ms)
+            break;
+    }
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR && probe.refused) {
+        say(out, SINK_CHECK_FAIL, "kafka at \"%s\" refused the relay: %s%s", k->brokers,
+            probe.last_error, scram_defect(probe.last_error) ? SCRAM_DEFECT_HINT : "");
+        rd_kafka_destroy(rk);
+        return 1;
+    }
     if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
         say(out, SINK_CHECK_FAIL,
-            "cannot get metadata from kafka at \"%s\" within %d ms: %s%s%s%s", k->brokers,
+            "cannot get metadata from kafka at \"%s\" within %d ms: %s%s%s", k->brokers,
             timeout_ms, rd_kafka_err2str(err), probe.last_error[0] ? "; " : "",
-            probe.last_error, scram_defect(probe.last_error) ? SCRAM_DEFECT_HINT : "");
+            probe.last_error);
         rd_kafka_destroy(rk);
         return 1;
     }

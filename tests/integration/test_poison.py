@@ -58,6 +58,11 @@ CASES = [
     ("p-headers", "bad-row", row("p-headers", headers="'[1, 2]'"), None, "rp"),
     ("p-utf8", "bad-row", row("p-utf8", typ="E'Bad\\xff'"), None, "rp"),
     ("p-topic", "bad-destination", row("p-topic", aggtype="bad topic!"), None, "rp"),
+    # A header whose value holds a NUL byte (the JSON escape \u0000): fine for Kafka,
+    # refused by a jsonb column, so the table's record goes in without the headers.
+    ("p-nul-header", "bad-destination",
+     row("p-nul-header", aggtype="bad topic!", headers="'{\"h\": \"a\\u0000b\"}'"), None,
+     "rp"),
     ("p-large", "too-large",
      row("p-large", payload="'{\"blob\": \"' || repeat('x', 2097152) || '\"}'"), None, "rp"),
     ("p-broker-large", "too-large", row("p-broker-large"), "MSG_SIZE_TOO_LARGE", "rp"),
@@ -209,9 +214,15 @@ def run(env, mode, dlq):
         if pid == "p-large":
             h.check(rec["omitted"] > 2097152, f"{pid}: omitted size {rec['omitted']}")
         if reason in ("rejected", "bad-destination") or pid == "p-broker-large":
-            want_dest = {"p-topic": f"{db}.bad topic!", "p-denied": f"{db}.denied"}.get(
-                pid, topics(db)[0])
+            want_dest = {"p-topic": f"{db}.bad topic!", "p-nul-header": f"{db}.bad topic!",
+                         "p-denied": f"{db}.denied"}.get(pid, topics(db)[0])
             h.check(rec["dest"] == want_dest, f"{pid}: destination {rec['dest']!r}")
+    refused = [ln for ln in relay.log_text().splitlines() if "headers refused by the table" in ln]
+    if dlq == "table":
+        h.check(len(refused) == 1 and '"p-nul-header"' in refused[0],
+                f"{mode}/{dlq}: the NUL header's fallback was not logged once: {refused}")
+    else:
+        h.check(not refused, f"{mode}/{dlq}: a topic record lost its headers: {refused}")
     m = metrics(cfg)
     by_reason = {}
     for c in cases:
