@@ -879,14 +879,17 @@ static void on_stop_request(pipeline *p)
 static void loop(pipeline *p)
 {
     while (!loop_done(p)) {
-        struct pollfd fds[2 + SOURCE_MAX_POLLFDS + OBSERVE_MAX_POLLFDS];
-        size_t nsrc, nobs;
+        struct pollfd fds[2 + SOURCE_MAX_POLLFDS + OBSERVE_MAX_POLLFDS + SINK_MAX_POLLFDS];
+        size_t nsrc, nobs, nsink;
 
         fds[0] = (struct pollfd){.fd = p->stop_fd, .events = POLLIN};
         fds[1] = (struct pollfd){.fd = sink_fd(p->sink), .events = POLLIN};
         nsrc = p->ops->pollfds(p->src, fds + 2, SOURCE_MAX_POLLFDS);
         nobs = observe_pollfds(&p->obs, fds + 2 + nsrc, OBSERVE_MAX_POLLFDS);
-        if (poll(fds, (nfds_t)(2 + nsrc + nobs), observe_timeout(&p->obs, poll_timeout(p))) < 0 &&
+        /* Last: nothing below looks at their revents; sink_poll() runs every turn. */
+        nsink = sink_pollfds(p->sink, fds + 2 + nsrc + nobs, SINK_MAX_POLLFDS);
+        if (poll(fds, (nfds_t)(2 + nsrc + nobs + nsink),
+                 observe_timeout(&p->obs, poll_timeout(p))) < 0 &&
             errno != EINTR) {
             pipeline_fatal(p, "poll: %s", strerror(errno));
             break;

@@ -21,7 +21,8 @@
 /* The registry: one row per sink type. */
 #define SINK_TYPES \
     X(kafka)       \
-    X(stdout)
+    X(stdout)      \
+    X(redis)
 
 #define X(name) extern const struct sink_type sink_type_##name;
 SINK_TYPES
@@ -189,6 +190,11 @@ void sink_refuse(sink *s, const char *fmt, ...)
 const char *sink_refused(const sink *s)
 {
     return s->refused[0] != '\0' ? s->refused : NULL;
+}
+
+size_t sink_pollfds(sink *s, struct pollfd *fds, size_t max)
+{
+    return s->ops->pollfds ? s->ops->pollfds(s, fds, max) : 0;
 }
 
 int sink_fd(const sink *s)

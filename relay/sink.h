@@ -25,6 +25,7 @@
 #ifndef RELAY_SINK_H
 #define RELAY_SINK_H
 
+#include <poll.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -180,6 +181,13 @@ const char *sink_refused(const sink *s);
  */
 int sink_fd(const sink *s);
 
+/*
+ * The sink's own sockets for the loop's poll(2), at most max (SINK_MAX_POLLFDS), with
+ * the events it wants now; 0 for a sink whose library wakes sink_fd() instead.
+ */
+#define SINK_MAX_POLLFDS 2
+size_t sink_pollfds(sink *s, struct pollfd *fds, size_t max);
+
 /* Drain the wakeup descriptor returned by sink_fd(). */
 void sink_drain_fd(sink *s);
 
@@ -206,7 +214,11 @@ int sink_outstanding(const sink *s);
  */
 bool sink_connected(const sink *s);
 
-/* Destroy the sink; outstanding messages are dropped unreported.  NULL is a no-op. */
+/*
+ * Destroy the sink.  Outstanding messages are abandoned; a sink may report them (as
+ * SINK_RETRY, Kafka's purge does) from inside this call, so the report callback's
+ * state must still be valid.  NULL is a no-op.
+ */
 void sink_free(sink *s);
 
 #endif /* RELAY_SINK_H */

@@ -10,6 +10,8 @@
 
 #include "sink.h"
 
+#include <poll.h>
+
 struct sink_ops {
     int (*produce)(sink *s, const struct out_msg *msg, uint64_t tag, char *errstr,
                    size_t errstr_size);
@@ -18,6 +20,12 @@ struct sink_ops {
     void (*flush)(sink *s, int timeout_ms);
     int (*reset)(sink *s, char *errstr, size_t errstr_size);
     void (*destroy)(sink *s); /* frees the implementation's resources, not s itself */
+    /*
+     * Optional, for a sink that does its own I/O on the relay's thread (no library
+     * thread to wake the loop): the sockets the loop must watch, at most max, with the
+     * events wanted now.  The loop calls poll() after every turn, whatever happened.
+     */
+    size_t (*pollfds)(sink *s, struct pollfd *fds, size_t max);
 };
 
 struct sink {

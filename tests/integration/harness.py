@@ -33,6 +33,31 @@ def parse_args():
     return p.parse_known_args()[0]
 
 
+def in_venv(module, requirement, name):
+    """Re-execute the calling script in build/venv-<name>, a virtual environment with
+    requirement (pinned, from PyPI) installed, unless module imports already.  For
+    the independent clients tests read brokers with."""
+    import importlib
+    import venv
+    try:
+        importlib.import_module(module)
+        return
+    except ImportError:
+        pass
+    build = os.path.join(ROOT, "build")
+    for i, a in enumerate(sys.argv):
+        if a == "--build-dir" and i + 1 < len(sys.argv):
+            build = sys.argv[i + 1]
+    env_dir = os.path.join(os.path.abspath(build), f"venv-{name}")
+    py = os.path.join(env_dir, "bin", "python3")
+    if not os.path.exists(py):
+        venv.create(env_dir, with_pip=True)
+    if subprocess.run([py, "-c", f"import {module}"], capture_output=True).returncode != 0:
+        subprocess.run([py, "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                        requirement], check=True)
+    os.execv(py, [py, *sys.argv])
+
+
 def log(msg):
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 

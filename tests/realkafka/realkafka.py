@@ -9,46 +9,22 @@ starts with `from realkafka import ...` and nothing else before it.
 """
 
 import os
-import subprocess
 import sys
 import threading
 import time
-import venv
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 CONFLUENT_KAFKA = "confluent-kafka==2.16.1"
 
+sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+import harness as h  # noqa: E402  (re-exported)
 
-def in_venv():
-    """Run the calling script again in a virtual environment that has confluent-kafka."""
-    try:
-        import confluent_kafka  # noqa: F401
-        return
-    except ImportError:
-        pass
-    build = "build"
-    for i, a in enumerate(sys.argv):
-        if a == "--build-dir" and i + 1 < len(sys.argv):
-            build = sys.argv[i + 1]
-    env_dir = os.path.join(os.path.abspath(build), "venv-realkafka")
-    py = os.path.join(env_dir, "bin", "python3")
-    if not os.path.exists(py):
-        venv.create(env_dir, with_pip=True)
-    r = subprocess.run([py, "-c", "import confluent_kafka"], capture_output=True)
-    if r.returncode != 0:
-        subprocess.run([py, "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                        CONFLUENT_KAFKA], check=True)
-    os.execv(py, [py, *sys.argv])
-
-
-in_venv()
+h.in_venv("confluent_kafka", CONFLUENT_KAFKA, "realkafka")
 
 from confluent_kafka import Consumer  # noqa: E402
 
-sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
-sys.path.insert(0, os.path.join(ROOT, "tools"))
-import harness as h  # noqa: E402,F401  (re-exported)
 from kafka_cluster import KafkaCluster  # noqa: E402,F401  (re-exported)
 
 

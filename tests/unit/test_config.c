@@ -986,9 +986,9 @@ static void test_sink(void **state)
                  "stdout sink");
 
     expect_error(REQUIRED "sink: file\n",
-                 "config.yaml:5:7: \"sink\" must be one of kafka, stdout, got \"file\"");
+                 "config.yaml:5:7: \"sink\" must be one of kafka, stdout, redis, got \"file\"");
     expect_error(REQUIRED "sink: Stdout\n",
-                 "config.yaml:5:7: \"sink\" must be one of kafka, stdout, got \"Stdout\"");
+                 "config.yaml:5:7: \"sink\" must be one of kafka, stdout, redis, got \"Stdout\"");
     expect_error(REQUIRED "sink:\n  type: stdout\n",
                  "config.yaml:6:3: \"sink\" must be a string, got a mapping");
     expect_error(REQUIRED "sink:\n", "config.yaml:5:6: \"sink\" must be a string, got null");
@@ -2208,6 +2208,30 @@ static void test_dead_letter_and_policy(void **state)
                  "stdout sink's dead-letter key");
 }
 
+/* The redis section: url required when selected, rediss:// refused where it is written. */
+static void test_redis_section(void **state)
+{
+    struct relay_config *cfg;
+
+    (void)state;
+    expect_error("postgres:\n  dsn: x\nsink: redis\n",
+                 "config.yaml:1:1: missing required key \"redis.url\"");
+    expect_error("postgres:\n  dsn: x\nsink: redis\nredis:\n  url: \"rediss://h:6380\"\n",
+                 "config.yaml:5:8: redis.url: TLS (rediss://) is not supported by this build: "
+                 "Debian 12's hiredis 0.14 has no TLS; reach Redis through a local TLS proxy "
+                 "(docs/sinks.md)");
+    expect_error("postgres:\n  dsn: x\nsink: redis\nredis:\n  url: \"redis://h:0\"\n",
+                 "config.yaml:5:8: redis.url: bad port");
+    expect_error("postgres:\n  dsn: x\nsink: redis\nredis:\n  url: \"redis://h/x\"\n",
+                 "config.yaml:5:8: redis.url: bad database number");
+    cfg = expect_ok("postgres:\n  dsn: x\nsink: redis\nredis:\n  url: \"redis://:pw@h:7000/2\"\n"
+                    "  maxlen: 1000\n");
+    assert_string_equal(relay_config_sink_name(cfg), "redis");
+    assert_string_equal(relay_config_sink_common(cfg)->destination, "outbox.{aggregatetype}");
+    assert_int_equal(relay_config_sink_common(cfg)->format, RELAY_FORMAT_CLOUDEVENTS);
+    relay_config_free(cfg);
+}
+
 /* A sink's section is the sink's: its keys, its required keys, the "sink" key's values. */
 static void test_sink_sections(void **state)
 {
@@ -2217,7 +2241,8 @@ static void test_sink_sections(void **state)
     expect_error(REQUIRED "  bootstrap: x\n",
                  "config.yaml:5:3: unknown key \"bootstrap\" in \"kafka\"");
     expect_error("postgres:\n  dsn: x\nsink: carrier-pigeon\n",
-                 "config.yaml:3:7: \"sink\" must be one of kafka, stdout, got \"carrier-pigeon\"");
+                 "config.yaml:3:7: \"sink\" must be one of kafka, stdout, redis, "
+                 "got \"carrier-pigeon\"");
     /* kafka.brokers is required only when kafka is the sink; its section is checked anyway. */
     cfg = expect_ok("postgres:\n  dsn: x\nsink: stdout\nkafka:\n  topic: t\n");
     assert_string_equal(relay_config_sink_name(cfg), "stdout");
@@ -2239,6 +2264,7 @@ int main(void)
         cmocka_unit_test(test_pipeline_aliases_env),
         cmocka_unit_test(test_dead_letter_and_policy),
         cmocka_unit_test(test_sink_sections),
+        cmocka_unit_test(test_redis_section),
         cmocka_unit_test(test_minimal),
         cmocka_unit_test(test_required_only),
         cmocka_unit_test(test_every_key_set),

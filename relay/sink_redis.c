@@ -1,0 +1,692 @@
+/*
+ * sink_redis.c -- the Redis Streams sink: each event an entry (XADD) of a stream
+ * named by the redis.stream template, acknowledged by the XADD's reply.
+ *
+ * One connection, commands pipelined in the order produced, replies read in the same
+ * order: Redis executes a connection's commands one after another, so per-key order
+ * holds, and an entry is reported delivered only when its XADD's reply (the entry's
+ * id) has come back -- the checkpoint never runs ahead of Redis.  The sink does its
+ * own I/O on the relay's thread: hiredis 0.14 (Debian 12) builds commands and parses
+ * replies on a non-blocking socket, and the pipeline's poll() loop watches that
+ * socket (sink_pollfds()); there is no thread.
+ *
+ * An entry's fields, in order: "id" (the event id, what consumers deduplicate on),
+ * "key", then one field per message header (the CloudEvents attributes in binary
+ * mode, the outbox's own headers), then "value" (absent for a NULL payload).
+ *
+ * Failures: a reply WRONGTYPE (the stream's name holds another type) or NOPERM (an ACL
+ * denies it) is permanent for that entry (set aside); any other error reply, and any
+ * connection failure, fails the entry for a retry (the pipeline rebuilds: a new
+ * connection, a replay from the checkpoint).  A refused AUTH or SELECT stops the
+ * relay (sink_refuse()).  TLS (rediss://) is refused at configuration time: hiredis
+ * 0.14 has none (docs/sinks.md says why and what to do).
+ */
+#include "sink_impl.h"
+
+#include <errno.h>
+#include <hiredis/hiredis.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/time.h>
+#include <time.h>
+
+#include "config_schema.h"
+#include "log.h"
+
+extern const struct sink_type sink_type_redis;
+
+/* The "redis" section of the configuration. */
+struct redis_settings {
+    struct sink_common common; /* stream template, format, dead-letter stream */
+    char *url;
+    int64_t maxlen;
+};
+
+#define RFIELD(f) offsetof(struct redis_settings, f)
+
+static int check_url(struct parser_ctx *ctx, const char *name, const char *value,
+                     struct relay_pos pos);
+
+/* clang-format off */
+static const struct relay_option redis_options[] = {
+    {.section = "redis", .key = "url", .type = OPT_STRING, .offset = RFIELD(url),
+     .required = true, .check = check_url},
+    {.section = "redis", .key = "stream", .type = OPT_STRING,
+     .offset = RFIELD(common.destination), .def = "outbox.{aggregatetype}",
+     .check = relay_config_check_template},
+    {.section = "redis", .key = "maxlen", .type = OPT_INTEGER, .offset = RFIELD(maxlen),
+     .def = "0", .min = 0, .max = INT64_C(1000000000000)},
+    {.section = "redis", .key = "dlq_stream", .type = OPT_STRING,
+     .offset = RFIELD(common.dead_letter), .def = ""},
+    {.section = "redis", .key = "format", .type = OPT_ENUM, .offset = RFIELD(common.format),
+     .def = "cloudevents", .choices = relay_format_choices},
+};
+/* clang-format on */
+
+static const struct relay_sink_config redis_config = {
+    .name = "redis",
+    .section = "redis",
+    .options = redis_options,
+    .noptions = sizeof(redis_options) / sizeof(redis_options[0]),
+    .settings_size = sizeof(struct redis_settings),
+    .common_offset = offsetof(struct redis_settings, common),
+    .section_selects = false,
+};
+
+/* The parts of redis.url: redis://[[user]:password@]host[:port][/db]. */
+struct redis_url {
+    char host[256];
+    int port;
+    char user[128];
+    char password[256];
+    int db;
+};
+
+/* Parse url into u.  Returns 0, or -1 with why set. */
+static int parse_url(const char *url, struct redis_url *u, const char **why)
+{
+    const char *p, *at, *slash, *colon, *hostend;
+    size_t n;
+
+    memset(u, 0, sizeof(*u));
+    u->port = 6379;
+    if (strncasecmp(url, "rediss://", 9) == 0) {
+        *why = "TLS (rediss://) is not supported by this build: Debian 12's hiredis 0.14 has "
+               "no TLS; reach Redis through a local TLS proxy (docs/sinks.md)";
+        return -1;
+    }
+    if (strncasecmp(url, "redis://", 8) != 0) {
+        *why = "must start with redis://";
+        return -1;
+    }
+    p = url + 8;
+    slash = strchr(p, '/');
+    at = memchr(p, '@', slash ? (size_t)(slash - p) : strlen(p));
+    if (at) {
+        const char *c = memchr(p, ':', (size_t)(at - p));
+
+        if (!c) {
+            *why = "credentials must be user:password@ or :password@";
+            return -1;
+        }
+        if ((size_t)(c - p) >= sizeof(u->user) || (size_t)(at - c - 1) >= sizeof(u->password)) {
+            *why = "user or password too long";
+            return -1;
+        }
+        memcpy(u->user, p, (size_t)(c - p));
+        memcpy(u->password, c + 1, (size_t)(at - c - 1));
+        p = at + 1;
+    }
+    hostend = slash ? slash : p + strlen(p);
+    colon = memchr(p, ':', (size_t)(hostend - p));
+    n = (size_t)((colon ? colon : hostend) - p);
+    if (n == 0 || n >= sizeof(u->host)) {
+        *why = "no host";
+        return -1;
+    }
+    memcpy(u->host, p, n);
+    if (colon) {
+        char *end;
+        long port = strtol(colon + 1, &end, 10);
+
+        if (end != hostend || port < 1 || port > 65535) {
+            *why = "bad port";
+            return -1;
+        }
+        u->port = (int)port;
+    }
+    if (slash && slash[1] != '\0') {
+        char *end;
+        long db = strtol(slash + 1, &end, 10);
+
+        if (*end != '\0' || db < 0 || db > 100000) {
+            *why = "bad database number";
+            return -1;
+        }
+        u->db = (int)db;
+    }
+    return 0;
+}
+
+static int check_url(struct parser_ctx *ctx, const char *name, const char *value,
+                     struct relay_pos pos)
+{
+    struct redis_url u;
+    const char *why = NULL;
+
+    if (parse_url(value, &u, &why) < 0)
+        return relay_config_fail(ctx, pos, "%s: %s", name, why);
+    return 0;
+}
+
+/*
+ * A message the sink holds until its reply, in one allocation: what a dead-letter
+ * record needs if Redis refuses it for good.
+ */
+struct held {
+    uint64_t tag;
+    size_t id_len, key_len, value_len;
+    bool has_value;
+    int nheaders;
+    char data[]; /* topic\0 id key value, then per header: name\0 len(size_t) bytes */
+};
+
+struct redis_sink {
+    struct sink base; /* first */
+    const struct redis_settings *k;
+    struct redis_url url;
+    redisContext *c;
+    int setup_replies; /* replies of AUTH/SELECT still to come, before any XADD's */
+    struct held **q;   /* held messages, oldest first: q[qhead .. qtail) */
+    size_t qhead, qtail, qcap;
+    bool broken;
+    char maxlen[24];
+};
+
+static const struct redis_settings *settings_of(const struct relay_config *cfg)
+{
+    return relay_config_sink_settings(cfg, "redis");
+}
+
+/* Start connecting (non-blocking) and queue AUTH and SELECT.  0 or -1 with errstr. */
+static int connect_start(struct redis_sink *s, char *errstr, size_t errstr_size)
+{
+    s->c = redisConnectNonBlock(s->url.host, s->url.port);
+    if (!s->c || s->c->err) {
+        snprintf(errstr, errstr_size, "cannot connect to redis at %s:%d: %s", s->url.host,
+                 s->url.port, s->c ? s->c->errstr : "out of memory");
+        if (s->c)
+            redisFree(s->c);
+        s->c = NULL;
+        return -1;
+    }
+    s->setup_replies = 0;
+    if (s->url.password[0]) {
+        if (s->url.user[0])
+            redisAppendCommand(s->c, "AUTH %s %s", s->url.user, s->url.password);
+        else
+            redisAppendCommand(s->c, "AUTH %s", s->url.password);
+        s->setup_replies++;
+    }
+    if (s->url.db != 0) {
+        redisAppendCommand(s->c, "SELECT %d", s->url.db);
+        s->setup_replies++;
+    }
+    s->broken = false;
+    return 0;
+}
+
+static struct held *hold(const struct out_msg *m, uint64_t tag)
+{
+    size_t tlen = strlen(m->topic), n = tlen + 1 + m->id_len + m->key_len + m->value_len;
+    struct held *h;
+    char *p;
+
+    for (int i = 0; i < m->nheaders; i++)
+        n += strlen(m->headers[i].name) + 1 + sizeof(size_t) + m->headers[i].len;
+    if (!(h = malloc(sizeof(*h) + n)))
+        return NULL;
+    h->tag = tag;
+    h->id_len = m->id_len;
+    h->key_len = m->key ? m->key_len : 0;
+    h->value_len = m->value ? m->value_len : 0;
+    h->has_value = m->value != NULL;
+    h->nheaders = m->nheaders;
+    p = h->data;
+    memcpy(p, m->topic, tlen + 1);
+    p += tlen + 1;
+    memcpy(p, m->id, m->id_len);
+    p += m->id_len;
+    if (h->key_len)
+        memcpy(p, m->key, h->key_len);
+    p += h->key_len;
+    if (h->value_len)
+        memcpy(p, m->value, h->value_len);
+    p += h->value_len;
+    for (int i = 0; i < m->nheaders; i++) {
+        size_t nl = strlen(m->headers[i].name) + 1, vl = m->headers[i].len;
+
+        memcpy(p, m->headers[i].name, nl);
+        p += nl;
+        memcpy(p, &vl, sizeof(vl));
+        p += sizeof(vl);
+        if (vl)
+            memcpy(p, m->headers[i].value, vl);
+        p += vl;
+    }
+    return h;
+}
+
+/* The held message as an out_msg (pointing into h) for a report. */
+static void view(const struct held *h, struct out_msg *m)
+{
+    const char *p = h->data;
+
+    snprintf(m->topic, sizeof(m->topic), "%s", p);
+    p += strlen(p) + 1;
+    m->id = p;
+    m->id_len = h->id_len;
+    p += h->id_len;
+    m->key = p;
+    m->key_len = h->key_len;
+    p += h->key_len;
+    m->value = h->has_value ? p : NULL;
+    m->value_len = h->value_len;
+    p += h->value_len;
+    m->nheaders = h->nheaders;
+    for (int i = 0; i < h->nheaders; i++) {
+        size_t vl;
+
+        m->headers[i].name = p;
+        p += strlen(p) + 1;
+        memcpy(&vl, p, sizeof(vl));
+        p += sizeof(vl);
+        m->headers[i].value = p;
+        m->headers[i].len = vl;
+        p += vl;
+    }
+}
+
+static int queue_push(struct redis_sink *s, struct held *h)
+{
+    if (s->qtail == s->qcap) {
+        if (s->qhead > 0) {
+            memmove(s->q, s->q + s->qhead, (s->qtail - s->qhead) * sizeof(*s->q));
+            s->qtail -= s->qhead;
+            s->qhead = 0;
+        } else {
+            size_t ncap = s->qcap ? s->qcap * 2 : 1024;
+            struct held **nq = realloc(s->q, ncap * sizeof(*nq));
+
+            if (!nq)
+                return -1;
+            s->q = nq;
+            s->qcap = ncap;
+        }
+    }
+    s->q[s->qtail++] = h;
+    return 0;
+}
+
+/* Report the oldest held message with outcome, and forget it. */
+static void report_oldest(struct redis_sink *s, enum sink_outcome outcome, const char *code,
+                          const char *err)
+{
+    struct held *h = s->q[s->qhead++];
+    struct out_msg m;
+    struct sink_report r = {.tag = h->tag, .outcome = outcome, .code = code, .err = err,
+                            .destination = h->data};
+
+    if (outcome == SINK_UNDELIVERABLE) {
+        view(h, &m);
+        r.msg = &m;
+    }
+    sink_report(&s->base, &r);
+    free(h);
+}
+
+/* Every held message fails (for a retry): the connection is gone. */
+static void fail_all(struct redis_sink *s, const char *why)
+{
+    while (s->qhead < s->qtail)
+        report_oldest(s, SINK_RETRY, "connection", why);
+    s->qhead = s->qtail = 0;
+}
+
+static void disconnect(struct redis_sink *s, const char *why)
+{
+    if (!s->broken && why)
+        log_warn("redis at %s:%d: %s", s->url.host, s->url.port, why);
+    s->broken = true;
+    s->base.unreachable = true;
+    fail_all(s, why ? why : "disconnected");
+    if (s->c) {
+        redisFree(s->c);
+        s->c = NULL;
+    }
+}
+
+static int redis_produce(sink *base, const struct out_msg *msg, uint64_t tag, char *errstr,
+                         size_t errstr_size)
+{
+    struct redis_sink *s = (struct redis_sink *)base;
+    const char *argv[8 + 2 * (FORMAT_MAX_HEADERS + 3)];
+    size_t len[8 + 2 * (FORMAT_MAX_HEADERS + 3)];
+    int argc = 0;
+    struct held *h;
+
+#define ARG(p, n) (argv[argc] = (p), len[argc] = (n), argc++)
+    if (s->broken) {
+        snprintf(errstr, errstr_size, "the connection to redis failed");
+        return -EIO;
+    }
+    /* Connected on the first message after a (re)start: after the pipeline's backoff. */
+    if (!s->c && connect_start(s, errstr, errstr_size) < 0) {
+        s->base.unreachable = true;
+        return -EIO;
+    }
+    ARG("XADD", 4);
+    ARG(msg->topic, strlen(msg->topic));
+    if (s->k->maxlen > 0) {
+        ARG("MAXLEN", 6);
+        ARG("~", 1);
+        ARG(s->maxlen, strlen(s->maxlen));
+    }
+    ARG("*", 1);
+    ARG("id", 2);
+    ARG(msg->id, msg->id_len);
+    ARG("key", 3);
+    ARG(msg->key ? msg->key : "", msg->key ? msg->key_len : 0);
+    for (int i = 0; i < msg->nheaders; i++) {
+        ARG(msg->headers[i].name, strlen(msg->headers[i].name));
+        ARG(msg->headers[i].value ? msg->headers[i].value : "", msg->headers[i].len);
+    }
+    if (msg->value) {
+        ARG("value", 5);
+        ARG(msg->value, msg->value_len);
+    }
+#undef ARG
+    if (!(h = hold(msg, tag)) || queue_push(s, h) < 0) {
+        free(h);
+        snprintf(errstr, errstr_size, "out of memory");
+        return -EIO;
+    }
+    if (redisAppendCommandArgv(s->c, argc, argv, len) != REDIS_OK) {
+        s->qtail--;
+        free(h);
+        snprintf(errstr, errstr_size, "redis: %s", s->c->errstr);
+        return -EIO;
+    }
+    return 0;
+}
+
+/* An XADD's error reply: permanent for this entry, or worth a retry? */
+static bool permanent(const char *err)
+{
+    return strncmp(err, "WRONGTYPE", 9) == 0 || strncmp(err, "NOPERM", 6) == 0;
+}
+
+static void on_reply(struct redis_sink *s, redisReply *r)
+{
+    if (s->setup_replies > 0) {
+        s->setup_replies--;
+        if (r->type == REDIS_REPLY_ERROR)
+            sink_refuse(&s->base, "redis at %s:%d refused the relay: %s (check redis.url's "
+                        "user, password and database)",
+                        s->url.host, s->url.port, r->str);
+        return;
+    }
+    if (s->qhead == s->qtail)
+        return; /* a reply to nothing we hold: cannot happen on one connection */
+    if (r->type == REDIS_REPLY_ERROR) {
+        if (strncmp(r->str, "NOAUTH", 6) == 0)
+            sink_refuse(&s->base, "redis at %s:%d wants a password: %s (set it in redis.url)",
+                        s->url.host, s->url.port, r->str);
+        report_oldest(s, permanent(r->str) ? SINK_UNDELIVERABLE : SINK_RETRY, "redis", r->str);
+        return;
+    }
+    s->base.unreachable = false;
+    report_oldest(s, SINK_DELIVERED, "", "");
+}
+
+static int redis_poll(sink *base)
+{
+    struct redis_sink *s = (struct redis_sink *)base;
+    int served = 0, done = 0;
+    void *reply;
+
+    if (!s->c || s->broken)
+        return 0;
+    if (s->c->obuf[0] != '\0' && redisBufferWrite(s->c, &done) != REDIS_OK) {
+        disconnect(s, s->c->errstr);
+        return 0;
+    }
+    if (redisBufferRead(s->c) != REDIS_OK) {
+        disconnect(s, s->c->errstr);
+        return 0;
+    }
+    for (;;) {
+        if (redisGetReplyFromReader(s->c, &reply) != REDIS_OK) {
+            disconnect(s, s->c->errstr);
+            break;
+        }
+        if (!reply)
+            break;
+        on_reply(s, reply);
+        freeReplyObject(reply);
+        served++;
+    }
+    return served;
+}
+
+static size_t redis_pollfds(sink *base, struct pollfd *fds, size_t max)
+{
+    struct redis_sink *s = (struct redis_sink *)base;
+
+    if (!s->c || s->broken || max == 0)
+        return 0;
+    fds[0] = (struct pollfd){.fd = s->c->fd,
+                             .events = (short)(POLLIN | (s->c->obuf[0] ? POLLOUT : 0))};
+    return 1;
+}
+
+/* Broken: the connection failed; the pipeline rebuilds, and sink_reset() clears it. */
+static bool redis_fatal(const sink *base)
+{
+    return ((const struct redis_sink *)base)->broken;
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void redis_flush(sink *base, int timeout_ms)
+{
+    struct redis_sink *s = (struct redis_sink *)base;
+    int64_t deadline = now_ms() + timeout_ms;
+
+    while (s->c && !s->broken && s->qhead < s->qtail) {
+        struct pollfd fd;
+        int64_t left = deadline - now_ms();
+
+        if (left <= 0 || redis_pollfds(base, &fd, 1) == 0)
+            break;
+        if (poll(&fd, 1, (int)(left > 100 ? 100 : left)) < 0 && errno != EINTR)
+            break;
+        redis_poll(base);
+    }
+}
+
+static int redis_reset(sink *base, char *errstr, size_t errstr_size)
+{
+    struct redis_sink *s = (struct redis_sink *)base;
+
+    if (s->c) {
+        redisFree(s->c);
+        s->c = NULL;
+    }
+    fail_all(s, "abandoned");
+    (void)errstr;
+    (void)errstr_size;
+    /*
+     * No connection now: the next message makes one, once the pipeline's backoff has
+     * passed -- a refused connection here would only rebuild again at once.
+     */
+    s->broken = false;
+    return 0;
+}
+
+static void redis_destroy(sink *base)
+{
+    struct redis_sink *s = (struct redis_sink *)base;
+
+    if (s->c)
+        redisFree(s->c);
+    s->c = NULL;
+    fail_all(s, "abandoned");
+    free(s->q);
+}
+
+static const struct sink_ops redis_ops = {
+    .produce = redis_produce,
+    .poll = redis_poll,
+    .fatal = redis_fatal,
+    .flush = redis_flush,
+    .reset = redis_reset,
+    .destroy = redis_destroy,
+    .pollfds = redis_pollfds,
+};
+
+static sink *redis_create(const struct relay_config *cfg, sink_report_fn *report, void *opaque,
+                          char *errstr, size_t errstr_size)
+{
+    struct redis_sink *s = calloc(1, sizeof(*s));
+    const char *why = NULL;
+
+    if (!s) {
+        snprintf(errstr, errstr_size, "out of memory");
+        return NULL;
+    }
+    s->k = settings_of(cfg);
+    if (parse_url(s->k->url, &s->url, &why) < 0) {
+        snprintf(errstr, errstr_size, "redis.url: %s", why);
+        free(s);
+        return NULL;
+    }
+    snprintf(s->maxlen, sizeof(s->maxlen), "%lld", (long long)s->k->maxlen);
+    if (sink_base_init(&s->base, &sink_type_redis, &redis_ops, report, opaque, errstr,
+                       errstr_size) < 0) {
+        free(s);
+        return NULL;
+    }
+    /* Unreachable now is not an error: the first message connects (redis_produce). */
+    if (connect_start(s, errstr, errstr_size) < 0) {
+        log_warn("%s", errstr);
+        s->base.unreachable = true;
+    }
+    return &s->base;
+}
+
+/* outbox-relay check: connect, authenticate, PING; the stream's type when literal. */
+static int redis_check(const struct relay_config *cfg, int timeout_ms,
+                       const struct sink_check_out *out)
+{
+    const struct redis_settings *k = settings_of(cfg);
+    struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+    struct redis_url u;
+    const char *why = NULL;
+    redisContext *c;
+    redisReply *r;
+    char heading[320], line[512];
+    int failures = 0;
+
+    if (parse_url(k->url, &u, &why) < 0) {
+        snprintf(line, sizeof(line), "redis.url: %s", why);
+        out->line(out->ctx, SINK_CHECK_FAIL, line);
+        return 1;
+    }
+    snprintf(heading, sizeof(heading), "redis (%s:%d, database %d):", u.host, u.port, u.db);
+    out->heading(out->ctx, heading);
+    c = redisConnectWithTimeout(u.host, u.port, tv);
+    if (!c || c->err) {
+        snprintf(line, sizeof(line), "cannot connect: %s", c ? c->errstr : "out of memory");
+        out->line(out->ctx, SINK_CHECK_FAIL, line);
+        if (c)
+            redisFree(c);
+        return 1;
+    }
+    redisSetTimeout(c, tv);
+    if (u.password[0]) {
+        r = u.user[0] ? redisCommand(c, "AUTH %s %s", u.user, u.password)
+                      : redisCommand(c, "AUTH %s", u.password);
+        if (!r || r->type == REDIS_REPLY_ERROR) {
+            snprintf(line, sizeof(line), "authentication refused: %s",
+                     r ? r->str : c->errstr);
+            out->line(out->ctx, SINK_CHECK_FAIL, line);
+            failures++;
+        }
+        freeReplyObject(r);
+    }
+    if (!failures && u.db != 0) {
+        r = redisCommand(c, "SELECT %d", u.db);
+        if (!r || r->type == REDIS_REPLY_ERROR) {
+            snprintf(line, sizeof(line), "SELECT %d refused: %s", u.db, r ? r->str : c->errstr);
+            out->line(out->ctx, SINK_CHECK_FAIL, line);
+            failures++;
+        }
+        freeReplyObject(r);
+    }
+    if (!failures) {
+        r = redisCommand(c, "PING");
+        if (!r || r->type == REDIS_REPLY_ERROR) {
+            snprintf(line, sizeof(line), "PING failed: %s", r ? r->str : c->errstr);
+            out->line(out->ctx, SINK_CHECK_FAIL, line);
+            failures++;
+        } else {
+            out->line(out->ctx, SINK_CHECK_OK, "connected, PING answered");
+        }
+        freeReplyObject(r);
+    }
+    if (!failures && strchr(k->common.destination, '{') == NULL) {
+        r = redisCommand(c, "TYPE %s", k->common.destination);
+        if (r && r->type == REDIS_REPLY_STATUS && strcmp(r->str, "stream") != 0 &&
+            strcmp(r->str, "none") != 0) {
+            snprintf(line, sizeof(line), "\"%s\" holds a %s, not a stream: every event would "
+                     "be set aside", k->common.destination, r->str);
+            out->line(out->ctx, SINK_CHECK_FAIL, line);
+            failures++;
+        }
+        freeReplyObject(r);
+    }
+    redisFree(c);
+    return failures;
+}
+
+static void redis_plan(const struct relay_config *cfg,
+                       void (*item)(void *ctx, const char *label, const char *text), void *ctx)
+{
+    const struct redis_settings *k = settings_of(cfg);
+    struct redis_url u;
+    const char *why = NULL;
+    char text[600];
+
+    if (parse_url(k->url, &u, &why) < 0)
+        return;
+    snprintf(text, sizeof(text), "redis at %s:%d, database %d%s, format %s", u.host, u.port,
+             u.db, u.password[0] ? ", password ********" : "",
+             relay_choice_name(relay_format_choices, (int)k->common.format));
+    item(ctx, "sink", text);
+    snprintf(text, sizeof(text), "stream \"%s\"%s", k->common.destination,
+             k->maxlen > 0 ? ", trimmed to about redis.maxlen entries" : "");
+    item(ctx, "destination", text);
+}
+
+static const char *redis_dead_letter(const struct relay_config *cfg)
+{
+    return settings_of(cfg)->common.dead_letter;
+}
+
+const struct sink_type sink_type_redis = {
+    .name = "redis",
+    .config = &redis_config,
+    .create = redis_create,
+    .check = redis_check,
+    .plan = redis_plan,
+    .dead_letter_destination = redis_dead_letter,
+    .caps =
+        {
+            .keeps_key_order = true, /* one connection, replies in order */
+            .max_destination = FORMAT_TOPIC_MAX,
+            .destination_chars = NULL,
+            .destination_word = "stream",
+            .message_overhead = 96,
+            .header_overhead = 24,
+            .unreachable = "redis unreachable",
+        },
+};
