@@ -22,7 +22,8 @@
 #define SINK_TYPES \
     X(kafka)       \
     X(stdout)      \
-    X(redis)
+    X(redis)       \
+    X(webhook)
 
 #define X(name) extern const struct sink_type sink_type_##name;
 SINK_TYPES
@@ -245,4 +246,74 @@ void sink_free(sink *s)
     if (s->pipefd[1] >= 0)
         close(s->pipefd[1]);
     free(s);
+}
+
+struct sink_held *sink_hold(const struct out_msg *m, uint64_t tag)
+{
+    size_t tlen = strlen(m->topic), n = tlen + 1 + m->id_len + m->key_len + m->value_len;
+    struct sink_held *h;
+    char *p;
+
+    for (int i = 0; i < m->nheaders; i++)
+        n += strlen(m->headers[i].name) + 1 + sizeof(size_t) + m->headers[i].len;
+    if (!(h = malloc(sizeof(*h) + n)))
+        return NULL;
+    h->tag = tag;
+    h->id_len = m->id_len;
+    h->key_len = m->key ? m->key_len : 0;
+    h->value_len = m->value ? m->value_len : 0;
+    h->has_value = m->value != NULL;
+    h->nheaders = m->nheaders;
+    p = h->data;
+    memcpy(p, m->topic, tlen + 1);
+    p += tlen + 1;
+    memcpy(p, m->id, m->id_len);
+    p += m->id_len;
+    if (h->key_len)
+        memcpy(p, m->key, h->key_len);
+    p += h->key_len;
+    if (h->value_len)
+        memcpy(p, m->value, h->value_len);
+    p += h->value_len;
+    for (int i = 0; i < m->nheaders; i++) {
+        size_t nl = strlen(m->headers[i].name) + 1, vl = m->headers[i].len;
+
+        memcpy(p, m->headers[i].name, nl);
+        p += nl;
+        memcpy(p, &vl, sizeof(vl));
+        p += sizeof(vl);
+        if (vl)
+            memcpy(p, m->headers[i].value, vl);
+        p += vl;
+    }
+    return h;
+}
+
+void sink_held_view(const struct sink_held *h, struct out_msg *m)
+{
+    const char *p = h->data;
+
+    snprintf(m->topic, sizeof(m->topic), "%s", p);
+    p += strlen(p) + 1;
+    m->id = p;
+    m->id_len = h->id_len;
+    p += h->id_len;
+    m->key = p;
+    m->key_len = h->key_len;
+    p += h->key_len;
+    m->value = h->has_value ? p : NULL;
+    m->value_len = h->value_len;
+    p += h->value_len;
+    m->nheaders = h->nheaders;
+    for (int i = 0; i < h->nheaders; i++) {
+        size_t vl;
+
+        m->headers[i].name = p;
+        p += strlen(p) + 1;
+        memcpy(&vl, p, sizeof(vl));
+        p += sizeof(vl);
+        m->headers[i].value = p;
+        m->headers[i].len = vl;
+        p += vl;
+    }
 }

@@ -53,6 +53,25 @@ void sink_wakeup(sink *s);
  */
 void sink_refuse(sink *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/*
+ * A copy of a message a sink keeps until its broker answers, in one allocation: what
+ * a SINK_UNDELIVERABLE report must carry for the dead-letter record.  Free it with
+ * free().
+ */
+struct sink_held {
+    uint64_t tag;
+    size_t id_len, key_len, value_len;
+    bool has_value;
+    int nheaders;
+    char data[]; /* destination\0 id key value, then per header: name\0 length bytes */
+};
+
+/* Copy m (tag with it).  Returns NULL when out of memory. */
+struct sink_held *sink_hold(const struct out_msg *m, uint64_t tag);
+
+/* The held message as an out_msg pointing into h (valid while h is). */
+void sink_held_view(const struct sink_held *h, struct out_msg *m);
+
 /* Report one message: outstanding goes down by one, then the callback runs. */
 void sink_report(sink *s, const struct sink_report *r);
 

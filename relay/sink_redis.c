@@ -161,25 +161,13 @@ static int check_url(struct parser_ctx *ctx, const char *name, const char *value
     return 0;
 }
 
-/*
- * A message the sink holds until its reply, in one allocation: what a dead-letter
- * record needs if Redis refuses it for good.
- */
-struct held {
-    uint64_t tag;
-    size_t id_len, key_len, value_len;
-    bool has_value;
-    int nheaders;
-    char data[]; /* topic\0 id key value, then per header: name\0 len(size_t) bytes */
-};
-
 struct redis_sink {
     struct sink base; /* first */
     const struct redis_settings *k;
     struct redis_url url;
     redisContext *c;
     int setup_replies; /* replies of AUTH/SELECT still to come, before any XADD's */
-    struct held **q;   /* held messages, oldest first: q[qhead .. qtail) */
+    struct sink_held **q;   /* held messages, oldest first: q[qhead .. qtail) */
     size_t qhead, qtail, qcap;
     bool broken;
     char maxlen[24];
@@ -218,78 +206,7 @@ static int connect_start(struct redis_sink *s, char *errstr, size_t errstr_size)
     return 0;
 }
 
-static struct held *hold(const struct out_msg *m, uint64_t tag)
-{
-    size_t tlen = strlen(m->topic), n = tlen + 1 + m->id_len + m->key_len + m->value_len;
-    struct held *h;
-    char *p;
-
-    for (int i = 0; i < m->nheaders; i++)
-        n += strlen(m->headers[i].name) + 1 + sizeof(size_t) + m->headers[i].len;
-    if (!(h = malloc(sizeof(*h) + n)))
-        return NULL;
-    h->tag = tag;
-    h->id_len = m->id_len;
-    h->key_len = m->key ? m->key_len : 0;
-    h->value_len = m->value ? m->value_len : 0;
-    h->has_value = m->value != NULL;
-    h->nheaders = m->nheaders;
-    p = h->data;
-    memcpy(p, m->topic, tlen + 1);
-    p += tlen + 1;
-    memcpy(p, m->id, m->id_len);
-    p += m->id_len;
-    if (h->key_len)
-        memcpy(p, m->key, h->key_len);
-    p += h->key_len;
-    if (h->value_len)
-        memcpy(p, m->value, h->value_len);
-    p += h->value_len;
-    for (int i = 0; i < m->nheaders; i++) {
-        size_t nl = strlen(m->headers[i].name) + 1, vl = m->headers[i].len;
-
-        memcpy(p, m->headers[i].name, nl);
-        p += nl;
-        memcpy(p, &vl, sizeof(vl));
-        p += sizeof(vl);
-        if (vl)
-            memcpy(p, m->headers[i].value, vl);
-        p += vl;
-    }
-    return h;
-}
-
-/* The held message as an out_msg (pointing into h) for a report. */
-static void view(const struct held *h, struct out_msg *m)
-{
-    const char *p = h->data;
-
-    snprintf(m->topic, sizeof(m->topic), "%s", p);
-    p += strlen(p) + 1;
-    m->id = p;
-    m->id_len = h->id_len;
-    p += h->id_len;
-    m->key = p;
-    m->key_len = h->key_len;
-    p += h->key_len;
-    m->value = h->has_value ? p : NULL;
-    m->value_len = h->value_len;
-    p += h->value_len;
-    m->nheaders = h->nheaders;
-    for (int i = 0; i < h->nheaders; i++) {
-        size_t vl;
-
-        m->headers[i].name = p;
-        p += strlen(p) + 1;
-        memcpy(&vl, p, sizeof(vl));
-        p += sizeof(vl);
-        m->headers[i].value = p;
-        m->headers[i].len = vl;
-        p += vl;
-    }
-}
-
-static int queue_push(struct redis_sink *s, struct held *h)
+static int queue_push(struct redis_sink *s, struct sink_held *h)
 {
     if (s->qtail == s->qcap) {
         if (s->qhead > 0) {
@@ -298,7 +215,7 @@ static int queue_push(struct redis_sink *s, struct held *h)
             s->qhead = 0;
         } else {
             size_t ncap = s->qcap ? s->qcap * 2 : 1024;
-            struct held **nq = realloc(s->q, ncap * sizeof(*nq));
+            struct sink_held **nq = realloc(s->q, ncap * sizeof(*nq));
 
             if (!nq)
                 return -1;
@@ -314,13 +231,13 @@ static int queue_push(struct redis_sink *s, struct held *h)
 static void report_oldest(struct redis_sink *s, enum sink_outcome outcome, const char *code,
                           const char *err)
 {
-    struct held *h = s->q[s->qhead++];
+    struct sink_held *h = s->q[s->qhead++];
     struct out_msg m;
     struct sink_report r = {.tag = h->tag, .outcome = outcome, .code = code, .err = err,
                             .destination = h->data};
 
     if (outcome == SINK_UNDELIVERABLE) {
-        view(h, &m);
+        sink_held_view(h, &m);
         r.msg = &m;
     }
     sink_report(&s->base, &r);
@@ -355,7 +272,7 @@ static int redis_produce(sink *base, const struct out_msg *msg, uint64_t tag, ch
     const char *argv[8 + 2 * (FORMAT_MAX_HEADERS + 3)];
     size_t len[8 + 2 * (FORMAT_MAX_HEADERS + 3)];
     int argc = 0;
-    struct held *h;
+    struct sink_held *h;
 
 #define ARG(p, n) (argv[argc] = (p), len[argc] = (n), argc++)
     if (s->broken) {
@@ -388,7 +305,7 @@ static int redis_produce(sink *base, const struct out_msg *msg, uint64_t tag, ch
         ARG(msg->value, msg->value_len);
     }
 #undef ARG
-    if (!(h = hold(msg, tag)) || queue_push(s, h) < 0) {
+    if (!(h = sink_hold(msg, tag)) || queue_push(s, h) < 0) {
         free(h);
         snprintf(errstr, errstr_size, "out of memory");
         return -EIO;

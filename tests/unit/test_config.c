@@ -986,9 +986,11 @@ static void test_sink(void **state)
                  "stdout sink");
 
     expect_error(REQUIRED "sink: file\n",
-                 "config.yaml:5:7: \"sink\" must be one of kafka, stdout, redis, got \"file\"");
+                 "config.yaml:5:7: \"sink\" must be one of kafka, stdout, redis, webhook, "
+                 "got \"file\"");
     expect_error(REQUIRED "sink: Stdout\n",
-                 "config.yaml:5:7: \"sink\" must be one of kafka, stdout, redis, got \"Stdout\"");
+                 "config.yaml:5:7: \"sink\" must be one of kafka, stdout, redis, webhook, "
+                 "got \"Stdout\"");
     expect_error(REQUIRED "sink:\n  type: stdout\n",
                  "config.yaml:6:3: \"sink\" must be a string, got a mapping");
     expect_error(REQUIRED "sink:\n", "config.yaml:5:6: \"sink\" must be a string, got null");
@@ -2232,6 +2234,28 @@ static void test_redis_section(void **state)
     relay_config_free(cfg);
 }
 
+/* The webhook section: url and a Standard Webhooks secret, checked where written. */
+static void test_webhook_section(void **state)
+{
+    struct relay_config *cfg;
+
+    (void)state;
+    expect_error("postgres:\n  dsn: x\nsink: webhook\nwebhook:\n  url: \"ftp://h/\"\n"
+                 "  secret: whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n",
+                 "config.yaml:5:8: webhook.url must start with http:// or https://");
+    expect_error("postgres:\n  dsn: x\nsink: webhook\nwebhook:\n  url: \"http://h/\"\n"
+                 "  secret: hunter2\n",
+                 "config.yaml:6:11: webhook.secret must be \"whsec_\" and the base64 of at "
+                 "least 16 bytes (the Standard Webhooks form)");
+    expect_error("postgres:\n  dsn: x\nsink: webhook\nwebhook:\n  url: \"http://h/\"\n",
+                 "config.yaml:5:3: missing required key \"webhook.secret\"");
+    cfg = expect_ok("postgres:\n  dsn: x\nsink: webhook\nwebhook:\n  url: \"https://h/e\"\n"
+                    "  secret: whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n");
+    assert_string_equal(relay_config_sink_name(cfg), "webhook");
+    assert_int_equal(relay_config_sink_common(cfg)->format, RELAY_FORMAT_CLOUDEVENTS_STRUCTURED);
+    relay_config_free(cfg);
+}
+
 /* A sink's section is the sink's: its keys, its required keys, the "sink" key's values. */
 static void test_sink_sections(void **state)
 {
@@ -2241,7 +2265,7 @@ static void test_sink_sections(void **state)
     expect_error(REQUIRED "  bootstrap: x\n",
                  "config.yaml:5:3: unknown key \"bootstrap\" in \"kafka\"");
     expect_error("postgres:\n  dsn: x\nsink: carrier-pigeon\n",
-                 "config.yaml:3:7: \"sink\" must be one of kafka, stdout, redis, "
+                 "config.yaml:3:7: \"sink\" must be one of kafka, stdout, redis, webhook, "
                  "got \"carrier-pigeon\"");
     /* kafka.brokers is required only when kafka is the sink; its section is checked anyway. */
     cfg = expect_ok("postgres:\n  dsn: x\nsink: stdout\nkafka:\n  topic: t\n");
@@ -2265,6 +2289,7 @@ int main(void)
         cmocka_unit_test(test_dead_letter_and_policy),
         cmocka_unit_test(test_sink_sections),
         cmocka_unit_test(test_redis_section),
+        cmocka_unit_test(test_webhook_section),
         cmocka_unit_test(test_minimal),
         cmocka_unit_test(test_required_only),
         cmocka_unit_test(test_every_key_set),

@@ -1,0 +1,240 @@
+"""The webhook sink (sink: webhook) against a test HTTP endpoint on loopback that can
+answer 2xx, 4xx, 5xx, 429 with Retry-After, or hang; every request's signature is
+verified with the Standard Webhooks library from PyPI (standardwebhooks), which
+shares no code with the relay.  Checked with the four invariants
+(harness.check_stream) over the requests the endpoint accepted:
+
+  1. 1,000 rows (CloudEvents binary over HTTP: ce-* headers, the payload as body):
+     one accepted request each, signatures valid, webhook-id = the event id; and the
+     structured format: the CloudEvent as the body;
+  2. an event answered 503 twice, another 429 with Retry-After: 2, another that hangs
+     past webhook.timeout: each retried (the 429 not before 2 s), the events behind
+     them held back in order, nothing lost;
+  3. an event answered 400: set aside to dead_letter.table with reason "rejected",
+     the others delivered;
+  4. the relay SIGKILLed twice mid-stream: no loss, duplicates only after the
+     confirmed positions (same webhook-id).
+"""
+
+import base64
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness as h  # noqa: E402
+
+h.in_venv("standardwebhooks", "standardwebhooks==1.1.0", "webhook")
+
+from standardwebhooks.webhooks import Webhook  # noqa: E402
+
+SECRET = "whsec_" + base64.b64encode(b"outbox-relay test secret, 32 b!!").decode()
+
+
+class Endpoint:
+    """A one-request-at-a-time HTTP endpoint.  script[n] is a list of answers for the
+    event whose payload n is n, one per attempt: (status, headers, seconds to hang)."""
+
+    def __init__(self):
+        self.accepted, self.attempts, self.bad_signatures = [], [], []
+        self.script = {}
+        self.lock = threading.Lock()
+        self.verifier = Webhook(SECRET)
+        endpoint = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                hdrs = {k.lower(): v for k, v in self.headers.items()}
+                try:
+                    endpoint.verifier.verify(body, hdrs)
+                except Exception as e:  # noqa: BLE001 -- any refusal is a finding
+                    endpoint.bad_signatures.append(f"{hdrs.get('webhook-id')}: {e}")
+                status, extra, hang = 200, {}, 0
+                try:
+                    n = json.loads(body)["n"] if body.startswith(b'{"n"') else None
+                except ValueError:
+                    n = None
+                with endpoint.lock:
+                    endpoint.attempts.append((time.time(), n, hdrs.get("webhook-id")))
+                    answers = endpoint.script.get(n)
+                    if answers:
+                        status, extra, hang = answers.pop(0)
+                if hang:
+                    time.sleep(hang)
+                try:
+                    self.send_response(status)
+                    for k, v in extra.items():
+                        self.send_header(k, v)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                except (BrokenPipeError, ConnectionResetError):
+                    return
+                if 200 <= status < 300:
+                    with endpoint.lock:
+                        endpoint.accepted.append((hdrs, body))
+
+        self.server = HTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def messages(self):
+        """The accepted requests as harness messages (ce-* headers as ce_*)."""
+        out = []
+        with self.lock:
+            for i, (hdrs, body) in enumerate(self.accepted):
+                hl = [(k.replace("ce-", "ce_", 1) if k.startswith("ce-") else k, v)
+                      for k, v in hdrs.items()]
+                out.append(h.decode_message({"topic": "outbox.event.order", "partition": 0,
+                                             "offset": i, "key": hdrs.get("ce-subject"),
+                                             "value": body.decode(), "headers": hl}))
+        return out
+
+    def case(self, first):
+        """The accepted requests of one case: binary ones whose payload n >= first."""
+        return [m for m in self.messages() if m["value"].startswith('{"n"')
+                and json.loads(m["value"])["n"] >= first]
+
+    def distinct(self, first):
+        return len({m["headers"].get("ce_id") for m in self.case(first)})
+
+
+def config(pg, ep, fmt="cloudevents"):
+    return f"""admin:
+  listen: "127.0.0.1:0"
+postgres:
+  dsn: "{pg.dsn(user='outbox_relay')}"
+  slot: outbox_relay
+  publication: outbox_relay
+  status_interval: 1s
+  retry_interval: 1s
+outbox:
+  table: public.outbox
+dead_letter:
+  table: public.outbox_dead_letter
+sink: webhook
+webhook:
+  url: "http://127.0.0.1:{ep.port}/hook"
+  secret: "{SECRET}"
+  timeout: 1s
+  format: {fmt}
+"""
+
+
+def streaming(env, relay):
+    relay.start()
+    h.wait_for(lambda: (env.pg.slot() or (0, False))[1], 60, "the relay to stream")
+
+
+def basic(env, ep):
+    pg = env.pg
+    relay = env.relay(config(pg, ep), name="relay-basic")
+    streaming(env, relay)
+    pg.psql(h.insert_sql(1, 10, 100))
+    h.wait_for(lambda: ep.distinct(1) >= 1000, 60, "1,000 accepted requests")
+    time.sleep(0.3)
+    h.check(not ep.bad_signatures, f"signatures refused: {ep.bad_signatures[:3]}")
+    msgs = ep.case(1)
+    h.check_exact(pg, msgs, 1000)
+    h.check(all(m["headers"]["webhook-id"] == m["headers"]["ce_id"] for m in msgs),
+            "webhook-id is not the event id")
+    rc, _ = relay.stop()
+    h.check(rc == 0, f"exit {rc}")
+    # Structured: the CloudEvent is the body.
+    relay = env.relay(config(pg, ep, "cloudevents-structured"), name="relay-structured")
+    streaming(env, relay)
+    before = len(ep.accepted)
+    pg.psql(h.insert_sql(1001, 1, 5))
+    h.wait_for(lambda: len(ep.accepted) >= before + 5, 30, "5 structured events")
+    for hdrs, body in ep.accepted[before:]:
+        ce = json.loads(body)
+        h.check(ce.get("specversion") == "1.0" and ce.get("id") == hdrs["webhook-id"]
+                and "n" in ce.get("data", {}) and
+                hdrs["content-type"].startswith("application/cloudevents+json"),
+                f"structured request {hdrs} {body[:200]}")
+    rc, _ = relay.stop()
+    h.check(rc == 0, f"exit {rc}")
+    h.check(not ep.bad_signatures, f"signatures refused: {ep.bad_signatures[:3]}")
+    h.log("webhook: 1,000 events, one accepted request each, every signature verified by "
+          "the Standard Webhooks library, webhook-id = ce-id; structured: the CloudEvent "
+          "as body")
+
+
+def retries(env, ep, first):
+    pg = env.pg
+    n503, n429, nhang, n400 = first + 10, first + 20, first + 30, first + 40
+    ep.script = {n503: [(503, {}, 0), (503, {}, 0)], n429: [(429, {"Retry-After": "2"}, 0)],
+                 nhang: [(200, {}, 3)], n400: [(400, {}, 0)]}
+    pg.psql("DELETE FROM public.outbox")
+    relay = env.relay(config(pg, ep), name="relay-retries")
+    streaming(env, relay)
+    pg.psql(h.insert_sql(first, 10, 10))
+    h.wait_for(lambda: ep.distinct(first) >= 99, 60, "every event but the refused one")
+    h.check(not ep.bad_signatures, f"signatures refused: {ep.bad_signatures[:3]}")
+    att = list(ep.attempts)
+    t429 = [t for t, n, _ in att if n == n429]
+    h.check(len(t429) == 2 and t429[1] - t429[0] >= 1.9,
+            f"429 with Retry-After 2: attempts at {t429}")
+    h.check(len([1 for _, n, _ in att if n == n503]) == 3, "the 503 event was not tried 3 times")
+    h.check(len([1 for _, n, _ in att if n == nhang]) >= 2, "the hanging event was not retried")
+    # Order: no event after a held one was accepted before it.
+    order = [json.loads(m["value"])["n"] for m in ep.case(first)]
+    h.check(order == sorted(order), f"accepted out of order: {order[:30]}")
+    h.check(n400 not in order, "the refused event was accepted")
+    dl = pg.psql("SELECT event_id, reason FROM public.outbox_dead_letter").splitlines()
+    h.check(len(dl) == 1 and dl[0].endswith("|rejected"), f"dead letters {dl}")
+    end = pg.current_lsn()
+    h.wait_for(lambda: pg.slot()[0] >= end, 30, "the slot to pass every event")
+    rc, _ = relay.stop()
+    h.check(rc == 0, f"exit {rc}")
+    h.log(f"webhook: 503 twice, 429 with Retry-After 2 (retried after "
+          f"{t429[1] - t429[0]:.1f}s), a hang past the 1 s timeout: each retried, the "
+          f"events behind held in order; a 400 set aside as rejected; slot past the end")
+    return first + 100
+
+
+def kills(env, ep, first):
+    pg = env.pg
+    ep.script = {}
+    pg.psql("DELETE FROM public.outbox")
+    relay = env.relay(config(pg, ep), name="relay-kills")
+    job, text = h.start_insert_job(pg, h.insert_sql(first, 40, 50).replace(
+        "COMMIT;\n", "COMMIT;\nSELECT pg_sleep(0.03);\n"))
+    streaming(env, relay)
+    h.feed(job, text)
+    confirmed, before = [], []
+    for k in range(2):
+        h.wait_for(lambda: ep.distinct(first) >= (k + 1) * 500, 60, "progress")
+        relay.signal(signal.SIGKILL)
+        relay.wait(10)
+        h.wait_for(lambda: not pg.slot()[1], 30, "the slot to be released")
+        confirmed.append(pg.slot()[0])
+        before.append([m["headers"]["ce_id"] for m in ep.case(first)])
+        streaming(env, relay)
+    h.check(job.wait(timeout=120) == 0, "insert job failed")
+    total = int(pg.psql("SELECT count(*) FROM public.outbox"))
+    h.wait_for(lambda: ep.distinct(first) >= total, 60, "every event")
+    rows, distinct, dups = h.check_stream(pg, ep.case(first), confirmed, before)
+    rc, _ = relay.stop()
+    h.check(rc == 0, f"exit {rc}")
+    h.check(not ep.bad_signatures, f"signatures refused: {ep.bad_signatures[:3]}")
+    h.log(f"webhook, relay SIGKILLed twice: {rows} rows, 0 lost, {dups} duplicates (same "
+          "webhook-id), all after the confirmed positions")
+
+
+def test(env):
+    ep = Endpoint()
+    basic(env, ep)
+    nxt = retries(env, ep, 2001)
+    kills(env, ep, nxt)
+
+
+if __name__ == "__main__":
+    h.main(test)
