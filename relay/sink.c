@@ -23,7 +23,8 @@
     X(kafka)       \
     X(stdout)      \
     X(redis)       \
-    X(webhook)
+    X(webhook)     \
+    X(nats)
 
 #define X(name) extern const struct sink_type sink_type_##name;
 SINK_TYPES

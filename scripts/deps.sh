@@ -9,10 +9,10 @@
 set -euo pipefail
 
 build_pkgs=(build-essential cmake pkg-config clang libclang-rt-14-dev libpq-dev librdkafka-dev libyaml-dev
-            libhiredis-dev redis-server libcurl4-openssl-dev libssl-dev
+            libhiredis-dev redis-server libcurl4-openssl-dev libssl-dev libnats-dev nats-server
             libcmocka-dev postgresql-15 postgresql-client-15 python3 python3-venv ca-certificates
             openjdk-17-jre-headless maven openssl)
-runtime_pkgs=(libpq5 librdkafka1 libyaml-0-2 libhiredis0.14 libcurl4 libssl3 ca-certificates)
+runtime_pkgs=(libpq5 librdkafka1 libyaml-0-2 libhiredis0.14 libcurl4 libssl3 libnats3.4 ca-certificates)
 
 pkgs=("${build_pkgs[@]}")
 [ "${1:-}" = "--runtime" ] && pkgs=("${runtime_pkgs[@]}")

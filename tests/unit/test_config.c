@@ -986,10 +986,10 @@ static void test_sink(void **state)
                  "stdout sink");
 
     expect_error(REQUIRED "sink: file\n",
-                 "config.yaml:5:7: \"sink\" must be one of kafka, stdout, redis, webhook, "
+                 "config.yaml:5:7: \"sink\" must be one of kafka, stdout, redis, webhook, nats, "
                  "got \"file\"");
     expect_error(REQUIRED "sink: Stdout\n",
-                 "config.yaml:5:7: \"sink\" must be one of kafka, stdout, redis, webhook, "
+                 "config.yaml:5:7: \"sink\" must be one of kafka, stdout, redis, webhook, nats, "
                  "got \"Stdout\"");
     expect_error(REQUIRED "sink:\n  type: stdout\n",
                  "config.yaml:6:3: \"sink\" must be a string, got a mapping");
@@ -2265,7 +2265,7 @@ static void test_sink_sections(void **state)
     expect_error(REQUIRED "  bootstrap: x\n",
                  "config.yaml:5:3: unknown key \"bootstrap\" in \"kafka\"");
     expect_error("postgres:\n  dsn: x\nsink: carrier-pigeon\n",
-                 "config.yaml:3:7: \"sink\" must be one of kafka, stdout, redis, webhook, "
+                 "config.yaml:3:7: \"sink\" must be one of kafka, stdout, redis, webhook, nats, "
                  "got \"carrier-pigeon\"");
     /* kafka.brokers is required only when kafka is the sink; its section is checked anyway. */
     cfg = expect_ok("postgres:\n  dsn: x\nsink: stdout\nkafka:\n  topic: t\n");

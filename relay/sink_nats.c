@@ -1,0 +1,475 @@
+/*
+ * sink_nats.c -- the NATS JetStream sink: each event a message on the subject the
+ * nats.subject template names, acknowledged by JetStream's PubAck.
+ *
+ * Publishes go asynchronously on one connection (libnats 3.4, Debian 12's), each
+ * with Nats-Msg-Id = the event id, so that JetStream drops a replayed event within
+ * its duplicate window, and the event's headers as NATS headers.  libnats calls the
+ * acknowledgement handler on its own thread with the message it was given; the sink
+ * finds the message's tag there (a table keyed by the message), queues the report and
+ * wakes the relay's thread through the sink's pipe, as librdkafka wakes the Kafka
+ * sink.  An event is delivered when its PubAck has come (a duplicate's too: JetStream
+ * has it).
+ *
+ * Failures: "no responders" (no stream takes the subject) and timeouts are retried
+ * (the pipeline rebuilds and replays from its checkpoint) with a plain error; a
+ * payload over the server's max_payload is set aside as too large; a lost connection
+ * is libnats's to restore (it reconnects forever), and the publishes it could not
+ * confirm time out and are replayed.
+ */
+#include "sink_impl.h"
+
+#include <errno.h>
+#include <nats/nats.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "config_schema.h"
+#include "log.h"
+
+extern const struct sink_type sink_type_nats;
+
+/* The "nats" section of the configuration. */
+struct nats_settings {
+    struct sink_common common; /* subject template, format, dead-letter subject */
+    char *url;
+    int64_t ack_timeout_ms;
+};
+
+#define NFIELD(f) offsetof(struct nats_settings, f)
+
+static int check_url(struct parser_ctx *ctx, const char *name, const char *value,
+                     struct relay_pos pos)
+{
+    if (strncasecmp(value, "nats://", 7) != 0 && strncasecmp(value, "tls://", 6) != 0)
+        return relay_config_fail(ctx, pos, "%s must start with nats:// or tls://", name);
+    return 0;
+}
+
+/* clang-format off */
+static const struct relay_option nats_options[] = {
+    {.section = "nats", .key = "url", .type = OPT_STRING, .offset = NFIELD(url),
+     .required = true, .check = check_url},
+    {.section = "nats", .key = "subject", .type = OPT_STRING,
+     .offset = NFIELD(common.destination), .def = "outbox.{aggregatetype}.{aggregateid}",
+     .check = relay_config_check_template},
+    {.section = "nats", .key = "dlq_subject", .type = OPT_STRING,
+     .offset = NFIELD(common.dead_letter), .def = ""},
+    {.section = "nats", .key = "ack_timeout", .type = OPT_DURATION,
+     .offset = NFIELD(ack_timeout_ms), .def = "10s", .min = 100},
+    {.section = "nats", .key = "format", .type = OPT_ENUM, .offset = NFIELD(common.format),
+     .def = "cloudevents", .choices = relay_format_choices},
+};
+/* clang-format on */
+
+static const struct relay_sink_config nats_config = {
+    .name = "nats",
+    .section = "nats",
+    .options = nats_options,
+    .noptions = sizeof(nats_options) / sizeof(nats_options[0]),
+    .settings_size = sizeof(struct nats_settings),
+    .common_offset = offsetof(struct nats_settings, common),
+    .section_selects = false,
+};
+
+/* A message libnats holds: its pointer, and what to report for it. */
+struct pending {
+    natsMsg *msg;
+    struct sink_held *held;
+};
+
+struct nats_note {
+    struct sink_held *held;
+    enum sink_outcome outcome;
+    bool too_large;
+    char err[256];
+};
+
+struct nats_sink {
+    struct sink base; /* first */
+    const struct nats_settings *k;
+    natsOptions *opts;
+    natsConnection *nc;
+    jsCtx *js;
+    pthread_mutex_t mu;
+    /* Under mu: */
+    struct pending *pend; /* in publish order: pend[phead .. ptail), taken ones NULL */
+    size_t phead, ptail, pcap;
+    struct nats_note *out;
+    size_t nout, ocap;
+};
+
+static const struct nats_settings *settings_of(const struct relay_config *cfg)
+{
+    return relay_config_sink_settings(cfg, "nats");
+}
+
+static void note(struct nats_sink *s, struct sink_held *held, enum sink_outcome outcome,
+                 bool too_large, const char *err)
+{
+    if (s->nout == s->ocap) {
+        size_t ncap = s->ocap ? s->ocap * 2 : 256;
+        struct nats_note *n = realloc(s->out, ncap * sizeof(*n));
+
+        if (!n)
+            abort(); /* a report cannot be lost: without memory the relay cannot go on */
+        s->out = n;
+        s->ocap = ncap;
+    }
+    s->out[s->nout] = (struct nats_note){.held = held, .outcome = outcome, .too_large = too_large};
+    snprintf(s->out[s->nout].err, sizeof(s->out[s->nout].err), "%s", err);
+    s->nout++;
+    sink_wakeup(&s->base);
+}
+
+/*
+ * Take the pending entry of msg (mu held); NULL when it is not ours (any more).  Acks
+ * come back about in publish order, so the scan from the oldest is short.
+ */
+static struct sink_held *take(struct nats_sink *s, const natsMsg *msg)
+{
+    for (size_t i = s->phead; i < s->ptail; i++) {
+        if (s->pend[i].msg == msg) {
+            struct sink_held *h = s->pend[i].held;
+
+            s->pend[i] = (struct pending){NULL, NULL};
+            while (s->phead < s->ptail && s->pend[s->phead].msg == NULL)
+                s->phead++;
+            return h;
+        }
+    }
+    return NULL;
+}
+
+/* libnats's thread: one PubAck, or the error instead of it. */
+static void on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *closure)
+{
+    struct nats_sink *s = closure;
+    struct sink_held *h;
+
+    (void)js;
+    pthread_mutex_lock(&s->mu);
+    if ((h = take(s, msg))) {
+        if (pa) {
+            note(s, h, SINK_DELIVERED, false, "");
+        } else {
+            char err[256];
+            natsStatus st = pae ? pae->Err : NATS_ERR;
+
+            if (st == NATS_NO_RESPONDERS || (pae && pae->ErrCode == JSStreamNotFoundErr))
+                snprintf(err, sizeof(err),
+                         "no JetStream stream takes subject \"%s\": create one (events wait "
+                         "in PostgreSQL meanwhile)",
+                         h->data);
+            else
+                snprintf(err, sizeof(err), "%s%s%s", natsStatus_GetText(st),
+                         pae && pae->ErrText ? ": " : "", pae && pae->ErrText ? pae->ErrText : "");
+            if (st == NATS_MAX_PAYLOAD)
+                note(s, h, SINK_UNDELIVERABLE, true, err);
+            else
+                note(s, h, SINK_RETRY, false, err);
+        }
+    }
+    pthread_mutex_unlock(&s->mu);
+    natsMsg_Destroy(msg);
+}
+
+static int connect_nats(struct nats_sink *s, char *errstr, size_t errstr_size)
+{
+    jsOptions jo;
+    natsStatus st;
+
+    jsOptions_Init(&jo);
+    jo.PublishAsync.AckHandler = on_ack;
+    jo.PublishAsync.AckHandlerClosure = s;
+    jo.PublishAsync.MaxPending = 1 << 30; /* the pipeline's in-flight limits bound it */
+    st = natsConnection_Connect(&s->nc, s->opts);
+    if (st == NATS_OK)
+        st = natsConnection_JetStream(&s->js, s->nc, &jo);
+    if (st != NATS_OK) {
+        snprintf(errstr, errstr_size, "nats at %s: %s", s->k->url, natsStatus_GetText(st));
+        if (s->nc)
+            natsConnection_Destroy(s->nc);
+        s->nc = NULL;
+        return -EAGAIN;
+    }
+    return 0;
+}
+
+static void disconnect_nats(struct nats_sink *s)
+{
+    if (s->nc)
+        natsConnection_Close(s->nc); /* acks still due come back as errors, then stop */
+    if (s->js)
+        jsCtx_Destroy(s->js);
+    s->js = NULL;
+    if (s->nc)
+        natsConnection_Destroy(s->nc);
+    s->nc = NULL;
+    pthread_mutex_lock(&s->mu);
+    for (size_t i = s->phead; i < s->ptail; i++)
+        free(s->pend[i].held);
+    s->phead = s->ptail = 0;
+    for (size_t i = 0; i < s->nout; i++)
+        free(s->out[i].held);
+    s->nout = 0;
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* Whether NATS can carry the header: a name without controls, spaces or ':', a value
+ * without NUL, CR or LF. */
+static bool header_ok(const struct msg_header *hd)
+{
+    if (!hd->name[0])
+        return false;
+    for (const char *p = hd->name; *p; p++) {
+        if ((unsigned char)*p <= ' ' || *p == ':' || *p == 0x7f)
+            return false;
+    }
+    return !hd->value || (!memchr(hd->value, '\0', hd->len) && !memchr(hd->value, '\r', hd->len) &&
+                          !memchr(hd->value, '\n', hd->len));
+}
+
+static int nats_produce(sink *base, const struct out_msg *msg, uint64_t tag, char *errstr,
+                        size_t errstr_size)
+{
+    struct nats_sink *s = (struct nats_sink *)base;
+    natsMsg *m = NULL;
+    jsPubOptions po;
+    struct sink_held *h;
+    char id[256], value[1024];
+    natsStatus st;
+
+    if (!s->js && connect_nats(s, errstr, errstr_size) < 0)
+        return -EIO;
+    st = natsMsg_Create(&m, msg->topic, NULL, msg->value, msg->value ? (int)msg->value_len : 0);
+    snprintf(id, sizeof(id), "%.*s", (int)(msg->id_len < 255 ? msg->id_len : 255), msg->id);
+    if (st == NATS_OK)
+        st = natsMsgHeader_Set(m, "Nats-Msg-Id", id);
+    for (int i = 0; st == NATS_OK && i < msg->nheaders; i++) {
+        const struct msg_header *hd = &msg->headers[i];
+
+        if (!header_ok(hd) || hd->len >= sizeof(value)) {
+            natsMsg_Destroy(m);
+            snprintf(errstr, errstr_size, "header \"%.64s\" cannot be sent in NATS", hd->name);
+            return -EACCES;
+        }
+        snprintf(value, sizeof(value), "%.*s", (int)hd->len, hd->value ? hd->value : "");
+        st = natsMsgHeader_Add(m, hd->name, value);
+    }
+    if (st != NATS_OK || !(h = sink_hold(msg, tag))) {
+        natsMsg_Destroy(m);
+        snprintf(errstr, errstr_size, "nats: %s", st != NATS_OK ? natsStatus_GetText(st)
+                                                                  : "out of memory");
+        return -EIO;
+    }
+    pthread_mutex_lock(&s->mu);
+    if (s->ptail == s->pcap && s->phead > 0) {
+        memmove(s->pend, s->pend + s->phead, (s->ptail - s->phead) * sizeof(*s->pend));
+        s->ptail -= s->phead;
+        s->phead = 0;
+    }
+    if (s->ptail == s->pcap) {
+        size_t ncap = s->pcap ? s->pcap * 2 : 1024;
+        struct pending *n = realloc(s->pend, ncap * sizeof(*n));
+
+        if (!n) {
+            pthread_mutex_unlock(&s->mu);
+            free(h);
+            natsMsg_Destroy(m);
+            snprintf(errstr, errstr_size, "out of memory");
+            return -EIO;
+        }
+        s->pend = n;
+        s->pcap = ncap;
+    }
+    /* Registered before the publish: its acknowledgement may come at once. */
+    s->pend[s->ptail++] = (struct pending){.msg = m, .held = h};
+    pthread_mutex_unlock(&s->mu);
+    jsPubOptions_Init(&po);
+    po.MaxWait = s->k->ack_timeout_ms;
+    {
+        natsMsg *sent = m;
+
+        st = js_PublishMsgAsync(s->js, &sent, &po);
+    }
+    if (st != NATS_OK) {
+        pthread_mutex_lock(&s->mu);
+        h = take(s, m);
+        pthread_mutex_unlock(&s->mu);
+        free(h);
+        natsMsg_Destroy(m);
+        snprintf(errstr, errstr_size, "nats: %s", natsStatus_GetText(st));
+        return st == NATS_MAX_PAYLOAD ? -EMSGSIZE : -EIO;
+    }
+    return 0;
+}
+
+static int nats_poll(sink *base)
+{
+    struct nats_sink *s = (struct nats_sink *)base;
+    struct nats_note *notes;
+    size_t n;
+
+    pthread_mutex_lock(&s->mu);
+    notes = s->out;
+    n = s->nout;
+    s->out = NULL;
+    s->nout = s->ocap = 0;
+    pthread_mutex_unlock(&s->mu);
+    s->base.unreachable = s->nc && natsConnection_Status(s->nc) != NATS_CONN_STATUS_CONNECTED;
+    for (size_t i = 0; i < n; i++) {
+        struct sink_report r = {.tag = notes[i].held->tag, .outcome = notes[i].outcome,
+                                .too_large = notes[i].too_large, .code = "nats",
+                                .err = notes[i].err, .destination = notes[i].held->data};
+        struct out_msg m;
+
+        if (r.outcome == SINK_DELIVERED)
+            r.code = "";
+        if (r.outcome == SINK_UNDELIVERABLE) {
+            sink_held_view(notes[i].held, &m);
+            r.msg = &m;
+        }
+        sink_report(&s->base, &r);
+        free(notes[i].held);
+    }
+    free(notes);
+    return (int)n;
+}
+
+static bool nats_fatal(const sink *base)
+{
+    (void)base;
+    return false; /* libnats reconnects by itself; unconfirmed publishes time out */
+}
+
+static void nats_flush(sink *base, int timeout_ms)
+{
+    struct timespec ts;
+    int64_t deadline;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    deadline = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + timeout_ms;
+    for (;;) {
+        struct pollfd fd = {.fd = sink_fd(base), .events = POLLIN};
+        int64_t now;
+
+        sink_drain_fd(base);
+        nats_poll(base);
+        if (base->outstanding == 0)
+            return;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+        if (now >= deadline)
+            return;
+        poll(&fd, 1, (int)(deadline - now > 100 ? 100 : deadline - now));
+    }
+}
+
+static int nats_reset(sink *base, char *errstr, size_t errstr_size)
+{
+    struct nats_sink *s = (struct nats_sink *)base;
+
+    (void)errstr;
+    (void)errstr_size;
+    disconnect_nats(s);
+    return 0; /* the next event connects again, after the pipeline's backoff */
+}
+
+static void nats_destroy(sink *base)
+{
+    struct nats_sink *s = (struct nats_sink *)base;
+
+    disconnect_nats(s);
+    natsOptions_Destroy(s->opts);
+    free(s->pend);
+    free(s->out);
+    pthread_mutex_destroy(&s->mu);
+}
+
+static const struct sink_ops nats_ops = {
+    .produce = nats_produce,
+    .poll = nats_poll,
+    .fatal = nats_fatal,
+    .flush = nats_flush,
+    .reset = nats_reset,
+    .destroy = nats_destroy,
+};
+
+static sink *nats_create(const struct relay_config *cfg, sink_report_fn *report, void *opaque,
+                         char *errstr, size_t errstr_size)
+{
+    struct nats_sink *s = calloc(1, sizeof(*s));
+
+    if (!s) {
+        snprintf(errstr, errstr_size, "out of memory");
+        return NULL;
+    }
+    s->k = settings_of(cfg);
+    if (natsOptions_Create(&s->opts) != NATS_OK ||
+        natsOptions_SetURL(s->opts, s->k->url) != NATS_OK ||
+        natsOptions_SetMaxReconnect(s->opts, -1) != NATS_OK ||
+        natsOptions_SetReconnectWait(s->opts, 500) != NATS_OK ||
+        natsOptions_SetTimeout(s->opts, 2000) != NATS_OK) {
+        snprintf(errstr, errstr_size, "nats: cannot set up the connection options");
+        natsOptions_Destroy(s->opts);
+        free(s);
+        return NULL;
+    }
+    pthread_mutex_init(&s->mu, NULL);
+    if (sink_base_init(&s->base, &sink_type_nats, &nats_ops, report, opaque, errstr,
+                       errstr_size) < 0) {
+        natsOptions_Destroy(s->opts);
+        pthread_mutex_destroy(&s->mu);
+        free(s);
+        return NULL;
+    }
+    /* Unreachable now is not an error: the first event connects (nats_produce). */
+    if (connect_nats(s, errstr, errstr_size) < 0) {
+        log_warn("%s", errstr);
+        s->base.unreachable = true;
+    }
+    return &s->base;
+}
+
+static void nats_plan(const struct relay_config *cfg,
+                      void (*item)(void *ctx, const char *label, const char *text), void *ctx)
+{
+    const struct nats_settings *k = settings_of(cfg);
+    char text[600];
+
+    snprintf(text, sizeof(text), "NATS JetStream at %s, format %s, PubAck within %lld ms",
+             strchr(k->url, '@') ? "(a URL with credentials)" : k->url,
+             relay_choice_name(relay_format_choices, (int)k->common.format),
+             (long long)k->ack_timeout_ms);
+    item(ctx, "sink", text);
+    snprintf(text, sizeof(text), "subject \"%s\"", k->common.destination);
+    item(ctx, "destination", text);
+}
+
+static const char *nats_dead_letter(const struct relay_config *cfg)
+{
+    return settings_of(cfg)->common.dead_letter;
+}
+
+const struct sink_type sink_type_nats = {
+    .name = "nats",
+    .config = &nats_config,
+    .create = nats_create,
+    .plan = nats_plan,
+    .dead_letter_destination = nats_dead_letter,
+    .caps =
+        {
+            .keeps_key_order = true, /* one connection, published in order */
+            .max_destination = FORMAT_TOPIC_MAX,
+            .destination_chars = "._-:+=@~/", /* subject tokens: no spaces, * or > */
+            .destination_word = "subject",
+            .message_overhead = 160,
+            .header_overhead = 32,
+            .unreachable = "nats unreachable",
+        },
+};
