@@ -4,7 +4,8 @@
  *
  * Publishes go asynchronously on one connection (libnats 3.4, Debian 12's), each
  * with Nats-Msg-Id = the event id, so that JetStream drops a replayed event within
- * its duplicate window, and the event's headers as NATS headers.  libnats calls the
+ * its duplicate window, and the event's headers as NATS headers -- the CloudEvents
+ * attributes as ce-<name>, as CloudEvents' NATS binding has it for binary mode.  libnats calls the
  * acknowledgement handler on its own thread with the message it was given; the sink
  * finds the message's tag there (a table keyed by the message), queues the report and
  * wakes the relay's thread through the sink's pipe, as librdkafka wakes the Kafka
@@ -241,7 +242,7 @@ static int nats_produce(sink *base, const struct out_msg *msg, uint64_t tag, cha
     natsMsg *m = NULL;
     jsPubOptions po;
     struct sink_held *h;
-    char id[256], value[1024];
+    char id[256], value[1024], name[128];
     natsStatus st;
 
     if (!s->js && connect_nats(s, errstr, errstr_size) < 0)
@@ -253,13 +254,17 @@ static int nats_produce(sink *base, const struct out_msg *msg, uint64_t tag, cha
     for (int i = 0; st == NATS_OK && i < msg->nheaders; i++) {
         const struct msg_header *hd = &msg->headers[i];
 
-        if (!header_ok(hd) || hd->len >= sizeof(value)) {
+        if (!header_ok(hd) || hd->len >= sizeof(value) || strlen(hd->name) >= sizeof(name)) {
             natsMsg_Destroy(m);
             snprintf(errstr, errstr_size, "header \"%.64s\" cannot be sent in NATS", hd->name);
             return -EACCES;
         }
         snprintf(value, sizeof(value), "%.*s", (int)hd->len, hd->value ? hd->value : "");
-        st = natsMsgHeader_Add(m, hd->name, value);
+        /* CloudEvents' NATS binding, binary mode: attributes as ce-<name> headers. */
+        snprintf(name, sizeof(name), "%s", hd->name);
+        if (strncmp(name, "ce_", 3) == 0)
+            name[2] = '-';
+        st = natsMsgHeader_Add(m, name, value);
     }
     if (st != NATS_OK || !(h = sink_hold(msg, tag))) {
         natsMsg_Destroy(m);

@@ -5,7 +5,8 @@ libnats.  Checked with the four invariants (harness.check_stream):
 
   1. no stream takes the subjects yet: the relay says so plainly and waits, confirming
      nothing; once the stream exists, 3,000 rows arrive once each, exactly as rendered
-     (Nats-Msg-Id = the event id, the CloudEvents attributes as NATS headers);
+     (Nats-Msg-Id = the event id, the CloudEvents attributes as ce-* NATS headers, as
+     CloudEvents' NATS binding has them in binary mode);
   2. the relay SIGKILLed 3 times mid-stream: nothing lost, and no duplicate in the
      stream -- JetStream drops the replayed events by their Nats-Msg-Id;
   3. nats-server SIGKILLed mid-stream and started again: nothing lost.
@@ -88,7 +89,9 @@ class NatsServer:
             out = []
             for seq in range(first_seq, info.state.last_seq + 1):
                 m = await js.get_msg(STREAM, seq)
-                hd = dict(m.headers or {})
+                # CloudEvents' NATS binding: ce-<attribute>; the harness speaks ce_.
+                hd = {(k.replace("ce-", "ce_", 1) if k.startswith("ce-") else k): v
+                      for k, v in (m.headers or {}).items()}
                 out.append(h.decode_message({
                     "topic": "outbox.event.order", "partition": 0, "offset": seq,
                     "key": hd.get("ce_subject"), "value": m.data.decode() if m.data else None,
