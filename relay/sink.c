@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "config_schema.h"
@@ -210,6 +211,29 @@ void sink_drain_fd(sink *s)
 
     while (read(s->pipefd[0], buf, sizeof(buf)) > 0)
         ;
+}
+
+void sink_wait_reports(sink *s, int timeout_ms)
+{
+    struct timespec ts;
+    int64_t deadline;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    deadline = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + timeout_ms;
+    for (;;) {
+        struct pollfd fd = {.fd = s->pipefd[0], .events = POLLIN};
+        int64_t now;
+
+        sink_drain_fd(s);
+        s->ops->poll(s);
+        if (s->outstanding == 0)
+            return;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+        if (now >= deadline)
+            return;
+        poll(&fd, 1, (int)(deadline - now > 100 ? 100 : deadline - now));
+    }
 }
 
 int sink_flush(sink *s, int timeout_ms)

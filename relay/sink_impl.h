@@ -72,6 +72,13 @@ struct sink_held *sink_hold(const struct out_msg *m, uint64_t tag);
 /* The held message as an out_msg pointing into h (valid while h is). */
 void sink_held_view(const struct sink_held *h, struct out_msg *m);
 
+/*
+ * For a sink whose reports come from another thread through sink_wakeup(): wait up to
+ * timeout_ms for every outstanding message to be reported, serving reports with the
+ * sink's own poll op meanwhile.  A flush op in one call.
+ */
+void sink_wait_reports(sink *s, int timeout_ms);
+
 /* Report one message: outstanding goes down by one, then the callback runs. */
 void sink_report(sink *s, const struct sink_report *r);
 

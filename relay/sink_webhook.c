@@ -564,25 +564,7 @@ static bool webhook_fatal(const sink *base)
 
 static void webhook_flush(sink *base, int timeout_ms)
 {
-    struct timespec ts;
-    int64_t deadline;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    deadline = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + timeout_ms;
-    for (;;) {
-        struct pollfd fd = {.fd = sink_fd(base), .events = POLLIN};
-        int64_t now;
-
-        sink_drain_fd(base);
-        webhook_poll(base);
-        if (base->outstanding == 0)
-            return;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-        if (now >= deadline)
-            return;
-        poll(&fd, 1, (int)(deadline - now > 100 ? 100 : deadline - now));
-    }
+    sink_wait_reports(base, timeout_ms);
 }
 
 static int webhook_reset(sink *base, char *errstr, size_t errstr_size)
