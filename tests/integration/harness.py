@@ -473,6 +473,17 @@ def feed(job, text):
     return t
 
 
+def start_streaming(env, relay, job_text=None):
+    """Start the relay and wait until its slot is active; then feed the insert job (a
+    (Popen, text) pair from start_insert_job) if one is given."""
+    relay.start()
+    wait_for(lambda: (env.pg.slot() or (0, False))[1], 60, "the relay to stream")
+    if job_text:
+        job, text = job_text
+        job.stdin.write(text)
+        job.stdin.close()
+
+
 def db_rows(pg):
     """{id: (aggregateid, n)} for every outbox row."""
     rows = {}

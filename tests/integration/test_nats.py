@@ -123,9 +123,7 @@ nats:
 """
 
 
-def streaming(env, relay):
-    relay.start()
-    h.wait_for(lambda: (env.pg.slot() or (0, False))[1], 60, "the relay to stream")
+streaming = h.start_streaming
 
 
 def no_stream_then_exact(env, srv):

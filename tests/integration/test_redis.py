@@ -111,9 +111,7 @@ def fresh(env, case):
     return f"outbox.{case}.order"
 
 
-def streaming(env, relay):
-    relay.start()
-    h.wait_for(lambda: (env.pg.slot() or (0, False))[1], 60, "the relay to stream")
+streaming = h.start_streaming
 
 
 def exact(env, srv):

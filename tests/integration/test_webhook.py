@@ -128,9 +128,7 @@ webhook:
 """
 
 
-def streaming(env, relay):
-    relay.start()
-    h.wait_for(lambda: (env.pg.slot() or (0, False))[1], 60, "the relay to stream")
+streaming = h.start_streaming
 
 
 def basic(env, ep):

@@ -120,12 +120,4 @@ def stop_relay(relay):
     h.check(rc == 0, f"the relay exited with {rc} at SIGTERM")
 
 
-def start_streaming(env, relay, job_text=None):
-    """Start the relay, wait until its slot is active, then feed the insert job (a
-    (Popen, text) pair from harness.start_insert_job) if one is given."""
-    relay.start()
-    h.wait_for(lambda: (env.pg.slot() or (0, False))[1], 60, "the relay to stream")
-    if job_text:
-        job, text = job_text
-        job.stdin.write(text)
-        job.stdin.close()
+start_streaming = h.start_streaming  # noqa: E305  (re-exported for the real-Kafka tests)
