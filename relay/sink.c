@@ -25,7 +25,8 @@
     X(stdout)      \
     X(redis)       \
     X(webhook)     \
-    X(nats)
+    X(nats)        \
+    X(rabbitmq)
 
 #define X(name) extern const struct sink_type sink_type_##name;
 SINK_TYPES
