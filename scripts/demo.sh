@@ -9,16 +9,23 @@
 #   scripts/demo.sh                the local Kafka-protocol dev broker (fast, the default)
 #   scripts/demo.sh --kafka real   a real Apache Kafka: three KRaft nodes fetched with Maven
 #                                  (tools/kafka_cluster.py; about 10 s more to start)
+#   scripts/demo.sh --sink NAME    another broker instead of Kafka: redis, nats, rabbitmq
+#                                  or webhook, started on loopback by tools/brokers.py,
+#                                  which prints the events as they arrive there
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 KAFKA=dev
-case "${1:-}" in
-    "") ;;
-    --kafka) KAFKA=${2:-}; [ "$KAFKA" = dev ] || [ "$KAFKA" = real ] || {
-        echo "usage: scripts/demo.sh [--kafka dev|real]" >&2; exit 2; } ;;
-    *) echo "usage: scripts/demo.sh [--kafka dev|real]" >&2; exit 2 ;;
-esac
+SINK=kafka
+usage() { echo "usage: scripts/demo.sh [--kafka dev|real] [--sink kafka|redis|nats|rabbitmq|webhook]" >&2; exit 2; }
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --kafka) KAFKA=${2:-}; [ "$KAFKA" = dev ] || [ "$KAFKA" = real ] || usage; shift 2 ;;
+        --sink) SINK=${2:-}; case "$SINK" in kafka|redis|nats|rabbitmq|webhook) ;; *) usage ;; esac
+                shift 2 ;;
+        *) usage ;;
+    esac
+done
 
 scripts/deps.sh
 scripts/build.sh >/dev/null
@@ -57,7 +64,19 @@ PSQL=(psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PGPORT" -U postgres)
 for f in sql/*.sql; do echo "applying $f"; "${PSQL[@]}" -d app -f "$f"; done
 "${PSQL[@]}" -d app -c "CREATE TABLE IF NOT EXISTS orders (id bigint PRIMARY KEY, customer text, total numeric)"
 
-if [ "$KAFKA" = real ]; then
+CONFIG=config/demo.yaml
+if [ "$SINK" != kafka ]; then
+    step "$SINK on loopback (tools/brokers.py)"
+    python3 tools/brokers.py "$SINK" --dir "$TMP/$SINK" --section-file "$TMP/sink.yaml" \
+        >"$TMP/events.out" 2>"$TMP/broker.log" &
+    pids+=($!)
+    for _ in $(seq 1200); do [ -s "$TMP/sink.yaml" ] && break; sleep 0.1; done
+    [ -s "$TMP/sink.yaml" ] || { cat "$TMP/broker.log" >&2; exit 1; }
+    # The demo's file without its kafka section, and the broker's section instead.
+    CONFIG="$TMP/relay.yaml"
+    { sed '/^kafka:/,$d' config/demo.yaml; cat "$TMP/sink.yaml"; } >"$CONFIG"
+    sed 's/^/  /' "$TMP/sink.yaml"
+elif [ "$KAFKA" = real ]; then
     step "Apache Kafka: three KRaft nodes (tools/kafka_cluster.py)"
     mkfifo "$TMP/kafka.in"
     python3 tools/kafka_cluster.py <"$TMP/kafka.in" >"$TMP/kafka.out" 2>"$TMP/kafka.log" &
@@ -84,14 +103,14 @@ else
     for _ in $(seq 100); do [ -s "$TMP/bootstrap" ] && break; sleep 0.1; done
     BROKERS=$(cat "$TMP/bootstrap")
 fi
-echo "bootstrap servers: $BROKERS"
+[ "$SINK" = kafka ] && echo "bootstrap servers: $BROKERS"
 
-step "outbox-relay run -c config/demo.yaml"
+step "outbox-relay run -c $CONFIG"
 export DEMO_PG_DSN="host=127.0.0.1 port=$PGPORT dbname=app user=postgres"
-export DEMO_BROKERS="$BROKERS"
+export DEMO_BROKERS="${BROKERS:-}"
 build/outbox-relay --version
-build/outbox-relay check -c config/demo.yaml
-build/outbox-relay run -c config/demo.yaml > >(sed -u 's/^/  relay| /') 2>&1 &
+build/outbox-relay check -c "$CONFIG"
+build/outbox-relay run -c "$CONFIG" > >(sed -u 's/^/  relay| /') 2>&1 &
 RELAY_PID=$!
 pids+=($RELAY_PID)
 for _ in $(seq 100); do
@@ -125,6 +144,11 @@ ROLLBACK;
 SQL
 echo "4 outbox rows committed in 3 transactions (and 1 rolled back)"
 
+if [ "$SINK" != kafka ]; then
+    step "events in $SINK (as tools/brokers.py reads them there)"
+    for _ in $(seq 300); do [ "$(grep -c '^[^ ]' "$TMP/events.out")" -ge 4 ] && break; sleep 0.1; done
+    cat "$TMP/events.out"
+else
 step "events in Kafka (outbox-consume)"
 PRETTY=$(cat <<'PY'
 import json, sys
@@ -138,6 +162,7 @@ PY
 )
 build/outbox-consume -b "$BROKERS" -t outbox.event.order -t outbox.event.customer \
     --count 4 --timeout 30000 2>/dev/null | python3 -c "$PRETTY"
+fi
 
 step "the slot's checkpoint after delivery"
 sleep 1

@@ -1,0 +1,402 @@
+#!/usr/bin/env python3
+"""The brokers besides Kafka, each started on loopback in a directory of its own, for
+the demo (scripts/demo.sh --sink NAME) and the drain benchmark (bench/sinks_bench.py):
+Redis, NATS with JetStream and RabbitMQ from Debian 12's packages, an HTTP endpoint
+for webhooks, and an SQS-compatible server (moto, in the relay's build directory's
+venv-brokers, with the clients the others are read with).
+
+Each broker class has start(), stop(), section() -- the relay configuration's lines
+for it: "sink: NAME" and its section -- count(), the events it holds, and events(),
+the events it received since the last call, as dicts (destination, key, id, headers,
+value).
+
+As a command, it starts one broker, writes section() to --section-file, then prints
+every event as it arrives until SIGTERM or SIGINT, and stops the broker:
+
+    python3 tools/brokers.py rabbitmq --dir /tmp/x --section-file /tmp/x/sink.yaml
+"""
+
+import argparse
+import base64
+import hashlib
+import json
+import os
+import queue
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import venv
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REQUIREMENTS = ["pika==1.3.2", "redis==8.1.0", "nats-py==2.16.0"]
+
+
+def ensure_venv(build_dir):
+    """Re-execute in <build>/venv-brokers with the clients installed, unless they
+    import already."""
+    try:
+        import nats  # noqa: F401
+        import pika  # noqa: F401
+        import redis  # noqa: F401
+        return
+    except ImportError:
+        pass
+    env_dir = os.path.join(os.path.abspath(build_dir), "venv-brokers")
+    py = os.path.join(env_dir, "bin", "python3")
+    if not os.path.exists(py):
+        venv.create(env_dir, with_pip=True)
+    subprocess.run([py, "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                    *REQUIREMENTS], check=True)
+    os.execv(py, [py, *sys.argv])
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(pred, timeout, what):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if pred():
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"timed out after {timeout}s waiting for {what}")
+
+
+def event(dest, headers, value):
+    """An event as the command prints it, with the headers as the broker holds them
+    (CloudEvents attributes as ce_id, ce-id or cloudEvents:id, by its binding)."""
+    hd = {k.replace("cloudEvents:", "ce_").replace("ce-", "ce_"): v for k, v in headers}
+    return {"destination": dest, "key": hd.get("ce_subject"), "id": hd.get("ce_id"),
+            "headers": headers, "value": value}
+
+
+class Redis:
+    name = "redis"
+
+    def __init__(self, d):
+        import redis
+        self.dir, self.port, self.proc = d, free_port(), None
+        self.client = redis.Redis(host="127.0.0.1", port=self.port)
+        self.last = {}
+
+    def start(self):
+        self.proc = subprocess.Popen(
+            [shutil.which("redis-server") or "/usr/bin/redis-server", "--port", str(self.port),
+             "--bind", "127.0.0.1", "--dir", self.dir, "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        wait_for(self._ping, 30, "redis-server")
+        return self
+
+    def _ping(self):
+        try:
+            return self.client.ping()
+        except Exception:  # noqa: BLE001 -- not up yet
+            return False
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+    def section(self):
+        return f"""sink: redis
+redis:
+  url: "redis://127.0.0.1:{self.port}/0"
+  stream: "outbox.{{aggregatetype}}"
+"""
+
+    def streams(self):
+        return [k.decode() for k in self.client.scan_iter(match="outbox.*", _type="stream")]
+
+    def count(self):
+        return sum(self.client.xlen(s) for s in self.streams())
+
+    def events(self):
+        out = []
+        for s in self.streams():
+            for eid, f in self.client.xrange(s, min=f"({self.last.get(s, '0-0')}"):
+                self.last[s] = eid.decode()
+                f = {k.decode(): v.decode() for k, v in f.items()}
+                hd = [(k, v) for k, v in f.items() if k not in ("id", "key", "value")]
+                out.append(event(s, [("id", f.get("id")), ("key", f.get("key"))] + hd,
+                                 f.get("value")))
+        return out
+
+
+class Nats:
+    name = "nats"
+
+    def __init__(self, d):
+        self.dir, self.port, self.proc = d, free_port(), None
+        self.url = f"nats://127.0.0.1:{self.port}"
+        self.seq = 0
+
+    def start(self):
+        self.proc = subprocess.Popen(["nats-server", "-js", "-a", "127.0.0.1", "-p",
+                                      str(self.port), "-sd", self.dir],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        wait_for(lambda: self._run(self._add_stream), 30, "nats-server")
+        return self
+
+    def _run(self, fn):
+        import asyncio
+
+        import nats
+
+        async def quiet(e):
+            pass
+
+        async def go():
+            nc = await nats.connect(self.url, connect_timeout=1, allow_reconnect=False,
+                                    max_reconnect_attempts=0, error_cb=quiet)
+            try:
+                return await fn(nc.jetstream())
+            finally:
+                await nc.close()
+        try:
+            return asyncio.run(go())
+        except Exception:  # noqa: BLE001 -- not up yet
+            return False
+
+    async def _add_stream(self, js):
+        await js.add_stream(name="OUTBOX", subjects=["outbox.>"])
+        return True
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+    def section(self):
+        return f"""sink: nats
+nats:
+  url: "{self.url}"
+  subject: "outbox.{{aggregatetype}}.{{aggregateid}}"
+"""
+
+    def count(self):
+        async def fn(js):
+            return (await js.stream_info("OUTBOX")).state.messages
+        return self._run(fn) or 0
+
+    def events(self):
+        async def fn(js):
+            last = (await js.stream_info("OUTBOX")).state.last_seq
+            out = []
+            for seq in range(self.seq + 1, last + 1):
+                m = await js.get_msg("OUTBOX", seq)
+                hd = list((m.headers or {}).items())
+                out.append(event(m.subject, hd, m.data.decode() if m.data else None))
+                self.seq = seq
+            return out
+        return self._run(fn) or []
+
+
+def rabbit_password_hash(password):
+    """RabbitMQ's rabbit_password_hashing_sha256: base64(salt + sha256(salt + password))."""
+    salt = os.urandom(4)
+    return base64.b64encode(salt + hashlib.sha256(salt + password.encode()).digest()).decode()
+
+
+class RabbitMQ:
+    """A RabbitMQ node with a user "relay", a durable topic exchange "outbox" and a
+    durable queue "events" bound to it for every routing key."""
+    name = "rabbitmq"
+
+    def __init__(self, d):
+        self.dir, self.port, self.proc = d, free_port(), None
+        self.node = f"outboxrelay{self.port}@localhost"
+        self.epmd_port = free_port()
+        defs = {
+            "users": [{"name": "relay", "password_hash": rabbit_password_hash("relay"),
+                       "hashing_algorithm": "rabbit_password_hashing_sha256",
+                       "tags": "administrator"}],
+            "vhosts": [{"name": "/"}],
+            "permissions": [{"user": "relay", "vhost": "/", "configure": ".*",
+                             "write": ".*", "read": ".*"}],
+            "exchanges": [{"name": "outbox", "vhost": "/", "type": "topic", "durable": True,
+                           "auto_delete": False, "internal": False, "arguments": {}}],
+            "queues": [{"name": "events", "vhost": "/", "durable": True,
+                        "auto_delete": False, "arguments": {}}],
+            "bindings": [{"source": "outbox", "vhost": "/", "destination": "events",
+                          "destination_type": "queue", "routing_key": "#",
+                          "arguments": {}}],
+        }
+        with open(os.path.join(d, "definitions.json"), "w") as f:
+            json.dump(defs, f)
+        with open(os.path.join(d, "rabbitmq.conf"), "w") as f:
+            f.write(f"listeners.tcp.1 = 127.0.0.1:{self.port}\n"
+                    f"load_definitions = {d}/definitions.json\n"
+                    "loopback_users = none\nlog.console = false\nlog.file.level = warning\n")
+        with open(os.path.join(d, "enabled_plugins"), "w") as f:
+            f.write("[].\n")
+        self.env = dict(os.environ, HOME=d, RABBITMQ_NODENAME=self.node,
+                        RABBITMQ_NODE_IP_ADDRESS="127.0.0.1", RABBITMQ_NODE_PORT=str(self.port),
+                        RABBITMQ_DIST_PORT=str(free_port()), ERL_EPMD_ADDRESS="127.0.0.1",
+                        ERL_EPMD_PORT=str(self.epmd_port),
+                        RABBITMQ_MNESIA_BASE=os.path.join(d, "mnesia"),
+                        RABBITMQ_LOG_BASE=os.path.join(d, "log"),
+                        RABBITMQ_CONFIG_FILE=os.path.join(d, "rabbitmq"),
+                        RABBITMQ_ENABLED_PLUGINS_FILE=os.path.join(d, "enabled_plugins"),
+                        RABBITMQ_PID_FILE=os.path.join(d, "pid"))
+        self.got = queue.Queue()
+        self.consumer = None
+
+    def start(self):
+        self.proc = subprocess.Popen(["/usr/lib/rabbitmq/bin/rabbitmq-server"], env=self.env,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        wait_for(self._answers, 90, "rabbitmq-server")
+        return self
+
+    def _connection(self):
+        import pika
+        return pika.BlockingConnection(pika.ConnectionParameters(
+            "127.0.0.1", self.port, "/", pika.PlainCredentials("relay", "relay"),
+            connection_attempts=1, socket_timeout=2))
+
+    def _answers(self):
+        try:
+            self._connection().close()
+            return True
+        except Exception:  # noqa: BLE001 -- not up yet
+            return False
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+        subprocess.run(["pkill", "-f", f"epmd.*{self.epmd_port}"], check=False)
+
+    def section(self):
+        return f"""sink: rabbitmq
+rabbitmq:
+  url: "amqp://relay:relay@127.0.0.1:{self.port}/%2f"
+  exchange: outbox
+  routing_key: "{{aggregatetype}}.{{type}}"
+"""
+
+    def count(self):
+        conn = self._connection()
+        try:
+            return conn.channel().queue_declare("events", passive=True).method.message_count
+        finally:
+            conn.close()
+
+    def events(self):
+        """Consume what the queue holds now."""
+        conn = self._connection()
+        ch = conn.channel()
+        out, last = [], [time.time(), None]
+
+        def on_msg(ch_, method, props, body):
+            hd = [(k, v.decode() if isinstance(v, bytes) else v)
+                  for k, v in (props.headers or {}).items()]
+            if props.content_type:
+                hd.append(("content_type", props.content_type))
+            out.append(event(method.routing_key, hd, body.decode() if body else None))
+            last[0], last[1] = time.time(), method.delivery_tag
+
+        ch.basic_qos(prefetch_count=500)
+        ch.basic_consume("events", on_msg)
+        while time.time() - last[0] < 0.3:
+            conn.process_data_events(time_limit=0.1)
+        if last[1] is not None:
+            ch.basic_ack(last[1], multiple=True)
+        conn.close()
+        return out
+
+
+class Webhook:
+    """An HTTP endpoint on loopback that accepts every POST (2xx)."""
+    name = "webhook"
+    SECRET = "whsec_" + base64.b64encode(b"outbox-relay-demo-secret").decode()
+
+    def __init__(self, d):
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        self.got, self.n = queue.Queue(), 0
+        endpoint = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                hd = [(k.lower(), v) for k, v in self.headers.items()]
+                endpoint.n += 1
+                endpoint.got.put(event("POST /events", hd, body.decode()))
+                self.send_response(204)
+                self.end_headers()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+
+    def start(self):
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self):
+        self.server.shutdown()
+
+    def section(self):
+        return f"""sink: webhook
+webhook:
+  url: "http://127.0.0.1:{self.port}/events"
+  secret: "{self.SECRET}"
+  format: cloudevents
+"""
+
+    def count(self):
+        return self.n
+
+    def events(self):
+        out = []
+        while not self.got.empty():
+            out.append(self.got.get())
+        return out
+
+
+BROKERS = {c.name: c for c in (Redis, Nats, RabbitMQ, Webhook)}
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("broker", choices=sorted(BROKERS))
+    p.add_argument("--dir", required=True)
+    p.add_argument("--section-file", required=True)
+    p.add_argument("--build-dir", default=os.path.join(ROOT, "build"))
+    a = p.parse_args()
+    ensure_venv(a.build_dir)
+    os.makedirs(a.dir, exist_ok=True)
+    b = BROKERS[a.broker](a.dir).start()
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        with open(a.section_file + ".tmp", "w") as f:
+            f.write(b.section())
+        os.rename(a.section_file + ".tmp", a.section_file)
+        while not stop.is_set():
+            for e in b.events():
+                print(f"{e['destination']} key={e['key']}")
+                for k, v in e["headers"]:
+                    print(f"    {k}: {v}")
+                print(f"    value: {e['value']}", flush=True)
+            stop.wait(0.3)
+    finally:
+        b.stop()
+
+
+if __name__ == "__main__":
+    main()
