@@ -48,11 +48,13 @@ outbox:
 {section}"""
 
 
-def drain_into(env, sql, name, slot, section, end, nrows, count):
-    """The relay from slot until it is confirmed at end; count() is asked afterwards."""
+def drain_into(env, sql, name, slot, section, end, nrows, count, broker_pid=None):
+    """The relay from slot until it is confirmed at end; count() is asked afterwards.
+    broker_pid: the broker's process, whose CPU time during the drain is reported."""
     relay = h.Relay(env.args.build_dir, env.tmp, relay_config(env.pg, slot, section),
                     f"relay-{name}")
     env.relays.append(relay)
+    bcpu0 = pb.proc_cpu(broker_pid) if broker_pid else None
     t0 = time.time()
     relay.start()
     cpu = None
@@ -66,6 +68,7 @@ def drain_into(env, sql, name, slot, section, end, nrows, count):
             break
         time.sleep(0.02)
     elapsed = time.time() - t0
+    bcpu = pb.proc_cpu(broker_pid) - bcpu0 if bcpu0 is not None else None
     hwm = pb.proc_status(relay.proc.pid, "VmHWM")
     rc, _ = relay.stop(timeout=60)
     h.check(rc == 0, f"{name}: relay exited {rc}")
@@ -77,9 +80,10 @@ def drain_into(env, sql, name, slot, section, end, nrows, count):
             f"{name}: the broker holds {held} events, want {nrows}")
     r = {"sink": name, "seconds": elapsed, "events_per_s": nrows / elapsed,
          "relay_cpu_s_per_100k": cpu * 100000 / nrows, "relay_peak_rss_kb": hwm,
-         "broker_holds": held}
+         "broker_holds": held, "broker_cpu_s": bcpu}
     h.log(f"{name}: {nrows} events in {elapsed:.2f} s = {r['events_per_s']:,.0f} events/s, "
-          f"relay CPU {r['relay_cpu_s_per_100k']:.2f} s per 100k, peak RSS {hwm / 1024:.1f} MB")
+          f"relay CPU {r['relay_cpu_s_per_100k']:.2f} s per 100k, peak RSS {hwm / 1024:.1f} MB"
+          + (f", broker CPU {bcpu:.1f} s" if bcpu is not None else ""))
     return r
 
 
@@ -117,25 +121,28 @@ def main():
 """
                 # The dev broker is not asked; the relay's count of acknowledgements is.
                 r = drain_into(env, sql, "kafka (dev broker)", "bench_kafka", section, end,
-                               args.rows, None)
+                               args.rows, None, env.broker.proc.pid)
             else:
                 d = tempfile.mkdtemp(prefix=f"{s}-", dir=env.tmp)
                 b = brokers.BROKERS[s](d).start()
                 try:
                     r = drain_into(env, sql, s, f"bench_{s}", b.section(), end, args.rows,
-                                   b.count)
+                                   b.count, b.pid())
                 finally:
                     b.stop()
             r["vs_pg_recvlogical"] = r["events_per_s"] / recv_rate
             res["runs"].append(r)
         sql.close()
     print()
-    print(f"| sink | events/s | vs pg_recvlogical | relay CPU s / 100k | relay peak RSS |")
-    print("|---|---|---|---|---|")
-    print(f"| pg_recvlogical (decode only) | {recv_rate:,.0f} | 1.00 | -- | -- |")
+    print("| sink | events/s | vs pg_recvlogical | relay CPU s / 100k | relay peak RSS | "
+          "broker CPU s |")
+    print("|---|---|---|---|---|---|")
+    print(f"| pg_recvlogical (decode only) | {recv_rate:,.0f} | 1.00 | -- | -- | -- |")
     for r in res["runs"]:
+        bc = f"{r['broker_cpu_s']:.1f}" if r["broker_cpu_s"] is not None else "(in the bench)"
         print(f"| {r['sink']} | {r['events_per_s']:,.0f} | {r['vs_pg_recvlogical']:.2f} | "
-              f"{r['relay_cpu_s_per_100k']:.2f} | {r['relay_peak_rss_kb'] / 1024:.1f} MB |")
+              f"{r['relay_cpu_s_per_100k']:.2f} | {r['relay_peak_rss_kb'] / 1024:.1f} MB | "
+              f"{bc} |")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(res, f, indent=2)

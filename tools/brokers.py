@@ -6,9 +6,9 @@ for webhooks, and an SQS-compatible server (moto, in the relay's build directory
 venv-brokers, with the clients the others are read with).
 
 Each broker class has start(), stop(), section() -- the relay configuration's lines
-for it: "sink: NAME" and its section -- count(), the events it holds, and events(),
-the events it received since the last call, as dicts (destination, key, id, headers,
-value).
+for it: "sink: NAME" and its section -- count(), the events it holds, events(), the
+events it received since the last call, as dicts (destination, key, id, headers,
+value), and pid(), the broker's process (None for the webhook endpoint, a thread).
 
 As a command, it starts one broker, writes section() to --section-file, then prints
 every event as it arrives until SIGTERM or SIGINT, and stops the broker:
@@ -100,6 +100,9 @@ class Redis:
         except Exception:  # noqa: BLE001 -- not up yet
             return False
 
+    def pid(self):
+        return self.proc.pid
+
     def stop(self):
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
@@ -168,6 +171,9 @@ class Nats:
     async def _add_stream(self, js):
         await js.add_stream(name="OUTBOX", subjects=["outbox.>"])
         return True
+
+    def pid(self):
+        return self.proc.pid
 
     def stop(self):
         if self.proc and self.proc.poll() is None:
@@ -255,6 +261,12 @@ class RabbitMQ:
                                      start_new_session=True)
         wait_for(self._answers, 90, "rabbitmq-server")
         return self
+
+    def pid(self):
+        """The Erlang VM's process: the start script runs it in the session it leads."""
+        r = subprocess.run(["pgrep", "-s", str(self.proc.pid), "beam.smp"],
+                           capture_output=True, text=True)
+        return int(r.stdout.split()[0]) if r.stdout.split() else None
 
     def _connection(self):
         import pika
@@ -345,6 +357,9 @@ class Webhook:
     def start(self):
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         return self
+
+    def pid(self):
+        return None
 
     def stop(self):
         self.server.shutdown()
