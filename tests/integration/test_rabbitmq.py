@@ -14,7 +14,8 @@ librabbitmq.  Checked with the four invariants (harness.check_stream):
      reaches the dead-letter routing key with its reason;
   3. the relay SIGKILLed 5 times mid-stream: nothing lost, duplicates only after the
      confirmed position;
-  4. rabbitmq-server SIGKILLed mid-stream and started again: the slot held, nothing
+  4. rabbitmq-server SIGKILLed mid-stream and started again, 20 MB of rows written
+     meanwhile: the slot held, the relay's memory flat at its in-flight limit, nothing
      lost (the relay publishes again what the broker had not confirmed);
   5. amqps:// with the test CA: events arrive; an unknown CA and a wrong password each
      stop the relay with exit 1 and a plain error, and `outbox-relay check` fails for
@@ -240,7 +241,7 @@ log.file.level = warning
         return got
 
 
-def config(pg, srv, password=RELAY_PASSWORD, tls=False, ca=None):
+def config(pg, srv, password=RELAY_PASSWORD, tls=False, ca=None, pipeline=""):
     extra = f"\n  ca_file: \"{ca}\"" if ca else ""
     return f"""admin:
   listen: "127.0.0.1:0"
@@ -254,7 +255,7 @@ outbox:
   table: public.outbox
 pipeline:
   on_bad_event: dead-letter
-sink: rabbitmq
+{pipeline}sink: rabbitmq
 rabbitmq:
   url: "{srv.url(password, tls)}"
   exchange: outbox
@@ -368,30 +369,47 @@ def kills(env, srv, first):
 
 
 def server_restart(env, srv, first):
+    """The broker SIGKILLed mid-stream while rows keep coming, 20 MB of them during
+    the outage: the slot stays before them, the relay stops reading at its in-flight limit
+    (1 MiB) so its memory stays flat, and everything arrives after the restart."""
     pg = env.pg
     pg.psql("DELETE FROM public.outbox")
     srv.got["orders"] = []
-    relay = env.relay(config(pg, srv), name="relay-restart")
+    relay = env.relay(config(pg, srv, pipeline="  max_inflight_events: 5000\n"
+                             "  max_inflight_bytes: 1048576\n"), name="relay-restart")
     job, text = h.start_insert_job(pg, h.insert_sql(first, 60, 100).replace(
         "COMMIT;\n", "COMMIT;\nSELECT pg_sleep(0.1);\n"))
     streaming(env, relay)
     h.feed(job, text)
     h.wait_for(lambda: len(srv.drain("orders", 0.1, 0.2)) >= 1500, 60, "progress")
     slot_before = pg.slot()[0]
+    base_rss = h.rss_kb(relay.proc.pid)
     srv.kill()
     t_down = time.time()
     # Rows committed while the broker is down (keys of their own: the job's rows commit
-    # around them): the slot must stay before them.
-    pg.psql(h.insert_sql(first + 6000, 1, 10).replace("'order-' ||", "'during-' ||"))
+    # around them), 2 kB of hex each (TOAST cannot shrink it): the slot must stay before
+    # them.
+    pg.psql(h.insert_sql(first + 6000, 100, 100).replace("'order-' ||", "'during-' ||").replace(
+        "jsonb_build_object('n', g)",
+        "jsonb_build_object('n', g, 'pad', (SELECT string_agg(md5(g::text || i::text), '') "
+        "FROM generate_series(1, 60) i))"))
     during = pg.current_lsn()
     time.sleep(3)
     h.check(relay.alive(), "the relay exited when rabbitmq-server died")
     h.check(pg.slot()[0] < during, "the slot moved past rows the broker never confirmed")
+    rss = h.rss_kb(relay.proc.pid)
+    unsent = int(float(pg.psql("SELECT pg_current_wal_lsn() - sent_lsn FROM "
+                               "pg_stat_replication WHERE application_name = 'outbox-relay'")
+                       or 0))
+    h.check(unsent > 5_000_000, f"only {unsent} bytes of WAL unsent: the relay kept reading "
+            "while the broker was down")
+    if not h.sanitized(env.args.build_dir):  # ASan's quarantine inflates RSS
+        h.check(rss - base_rss < 16_000, f"relay memory grew by {rss - base_rss} kB")
     srv.start()
     t_up = time.time()
     h.check(job.wait(timeout=120) == 0, "insert job failed")
     h.wait_for(lambda: len({m["headers"]["ce_id"] for m in srv.drain("orders", quiet=0.3)})
-               >= 6010, 90, "every row after rabbitmq-server came back", interval=0.5)
+               >= 16000, 90, "every row after rabbitmq-server came back", interval=0.5)
     took = time.time() - t_up
     # RabbitMQ, killed, forgets acknowledgements it had not yet written down and delivers
     # those messages to the consumer again, flagged redelivered: the broker's own
@@ -407,10 +425,12 @@ def server_restart(env, srv, first):
     h.check(relay.alive(), "the relay exited")
     rc, _ = relay.stop()
     h.check(rc == 0, f"exit {rc}")
-    h.log(f"rabbitmq-server SIGKILLed mid-stream ({t_up - t_down:.1f}s down) and restarted: "
-          f"{rows} rows, 0 lost, {dups} duplicates published again, every row {took:.1f}s "
-          f"after the restart ({redelivered} redelivered by the broker to the consumer)")
-    return first + 6010
+    h.log(f"rabbitmq-server SIGKILLed mid-stream ({t_up - t_down:.1f}s down, 20 MB written "
+          f"meanwhile: {unsent} bytes of WAL left unsent, relay RSS {base_rss} -> {rss} kB) "
+          f"and restarted: {rows} rows, 0 lost, {dups} duplicates published again, every row "
+          f"{took:.1f}s after the restart ({redelivered} redelivered by the broker to the "
+          "consumer)")
+    return first + 16000
 
 
 def check_cmd(env, relay):
