@@ -26,7 +26,8 @@
     X(redis)       \
     X(webhook)     \
     X(nats)        \
-    X(rabbitmq)
+    X(rabbitmq)    \
+    X(sqs)
 
 #define X(name) extern const struct sink_type sink_type_##name;
 SINK_TYPES

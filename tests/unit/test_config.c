@@ -987,10 +987,10 @@ static void test_sink(void **state)
 
     expect_error(REQUIRED "sink: file\n",
                  "config.yaml:5:7: \"sink\" must be one of kafka, stdout, redis, webhook, nats, "
-                 "got \"file\"");
+                 "rabbitmq, sqs, got \"file\"");
     expect_error(REQUIRED "sink: Stdout\n",
                  "config.yaml:5:7: \"sink\" must be one of kafka, stdout, redis, webhook, nats, "
-                 "got \"Stdout\"");
+                 "rabbitmq, sqs, got \"Stdout\"");
     expect_error(REQUIRED "sink:\n  type: stdout\n",
                  "config.yaml:6:3: \"sink\" must be a string, got a mapping");
     expect_error(REQUIRED "sink:\n", "config.yaml:5:6: \"sink\" must be a string, got null");
@@ -2266,7 +2266,7 @@ static void test_sink_sections(void **state)
                  "config.yaml:5:3: unknown key \"bootstrap\" in \"kafka\"");
     expect_error("postgres:\n  dsn: x\nsink: carrier-pigeon\n",
                  "config.yaml:3:7: \"sink\" must be one of kafka, stdout, redis, webhook, nats, "
-                 "got \"carrier-pigeon\"");
+                 "rabbitmq, sqs, got \"carrier-pigeon\"");
     /* kafka.brokers is required only when kafka is the sink; its section is checked anyway. */
     cfg = expect_ok("postgres:\n  dsn: x\nsink: stdout\nkafka:\n  topic: t\n");
     assert_string_equal(relay_config_sink_name(cfg), "stdout");
