@@ -10,18 +10,18 @@
 #   scripts/demo.sh --kafka real   a real Apache Kafka: three KRaft nodes fetched with Maven
 #                                  (tools/kafka_cluster.py; about 10 s more to start)
 #   scripts/demo.sh --sink NAME    another broker instead of Kafka: redis, nats, rabbitmq
-#                                  or webhook, started on loopback by tools/brokers.py,
+#                                  webhook or sqs (moto), started on loopback by tools/brokers.py,
 #                                  which prints the events as they arrive there
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 KAFKA=dev
 SINK=kafka
-usage() { echo "usage: scripts/demo.sh [--kafka dev|real] [--sink kafka|redis|nats|rabbitmq|webhook]" >&2; exit 2; }
+usage() { echo "usage: scripts/demo.sh [--kafka dev|real] [--sink kafka|redis|nats|rabbitmq|webhook|sqs]" >&2; exit 2; }
 while [ $# -gt 0 ]; do
     case "$1" in
         --kafka) KAFKA=${2:-}; [ "$KAFKA" = dev ] || [ "$KAFKA" = real ] || usage; shift 2 ;;
-        --sink) SINK=${2:-}; case "$SINK" in kafka|redis|nats|rabbitmq|webhook) ;; *) usage ;; esac
+        --sink) SINK=${2:-}; case "$SINK" in kafka|redis|nats|rabbitmq|webhook|sqs) ;; *) usage ;; esac
                 shift 2 ;;
         *) usage ;;
     esac

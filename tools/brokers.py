@@ -2,8 +2,8 @@
 """The brokers besides Kafka, each started on loopback in a directory of its own, for
 the demo (scripts/demo.sh --sink NAME) and the drain benchmark (bench/sinks_bench.py):
 Redis, NATS with JetStream and RabbitMQ from Debian 12's packages, an HTTP endpoint
-for webhooks, and an SQS-compatible server (moto, in the relay's build directory's
-venv-brokers, with the clients the others are read with).
+for webhooks, and an SQS-compatible server (moto; it and the clients the others are
+read with are installed in the build directory's venv-brokers).
 
 Each broker class has start(), stop(), section() -- the relay configuration's lines
 for it: "sink: NAME" and its section -- count(), the events it holds, events(), the
@@ -32,16 +32,20 @@ import time
 import venv
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-REQUIREMENTS = ["pika==1.3.2", "redis==8.1.0", "nats-py==2.16.0"]
+# The client (and for SQS the server) each broker is read with: module, requirement.
+REQUIREMENTS = {"redis": ("redis", "redis==8.1.0"), "nats": ("nats", "nats-py==2.16.0"),
+                "rabbitmq": ("pika", "pika==1.3.2"), "webhook": None,
+                "sqs": ("moto", "moto[server]==5.2.1")}
 
 
-def ensure_venv(build_dir):
-    """Re-execute in <build>/venv-brokers with the clients installed, unless they
-    import already."""
+def ensure_venv(build_dir, names):
+    """Re-execute in <build>/venv-brokers with the clients of the brokers names
+    installed, unless they import already."""
+    import importlib
+    reqs = [REQUIREMENTS[n] for n in names if REQUIREMENTS[n]]
     try:
-        import nats  # noqa: F401
-        import pika  # noqa: F401
-        import redis  # noqa: F401
+        for module, _ in reqs:
+            importlib.import_module(module)
         return
     except ImportError:
         pass
@@ -50,7 +54,7 @@ def ensure_venv(build_dir):
     if not os.path.exists(py):
         venv.create(env_dir, with_pip=True)
     subprocess.run([py, "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                    *REQUIREMENTS], check=True)
+                    *[r for _, r in reqs]], check=True)
     os.execv(py, [py, *sys.argv])
 
 
@@ -382,7 +386,154 @@ webhook:
         return out
 
 
-BROKERS = {c.name: c for c in (Redis, Nats, RabbitMQ, Webhook)}
+# moto's SQS builds every queue attribute -- message counts included, each a scan of
+# the queue -- whenever code reads one, and its send path reads a static one
+# (ContentBasedDeduplication) several times per message: tens of milliseconds a
+# message once a few thousand wait, which would make 10,000 events take minutes.  The
+# test server builds a queue's attributes once and again only when they are set; the
+# message counts it reports are then stale, and this test reads none.  Likewise every
+# receive asks each waiting message whether it is visible, each time through a
+# datetime round trip: the test server reads the clock with time.time() instead; and
+# each delete builds a list of receipt handles per waiting message, twice: the test
+# server's delete compares them in one pass, with the same outcome.  And it answers
+# with Nagle's algorithm off (as http.server offers): its answer goes in two writes,
+# and the second would wait for the client's delayed ACK, 40 ms a request.
+MOTO_SERVER = """\
+import sys
+import time
+
+from moto.server import main
+from moto.sqs import models
+from werkzeug import serving
+
+full = models.Queue.attributes.fget
+set_attributes = models.Queue._set_attributes
+millis = models.unix_time_millis
+
+
+def fast_millis(dt=None):
+    return time.time() * 1000.0 if dt is None else millis(dt)
+
+
+def attributes(q):
+    kept = q.__dict__.get("_test_attributes")
+    if kept is None:
+        kept = q.__dict__["_test_attributes"] = full(q)
+    return dict(kept)
+
+
+def delete_message(q, handle):
+    if handle in q.deleted_messages:
+        return
+    keep, found = [], False
+    for m in q._messages:
+        if m.receipt_handle == handle or handle in m._old_receipt_handles:
+            found = True
+            q.pending_messages.discard(m)
+            q.deleted_messages.update(m.all_receipt_handles)
+        else:
+            keep.append(m)
+    if not found:
+        raise models.ReceiptHandleIsInvalid()
+    q._messages = keep
+
+
+def set_and_forget(q, *args, **kwargs):
+    q.__dict__.pop("_test_attributes", None)
+    return set_attributes(q, *args, **kwargs)
+
+
+models.Queue.attributes = property(attributes)
+models.unix_time_millis = fast_millis
+models.Queue.delete_message = delete_message
+serving.WSGIRequestHandler.disable_nagle_algorithm = True
+models.Queue._set_attributes = set_and_forget
+main(sys.argv[1:])
+"""
+
+
+class Sqs:
+    """moto's SQS in server mode (plain HTTP, no authentication), made fast enough for
+    a backlog (MOTO_SERVER), with a FIFO queue "outbox.fifo"."""
+    name = "sqs"
+
+    def __init__(self, d):
+        self.dir, self.port, self.proc = d, free_port(), None
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.seen = 0
+
+    def client(self):
+        import boto3
+        return boto3.client("sqs", endpoint_url=self.url, region_name="us-east-1",
+                            aws_access_key_id="test", aws_secret_access_key="test")
+
+    def start(self):
+        self.proc = subprocess.Popen([sys.executable, "-c", MOTO_SERVER, "-H", "127.0.0.1",
+                                      "-p", str(self.port)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+
+        def up():
+            try:
+                self.queue = self.client().create_queue(
+                    QueueName="outbox.fifo", Attributes={"FifoQueue": "true"})["QueueUrl"]
+                return True
+            except Exception:  # noqa: BLE001 -- not up yet
+                return False
+        wait_for(up, 30, "moto")
+        return self
+
+    def pid(self):
+        return self.proc.pid
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+    def section(self):
+        return f"""sink: sqs
+sqs:
+  queue_url: "{self.queue}"
+  region: us-east-1
+  endpoint: "{self.url}"
+  access_key_id: test
+  secret_access_key: test
+"""
+
+    def count(self):
+        a = self.client().get_queue_attributes(QueueUrl=self.queue,
+                                               AttributeNames=["ApproximateNumberOfMessages"])
+        return int(a["Attributes"]["ApproximateNumberOfMessages"])
+
+    def events(self):
+        """Receive and delete what waits."""
+        c, out = self.client(), []
+        while True:
+            r = c.receive_message(QueueUrl=self.queue, MaxNumberOfMessages=10,
+                                  MessageAttributeNames=["All"],
+                                  MessageSystemAttributeNames=["MessageGroupId",
+                                                               "MessageDeduplicationId"])
+            msgs = r.get("Messages", [])
+            if not msgs:
+                return out
+            for m in msgs:
+                hd = [("MessageGroupId", m["Attributes"].get("MessageGroupId")),
+                      ("MessageDeduplicationId", m["Attributes"].get("MessageDeduplicationId"))]
+                hd += [(k, v.get("StringValue")) for k, v in
+                       m.get("MessageAttributes", {}).items()]
+                body, e = m["Body"], event("outbox.fifo", hd, m["Body"])
+                try:  # structured CloudEvents: the id and key are in the body
+                    ce = json.loads(body)
+                    e["id"], e["key"] = ce.get("id", e["id"]), ce.get("subject", e["key"])
+                except (ValueError, AttributeError):
+                    pass
+                out.append(e)
+            c.delete_message_batch(QueueUrl=self.queue, Entries=[
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
+                for i, m in enumerate(msgs)])
+
+
+BROKERS = {c.name: c for c in (Redis, Nats, RabbitMQ, Webhook, Sqs)}
 
 
 def main():
@@ -392,7 +543,7 @@ def main():
     p.add_argument("--section-file", required=True)
     p.add_argument("--build-dir", default=os.path.join(ROOT, "build"))
     a = p.parse_args()
-    ensure_venv(a.build_dir)
+    ensure_venv(a.build_dir, [a.broker])
     os.makedirs(a.dir, exist_ok=True)
     b = BROKERS[a.broker](a.dir).start()
     stop = threading.Event()

@@ -38,6 +38,9 @@ import urllib.request
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as h  # noqa: E402
 
+sys.path.insert(0, os.path.join(h.ROOT, "tools"))
+from brokers import MOTO_SERVER  # noqa: E402  (moto, made fast enough to test with)
+
 h.in_venv("moto", "moto[server]==5.2.1", "sqs")
 
 import boto3  # noqa: E402
@@ -69,70 +72,6 @@ authorityKeyIdentifier = keyid
 """
 
 
-# moto's SQS builds every queue attribute -- message counts included, each a scan of
-# the queue -- whenever code reads one, and its send path reads a static one
-# (ContentBasedDeduplication) several times per message: tens of milliseconds a
-# message once a few thousand wait, which would make 10,000 events take minutes.  The
-# test server builds a queue's attributes once and again only when they are set; the
-# message counts it reports are then stale, and this test reads none.  Likewise every
-# receive asks each waiting message whether it is visible, each time through a
-# datetime round trip: the test server reads the clock with time.time() instead; and
-# each delete builds a list of receipt handles per waiting message, twice: the test
-# server's delete compares them in one pass, with the same outcome.  And it answers
-# with Nagle's algorithm off (as http.server offers): its answer goes in two writes,
-# and the second would wait for the client's delayed ACK, 40 ms a request.
-MOTO_SERVER = """\
-import sys
-import time
-
-from moto.server import main
-from moto.sqs import models
-from werkzeug import serving
-
-full = models.Queue.attributes.fget
-set_attributes = models.Queue._set_attributes
-millis = models.unix_time_millis
-
-
-def fast_millis(dt=None):
-    return time.time() * 1000.0 if dt is None else millis(dt)
-
-
-def attributes(q):
-    kept = q.__dict__.get("_test_attributes")
-    if kept is None:
-        kept = q.__dict__["_test_attributes"] = full(q)
-    return dict(kept)
-
-
-def delete_message(q, handle):
-    if handle in q.deleted_messages:
-        return
-    keep, found = [], False
-    for m in q._messages:
-        if m.receipt_handle == handle or handle in m._old_receipt_handles:
-            found = True
-            q.pending_messages.discard(m)
-            q.deleted_messages.update(m.all_receipt_handles)
-        else:
-            keep.append(m)
-    if not found:
-        raise models.ReceiptHandleIsInvalid()
-    q._messages = keep
-
-
-def set_and_forget(q, *args, **kwargs):
-    q.__dict__.pop("_test_attributes", None)
-    return set_attributes(q, *args, **kwargs)
-
-
-models.Queue.attributes = property(attributes)
-models.unix_time_millis = fast_millis
-models.Queue.delete_message = delete_message
-serving.WSGIRequestHandler.disable_nagle_algorithm = True
-models.Queue._set_attributes = set_and_forget
-main(sys.argv[1:])
-"""
 
 
 def openssl(cwd, *args):
