@@ -2,7 +2,7 @@
 hand, not a test; the numbers go to docs/performance.md.)
 
     python3 bench/sinks_bench.py --build-dir build-release [--rows 100000]
-        [--only kafka,redis,nats,rabbitmq,webhook] [--json results.json]
+        [--only kafka,redis,nats,rabbitmq,webhook,sqs] [--json results.json]
 
 One PostgreSQL 15 (as the integration tests start it), one backlog of --rows outbox rows
 in 100-row transactions, written once; before writing it, one copy of the relay's slot
@@ -11,8 +11,8 @@ per consumer, so that every consumer reads the same WAL from the same LSN:
   - pg_recvlogical (pgoutput, the relay's options) to /dev/null: how fast PostgreSQL
     decodes, the ceiling;
   - the relay into the dev broker (Kafka protocol), then into each broker of
-    tools/brokers.py on loopback -- Redis, NATS JetStream, RabbitMQ, a webhook endpoint
-    -- one after another with the shipped defaults of each sink: timed from the relay's
+    tools/brokers.py on loopback -- Redis, NATS JetStream, RabbitMQ, a webhook endpoint,
+    SQS (moto) -- one after another with the shipped defaults of each sink: timed from the relay's
     start until PostgreSQL shows its slot confirmed at or past the backlog's end (every
     event acknowledged by the broker first); then the relay must have delivered exactly
     --rows events and each broker but the dev broker must hold at least that many, or
@@ -121,7 +121,7 @@ def main():
 """
                 # The dev broker is not asked; the relay's count of acknowledgements is.
                 r = drain_into(env, sql, "kafka (dev broker)", "bench_kafka", section, end,
-                               args.rows, None, env.broker.proc.pid)
+                               args.rows, None)
             else:
                 d = tempfile.mkdtemp(prefix=f"{s}-", dir=env.tmp)
                 b = brokers.BROKERS[s](d).start()
@@ -139,7 +139,7 @@ def main():
     print("|---|---|---|---|---|---|")
     print(f"| pg_recvlogical (decode only) | {recv_rate:,.0f} | 1.00 | -- | -- | -- |")
     for r in res["runs"]:
-        bc = f"{r['broker_cpu_s']:.1f}" if r["broker_cpu_s"] is not None else "(in the bench)"
+        bc = f"{r['broker_cpu_s']:.1f}" if r["broker_cpu_s"] is not None else "--"
         print(f"| {r['sink']} | {r['events_per_s']:,.0f} | {r['vs_pg_recvlogical']:.2f} | "
               f"{r['relay_cpu_s_per_100k']:.2f} | {r['relay_peak_rss_kb'] / 1024:.1f} MB | "
               f"{bc} |")

@@ -501,7 +501,10 @@ sqs:
 """
 
     def count(self):
-        a = self.client().get_queue_attributes(QueueUrl=self.queue,
+        # MOTO_SERVER keeps a queue's attributes until they are set: set one, to count.
+        c = self.client()
+        c.set_queue_attributes(QueueUrl=self.queue, Attributes={"VisibilityTimeout": "30"})
+        a = c.get_queue_attributes(QueueUrl=self.queue,
                                                AttributeNames=["ApproximateNumberOfMessages"])
         return int(a["Attributes"]["ApproximateNumberOfMessages"])
 
