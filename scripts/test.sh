@@ -32,5 +32,7 @@ export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 # The gcc pass makes the 20 SIGKILLs the fault suite promises; here the point is
 # memory errors on the recovery path, which a handful of kills covers in half the time.
 export SIGKILL_ITERATIONS="${SIGKILL_ITERATIONS:-8}"
+# Likewise the sink tests' largest row counts (harness.scaled()): 30 % of the gcc pass's.
+export OUTBOX_TEST_SCALE="${OUTBOX_TEST_SCALE:-0.3}"
 export LSAN_OPTIONS="suppressions=$PWD/tests/lsan.supp:print_suppressions=0"
 ctest --test-dir build-asan --output-on-failure "$@"

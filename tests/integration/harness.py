@@ -58,6 +58,14 @@ def in_venv(module, requirement, name):
     os.execv(py, [py, *sys.argv])
 
 
+def scaled(n, least=100):
+    """n scaled by OUTBOX_TEST_SCALE (default 1): the gcc pass of scripts/test.sh runs the
+    issues' full numbers; the sanitizer pass, which looks for memory errors rather than
+    counting rows, runs the same cases smaller.  A multiple of least, at least least."""
+    f = float(os.environ.get("OUTBOX_TEST_SCALE", "1"))
+    return max(least, int(n * f) // least * least)
+
+
 def log(msg):
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 

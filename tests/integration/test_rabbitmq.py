@@ -272,10 +272,11 @@ def exact(env, srv):
     pg = env.pg
     relay = env.relay(config(pg, srv), name="relay-exact")
     streaming(env, relay)
-    pg.psql(h.insert_sql(1, 100, 100))
-    h.wait_for(lambda: len(srv.drain("orders", quiet=0.3)) >= 10000, 90, "10,000 messages")
+    rows = h.scaled(10000)
+    pg.psql(h.insert_sql(1, rows // 100, 100))
+    h.wait_for(lambda: len(srv.drain("orders", quiet=0.3)) >= rows, 90, f"{rows} messages")
     msgs = srv.drain("orders")
-    h.check_exact(pg, msgs, 10000)
+    h.check_exact(pg, msgs, rows)
     for m in msgs:
         h.check(m["message_id"] == m["headers"]["ce_id"],
                 f"message_id {m['message_id']} is not the event id")
@@ -284,7 +285,7 @@ def exact(env, srv):
         h.check(m["routing_key"] == "order.OrderCreated", f"routing key {m['routing_key']}")
     rc, _ = relay.stop()
     h.check(rc == 0, f"exit {rc}")
-    h.log("rabbitmq: 10,000 rows once each, message_id = ce_id, persistent, cloudEvents:* "
+    h.log(f"rabbitmq: {rows:,} rows once each, message_id = ce_id, persistent, cloudEvents:* "
           "headers, in order per key")
     return 10001
 
@@ -342,14 +343,15 @@ def kills(env, srv, first):
     pg.psql("DELETE FROM public.outbox")
     srv.got["orders"] = []
     relay = env.relay(config(pg, srv), name="relay-kills")
-    job, text = h.start_insert_job(pg, h.insert_sql(first, 100, 100).replace(
+    rows = h.scaled(10000)
+    job, text = h.start_insert_job(pg, h.insert_sql(first, rows // 100, 100).replace(
         "COMMIT;\n", "COMMIT;\nSELECT pg_sleep(0.08);\n"))
     streaming(env, relay)
     h.feed(job, text)
     confirmed, before, rng = [], [], random.Random(5)
     for k in range(5):
-        h.wait_for(lambda: len(srv.drain("orders", 0.1, 0.2)) >= (k + 1) * 1200, 60,
-                   "progress")
+        h.wait_for(lambda: len(srv.drain("orders", 0.1, 0.2)) >= (k + 1) * rows * 12 // 100,
+                   60, "progress")
         time.sleep(rng.uniform(0, 0.3))
         relay.signal(signal.SIGKILL)
         relay.wait(10)
@@ -359,7 +361,7 @@ def kills(env, srv, first):
         streaming(env, relay)
     h.check(job.wait(timeout=120) == 0, "insert job failed")
     h.wait_for(lambda: len({m["headers"]["ce_id"] for m in srv.drain("orders", quiet=0.3)})
-               >= 10000, 90, "every row")
+               >= rows, 90, "every row")
     rows, distinct, dups = h.check_stream(pg, srv.drain("orders"), confirmed, before)
     rc, _ = relay.stop()
     h.check(rc == 0, f"exit {rc}")

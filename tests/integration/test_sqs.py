@@ -299,12 +299,13 @@ def exact(env, moto):
     relay = env.relay(text, name="relay-exact")
     start(env, relay, envvars)
     t0 = time.time()
-    pg.psql(insert_with_headers(1, 100, 100))
-    h.wait_for(lambda: reader.distinct() >= 10000, 120, "10,000 messages", interval=0.5)
+    rows = h.scaled(10000)
+    pg.psql(insert_with_headers(1, rows // 100, 100))
+    h.wait_for(lambda: reader.distinct() >= rows, 120, f"{rows} messages", interval=0.5)
     took = time.time() - t0
     time.sleep(1)
     msgs = reader.snapshot()
-    h.check_exact(pg, msgs, 10000)
+    h.check_exact(pg, msgs, rows)
     for m in msgs:
         rid = m["headers"]["ce_id"]
         n = json.loads(m["value"])["n"]
@@ -316,7 +317,7 @@ def exact(env, moto):
     rc, _ = relay.stop()
     h.check(rc == 0, f"exit {rc}")
     reader.stop()
-    h.log(f"sqs: 10,000 rows once each in {took:.1f}s ({10000 / took:.0f}/s), in order per "
+    h.log(f"sqs: {rows:,} rows once each in {took:.1f}s ({rows / took:.0f}/s), in order per "
           "key, MessageDeduplicationId = id, MessageGroupId = key, headers as attributes")
 
 
