@@ -13,9 +13,12 @@
  * retried by the worker itself, the same request again after Retry-After (seconds)
  * when the endpoint gave one, else after a backoff from 100 ms doubling to 30 s -- the
  * events behind it wait, the relay is back-pressured by its in-flight limits and the
- * checkpoint does not move.  Any other 4xx (and a 3xx: redirects are not followed) is
- * permanent for that event: it is set aside (dead_letter.table; a webhook has no
- * dead-letter destination of its own) and the next one goes.
+ * checkpoint does not move.  401 and 403 say the endpoint refuses the relay itself (a
+ * signature made with another secret) and would refuse every event: the relay stops
+ * with a plain error (sink_refuse()), as it does when the endpoint's certificate does
+ * not verify.  Any other 4xx (and a 3xx: redirects are not followed) is permanent for
+ * that event: it is set aside (dead_letter.table; a webhook has no dead-letter
+ * destination of its own) and the next one goes.
  *
  * Each request carries webhook-id (the event id: stable across retries, what the
  * receiver deduplicates on), webhook-timestamp (seconds, at each attempt) and
@@ -130,8 +133,9 @@ static int check_secret(struct parser_ctx *ctx, const char *name, const char *va
 
 /* What the worker hands back: a report, or a line to log (from the relay's thread). */
 struct wh_note {
-    struct sink_held *held; /* NULL: a log line only */
+    struct sink_held *held; /* NULL: a log line only (or, with refuse, a refusal) */
     enum sink_outcome outcome;
+    bool refuse; /* the endpoint refuses the relay for good: sink_refuse(err) */
     char err[512];
 };
 
@@ -193,6 +197,7 @@ static bool is_token(const char *s)
 struct attempt {
     long status;
     int retry_after; /* seconds; -1: none given */
+    bool cert;       /* the endpoint's certificate did not verify */
     char err[256];
 };
 
@@ -356,6 +361,7 @@ static int post(struct webhook_sink *s, CURL *c, const struct sink_held *held, s
     rc = curl_easy_perform(c);
     if (rc != CURLE_OK) {
         snprintf(a->err, sizeof(a->err), "%s", curl_easy_strerror(rc));
+        a->cert = rc == CURLE_PEER_FAILED_VERIFICATION || rc == CURLE_SSL_CACERT_BADFILE;
         goto out;
     }
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &a->status);
@@ -414,6 +420,25 @@ static void *worker(void *opaque)
             backoff = 100;
             note(s, held, SINK_DELIVERED, "");
             continue;
+        }
+        if ((rc != 0 && a.cert) || (rc == 0 && (a.status == 401 || a.status == 403))) {
+            /* No retry cures these, and no event would get through: stop the relay. */
+            char line[512];
+
+            if (rc != 0)
+                snprintf(line, sizeof(line), "webhook: the certificate of %s does not verify "
+                         "(%s): give the CA that signed it in webhook.ca_file", s->k->url,
+                         a.err);
+            else
+                snprintf(line, sizeof(line), "webhook: %s answered HTTP %ld to a signed "
+                         "request: the endpoint refuses the relay (is webhook.secret the "
+                         "endpoint's secret?)", s->k->url, a.status);
+            s->failing = true;
+            note(s, NULL, SINK_RETRY, line);
+            s->out[s->nout - 1].refuse = true;
+            while (!pause_for(s, 3600 * 1000))
+                ;
+            break;
         }
         if (a.status == -1 || (rc == 0 && a.status != 408 && a.status != 429 &&
                                a.status < 500)) {
@@ -539,7 +564,10 @@ static int webhook_poll(sink *base)
         struct out_msg m;
 
         if (!notes[i].held) {
-            log_warn("%s", notes[i].err);
+            if (notes[i].refuse)
+                sink_refuse(&s->base, "%s", notes[i].err);
+            else
+                log_warn("%s", notes[i].err);
             continue;
         }
         r.tag = notes[i].held->tag;
@@ -625,6 +653,49 @@ static sink *webhook_create(const struct relay_config *cfg, sink_report_fn *repo
     return &s->base;
 }
 
+/*
+ * outbox-relay check: connect to the endpoint (and verify its certificate) without
+ * sending a request -- an endpoint takes only events.
+ */
+static int webhook_check(const struct relay_config *cfg, int timeout_ms,
+                         const struct sink_check_out *out)
+{
+    const struct webhook_settings *k = settings_of(cfg);
+    char heading[600], line[600];
+    CURLcode rc;
+    CURL *c;
+
+    snprintf(heading, sizeof(heading), "webhook (%s):", k->url);
+    out->heading(out->ctx, heading);
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    if (!(c = curl_easy_init())) {
+        out->line(out->ctx, SINK_CHECK_FAIL, "cannot create a curl handle");
+        return 1;
+    }
+    curl_easy_setopt(c, CURLOPT_URL, k->url);
+    curl_easy_setopt(c, CURLOPT_CONNECT_ONLY, 1L);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)timeout_ms);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+    if (k->ca_file[0])
+        curl_easy_setopt(c, CURLOPT_CAINFO, k->ca_file);
+    rc = curl_easy_perform(c);
+    curl_easy_cleanup(c);
+    if (rc != CURLE_OK) {
+        snprintf(line, sizeof(line), "cannot connect: %s%s", curl_easy_strerror(rc),
+                 rc == CURLE_PEER_FAILED_VERIFICATION ? " (give the CA in webhook.ca_file)" : "");
+        out->line(out->ctx, SINK_CHECK_FAIL, line);
+        return 1;
+    }
+    out->line(out->ctx, SINK_CHECK_OK,
+              strncasecmp(k->url, "https://", 8) == 0
+                  ? "connected, certificate verified (no event sent: the endpoint's answer to "
+                    "a signed event is seen at the first one)"
+                  : "connected (no event sent: the endpoint's answer to a signed event is "
+                    "seen at the first one)");
+    return 0;
+}
+
 static void webhook_plan(const struct relay_config *cfg,
                          void (*item)(void *ctx, const char *label, const char *text), void *ctx)
 {
@@ -643,6 +714,7 @@ const struct sink_type sink_type_webhook = {
     .name = "webhook",
     .config = &webhook_config,
     .create = webhook_create,
+    .check = webhook_check,
     .plan = webhook_plan,
     .caps =
         {

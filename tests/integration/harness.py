@@ -66,6 +66,54 @@ def scaled(n, least=100):
     return max(least, int(n * f) // least * least)
 
 
+TEST_CERTS_CNF = """\
+[req]
+distinguished_name = dn
+prompt = no
+[dn]
+CN = placeholder
+[ca_ext]
+basicConstraints = critical, CA:TRUE
+keyUsage = critical, keyCertSign, cRLSign
+subjectKeyIdentifier = hash
+[server_ext]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature, keyEncipherment
+extendedKeyUsage = serverAuth
+subjectAltName = DNS:localhost, IP:127.0.0.1
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+"""
+
+
+def make_test_certs(d):
+    """With the openssl command line, in d: ca.crt/ca.key (a throwaway CA),
+    other-ca.crt (an unrelated one) and server.crt/server.key for localhost and
+    127.0.0.1, signed by the first; world-readable, for servers running as another
+    user.  Returns d."""
+    import random
+
+    def openssl(*args):
+        r = subprocess.run(["openssl", *args], cwd=d, capture_output=True, text=True)
+        if r.returncode != 0:
+            raise TestFailure(f"openssl {args[0]} failed: {r.stderr.strip()}")
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, "openssl.cnf"), "w") as f:
+        f.write(TEST_CERTS_CNF)
+    for name in ("ca", "other-ca"):
+        openssl("req", "-x509", "-new", "-config", "openssl.cnf", "-extensions", "ca_ext",
+                "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out",
+                f"{name}.crt", "-days", "2", "-subj", f"/CN=outbox-relay test {name}")
+    openssl("req", "-new", "-config", "openssl.cnf", "-newkey", "rsa:2048", "-nodes",
+            "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost")
+    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+            "-set_serial", str(random.randrange(1, 2**62)), "-days", "2",
+            "-extfile", "openssl.cnf", "-extensions", "server_ext", "-out", "server.crt")
+    for f in os.listdir(d):
+        os.chmod(os.path.join(d, f), 0o644)
+    return d
+
+
 def log(msg):
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 

@@ -41,47 +41,6 @@ h.in_venv("pika", "pika==1.3.2", "rabbitmq")
 import pika  # noqa: E402
 
 RELAY_PASSWORD = "relay-secret"
-OPENSSL_CNF = """\
-[req]
-distinguished_name = dn
-prompt = no
-[dn]
-CN = placeholder
-[ca_ext]
-basicConstraints = critical, CA:TRUE
-keyUsage = critical, keyCertSign, cRLSign
-[server_ext]
-basicConstraints = critical, CA:FALSE
-keyUsage = critical, digitalSignature, keyEncipherment
-extendedKeyUsage = serverAuth
-subjectAltName = DNS:localhost, IP:127.0.0.1
-"""
-
-
-def openssl(cwd, *args):
-    r = subprocess.run(["openssl"] + list(args), cwd=cwd, capture_output=True, text=True)
-    if r.returncode != 0:
-        raise h.TestFailure(f"openssl {args[0]} failed: {r.stderr.strip()}")
-
-
-def make_certs(d):
-    """A CA, an unrelated CA and a server certificate for localhost / 127.0.0.1."""
-    os.makedirs(d, exist_ok=True)
-    with open(os.path.join(d, "openssl.cnf"), "w") as f:
-        f.write(OPENSSL_CNF)
-    for name in ("ca", "other-ca"):
-        openssl(d, "req", "-x509", "-new", "-config", "openssl.cnf", "-extensions", "ca_ext",
-                "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out",
-                f"{name}.crt", "-days", "2", "-subj", f"/CN=outbox-relay test {name}")
-    openssl(d, "req", "-new", "-config", "openssl.cnf", "-newkey", "rsa:2048", "-nodes",
-            "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost")
-    openssl(d, "x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-            "-set_serial", str(random.randrange(1, 2**62)), "-days", "2",
-            "-extfile", "openssl.cnf", "-extensions", "server_ext", "-out", "server.crt")
-    for f in os.listdir(d):
-        os.chmod(os.path.join(d, f), 0o644)
-
-
 def password_hash(password):
     """RabbitMQ's rabbit_password_hashing_sha256: base64(salt + sha256(salt + password))."""
     salt = os.urandom(4)
@@ -95,7 +54,7 @@ class RabbitServer:
         self.dir = os.path.join(tmp, "rabbitmq")
         self.tls = os.path.join(self.dir, "tls")
         os.makedirs(self.dir, exist_ok=True)
-        make_certs(self.tls)
+        h.make_test_certs(self.tls)
         self.port, self.tls_port = h.free_port(), h.free_port()
         self.dist_port, self.epmd_port = h.free_port(), h.free_port()
         self.node = f"relaytest{self.port}@localhost"

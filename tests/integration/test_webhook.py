@@ -4,7 +4,7 @@ verified with the Standard Webhooks library from PyPI (standardwebhooks), which
 shares no code with the relay.  Checked with the four invariants
 (harness.check_stream) over the requests the endpoint accepted:
 
-  1. 1,000 rows (CloudEvents binary over HTTP: ce-* headers, the payload as body):
+  1. 10,000 rows (CloudEvents binary over HTTP: ce-* headers, the payload as body):
      one accepted request each, signatures valid, webhook-id = the event id; and the
      structured format: the CloudEvent as the body;
   2. an event answered 503 twice, another 429 with Retry-After: 2, another that hangs
@@ -12,8 +12,11 @@ shares no code with the relay.  Checked with the four invariants
      them held back in order, nothing lost;
   3. an event answered 400: set aside to dead_letter.table with reason "rejected",
      the others delivered;
-  4. the relay SIGKILLed twice mid-stream: no loss, duplicates only after the
-     confirmed positions (same webhook-id).
+  4. the relay SIGKILLed 5 times mid-stream: no loss, duplicates only after the
+     confirmed positions (same webhook-id);
+  5. HTTPS with a test CA: `outbox-relay check` passes and events arrive; an unknown CA
+     and a wrong secret (the endpoint answers 401) each stop the relay with exit 1 and
+     a plain error; check fails for the unknown CA and for a closed port.
 """
 
 import base64
@@ -37,10 +40,13 @@ SECRET = "whsec_" + base64.b64encode(b"outbox-relay test secret, 32 b!!").decode
 
 class Endpoint:
     """A one-request-at-a-time HTTP endpoint.  script[n] is a list of answers for the
-    event whose payload n is n, one per attempt: (status, headers, seconds to hang)."""
+    event whose payload n is n, one per attempt: (status, headers, seconds to hang).
+    With tls (a directory of harness.make_test_certs()), HTTPS; with strict, a request
+    whose signature does not verify is answered 401, as a receiver would."""
 
-    def __init__(self):
+    def __init__(self, tls=None, strict=False):
         self.accepted, self.attempts, self.bad_signatures = [], [], []
+        self.strict = strict
         self.script = {}
         self.lock = threading.Lock()
         self.verifier = Webhook(SECRET)
@@ -58,13 +64,15 @@ class Endpoint:
                 except Exception as e:  # noqa: BLE001 -- any refusal is a finding
                     endpoint.bad_signatures.append(f"{hdrs.get('webhook-id')}: {e}")
                 status, extra, hang = 200, {}, 0
+                if endpoint.strict and endpoint.bad_signatures:
+                    status = 401
                 try:
                     n = json.loads(body)["n"] if body.startswith(b'{"n"') else None
                 except ValueError:
                     n = None
                 with endpoint.lock:
                     endpoint.attempts.append((time.time(), n, hdrs.get("webhook-id")))
-                    answers = endpoint.script.get(n)
+                    answers = endpoint.script.get(n) if status == 200 else None
                     if answers:
                         status, extra, hang = answers.pop(0)
                 if hang:
@@ -83,6 +91,13 @@ class Endpoint:
 
         self.server = HTTPServer(("127.0.0.1", 0), Handler)
         self.port = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}/hook"
+        if tls:
+            import ssl
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(os.path.join(tls, "server.crt"), os.path.join(tls, "server.key"))
+            self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
+            self.url = f"https://localhost:{self.port}/hook"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def messages(self):
@@ -106,7 +121,8 @@ class Endpoint:
         return len({m["headers"].get("ce_id") for m in self.case(first)})
 
 
-def config(pg, ep, fmt="cloudevents"):
+def config(pg, ep, fmt="cloudevents", secret=SECRET, ca=None):
+    ca = f"\n  ca_file: \"{ca}\"" if ca else ""
     return f"""admin:
   listen: "127.0.0.1:0"
 postgres:
@@ -121,10 +137,10 @@ dead_letter:
   table: public.outbox_dead_letter
 sink: webhook
 webhook:
-  url: "http://127.0.0.1:{ep.port}/hook"
-  secret: "{SECRET}"
+  url: "{ep.url}"
+  secret: "{secret}"
   timeout: 1s
-  format: {fmt}
+  format: {fmt}{ca}
 """
 
 
@@ -135,12 +151,13 @@ def basic(env, ep):
     pg = env.pg
     relay = env.relay(config(pg, ep), name="relay-basic")
     streaming(env, relay)
-    pg.psql(h.insert_sql(1, 10, 100))
-    h.wait_for(lambda: ep.distinct(1) >= 1000, 60, "1,000 accepted requests")
+    rows = h.scaled(10000)
+    pg.psql(h.insert_sql(1, rows // 100, 100))
+    h.wait_for(lambda: ep.distinct(1) >= rows, 60, f"{rows} accepted requests", interval=0.5)
     time.sleep(0.3)
     h.check(not ep.bad_signatures, f"signatures refused: {ep.bad_signatures[:3]}")
     msgs = ep.case(1)
-    h.check_exact(pg, msgs, 1000)
+    h.check_exact(pg, msgs, rows)
     h.check(all(m["headers"]["webhook-id"] == m["headers"]["ce_id"] for m in msgs),
             "webhook-id is not the event id")
     rc, _ = relay.stop()
@@ -149,7 +166,7 @@ def basic(env, ep):
     relay = env.relay(config(pg, ep, "cloudevents-structured"), name="relay-structured")
     streaming(env, relay)
     before = len(ep.accepted)
-    pg.psql(h.insert_sql(1001, 1, 5))
+    pg.psql(h.insert_sql(10001, 1, 5))
     h.wait_for(lambda: len(ep.accepted) >= before + 5, 30, "5 structured events")
     for hdrs, body in ep.accepted[before:]:
         ce = json.loads(body)
@@ -160,7 +177,7 @@ def basic(env, ep):
     rc, _ = relay.stop()
     h.check(rc == 0, f"exit {rc}")
     h.check(not ep.bad_signatures, f"signatures refused: {ep.bad_signatures[:3]}")
-    h.log("webhook: 1,000 events, one accepted request each, every signature verified by "
+    h.log(f"webhook: {rows:,} events, one accepted request each, every signature verified by "
           "the Standard Webhooks library, webhook-id = ce-id; structured: the CloudEvent "
           "as body")
 
@@ -203,13 +220,15 @@ def kills(env, ep, first):
     ep.script = {}
     pg.psql("DELETE FROM public.outbox")
     relay = env.relay(config(pg, ep), name="relay-kills")
-    job, text = h.start_insert_job(pg, h.insert_sql(first, 40, 50).replace(
-        "COMMIT;\n", "COMMIT;\nSELECT pg_sleep(0.03);\n"))
+    rows = h.scaled(10000)
+    job, text = h.start_insert_job(pg, h.insert_sql(first, rows // 100, 100).replace(
+        "COMMIT;\n", "COMMIT;\nSELECT pg_sleep(0.1);\n"))
     streaming(env, relay)
     h.feed(job, text)
     confirmed, before = [], []
-    for k in range(2):
-        h.wait_for(lambda: ep.distinct(first) >= (k + 1) * 500, 60, "progress")
+    for k in range(5):
+        h.wait_for(lambda: ep.distinct(first) >= (k + 1) * rows * 12 // 100, 60, "progress",
+                   interval=0.3)
         relay.signal(signal.SIGKILL)
         relay.wait(10)
         h.wait_for(lambda: not pg.slot()[1], 30, "the slot to be released")
@@ -223,15 +242,74 @@ def kills(env, ep, first):
     rc, _ = relay.stop()
     h.check(rc == 0, f"exit {rc}")
     h.check(not ep.bad_signatures, f"signatures refused: {ep.bad_signatures[:3]}")
-    h.log(f"webhook, relay SIGKILLed twice: {rows} rows, 0 lost, {dups} duplicates (same "
+    h.log(f"webhook, relay SIGKILLed 5 times: {rows} rows, 0 lost, {dups} duplicates (same "
           "webhook-id), all after the confirmed positions")
+    return first + 10000
+
+
+def check_cmd(env, relay):
+    import subprocess
+    return subprocess.run([os.path.join(env.args.build_dir, "outbox-relay"), "check", "-c",
+                           relay.cfg], capture_output=True, text=True, timeout=60)
+
+
+def stops(env, relay, expect, after):
+    """The relay exits 1 with expect in its last error, the slot before after."""
+    t0 = time.time()
+    relay.start()
+    rc = relay.wait(30)
+    err = [ln for ln in relay.log_text().splitlines() if " ERROR " in ln]
+    h.check(rc == 1 and err and expect in err[-1], f"exit {rc}: {err[-3:]}")
+    h.check(env.pg.slot()[0] < after, "the slot moved past undelivered events")
+    return time.time() - t0, err[-1].split(" ERROR ", 1)[-1]
+
+
+def secured(env, first):
+    """HTTPS with a test CA: check passes and events arrive; an unknown CA and a wrong
+    secret (the endpoint answers 401) each stop the relay with exit 1; check fails
+    against the unknown CA and against a closed port."""
+    pg = env.pg
+    tls = h.make_test_certs(os.path.join(env.tmp, "webhook-tls"))
+    ep = Endpoint(tls=tls, strict=True)
+    pg.psql("DELETE FROM public.outbox")
+    relay = env.relay(config(pg, ep, ca=os.path.join(tls, "ca.crt")), name="relay-https")
+    chk = check_cmd(env, relay)
+    h.check(chk.returncode == 0, f"check failed over HTTPS: {chk.stdout[-500:]}")
+    streaming(env, relay)
+    pg.psql(h.insert_sql(first, 10, 100))
+    h.wait_for(lambda: ep.distinct(first) >= 1000, 60, "1,000 over HTTPS")
+    h.check_exact(pg, ep.case(first), 1000)
+    rc, _ = relay.stop()
+    h.check(rc == 0, f"exit {rc}")
+    pg.psql(h.insert_sql(first + 1000, 1, 5))
+    after = pg.current_lsn()
+    relay = env.relay(config(pg, ep, ca=os.path.join(tls, "other-ca.crt")), name="relay-ca")
+    chk = check_cmd(env, relay)
+    h.check(chk.returncode != 0 and "certificate" in chk.stdout.lower(),
+            f"check passed with an unknown CA: {chk.stdout[-400:]}")
+    took_ca, err_ca = stops(env, relay, "does not verify", after)
+    other = "whsec_" + base64.b64encode(b"not the endpoint's secret, 32 b!").decode()
+    relay = env.relay(config(pg, ep, secret=other, ca=os.path.join(tls, "ca.crt")),
+                      name="relay-secret")
+    took_secret, err_secret = stops(env, relay, "refuses the relay", after)
+    h.check(len(ep.bad_signatures) >= 1, "the endpoint saw no bad signature")
+    closed = type("Closed", (), {"url": f"http://127.0.0.1:{h.free_port()}/hook"})
+    relay = env.relay(config(pg, closed), name="relay-closed")
+    chk = check_cmd(env, relay)
+    h.check(chk.returncode != 0 and "cannot connect" in chk.stdout,
+            f"check passed against a closed port: {chk.stdout[-300:]}")
+    h.log(f"webhook over HTTPS (test CA): check passed, 1,000 events once each; unknown CA: "
+          f"check failed, exit 1 after {took_ca:.1f}s ({err_ca[:120]}); wrong secret, "
+          f"answered 401: exit 1 after {took_secret:.1f}s ({err_secret[:140]}); check "
+          "failed against a closed port")
 
 
 def test(env):
     ep = Endpoint()
     basic(env, ep)
-    nxt = retries(env, ep, 2001)
-    kills(env, ep, nxt)
+    nxt = retries(env, ep, 20001)
+    nxt = kills(env, ep, nxt)
+    secured(env, nxt)
 
 
 if __name__ == "__main__":
