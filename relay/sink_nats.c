@@ -16,7 +16,9 @@
  * (the pipeline rebuilds and replays from its checkpoint) with a plain error; a
  * payload over the server's max_payload is set aside as too large; a lost connection
  * is libnats's to restore (it reconnects forever), and the publishes it could not
- * confirm time out and are replayed.
+ * confirm time out and are replayed.  A refused login or a TLS failure at connect
+ * stops the relay (sink_refuse()).  TLS: tls:// URLs or nats.ca_file / cert_file;
+ * credentials: the URL's user and password, nats.token or nats.creds_file.
  */
 #include "sink_impl.h"
 
@@ -39,6 +41,11 @@ struct nats_settings {
     struct sink_common common; /* subject template, format, dead-letter subject */
     char *url;
     int64_t ack_timeout_ms;
+    char *ca_file;    /* TLS: the CA of the server's certificate ("": the system's) */
+    char *cert_file;  /* TLS: a client certificate, for servers that verify clients */
+    char *key_file;
+    char *creds_file; /* a .creds file: the user's JWT and NKey seed */
+    char *token;      /* an authentication token */
 };
 
 #define NFIELD(f) offsetof(struct nats_settings, f)
@@ -64,6 +71,15 @@ static const struct relay_option nats_options[] = {
      .offset = NFIELD(ack_timeout_ms), .def = "10s", .min = 100},
     {.section = "nats", .key = "format", .type = OPT_ENUM, .offset = NFIELD(common.format),
      .def = "cloudevents", .choices = relay_format_choices},
+    {.section = "nats", .key = "ca_file", .type = OPT_STRING, .offset = NFIELD(ca_file),
+     .def = ""},
+    {.section = "nats", .key = "cert_file", .type = OPT_STRING, .offset = NFIELD(cert_file),
+     .def = ""},
+    {.section = "nats", .key = "key_file", .type = OPT_STRING, .offset = NFIELD(key_file),
+     .def = ""},
+    {.section = "nats", .key = "creds_file", .type = OPT_STRING, .offset = NFIELD(creds_file),
+     .def = ""},
+    {.section = "nats", .key = "token", .type = OPT_STRING, .offset = NFIELD(token), .def = ""},
 };
 /* clang-format on */
 
@@ -179,6 +195,76 @@ static void on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void
     natsMsg_Destroy(msg);
 }
 
+/* The URL for messages: one with credentials is not printed. */
+static const char *redacted(const char *url)
+{
+    return strchr(url, '@') ? "(a URL with credentials)" : url;
+}
+
+/*
+ * Why a failed connect is a refusal no retry cures, into why ("" when it is not one):
+ * the server refused the credentials, or TLS failed (a certificate that does not
+ * verify, a server without TLS).
+ */
+static void refusal(natsStatus st, char *why, size_t size)
+{
+    natsStatus last = NATS_OK;
+    const char *text = nats_GetLastError(&last);
+
+    why[0] = '\0';
+    if (st == NATS_CONNECTION_AUTH_FAILED || st == NATS_NOT_PERMITTED)
+        snprintf(why, size, "refused the relay: %s (check nats.url's user and password, "
+                 "nats.token or nats.creds_file)", text && *text ? text : natsStatus_GetText(st));
+    else if (st == NATS_SSL_ERROR)
+        snprintf(why, size, "TLS failed: %s (does the certificate verify against nats.ca_file?)",
+                 text && *text ? text : natsStatus_GetText(st));
+}
+
+/*
+ * The connection options of k, or NULL with errstr set.  An unreadable CA,
+ * certificate or credentials file is an error here: the file names it.
+ */
+static natsOptions *make_options(const struct nats_settings *k, int timeout_ms, char *errstr,
+                                 size_t errstr_size)
+{
+    natsOptions *o = NULL;
+    const char *what = "the connection options";
+    natsStatus st = natsOptions_Create(&o);
+
+    if (st == NATS_OK)
+        st = natsOptions_SetURL(o, k->url);
+    if (st == NATS_OK)
+        st = natsOptions_SetMaxReconnect(o, -1);
+    if (st == NATS_OK)
+        st = natsOptions_SetReconnectWait(o, 500);
+    if (st == NATS_OK)
+        st = natsOptions_SetTimeout(o, timeout_ms);
+    if (st == NATS_OK && (k->ca_file[0] || k->cert_file[0] ||
+                          strncasecmp(k->url, "tls://", 6) == 0))
+        st = natsOptions_SetSecure(o, true);
+    if (st == NATS_OK && k->ca_file[0] &&
+        (st = natsOptions_LoadCATrustedCertificates(o, k->ca_file)) != NATS_OK)
+        what = "nats.ca_file";
+    if (st == NATS_OK && k->cert_file[0] &&
+        (st = natsOptions_LoadCertificatesChain(o, k->cert_file, k->key_file)) != NATS_OK)
+        what = "nats.cert_file / nats.key_file";
+    if (st == NATS_OK && k->creds_file[0] &&
+        (st = natsOptions_SetUserCredentialsFromFiles(o, k->creds_file, NULL)) != NATS_OK)
+        what = "nats.creds_file";
+    if (st == NATS_OK && k->token[0])
+        st = natsOptions_SetToken(o, k->token);
+    if (st != NATS_OK) {
+        natsStatus last;
+        const char *text = nats_GetLastError(&last);
+
+        snprintf(errstr, errstr_size, "nats: cannot set up %s: %s", what,
+                 text && *text ? text : natsStatus_GetText(st));
+        natsOptions_Destroy(o);
+        return NULL;
+    }
+    return o;
+}
+
 static int connect_nats(struct nats_sink *s, char *errstr, size_t errstr_size)
 {
     jsOptions jo;
@@ -192,7 +278,17 @@ static int connect_nats(struct nats_sink *s, char *errstr, size_t errstr_size)
     if (st == NATS_OK)
         st = natsConnection_JetStream(&s->js, s->nc, &jo);
     if (st != NATS_OK) {
-        snprintf(errstr, errstr_size, "nats at %s: %s", s->k->url, natsStatus_GetText(st));
+        char why[400];
+
+        refusal(st, why, sizeof(why));
+        if (why[0]) {
+            /* No retry cures a refused login or a certificate that does not verify. */
+            sink_refuse(&s->base, "nats at %s %s", redacted(s->k->url), why);
+            snprintf(errstr, errstr_size, "nats at %s %s", redacted(s->k->url), why);
+        } else {
+            snprintf(errstr, errstr_size, "nats at %s: %s", redacted(s->k->url),
+                     natsStatus_GetText(st));
+        }
         if (s->nc)
             natsConnection_Destroy(s->nc);
         s->nc = NULL;
@@ -397,13 +493,7 @@ static sink *nats_create(const struct relay_config *cfg, sink_report_fn *report,
         return NULL;
     }
     s->k = settings_of(cfg);
-    if (natsOptions_Create(&s->opts) != NATS_OK ||
-        natsOptions_SetURL(s->opts, s->k->url) != NATS_OK ||
-        natsOptions_SetMaxReconnect(s->opts, -1) != NATS_OK ||
-        natsOptions_SetReconnectWait(s->opts, 500) != NATS_OK ||
-        natsOptions_SetTimeout(s->opts, 2000) != NATS_OK) {
-        snprintf(errstr, errstr_size, "nats: cannot set up the connection options");
-        natsOptions_Destroy(s->opts);
+    if (!(s->opts = make_options(s->k, 2000, errstr, errstr_size))) {
         free(s);
         return NULL;
     }
@@ -415,12 +505,91 @@ static sink *nats_create(const struct relay_config *cfg, sink_report_fn *report,
         free(s);
         return NULL;
     }
-    /* Unreachable now is not an error: the first event connects (nats_produce). */
+    /* Unreachable now is not an error: the first event connects (nats_produce).  A
+     * refusal is recorded (sink_refused()) and stops the relay. */
     if (connect_nats(s, errstr, errstr_size) < 0) {
-        log_warn("%s", errstr);
+        if (!sink_refused(&s->base))
+            log_warn("%s", errstr);
         s->base.unreachable = true;
     }
     return &s->base;
+}
+
+/*
+ * outbox-relay check: connect (TLS and credentials as the relay would), ask JetStream
+ * for the account's limits (is JetStream on?), and which stream takes the subject of
+ * a sample event -- the template with every placeholder replaced by "check".
+ */
+static int nats_check(const struct relay_config *cfg, int timeout_ms,
+                      const struct sink_check_out *out)
+{
+    const struct nats_settings *k = settings_of(cfg);
+    natsConnection *nc = NULL;
+    natsMsg *reply = NULL;
+    natsOptions *o;
+    char heading[400], line[700], why[400], subject[300], req[400];
+    natsStatus st;
+    size_t n = 0;
+    int failures = 0;
+
+    snprintf(heading, sizeof(heading), "nats (%s):", redacted(k->url));
+    out->heading(out->ctx, heading);
+    if (!(o = make_options(k, timeout_ms, line, sizeof(line)))) {
+        out->line(out->ctx, SINK_CHECK_FAIL, line);
+        return 1;
+    }
+    natsOptions_SetMaxReconnect(o, 0);
+    st = natsConnection_Connect(&nc, o);
+    natsOptions_Destroy(o);
+    if (st != NATS_OK) {
+        refusal(st, why, sizeof(why));
+        snprintf(line, sizeof(line), "cannot connect: %s", why[0] ? why : natsStatus_GetText(st));
+        out->line(out->ctx, SINK_CHECK_FAIL, line);
+        natsConnection_Destroy(nc);
+        return 1;
+    }
+    st = natsConnection_RequestString(&reply, nc, "$JS.API.INFO", "", timeout_ms);
+    if (st != NATS_OK || strstr(natsMsg_GetData(reply), "\"error\"")) {
+        snprintf(line, sizeof(line), "connected, but JetStream does not answer (%s): is the "
+                 "server started with JetStream?", st != NATS_OK ? natsStatus_GetText(st)
+                                                                : natsMsg_GetData(reply));
+        out->line(out->ctx, SINK_CHECK_FAIL, line);
+        failures++;
+    } else {
+        out->line(out->ctx, SINK_CHECK_OK, "connected, JetStream enabled");
+    }
+    natsMsg_Destroy(reply);
+    reply = NULL;
+    /* A sample subject: each {placeholder} becomes "check". */
+    for (const char *p = k->common.destination; *p && n + 6 < sizeof(subject); p++) {
+        const char *e;
+
+        if (*p == '{' && (e = strchr(p, '}'))) {
+            memcpy(subject + n, "check", 5);
+            n += 5;
+            p = e;
+        } else {
+            subject[n++] = *p;
+        }
+    }
+    subject[n] = '\0';
+    snprintf(req, sizeof(req), "{\"subject\":\"%s\"}", subject);
+    if (!failures) {
+        st = natsConnection_RequestString(&reply, nc, "$JS.API.STREAM.NAMES", req, timeout_ms);
+        if (st == NATS_OK && strstr(natsMsg_GetData(reply), "\"streams\":[\"")) {
+            snprintf(line, sizeof(line), "a stream takes subject \"%s\" (%.200s)", subject,
+                     strstr(natsMsg_GetData(reply), "\"streams\":"));
+            out->line(out->ctx, SINK_CHECK_OK, line);
+        } else {
+            snprintf(line, sizeof(line), "no JetStream stream takes subject \"%s\" (from \"%s\"): "
+                     "events would wait until one exists", subject, k->common.destination);
+            out->line(out->ctx, SINK_CHECK_FAIL, line);
+            failures++;
+        }
+        natsMsg_Destroy(reply);
+    }
+    natsConnection_Destroy(nc);
+    return failures;
 }
 
 static void nats_plan(const struct relay_config *cfg,
@@ -429,8 +598,10 @@ static void nats_plan(const struct relay_config *cfg,
     const struct nats_settings *k = settings_of(cfg);
     char text[600];
 
-    snprintf(text, sizeof(text), "NATS JetStream at %s, format %s, PubAck within %lld ms",
-             strchr(k->url, '@') ? "(a URL with credentials)" : k->url,
+    snprintf(text, sizeof(text), "NATS JetStream at %s%s%s%s, format %s, PubAck within %lld ms",
+             redacted(k->url), k->ca_file[0] || strncasecmp(k->url, "tls://", 6) == 0
+                                   ? ", TLS" : "",
+             k->creds_file[0] ? ", credentials file" : "", k->token[0] ? ", token ****" : "",
              relay_choice_name(relay_format_choices, (int)k->common.format),
              (long long)k->ack_timeout_ms);
     item(ctx, "sink", text);
@@ -447,6 +618,7 @@ const struct sink_type sink_type_nats = {
     .name = "nats",
     .config = &nats_config,
     .create = nats_create,
+    .check = nats_check,
     .plan = nats_plan,
     .dead_letter_destination = nats_dead_letter,
     .caps =

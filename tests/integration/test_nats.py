@@ -4,15 +4,18 @@ read back with nats-py from PyPI, a client that shares no code with the relay's
 libnats.  Checked with the four invariants (harness.check_stream):
 
   1. no stream takes the subjects yet: the relay says so plainly and waits, confirming
-     nothing; once the stream exists, 3,000 rows arrive once each, exactly as rendered
+     nothing; once the stream exists, 10,000 rows arrive once each, exactly as rendered
      (Nats-Msg-Id = the event id, the CloudEvents attributes as ce-* NATS headers, as
      CloudEvents' NATS binding has them in binary mode);
-  2. the relay SIGKILLed 3 times mid-stream: nothing lost, and no duplicate in the
+  2. the relay SIGKILLed 5 times mid-stream: nothing lost, and no duplicate in the
      stream -- JetStream drops the replayed events by their Nats-Msg-Id;
-  3. nats-server SIGKILLed mid-stream and started again: nothing lost.
+  3. nats-server SIGKILLed mid-stream and started again: nothing lost;
+  4. an event over the server's max_payload: set aside to nats.dlq_subject as
+     too-large, the others flow.
 """
 
 import asyncio
+import json
 import os
 import random
 import signal
@@ -39,8 +42,11 @@ class NatsServer:
 
     def start(self):
         self.log = open(os.path.join(self.dir, "nats.log"), "a")
-        self.proc = subprocess.Popen(["nats-server", "-js", "-a", "127.0.0.1", "-p",
-                                      str(self.port), "-sd", self.dir],
+        conf = os.path.join(self.dir, "nats.conf")
+        with open(conf, "w") as f:  # max_payload 64 KiB: a larger event is undeliverable
+            f.write(f"host: 127.0.0.1\nport: {self.port}\nmax_payload: 65536\n"
+                    f"jetstream {{ store_dir: \"{self.dir}\" }}\n")
+        self.proc = subprocess.Popen(["nats-server", "-c", conf],
                                      stdout=self.log, stderr=subprocess.STDOUT)
         h.wait_for(lambda: self.run(self._ping), 30, "nats-server to answer")
         return self
@@ -78,7 +84,7 @@ class NatsServer:
 
     def create_stream(self):
         async def fn(nc, js):
-            await js.add_stream(name=STREAM, subjects=["outbox.>"])
+            await js.add_stream(name=STREAM, subjects=["outbox.>", "dead.>"])
             return True
         return self.run(fn)
 
@@ -120,6 +126,9 @@ sink: nats
 nats:
   url: "{srv.url}"
   ack_timeout: 2s
+  dlq_subject: dead.letters
+pipeline:
+  on_bad_event: dead-letter
 """
 
 
@@ -130,7 +139,8 @@ def no_stream_then_exact(env, srv):
     pg = env.pg
     relay = env.relay(config(pg, srv), name="relay-exact")
     streaming(env, relay)
-    pg.psql(h.insert_sql(1, 30, 100))
+    rows = h.scaled(10000)
+    pg.psql(h.insert_sql(1, rows // 100, 100))
     after = pg.current_lsn()
     h.wait_for(lambda: "no JetStream stream takes subject" in relay.log_text(), 30,
                "the error naming the missing stream")
@@ -138,10 +148,10 @@ def no_stream_then_exact(env, srv):
     h.check(relay.alive(), "the relay exited without a stream")
     h.check(pg.slot()[0] < after, "the slot moved past events no stream took")
     h.check(srv.create_stream(), "cannot create the stream")
-    h.wait_for(lambda: srv.last_seq() >= 3000, 60, "3,000 messages in the stream")
+    h.wait_for(lambda: srv.last_seq() >= rows, 60, f"{rows} messages in the stream")
     time.sleep(1)
     msgs = srv.messages()
-    h.check_exact(pg, msgs, 3000)
+    h.check_exact(pg, msgs, rows)
     for m in msgs:
         h.check(m["headers"].get("Nats-Msg-Id") == m["headers"]["ce_id"],
                 f"Nats-Msg-Id {m['headers'].get('Nats-Msg-Id')} is not the event id")
@@ -149,7 +159,7 @@ def no_stream_then_exact(env, srv):
     rc, _ = relay.stop()
     h.check(rc == 0, f"exit {rc}")
     h.log("nats: no stream: the relay named the subject and waited, slot held; with the "
-          "stream, 3,000 rows once each, Nats-Msg-Id = ce_id, subject per aggregate")
+          f"stream, {rows:,} rows once each, Nats-Msg-Id = ce_id, subject per aggregate")
 
 
 def kills(env, srv, first):
@@ -157,13 +167,15 @@ def kills(env, srv, first):
     pg.psql("DELETE FROM public.outbox")
     seq0 = srv.last_seq() + 1
     relay = env.relay(config(pg, srv), name="relay-kills")
-    job, text = h.start_insert_job(pg, h.insert_sql(first, 100, 100).replace(
-        "COMMIT;\n", "COMMIT;\nSELECT pg_sleep(0.02);\n"))
+    rows = h.scaled(10000)
+    job, text = h.start_insert_job(pg, h.insert_sql(first, rows // 100, 100).replace(
+        "COMMIT;\n", "COMMIT;\nSELECT pg_sleep(0.05);\n"))
     streaming(env, relay)
     h.feed(job, text)
     confirmed, before, rng = [], [], random.Random(3)
-    for k in range(3):
-        h.wait_for(lambda: srv.last_seq() - seq0 >= (k + 1) * 2000, 60, "progress")
+    for k in range(5):
+        h.wait_for(lambda: srv.last_seq() - seq0 >= (k + 1) * rows * 12 // 100, 60,
+                   "progress")
         time.sleep(rng.uniform(0, 0.3))
         relay.signal(signal.SIGKILL)
         relay.wait(10)
@@ -179,7 +191,7 @@ def kills(env, srv, first):
     h.check(dups == 0, f"{dups} duplicates in the stream despite Nats-Msg-Id")
     rc, _ = relay.stop()
     h.check(rc == 0, f"exit {rc}")
-    h.log(f"nats, relay SIGKILLed 3 times: {rows} rows, 0 lost, 0 duplicates in the stream "
+    h.log(f"nats, relay SIGKILLed 5 times: {rows} rows, 0 lost, 0 duplicates in the stream "
           "(JetStream dropped the replays by Nats-Msg-Id)")
     return first + 10000
 
@@ -213,12 +225,41 @@ def server_restart(env, srv, first):
           f"duplicates, every row {took:.1f}s after the restart")
 
 
+def too_large(env, srv, first):
+    """An event over the server's max_payload is set aside to nats.dlq_subject; the
+    events around it flow and the slot passes it."""
+    pg = env.pg
+    pg.psql("DELETE FROM public.outbox")
+    seq0 = srv.last_seq() + 1
+    relay = env.relay(config(pg, srv), name="relay-large")
+    streaming(env, relay)
+    pg.psql(h.insert_sql(first, 1, 10)
+            + "INSERT INTO public.outbox (aggregatetype, aggregateid, type, payload) "
+            f"VALUES ('order', 'order-1', 'OrderCreated', jsonb_build_object('n', {first + 10}, "
+            f"'pad', repeat('x', 70000)));\n"
+            + h.insert_sql(first + 11, 1, 10))
+    end = pg.current_lsn()
+    h.wait_for(lambda: pg.slot()[0] >= end, 30, "the slot to pass them")
+    msgs = srv.messages(seq0)
+    dead = [m for m in msgs if m["subject"] == "dead.letters"]
+    ok = sorted(json.loads(m["value"])["n"] for m in msgs if m["subject"] != "dead.letters")
+    h.check(len(dead) == 1 and dead[0]["headers"].get("dlq_reason") == "too-large",
+            f"dead letters: {[d['headers'] for d in dead]}")
+    h.check(ok == list(range(first, first + 10)) + list(range(first + 11, first + 21)),
+            f"the others: {ok}")
+    rc, _ = relay.stop()
+    h.check(rc == 0, f"exit {rc}")
+    h.log("nats: an event over max_payload set aside to dead.letters as too-large "
+          f"({dead[0]['headers'].get('dlq_error', '')[:80]}); the 20 around it published")
+
+
 def test(env):
     srv = NatsServer(env.tmp).start()
     try:
         no_stream_then_exact(env, srv)
-        nxt = kills(env, srv, 3001)
+        nxt = kills(env, srv, 10001)
         server_restart(env, srv, nxt)
+        too_large(env, srv, 40001)
     finally:
         srv.stop()
 
