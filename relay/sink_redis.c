@@ -18,13 +18,28 @@
  * denies it) is permanent for that entry (set aside); any other error reply, and any
  * connection failure, fails the entry for a retry (the pipeline rebuilds: a new
  * connection, a replay from the checkpoint).  A refused AUTH or SELECT stops the
- * relay (sink_refuse()).  TLS (rediss://) is refused at configuration time: hiredis
- * 0.14 has none (docs/sinks.md says why and what to do).
+ * relay (sink_refuse()).
+ *
+ * TLS (rediss://): Debian 12's hiredis 0.14 has none, so the sink does the transport
+ * itself and keeps hiredis for what it does well -- formatting commands into the
+ * context's output buffer and parsing replies with its reader.  OpenSSL runs over
+ * the context's non-blocking socket: the handshake, writes and reads are driven by the
+ * pipeline's poll() loop like the plain socket, SSL_ERROR_WANT_READ / WANT_WRITE
+ * telling which events to wait for.  The server's certificate is verified (redis.ca_file
+ * or the system's CAs) and its name or IP address checked against the URL's host; a
+ * client certificate (redis.cert_file, redis.key_file) answers tls-auth-clients.  A
+ * certificate that does not verify, or a TLS handshake the server refuses, stops the
+ * relay like a refused password.
  */
 #include "sink_impl.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <hiredis/hiredis.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +57,9 @@ struct redis_settings {
     struct sink_common common; /* stream template, format, dead-letter stream */
     char *url;
     int64_t maxlen;
+    char *ca_file;   /* rediss://: the CA of the server's certificate ("": the system's) */
+    char *cert_file; /* rediss://: a client certificate, for tls-auth-clients */
+    char *key_file;
 };
 
 #define RFIELD(f) offsetof(struct redis_settings, f)
@@ -62,6 +80,12 @@ static const struct relay_option redis_options[] = {
      .offset = RFIELD(common.dead_letter), .def = ""},
     {.section = "redis", .key = "format", .type = OPT_ENUM, .offset = RFIELD(common.format),
      .def = "cloudevents", .choices = relay_format_choices},
+    {.section = "redis", .key = "ca_file", .type = OPT_STRING, .offset = RFIELD(ca_file),
+     .def = ""},
+    {.section = "redis", .key = "cert_file", .type = OPT_STRING, .offset = RFIELD(cert_file),
+     .def = ""},
+    {.section = "redis", .key = "key_file", .type = OPT_STRING, .offset = RFIELD(key_file),
+     .def = ""},
 };
 /* clang-format on */
 
@@ -75,13 +99,14 @@ static const struct relay_sink_config redis_config = {
     .section_selects = false,
 };
 
-/* The parts of redis.url: redis://[[user]:password@]host[:port][/db]. */
+/* The parts of redis.url: redis[s]://[[user]:password@]host[:port][/db]. */
 struct redis_url {
     char host[256];
     int port;
     char user[128];
     char password[256];
     int db;
+    bool tls; /* rediss:// */
 };
 
 /* Parse url into u.  Returns 0, or -1 with why set. */
@@ -93,15 +118,14 @@ static int parse_url(const char *url, struct redis_url *u, const char **why)
     memset(u, 0, sizeof(*u));
     u->port = 6379;
     if (strncasecmp(url, "rediss://", 9) == 0) {
-        *why = "TLS (rediss://) is not supported by this build: Debian 12's hiredis 0.14 has "
-               "no TLS; reach Redis through a local TLS proxy (docs/sinks.md)";
+        u->tls = true;
+        p = url + 9;
+    } else if (strncasecmp(url, "redis://", 8) == 0) {
+        p = url + 8;
+    } else {
+        *why = "must start with redis:// or rediss:// (TLS)";
         return -1;
     }
-    if (strncasecmp(url, "redis://", 8) != 0) {
-        *why = "must start with redis://";
-        return -1;
-    }
-    p = url + 8;
     slash = strchr(p, '/');
     at = memchr(p, '@', slash ? (size_t)(slash - p) : strlen(p));
     if (at) {
@@ -166,6 +190,10 @@ struct redis_sink {
     const struct redis_settings *k;
     struct redis_url url;
     redisContext *c;
+    SSL_CTX *tls_ctx; /* rediss:// only */
+    SSL *ssl;         /* over c->fd while connected with TLS */
+    bool handshaken;
+    short tls_want;   /* poll events the TLS layer waits for */
     int setup_replies; /* replies of AUTH/SELECT still to come, before any XADD's */
     struct sink_held **q;   /* held messages, oldest first: q[qhead .. qtail) */
     size_t qhead, qtail, qcap;
@@ -176,6 +204,86 @@ struct redis_sink {
 static const struct redis_settings *settings_of(const struct relay_config *cfg)
 {
     return relay_config_sink_settings(cfg, "redis");
+}
+
+/*
+ * A TLS client context for k: peer verification on, against k->ca_file or the system's
+ * CAs; k's client certificate when given.  Returns NULL with errstr set.
+ */
+static SSL_CTX *tls_context(const struct redis_settings *k, char *errstr, size_t errstr_size)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    const char *what = NULL;
+
+    if (!ctx) {
+        snprintf(errstr, errstr_size, "redis: cannot create a TLS context");
+        return NULL;
+    }
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    if (k->ca_file[0] ? SSL_CTX_load_verify_locations(ctx, k->ca_file, NULL) != 1
+                      : SSL_CTX_set_default_verify_paths(ctx) != 1)
+        what = "redis.ca_file";
+    else if (k->cert_file[0] &&
+             (SSL_CTX_use_certificate_chain_file(ctx, k->cert_file) != 1 ||
+              SSL_CTX_use_PrivateKey_file(ctx, k->key_file[0] ? k->key_file : k->cert_file,
+                                          SSL_FILETYPE_PEM) != 1))
+        what = "redis.cert_file / redis.key_file";
+    if (what) {
+        char e[256];
+
+        ERR_error_string_n(ERR_get_error(), e, sizeof(e));
+        snprintf(errstr, errstr_size, "redis: cannot load %s: %s", what, e);
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    return ctx;
+}
+
+/* A TLS session over fd for the URL's host (name or address checked).  NULL: no memory. */
+static SSL *tls_session(SSL_CTX *ctx, int fd, const char *host)
+{
+    unsigned char addr[16];
+    SSL *ssl = SSL_new(ctx);
+
+    if (!ssl)
+        return NULL;
+    if (inet_pton(AF_INET, host, addr) == 1 || inet_pton(AF_INET6, host, addr) == 1) {
+        X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host);
+    } else {
+        SSL_set1_host(ssl, host);
+        SSL_set_tlsext_host_name(ssl, host);
+    }
+    SSL_set_fd(ssl, fd);
+    SSL_set_connect_state(ssl);
+    return ssl;
+}
+
+/*
+ * Why a TLS operation failed (err from SSL_get_error), into why; true when it is a
+ * refusal no retry cures: a certificate that does not verify, a handshake the server
+ * refuses.  A closed or reset connection is not.
+ */
+static bool tls_failure(SSL *ssl, int err, bool handshake, char *why, size_t size)
+{
+    long v = SSL_get_verify_result(ssl);
+    char e[256];
+
+    if (err == SSL_ERROR_SSL && v != X509_V_OK) {
+        snprintf(why, size, "the server's certificate does not verify (%s): give the CA that "
+                 "signed it in redis.ca_file", X509_verify_cert_error_string(v));
+        return true;
+    }
+    if (err == SSL_ERROR_SSL) {
+        ERR_error_string_n(ERR_get_error(), e, sizeof(e));
+        snprintf(why, size, "TLS %s failed: %s", handshake ? "handshake" : "connection", e);
+        return handshake;
+    }
+    if (err == SSL_ERROR_ZERO_RETURN)
+        snprintf(why, size, "the server closed the TLS connection");
+    else
+        snprintf(why, size, "TLS connection lost: %s", errno ? strerror(errno) : "end of file");
+    return false;
 }
 
 /* Start connecting (non-blocking) and queue AUTH and SELECT.  0 or -1 with errstr. */
@@ -189,6 +297,16 @@ static int connect_start(struct redis_sink *s, char *errstr, size_t errstr_size)
             redisFree(s->c);
         s->c = NULL;
         return -1;
+    }
+    if (s->url.tls) {
+        s->handshaken = false;
+        s->tls_want = POLLOUT;
+        if (!(s->ssl = tls_session(s->tls_ctx, s->c->fd, s->url.host))) {
+            snprintf(errstr, errstr_size, "redis: out of memory");
+            redisFree(s->c);
+            s->c = NULL;
+            return -1;
+        }
     }
     s->setup_replies = 0;
     if (s->url.password[0]) {
@@ -252,6 +370,19 @@ static void fail_all(struct redis_sink *s, const char *why)
     s->qhead = s->qtail = 0;
 }
 
+/* Free the TLS session (if any), then the context and its socket. */
+static void close_connection(struct redis_sink *s)
+{
+    if (s->ssl) {
+        SSL_free(s->ssl);
+        s->ssl = NULL;
+    }
+    if (s->c) {
+        redisFree(s->c);
+        s->c = NULL;
+    }
+}
+
 static void disconnect(struct redis_sink *s, const char *why)
 {
     if (!s->broken && why)
@@ -259,10 +390,7 @@ static void disconnect(struct redis_sink *s, const char *why)
     s->broken = true;
     s->base.unreachable = true;
     fail_all(s, why ? why : "disconnected");
-    if (s->c) {
-        redisFree(s->c);
-        s->c = NULL;
-    }
+    close_connection(s);
 }
 
 static int redis_produce(sink *base, const struct out_msg *msg, uint64_t tag, char *errstr,
@@ -348,6 +476,70 @@ static void on_reply(struct redis_sink *s, redisReply *r)
     report_oldest(s, SINK_DELIVERED, "", "");
 }
 
+/*
+ * The TLS transport: finish the handshake, write what hiredis queued, feed what
+ * arrived to its reader.  Returns 0, or -1 with why set (the connection must go;
+ * *refused when no retry cures it).
+ */
+static int tls_io(struct redis_sink *s, char *why, size_t size, bool *refused)
+{
+    redisContext *c = s->c;
+    char buf[16384];
+    int n, err;
+
+    *refused = false;
+    s->tls_want = 0;
+    if (!s->handshaken) {
+        errno = 0;
+        if ((n = SSL_do_handshake(s->ssl)) != 1) {
+            err = SSL_get_error(s->ssl, n);
+            if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
+                s->tls_want = err == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT;
+                return 0;
+            }
+            *refused = tls_failure(s->ssl, err, true, why, size);
+            return -1;
+        }
+        s->handshaken = true;
+    }
+    while (sdslen(c->obuf) > 0) {
+        errno = 0;
+        n = SSL_write(s->ssl, c->obuf, (int)(sdslen(c->obuf) > 65536 ? 65536 : sdslen(c->obuf)));
+        if (n > 0) {
+            sdsrange(c->obuf, n, -1);
+            continue;
+        }
+        err = SSL_get_error(s->ssl, n);
+        if (err == SSL_ERROR_WANT_WRITE || err == SSL_ERROR_WANT_READ) {
+            s->tls_want |= err == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT;
+            break;
+        }
+        tls_failure(s->ssl, err, false, why, size);
+        return -1;
+    }
+    for (;;) {
+        errno = 0;
+        n = SSL_read(s->ssl, buf, sizeof(buf));
+        if (n > 0) {
+            if (redisReaderFeed(c->reader, buf, (size_t)n) != REDIS_OK) {
+                snprintf(why, size, "redis: cannot parse the server's reply");
+                return -1;
+            }
+            continue;
+        }
+        err = SSL_get_error(s->ssl, n);
+        if (err == SSL_ERROR_WANT_READ)
+            break;
+        if (err == SSL_ERROR_WANT_WRITE) {
+            s->tls_want |= POLLOUT;
+            break;
+        }
+        tls_failure(s->ssl, err, false, why, size);
+        return -1;
+    }
+    return 0;
+}
+
 static int redis_poll(sink *base)
 {
     struct redis_sink *s = (struct redis_sink *)base;
@@ -356,11 +548,20 @@ static int redis_poll(sink *base)
 
     if (!s->c || s->broken)
         return 0;
-    if (s->c->obuf[0] != '\0' && redisBufferWrite(s->c, &done) != REDIS_OK) {
+    if (s->ssl) {
+        char why[512];
+        bool refused;
+
+        if (tls_io(s, why, sizeof(why), &refused) < 0) {
+            if (refused)
+                sink_refuse(&s->base, "redis at %s:%d: %s", s->url.host, s->url.port, why);
+            disconnect(s, why);
+            return 0;
+        }
+    } else if (s->c->obuf[0] != '\0' && redisBufferWrite(s->c, &done) != REDIS_OK) {
         disconnect(s, s->c->errstr);
         return 0;
-    }
-    if (redisBufferRead(s->c) != REDIS_OK) {
+    } else if (redisBufferRead(s->c) != REDIS_OK) {
         disconnect(s, s->c->errstr);
         return 0;
     }
@@ -384,8 +585,14 @@ static size_t redis_pollfds(sink *base, struct pollfd *fds, size_t max)
 
     if (!s->c || s->broken || max == 0)
         return 0;
-    fds[0] = (struct pollfd){.fd = s->c->fd,
-                             .events = (short)(POLLIN | (s->c->obuf[0] ? POLLOUT : 0))};
+    if (s->ssl)
+        fds[0] = (struct pollfd){
+            .fd = s->c->fd,
+            .events = (short)(POLLIN | s->tls_want |
+                              (s->handshaken && sdslen(s->c->obuf) > 0 ? POLLOUT : 0))};
+    else
+        fds[0] = (struct pollfd){.fd = s->c->fd,
+                                 .events = (short)(POLLIN | (s->c->obuf[0] ? POLLOUT : 0))};
     return 1;
 }
 
@@ -424,10 +631,7 @@ static int redis_reset(sink *base, char *errstr, size_t errstr_size)
 {
     struct redis_sink *s = (struct redis_sink *)base;
 
-    if (s->c) {
-        redisFree(s->c);
-        s->c = NULL;
-    }
+    close_connection(s);
     fail_all(s, "abandoned");
     (void)errstr;
     (void)errstr_size;
@@ -443,11 +647,10 @@ static void redis_destroy(sink *base)
 {
     struct redis_sink *s = (struct redis_sink *)base;
 
-    if (s->c)
-        redisFree(s->c);
-    s->c = NULL;
+    close_connection(s);
     fail_all(s, "abandoned");
     free(s->q);
+    SSL_CTX_free(s->tls_ctx);
 }
 
 static const struct sink_ops redis_ops = {
@@ -477,8 +680,13 @@ static sink *redis_create(const struct relay_config *cfg, sink_report_fn *report
         return NULL;
     }
     snprintf(s->maxlen, sizeof(s->maxlen), "%lld", (long long)s->k->maxlen);
+    if (s->url.tls && !(s->tls_ctx = tls_context(s->k, errstr, errstr_size))) {
+        free(s);
+        return NULL;
+    }
     if (sink_base_init(&s->base, &sink_type_redis, &redis_ops, report, opaque, errstr,
                        errstr_size) < 0) {
+        SSL_CTX_free(s->tls_ctx);
         free(s);
         return NULL;
     }
@@ -490,7 +698,47 @@ static sink *redis_create(const struct relay_config *cfg, sink_report_fn *report
     return &s->base;
 }
 
-/* outbox-relay check: connect, authenticate, PING; the stream's type when literal. */
+/* One command on a blocking connection, over TLS when ssl is set.  NULL on failure. */
+static redisReply *check_command(redisContext *c, SSL *ssl, const char *fmt, ...)
+{
+    char buf[16384], *cmd = NULL;
+    void *reply = NULL;
+    va_list ap;
+    int len, off = 0;
+
+    va_start(ap, fmt);
+    if (!ssl) {
+        reply = redisvCommand(c, fmt, ap);
+        va_end(ap);
+        return reply;
+    }
+    len = redisvFormatCommand(&cmd, fmt, ap);
+    va_end(ap);
+    if (len < 0)
+        return NULL;
+    while (off < len) {
+        int n = SSL_write(ssl, cmd + off, len - off);
+
+        if (n <= 0) {
+            free(cmd);
+            return NULL;
+        }
+        off += n;
+    }
+    free(cmd);
+    while (redisReaderGetReply(c->reader, &reply) == REDIS_OK && !reply) {
+        int n = SSL_read(ssl, buf, sizeof(buf));
+
+        if (n <= 0 || redisReaderFeed(c->reader, buf, (size_t)n) != REDIS_OK)
+            return NULL;
+    }
+    return reply;
+}
+
+/*
+ * outbox-relay check: connect (TLS included), authenticate, PING; the stream's type
+ * when the template is literal.
+ */
 static int redis_check(const struct relay_config *cfg, int timeout_ms,
                        const struct sink_check_out *out)
 {
@@ -500,7 +748,9 @@ static int redis_check(const struct relay_config *cfg, int timeout_ms,
     const char *why = NULL;
     redisContext *c;
     redisReply *r;
-    char heading[320], line[512];
+    SSL_CTX *ctx = NULL;
+    SSL *ssl = NULL;
+    char heading[320], line[600];
     int failures = 0;
 
     if (parse_url(k->url, &u, &why) < 0) {
@@ -508,7 +758,8 @@ static int redis_check(const struct relay_config *cfg, int timeout_ms,
         out->line(out->ctx, SINK_CHECK_FAIL, line);
         return 1;
     }
-    snprintf(heading, sizeof(heading), "redis (%s:%d, database %d):", u.host, u.port, u.db);
+    snprintf(heading, sizeof(heading), "redis (%s:%d, database %d%s):", u.host, u.port, u.db,
+             u.tls ? ", TLS" : "");
     out->heading(out->ctx, heading);
     c = redisConnectWithTimeout(u.host, u.port, tv);
     if (!c || c->err) {
@@ -519,9 +770,31 @@ static int redis_check(const struct relay_config *cfg, int timeout_ms,
         return 1;
     }
     redisSetTimeout(c, tv);
+    if (u.tls) {
+        char failure[512];
+        int rc;
+
+        if (!(ctx = tls_context(k, line, sizeof(line))) ||
+            !(ssl = tls_session(ctx, c->fd, u.host))) {
+            out->line(out->ctx, SINK_CHECK_FAIL, ctx ? "out of memory" : line);
+            SSL_CTX_free(ctx);
+            redisFree(c);
+            return 1;
+        }
+        errno = 0;
+        if ((rc = SSL_connect(ssl)) != 1) {
+            tls_failure(ssl, SSL_get_error(ssl, rc), true, failure, sizeof(failure));
+            snprintf(line, sizeof(line), "cannot connect: %s", failure);
+            out->line(out->ctx, SINK_CHECK_FAIL, line);
+            SSL_free(ssl);
+            SSL_CTX_free(ctx);
+            redisFree(c);
+            return 1;
+        }
+    }
     if (u.password[0]) {
-        r = u.user[0] ? redisCommand(c, "AUTH %s %s", u.user, u.password)
-                      : redisCommand(c, "AUTH %s", u.password);
+        r = u.user[0] ? check_command(c, ssl, "AUTH %s %s", u.user, u.password)
+                      : check_command(c, ssl, "AUTH %s", u.password);
         if (!r || r->type == REDIS_REPLY_ERROR) {
             snprintf(line, sizeof(line), "authentication refused: %s",
                      r ? r->str : c->errstr);
@@ -531,7 +804,7 @@ static int redis_check(const struct relay_config *cfg, int timeout_ms,
         freeReplyObject(r);
     }
     if (!failures && u.db != 0) {
-        r = redisCommand(c, "SELECT %d", u.db);
+        r = check_command(c, ssl, "SELECT %d", u.db);
         if (!r || r->type == REDIS_REPLY_ERROR) {
             snprintf(line, sizeof(line), "SELECT %d refused: %s", u.db, r ? r->str : c->errstr);
             out->line(out->ctx, SINK_CHECK_FAIL, line);
@@ -540,18 +813,20 @@ static int redis_check(const struct relay_config *cfg, int timeout_ms,
         freeReplyObject(r);
     }
     if (!failures) {
-        r = redisCommand(c, "PING");
+        r = check_command(c, ssl, "PING");
         if (!r || r->type == REDIS_REPLY_ERROR) {
             snprintf(line, sizeof(line), "PING failed: %s", r ? r->str : c->errstr);
             out->line(out->ctx, SINK_CHECK_FAIL, line);
             failures++;
         } else {
-            out->line(out->ctx, SINK_CHECK_OK, "connected, PING answered");
+            out->line(out->ctx, SINK_CHECK_OK, ssl ? "connected over TLS (certificate verified), "
+                                                     "PING answered"
+                                                   : "connected, PING answered");
         }
         freeReplyObject(r);
     }
     if (!failures && strchr(k->common.destination, '{') == NULL) {
-        r = redisCommand(c, "TYPE %s", k->common.destination);
+        r = check_command(c, ssl, "TYPE %s", k->common.destination);
         if (r && r->type == REDIS_REPLY_STATUS && strcmp(r->str, "stream") != 0 &&
             strcmp(r->str, "none") != 0) {
             snprintf(line, sizeof(line), "\"%s\" holds a %s, not a stream: every event would "
@@ -561,6 +836,8 @@ static int redis_check(const struct relay_config *cfg, int timeout_ms,
         }
         freeReplyObject(r);
     }
+    SSL_free(ssl);
+    SSL_CTX_free(ctx);
     redisFree(c);
     return failures;
 }
@@ -575,8 +852,8 @@ static void redis_plan(const struct relay_config *cfg,
 
     if (parse_url(k->url, &u, &why) < 0)
         return;
-    snprintf(text, sizeof(text), "redis at %s:%d, database %d%s, format %s", u.host, u.port,
-             u.db, u.password[0] ? ", password ********" : "",
+    snprintf(text, sizeof(text), "redis at %s:%d, database %d%s%s, format %s", u.host, u.port,
+             u.db, u.tls ? ", TLS" : "", u.password[0] ? ", password ********" : "",
              relay_choice_name(relay_format_choices, (int)k->common.format));
     item(ctx, "sink", text);
     snprintf(text, sizeof(text), "stream \"%s\"%s", k->common.destination,

@@ -15,6 +15,7 @@ duplicates, per-key order):
   5. a wrong password: exit 1 with the refusal named, nothing confirmed.
 """
 
+import json
 import os
 import random
 import shutil
@@ -34,23 +35,37 @@ PASSWORD = "redis-secret"
 
 
 class RedisServer:
-    def __init__(self, tmp):
-        self.dir = os.path.join(tmp, "redis")
+    """redis-server on loopback; with tls, TLS only, its certificate from a test CA
+    (harness.make_test_certs())."""
+
+    def __init__(self, tmp, tls=False):
+        self.dir = os.path.join(tmp, "redis-tls" if tls else "redis")
         os.makedirs(self.dir, exist_ok=True)
+        self.tls = h.make_test_certs(os.path.join(self.dir, "certs")) if tls else None
         self.port = h.free_port()
         self.proc = None
 
     def start(self):
         exe = shutil.which("redis-server") or "/usr/bin/redis-server"
         self.log = open(os.path.join(self.dir, "redis.log"), "a")
+        ports = ["--port", str(self.port)]
+        if self.tls:
+            ports = ["--port", "0", "--tls-port", str(self.port),
+                     "--tls-cert-file", os.path.join(self.tls, "server.crt"),
+                     "--tls-key-file", os.path.join(self.tls, "server.key"),
+                     "--tls-ca-cert-file", os.path.join(self.tls, "ca.crt"),
+                     "--tls-auth-clients", "no"]
         self.proc = subprocess.Popen(
-            [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir,
+            [exe, *ports, "--bind", "127.0.0.1", "--dir", self.dir,
              "--save", "", "--appendonly", "yes", "--appendfsync", "always",
              "--requirepass", PASSWORD], stdout=self.log, stderr=subprocess.STDOUT)
         h.wait_for(self.ping, 30, "redis-server to answer")
         return self
 
     def client(self):
+        if self.tls:
+            return redis.Redis(host="127.0.0.1", port=self.port, password=PASSWORD, ssl=True,
+                               ssl_ca_certs=os.path.join(self.tls, "ca.crt"))
         return redis.Redis(host="127.0.0.1", port=self.port, password=PASSWORD)
 
     def ping(self):
@@ -85,8 +100,12 @@ def entries(r, stream):
     return out
 
 
-def config(pg, srv, case, password=PASSWORD, extra=""):
-    """Each case its own streams, outbox.<case>.<aggregatetype>."""
+def config(pg, srv, case, password=PASSWORD, extra="", ca="ca.crt"):
+    """Each case its own streams, outbox.<case>.<aggregatetype>.  Over TLS when the
+    server is, with the CA file ca of its directory."""
+    scheme = "rediss" if srv.tls else "redis"
+    if srv.tls:
+        extra = f"  ca_file: \"{os.path.join(srv.tls, ca)}\"\n" + extra
     return f"""admin:
   listen: "127.0.0.1:0"
 postgres:
@@ -99,7 +118,7 @@ outbox:
   table: public.outbox
 sink: redis
 redis:
-  url: "redis://:{password}@127.0.0.1:{srv.port}/0"
+  url: "{scheme}://:{password}@127.0.0.1:{srv.port}/0"
   stream: "outbox.{case}.{{aggregatetype}}"
   dlq_stream: outbox.dlq
 {extra}"""
@@ -119,14 +138,15 @@ def exact(env, srv):
     stream = fresh(env, "exact")
     relay = env.relay(config(pg, srv, "exact"), name="relay-exact")
     streaming(env, relay)
-    pg.psql(h.insert_sql(1, 50, 100))
-    h.wait_for(lambda: r.xlen(stream) >= 5000, 60, "5,000 entries")
+    rows = h.scaled(10000)
+    pg.psql(h.insert_sql(1, rows // 100, 100))
+    h.wait_for(lambda: r.exists(stream) and r.xlen(stream) >= rows, 60, f"{rows} entries")
     time.sleep(0.5)
     msgs = entries(r, stream)
-    h.check_exact(pg, msgs, 5000)
+    h.check_exact(pg, msgs, rows)
     rc, _ = relay.stop()
     h.check(rc == 0, f"exit {rc}")
-    h.log("redis: 5,000 rows, one entry each, exactly as rendered, in per-key order")
+    h.log(f"redis: {rows:,} rows, one entry each, exactly as rendered, in per-key order")
     return relay
 
 
@@ -134,14 +154,15 @@ def kills(env, srv, first):
     pg, r = env.pg, srv.client()
     stream = fresh(env, "kills")
     relay = env.relay(config(pg, srv, "kills"), name="relay-kills")
-    job, text = h.start_insert_job(pg, h.insert_sql(first, 100, 100).replace(
-        "COMMIT;\n", "COMMIT;\nSELECT pg_sleep(0.02);\n"))
+    rows = h.scaled(10000)
+    job, text = h.start_insert_job(pg, h.insert_sql(first, rows // 100, 100).replace(
+        "COMMIT;\n", "COMMIT;\nSELECT pg_sleep(0.05);\n"))
     streaming(env, relay)
     h.feed(job, text)
     confirmed, before, rng = [], [], random.Random(5)
-    for k in range(3):
-        h.wait_for(lambda: r.exists(stream) and r.xlen(stream) >= (k + 1) * 2000, 60,
-                   "progress")
+    for k in range(5):
+        h.wait_for(lambda: r.exists(stream) and r.xlen(stream) >= (k + 1) * rows * 12 // 100,
+                   60, "progress")
         time.sleep(rng.uniform(0, 0.3))
         relay.signal(signal.SIGKILL)
         relay.wait(10)
@@ -156,7 +177,7 @@ def kills(env, srv, first):
     rows, distinct, dups = h.check_stream(pg, entries(r, stream), confirmed, before)
     rc, _ = relay.stop()
     h.check(rc == 0, f"exit {rc}")
-    h.log(f"redis, relay SIGKILLed 3 times: {rows} rows, 0 lost, {dups} duplicates, all after "
+    h.log(f"redis, relay SIGKILLed 5 times: {rows} rows, 0 lost, {dups} duplicates, all after "
           "the confirmed positions")
     return first + 10000
 
@@ -232,6 +253,53 @@ def wrong_password(env, srv, first):
           f"{err[-1].split(' ERROR ', 1)[-1][:160]}")
 
 
+def check_cmd(env, relay):
+    return subprocess.run([os.path.join(env.args.build_dir, "outbox-relay"), "check", "-c",
+                           relay.cfg], capture_output=True, text=True, timeout=60)
+
+
+def tls(env, first):
+    """rediss:// with the test CA: check passes, rows arrive exactly; an unknown CA fails
+    check and stops the relay."""
+    pg = env.pg
+    srv = RedisServer(env.tmp, tls=True).start()
+    try:
+        r = srv.client()
+        stream = fresh(env, "tls")
+        relay = env.relay(config(pg, srv, "tls"), name="relay-tls")
+        chk = check_cmd(env, relay)
+        h.check(chk.returncode == 0 and "over TLS" in chk.stdout,
+                f"check over TLS: {chk.stdout[-500:]}")
+        streaming(env, relay)
+        pg.psql(h.insert_sql(first, 10, 100))
+        h.wait_for(lambda: r.exists(stream) and r.xlen(stream) >= 1000, 60, "1,000 over TLS")
+        time.sleep(0.3)
+        # The wrong-password case's rows were never confirmed: they come first, deleted
+        # since (fresh()); the rows of this case are checked exactly.
+        h.check_exact(pg, [m for m in entries(r, stream)
+                           if json.loads(m["value"])["n"] >= first], 1000)
+        rc, _ = relay.stop()
+        h.check(rc == 0, f"exit {rc}")
+        pg.psql(h.insert_sql(first + 1000, 1, 5))
+        after = pg.current_lsn()
+        relay = env.relay(config(pg, srv, "tls", ca="other-ca.crt"), name="relay-tls-ca")
+        chk = check_cmd(env, relay)
+        h.check(chk.returncode != 0 and "does not verify" in chk.stdout,
+                f"check with an unknown CA: {chk.stdout[-500:]}")
+        t0 = time.time()
+        relay.start()
+        rc = relay.wait(30)
+        took = time.time() - t0
+        err = [ln for ln in relay.log_text().splitlines() if " ERROR " in ln]
+        h.check(rc == 1 and err and "does not verify" in err[-1], f"exit {rc}: {err[-3:]}")
+        h.check(pg.slot()[0] < after, "the slot moved past undelivered events")
+        h.log("redis over rediss:// (test CA, IP address verified): check passed, 1,000 rows "
+              f"exactly; an unknown CA: check failed, exit 1 after {took:.1f}s: "
+              f"{err[-1].split(' ERROR ', 1)[-1][:160]}")
+    finally:
+        srv.stop()
+
+
 def test(env):
     srv = RedisServer(env.tmp).start()
     try:
@@ -242,6 +310,7 @@ def test(env):
         wrong_password(env, srv, nxt + 100)
     finally:
         srv.stop()
+    tls(env, nxt + 200)
 
 
 if __name__ == "__main__":
