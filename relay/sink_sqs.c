@@ -31,7 +31,7 @@
  * to the group SQS_NO_KEY_GROUP.  Headers become String message attributes when there
  * are at most 10 and SQS takes their names and values; otherwise all of them travel
  * together as one attribute, SQS_PACKED_ATTRIBUTE, a JSON array of [name, value] pairs
- * (docs/sinks.md, "Amazon SQS").  Those decisions, pure, are sqs_proto.c's; this file
+ * (docs/sinks/sqs.md).  Those decisions, pure, are sqs_proto.c's; this file
  * is the I/O around them.
  */
 #include "sink_impl.h"

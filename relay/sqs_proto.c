@@ -6,7 +6,7 @@
  *
  * Pure: no I/O, no logging; the entry is written into the caller's buffer.  The sink
  * (sink_sqs.c) sends what this renders and acts on what this reads; the unit tests
- * (tests/unit/test_sqs_proto.c) pin each rule docs/sinks.md states.
+ * (tests/unit/test_sqs_proto.c) pin each rule docs/sinks/sqs.md states.
  */
 #include "sqs_proto.h"
 

@@ -1,7 +1,7 @@
 /*
  * sqs_proto.h -- the Amazon SQS sink's pure decisions (sqs_proto.c): rendering an
  * event as a SendMessageBatch entry, reading SQS's answers, classifying its errors.
- * Only sink_sqs.c and the unit tests use it; docs/sinks.md ("Amazon SQS") states the
+ * Only sink_sqs.c and the unit tests use it; docs/sinks/sqs.md states the
  * rules in prose.
  */
 #ifndef RELAY_SQS_PROTO_H
