@@ -215,6 +215,57 @@ void sink_drain_fd(sink *s)
         ;
 }
 
+int sink_fifo_push(struct sink_fifo *q, struct sink_held *h)
+{
+    if (q->tail == q->cap && q->head > 0) {
+        memmove(q->v, q->v + q->head, (q->tail - q->head) * sizeof(*q->v));
+        q->tail -= q->head;
+        q->head = 0;
+    }
+    if (q->tail == q->cap) {
+        size_t ncap = q->cap ? q->cap * 2 : 1024;
+        struct sink_held **n = realloc(q->v, ncap * sizeof(*n));
+
+        if (!n)
+            return -1;
+        q->v = n;
+        q->cap = ncap;
+    }
+    q->v[q->tail++] = h;
+    return 0;
+}
+
+struct sink_held *sink_fifo_unpush(struct sink_fifo *q)
+{
+    return q->tail > q->head ? q->v[--q->tail] : NULL;
+}
+
+struct sink_held *sink_fifo_pop(struct sink_fifo *q)
+{
+    struct sink_held *h;
+
+    if (q->head == q->tail)
+        return NULL;
+    h = q->v[q->head++];
+    if (q->head == q->tail)
+        q->head = q->tail = 0;
+    return h;
+}
+
+void sink_fifo_clear(struct sink_fifo *q)
+{
+    while (q->head < q->tail)
+        free(q->v[q->head++]);
+    q->head = q->tail = 0;
+}
+
+void sink_fifo_free(struct sink_fifo *q)
+{
+    sink_fifo_clear(q);
+    free(q->v);
+    *q = (struct sink_fifo){0};
+}
+
 void sink_wait_reports(sink *s, int timeout_ms)
 {
     struct timespec ts;

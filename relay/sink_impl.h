@@ -73,6 +73,39 @@ struct sink_held *sink_hold(const struct out_msg *m, uint64_t tag);
 void sink_held_view(const struct sink_held *h, struct out_msg *m);
 
 /*
+ * A first-in first-out queue of held messages, for a sink's messages waiting to be
+ * sent or answered.  No lock of its own: the owner serialises.  Zeroed is empty.
+ */
+struct sink_fifo {
+    struct sink_held **v; /* v[head .. tail) */
+    size_t head, tail, cap;
+};
+
+/* Append h.  Returns 0, or -1 when out of memory (h is not taken). */
+int sink_fifo_push(struct sink_fifo *q, struct sink_held *h);
+
+/* Take back the message appended last (its send failed at once); NULL when empty. */
+struct sink_held *sink_fifo_unpush(struct sink_fifo *q);
+
+/* Remove and return the oldest message; NULL when empty. */
+struct sink_held *sink_fifo_pop(struct sink_fifo *q);
+
+/* The oldest message, left in place; NULL when empty. */
+static inline struct sink_held *sink_fifo_peek(const struct sink_fifo *q)
+{
+    return q->head < q->tail ? q->v[q->head] : NULL;
+}
+
+static inline size_t sink_fifo_len(const struct sink_fifo *q)
+{
+    return q->tail - q->head;
+}
+
+/* Free every message in q; q stays usable.  sink_fifo_free() also frees its array. */
+void sink_fifo_clear(struct sink_fifo *q);
+void sink_fifo_free(struct sink_fifo *q);
+
+/*
  * For a sink whose reports come from another thread through sink_wakeup(): wait up to
  * timeout_ms for every outstanding message to be reported, serving reports with the
  * sink's own poll op meanwhile.  A flush op in one call.

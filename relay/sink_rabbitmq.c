@@ -190,8 +190,7 @@ struct rmq_sink {
     pthread_mutex_t mu;
     pthread_cond_t exited_cv;
     /* Under mu: */
-    struct sink_held **in; /* to publish, oldest first: in[ihead .. itail) */
-    size_t ihead, itail, icap;
+    struct sink_fifo in; /* to publish, oldest first */
     struct rmq_note *out;
     size_t nout, ocap;
     bool stop, exited, failing;
@@ -520,7 +519,7 @@ static size_t take_input(struct rmq_sink *s)
     size_t n = 0;
 
     pthread_mutex_lock(&s->mu);
-    while (s->ihead < s->itail) {
+    while (sink_fifo_len(&s->in) > 0) {
         if (s->ftail == s->fcap) {
             size_t ncap = s->fcap ? s->fcap * 2 : 1024;
             struct flight *f;
@@ -536,11 +535,9 @@ static size_t take_input(struct rmq_sink *s)
             s->fl = f;
             s->fcap = ncap;
         }
-        s->fl[s->ftail++] = (struct flight){.held = s->in[s->ihead++]};
+        s->fl[s->ftail++] = (struct flight){.held = sink_fifo_pop(&s->in)};
         n++;
     }
-    if (s->ihead == s->itail)
-        s->ihead = s->itail = 0;
     pthread_mutex_unlock(&s->mu);
     return n;
 }
@@ -923,9 +920,7 @@ static void stop_worker(struct rmq_sink *s)
     for (size_t i = s->fhead; i < s->ftail; i++)
         free(s->fl[i].held);
     s->fhead = s->ftail = 0;
-    for (size_t i = s->ihead; i < s->itail; i++)
-        free(s->in[i]);
-    s->ihead = s->itail = 0;
+    sink_fifo_clear(&s->in);
     for (size_t i = 0; i < s->nout; i++)
         free(s->out[i].held);
     s->nout = 0;
@@ -944,23 +939,8 @@ static int rabbitmq_produce(sink *base, const struct out_msg *msg, uint64_t tag,
         return -EIO;
     }
     pthread_mutex_lock(&s->mu);
-    if (s->itail == s->icap) {
-        if (s->ihead > 0) {
-            memmove(s->in, s->in + s->ihead, (s->itail - s->ihead) * sizeof(*s->in));
-            s->itail -= s->ihead;
-            s->ihead = 0;
-        } else {
-            size_t ncap = s->icap ? s->icap * 2 : 1024;
-            struct sink_held **n = realloc(s->in, ncap * sizeof(*n));
-
-            if (!n)
-                rc = -EIO;
-            else
-                s->in = n, s->icap = ncap;
-        }
-    }
-    if (rc == 0)
-        s->in[s->itail++] = h;
+    if (sink_fifo_push(&s->in, h) < 0)
+        rc = -EIO;
     pthread_mutex_unlock(&s->mu);
     if (rc < 0) {
         free(h);
@@ -1036,7 +1016,7 @@ static void rabbitmq_destroy(sink *base)
     struct rmq_sink *s = (struct rmq_sink *)base;
 
     stop_worker(s);
-    free(s->in);
+    sink_fifo_free(&s->in);
     free(s->out);
     free(s->fl);
     free(s->url.buf);

@@ -195,8 +195,7 @@ struct redis_sink {
     bool handshaken;
     short tls_want;   /* poll events the TLS layer waits for */
     int setup_replies; /* replies of AUTH/SELECT still to come, before any XADD's */
-    struct sink_held **q;   /* held messages, oldest first: q[qhead .. qtail) */
-    size_t qhead, qtail, qcap;
+    struct sink_fifo q; /* held messages, in the order of their XADDs */
     bool broken;
     char maxlen[24];
 };
@@ -324,32 +323,11 @@ static int connect_start(struct redis_sink *s, char *errstr, size_t errstr_size)
     return 0;
 }
 
-static int queue_push(struct redis_sink *s, struct sink_held *h)
-{
-    if (s->qtail == s->qcap) {
-        if (s->qhead > 0) {
-            memmove(s->q, s->q + s->qhead, (s->qtail - s->qhead) * sizeof(*s->q));
-            s->qtail -= s->qhead;
-            s->qhead = 0;
-        } else {
-            size_t ncap = s->qcap ? s->qcap * 2 : 1024;
-            struct sink_held **nq = realloc(s->q, ncap * sizeof(*nq));
-
-            if (!nq)
-                return -1;
-            s->q = nq;
-            s->qcap = ncap;
-        }
-    }
-    s->q[s->qtail++] = h;
-    return 0;
-}
-
 /* Report the oldest held message with outcome, and forget it. */
 static void report_oldest(struct redis_sink *s, enum sink_outcome outcome, const char *code,
                           const char *err)
 {
-    struct sink_held *h = s->q[s->qhead++];
+    struct sink_held *h = sink_fifo_pop(&s->q);
     struct out_msg m;
     struct sink_report r = {.tag = h->tag, .outcome = outcome, .code = code, .err = err,
                             .destination = h->data};
@@ -365,9 +343,8 @@ static void report_oldest(struct redis_sink *s, enum sink_outcome outcome, const
 /* Every held message fails (for a retry): the connection is gone. */
 static void fail_all(struct redis_sink *s, const char *why)
 {
-    while (s->qhead < s->qtail)
+    while (sink_fifo_len(&s->q) > 0)
         report_oldest(s, SINK_RETRY, "connection", why);
-    s->qhead = s->qtail = 0;
 }
 
 /* Free the TLS session (if any), then the context and its socket. */
@@ -433,14 +410,13 @@ static int redis_produce(sink *base, const struct out_msg *msg, uint64_t tag, ch
         ARG(msg->value, msg->value_len);
     }
 #undef ARG
-    if (!(h = sink_hold(msg, tag)) || queue_push(s, h) < 0) {
+    if (!(h = sink_hold(msg, tag)) || sink_fifo_push(&s->q, h) < 0) {
         free(h);
         snprintf(errstr, errstr_size, "out of memory");
         return -EIO;
     }
     if (redisAppendCommandArgv(s->c, argc, argv, len) != REDIS_OK) {
-        s->qtail--;
-        free(h);
+        free(sink_fifo_unpush(&s->q));
         snprintf(errstr, errstr_size, "redis: %s", s->c->errstr);
         return -EIO;
     }
@@ -463,7 +439,7 @@ static void on_reply(struct redis_sink *s, redisReply *r)
                         s->url.host, s->url.port, r->str);
         return;
     }
-    if (s->qhead == s->qtail)
+    if (sink_fifo_len(&s->q) == 0)
         return; /* a reply to nothing we hold: cannot happen on one connection */
     if (r->type == REDIS_REPLY_ERROR) {
         if (strncmp(r->str, "NOAUTH", 6) == 0)
@@ -615,7 +591,7 @@ static void redis_flush(sink *base, int timeout_ms)
     struct redis_sink *s = (struct redis_sink *)base;
     int64_t deadline = now_ms() + timeout_ms;
 
-    while (s->c && !s->broken && s->qhead < s->qtail) {
+    while (s->c && !s->broken && sink_fifo_len(&s->q) > 0) {
         struct pollfd fd;
         int64_t left = deadline - now_ms();
 
@@ -649,7 +625,7 @@ static void redis_destroy(sink *base)
 
     close_connection(s);
     fail_all(s, "abandoned");
-    free(s->q);
+    sink_fifo_free(&s->q);
     SSL_CTX_free(s->tls_ctx);
 }
 

@@ -149,8 +149,7 @@ struct webhook_sink {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     /* Under mu: */
-    struct sink_held **in; /* to send, oldest first: in[ihead .. itail) */
-    size_t ihead, itail, icap;
+    struct sink_fifo in; /* to send, oldest first */
     struct wh_note *out; /* reports and log lines for the relay's thread */
     size_t nout, ocap;
     bool stop;
@@ -401,11 +400,10 @@ static void *worker(void *opaque)
         char why[256];
         int rc;
 
-        if (s->ihead == s->itail) {
+        if (!(held = sink_fifo_peek(&s->in))) {
             pthread_cond_wait(&s->cv, &s->mu);
             continue;
         }
-        held = s->in[s->ihead];
         pthread_mutex_unlock(&s->mu);
         if (c)
             rc = post(s, c, held, &a);
@@ -415,7 +413,7 @@ static void *worker(void *opaque)
         if (s->stop)
             break;
         if (rc == 0 && a.status >= 200 && a.status < 300) {
-            s->ihead++;
+            sink_fifo_pop(&s->in);
             s->failing = false;
             backoff = 100;
             note(s, held, SINK_DELIVERED, "");
@@ -446,7 +444,7 @@ static void *worker(void *opaque)
                 snprintf(why, sizeof(why), "%s", a.err);
             else
                 snprintf(why, sizeof(why), "HTTP %ld from the endpoint", a.status);
-            s->ihead++;
+            sink_fifo_pop(&s->in);
             note(s, held, SINK_UNDELIVERABLE, why);
             continue;
         }
@@ -499,9 +497,7 @@ static void stop_worker(struct webhook_sink *s)
         pthread_join(s->thread, NULL);
         s->running = false;
     }
-    for (size_t i = s->ihead; i < s->itail; i++)
-        free(s->in[i]);
-    s->ihead = s->itail = 0;
+    sink_fifo_clear(&s->in);
     for (size_t i = 0; i < s->nout; i++)
         free(s->out[i].held);
     s->nout = 0;
@@ -519,25 +515,10 @@ static int webhook_produce(sink *base, const struct out_msg *msg, uint64_t tag, 
         return -EIO;
     }
     pthread_mutex_lock(&s->mu);
-    if (s->itail == s->icap) {
-        if (s->ihead > 0) {
-            memmove(s->in, s->in + s->ihead, (s->itail - s->ihead) * sizeof(*s->in));
-            s->itail -= s->ihead;
-            s->ihead = 0;
-        } else {
-            size_t ncap = s->icap ? s->icap * 2 : 1024;
-            struct sink_held **n = realloc(s->in, ncap * sizeof(*n));
-
-            if (!n)
-                rc = -EIO;
-            else
-                s->in = n, s->icap = ncap;
-        }
-    }
-    if (rc == 0) {
-        s->in[s->itail++] = h;
+    if (sink_fifo_push(&s->in, h) < 0)
+        rc = -EIO;
+    else
         pthread_cond_signal(&s->cv);
-    }
     pthread_mutex_unlock(&s->mu);
     if (rc < 0) {
         free(h);
@@ -609,7 +590,7 @@ static void webhook_destroy(sink *base)
     struct webhook_sink *s = (struct webhook_sink *)base;
 
     stop_worker(s);
-    free(s->in);
+    sink_fifo_free(&s->in);
     free(s->out);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);

@@ -11,9 +11,10 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
-#include "sink.h"
+#include "sink_impl.h"
 
 static void test_registry(void **state)
 {
@@ -70,6 +71,59 @@ static void test_kafka_names(void **state)
     assert_non_null(strstr(err, "249"));
 }
 
+/* A held message whose id is n's text, tagged n. */
+static struct sink_held *held(uint64_t n)
+{
+    char id[24];
+    struct out_msg m;
+    int len = snprintf(id, sizeof(id), "%llu", (unsigned long long)n);
+
+    memset(&m, 0, sizeof(m));
+    strcpy(m.topic, "t");
+    m.id = id;
+    m.id_len = (size_t)len;
+    return sink_hold(&m, n);
+}
+
+/* The held-message queue: order kept across growth and compaction; unpush; clear. */
+static void test_fifo(void **state)
+{
+    struct sink_fifo q = {0};
+    struct sink_held *h;
+    struct out_msg m;
+    uint64_t next = 0;
+
+    (void)state;
+    assert_null(sink_fifo_pop(&q));
+    assert_null(sink_fifo_peek(&q));
+    for (uint64_t i = 0; i < 3000; i++) {
+        assert_int_equal(sink_fifo_push(&q, held(i)), 0);
+        if (i % 3 == 2) { /* take one now and then: the head moves, the array compacts */
+            h = sink_fifo_pop(&q);
+            assert_int_equal(h->tag, next++);
+            free(h);
+        }
+    }
+    assert_int_equal(sink_fifo_len(&q), 2000);
+    h = sink_fifo_unpush(&q);
+    assert_int_equal(h->tag, 2999);
+    free(h);
+    assert_int_equal(sink_fifo_peek(&q)->tag, next);
+    for (; (h = sink_fifo_pop(&q)); next++) {
+        assert_int_equal(h->tag, next);
+        sink_held_view(h, &m);
+        assert_int_equal(strtoull(m.id, NULL, 10), next);
+        free(h);
+    }
+    assert_int_equal(next, 2999);
+    assert_int_equal(sink_fifo_push(&q, held(1)), 0);
+    assert_int_equal(sink_fifo_push(&q, held(2)), 0);
+    sink_fifo_clear(&q); /* frees them: ASan's leak check holds it to that */
+    assert_int_equal(sink_fifo_len(&q), 0);
+    sink_fifo_free(&q);
+    assert_null(q.v);
+}
+
 static void test_stdout_names(void **state)
 {
     const struct sink_type *s = sink_type_find("stdout");
@@ -89,6 +143,7 @@ int main(void)
         cmocka_unit_test(test_registry),
         cmocka_unit_test(test_kafka_names),
         cmocka_unit_test(test_stdout_names),
+        cmocka_unit_test(test_fifo),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
