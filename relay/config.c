@@ -2670,6 +2670,50 @@ const struct relay_kv *relay_config_properties(const struct relay_config *cfg, s
     return NULL;
 }
 
+/* The password of a scheme://user:password@host... URL, or NULL. */
+static const char *url_password(const char *url, size_t *len)
+{
+    const char *p = strstr(url, "://"), *end, *at = NULL, *colon;
+
+    if (!p)
+        return NULL;
+    p += 3;
+    end = p + strcspn(p, "/?#");
+    for (const char *q = p; q < end; q++) /* the last '@': a password may hold one */
+        if (*q == '@')
+            at = q;
+    if (!at || !(colon = memchr(p, ':', (size_t)(at - p))) || colon + 1 == at)
+        return NULL;
+    *len = (size_t)(at - colon - 1);
+    return colon + 1;
+}
+
+const char *relay_config_secret(const struct relay_config *cfg, size_t k, size_t *len)
+{
+    for (size_t i = 0; i < NOPTIONS; i++) {
+        const char *v, *s;
+
+        if (options[i].type != OPT_STRING || !options[i].secret ||
+            (options[i].base >= 0 && (size_t)options[i].base >= cfg->nsinks))
+            continue;
+        v = *(char *const *)field_at((struct relay_config *)cfg, &options[i],
+                                      options[i].offset);
+        if (!v || !*v)
+            continue;
+        if (options[i].secret == RELAY_SECRET_URL) {
+            if (!(s = url_password(v, len)))
+                continue;
+        } else {
+            s = v;
+            *len = strlen(v);
+        }
+        if (k-- == 0)
+            return s;
+    }
+    *len = 0;
+    return NULL;
+}
+
 const char *relay_config_sink_name(const struct relay_config *cfg)
 {
     return cfg->sink < cfg->nsinks ? cfg->sinks[cfg->sink]->name : "";

@@ -182,6 +182,13 @@ struct relay_config {
  * sink's), with its length in *n; NULL (and *n 0) past the last.  For masking
  * secrets (redact.c) without naming sinks.
  */
+/*
+ * The k-th secret (from 0) of cfg's keys marked as secrets (a sink's token or secret
+ * key, the password in a sink's URL), with *len its length; NULL past the last.
+ * Points into cfg.  Empty values and URLs without a password are skipped.
+ */
+const char *relay_config_secret(const struct relay_config *cfg, size_t k, size_t *len);
+
 const struct relay_kv *relay_config_properties(const struct relay_config *cfg, size_t k,
                                                size_t *n);
 

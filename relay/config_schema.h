@@ -80,8 +80,17 @@ struct relay_option {
      * same field, no default of its own; setting both is an error.
      */
     const char *alias_of;
+    /*
+     * An OPT_STRING whose value is a secret (RELAY_SECRET_VALUE) or a URL that may hold
+     * one, user:password@ (RELAY_SECRET_URL): the relay scrubs it from every log line
+     * (relay_config_secret(), redact_set_add_config()).
+     */
+    int secret;
     int base;             /* set by config.c: the sink this row belongs to, -1: core */
 };
+
+#define RELAY_SECRET_VALUE 1
+#define RELAY_SECRET_URL 2
 
 /* The names of enum relay_format, for a sink's format row. */
 extern const struct relay_choice relay_format_choices[];

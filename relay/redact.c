@@ -405,12 +405,17 @@ int redact_set_add_config(redact_set *set, const struct relay_config *cfg)
     const struct relay_kv *kvs;
     size_t n;
 
+    const char *secret;
+
     for (size_t k = 0; rc == 0 && (kvs = relay_config_properties(cfg, k, &n)) != NULL; k++) {
         for (size_t i = 0; rc == 0 && i < n; i++) {
             if (redact_is_secret_key(kvs[i].key))
                 rc = redact_set_add(set, kvs[i].value, strlen(kvs[i].value));
         }
     }
+    /* The sinks' keys marked secret: tokens, secret keys, URLs' passwords. */
+    for (size_t k = 0; rc == 0 && (secret = relay_config_secret(cfg, k, &n)) != NULL; k++)
+        rc = redact_set_add(set, secret, n);
     return rc;
 }
 

@@ -61,7 +61,7 @@ static int check_url(struct parser_ctx *ctx, const char *name, const char *value
 /* clang-format off */
 static const struct relay_option nats_options[] = {
     {.section = "nats", .key = "url", .type = OPT_STRING, .offset = NFIELD(url),
-     .required = true, .check = check_url},
+     .required = true, .check = check_url, .secret = RELAY_SECRET_URL},
     {.section = "nats", .key = "subject", .type = OPT_STRING,
      .offset = NFIELD(common.destination), .def = "outbox.{aggregatetype}.{aggregateid}",
      .check = relay_config_check_template},
@@ -79,7 +79,8 @@ static const struct relay_option nats_options[] = {
      .def = ""},
     {.section = "nats", .key = "creds_file", .type = OPT_STRING, .offset = NFIELD(creds_file),
      .def = ""},
-    {.section = "nats", .key = "token", .type = OPT_STRING, .offset = NFIELD(token), .def = ""},
+    {.section = "nats", .key = "token", .type = OPT_STRING, .offset = NFIELD(token), .def = "",
+     .secret = RELAY_SECRET_VALUE},
 };
 /* clang-format on */
 

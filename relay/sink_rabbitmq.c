@@ -85,7 +85,7 @@ static int check_url(struct parser_ctx *ctx, const char *name, const char *value
 /* clang-format off */
 static const struct relay_option rabbitmq_options[] = {
     {.section = "rabbitmq", .key = "url", .type = OPT_STRING, .offset = QFIELD(url),
-     .required = true, .check = check_url},
+     .required = true, .check = check_url, .secret = RELAY_SECRET_URL},
     {.section = "rabbitmq", .key = "exchange", .type = OPT_STRING, .offset = QFIELD(exchange),
      .def = "outbox"},
     {.section = "rabbitmq", .key = "exchange_type", .type = OPT_ENUM,

@@ -70,7 +70,7 @@ static int check_url(struct parser_ctx *ctx, const char *name, const char *value
 /* clang-format off */
 static const struct relay_option redis_options[] = {
     {.section = "redis", .key = "url", .type = OPT_STRING, .offset = RFIELD(url),
-     .required = true, .check = check_url},
+     .required = true, .check = check_url, .secret = RELAY_SECRET_URL},
     {.section = "redis", .key = "stream", .type = OPT_STRING,
      .offset = RFIELD(common.destination), .def = "outbox.{aggregatetype}",
      .check = relay_config_check_template},

@@ -66,7 +66,7 @@ static const struct relay_option webhook_options[] = {
     {.section = "webhook", .key = "url", .type = OPT_STRING, .offset = WFIELD(url),
      .required = true, .check = check_url},
     {.section = "webhook", .key = "secret", .type = OPT_STRING, .offset = WFIELD(secret),
-     .required = true, .check = check_secret},
+     .required = true, .check = check_secret, .secret = RELAY_SECRET_VALUE},
     {.section = "webhook", .key = "timeout", .type = OPT_DURATION, .offset = WFIELD(timeout_ms),
      .def = "10s", .min = 100},
     {.section = "webhook", .key = "ca_file", .type = OPT_STRING, .offset = WFIELD(ca_file),

@@ -313,6 +313,45 @@ static void test_set_from_config(void **state)
     relay_config_free(cfg);
 }
 
+/* The sinks' secrets: a token, a secret key, the password in a URL (the last '@'). */
+static void test_set_from_sink_config(void **state)
+{
+    static const char *const texts[] = {
+        "postgres:\n  dsn: x\nsink: rabbitmq\nrabbitmq:\n"
+        "  url: \"amqps://relay:rabbit-pw9@mq:5671/%2f\"\n",
+        "postgres:\n  dsn: x\nsink: nats\nnats:\n  url: \"tls://u:nats@pw@n:4222\"\n"
+        "  token: nats-token-1\n",
+        "postgres:\n  dsn: x\nsink: redis\nredis:\n  url: \"rediss://:redis-pw@r:6380/0\"\n",
+        "postgres:\n  dsn: x\nsink: sqs\nsqs:\n"
+        "  queue_url: \"https://sqs.eu-west-1.amazonaws.com/1/q.fifo\"\n"
+        "  secret_access_key: sqs-secret-1\n  session_token: sqs-token-2\n",
+        "postgres:\n  dsn: x\nsink: webhook\nwebhook:\n  url: \"https://h/e\"\n"
+        "  secret: whsec_b3V0Ym94LXJlbGF5IHRlc3Qgc2VjcmV0IQ==\n",
+    };
+    static const char *const plain[] = {
+        "rabbit-pw9 relay", "nats@pw nats-token-1 u", "redis-pw r", "sqs-secret-1 sqs-token-2",
+        "whsec_b3V0Ym94LXJlbGF5IHRlc3Qgc2VjcmV0IQ== h",
+    };
+    static const char *const masked[] = {
+        M " relay", M " " M " u", M " r", M " " M, M " h",
+    };
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
+        char err[256];
+        struct relay_config *cfg =
+            relay_config_parse(texts[i], strlen(texts[i]), "t.yaml", err, sizeof(err));
+        redact_set *set = redact_set_new();
+
+        if (cfg == NULL)
+            fail_msg("%s", err);
+        assert_int_equal(redact_set_add_config(set, cfg), 0);
+        assert_scrubbed(set, plain[i], masked[i]);
+        redact_set_free(set);
+        relay_config_free(cfg);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -320,6 +359,7 @@ int main(void)
         cmocka_unit_test(test_uri),          cmocka_unit_test(test_dsn_buffers),
         cmocka_unit_test(test_secret_keys),  cmocka_unit_test(test_set_scrub),
         cmocka_unit_test(test_set_from_dsn), cmocka_unit_test(test_set_from_config),
+        cmocka_unit_test(test_set_from_sink_config),
     };
 
     /* The sinks' sections (kafka.properties), as the relay registers them. */
