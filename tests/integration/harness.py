@@ -540,6 +540,41 @@ def start_streaming(env, relay, job_text=None):
         job.stdin.close()
 
 
+# A relay config's pipeline section for outage tests: a small in-flight budget, so that
+# a backlog written during the outage must stay in PostgreSQL.
+OUTAGE_PIPELINE = "pipeline:\n  max_inflight_events: 5000\n  max_inflight_bytes: 1048576\n"
+
+
+def outage_backlog(env, relay, first, mb=20):
+    """While the relay's broker is down: commit about mb MB of outbox rows (100-row
+    transactions, 2 kB of hex each, keys "during-N": their own keys, since other
+    writers commit around them) and check, 3 s later, that the relay is alive, its
+    slot is before them, it stopped reading (more than 5 MB of WAL unsent: its
+    in-flight limit, OUTAGE_PIPELINE, holds) and its memory grew less than 16 MB
+    (not under the sanitizers, whose allocators inflate RSS).  Returns (rows written,
+    unsent bytes, RSS before, RSS after) for the log."""
+    pg = env.pg
+    rss0 = rss_kb(relay.proc.pid)
+    rows = mb * 500 // 100 * 100
+    pg.psql(insert_sql(first, rows // 100, 100).replace("'order-' ||", "'during-' ||").replace(
+        "jsonb_build_object('n', g)",
+        "jsonb_build_object('n', g, 'pad', (SELECT string_agg(md5(g::text || i::text), '') "
+        "FROM generate_series(1, 60) i))"))
+    during = pg.current_lsn()
+    time.sleep(3)
+    check(relay.alive(), "the relay exited while its broker was down")
+    check(pg.slot()[0] < during, "the slot moved past rows the broker never acknowledged")
+    unsent = int(float(pg.psql("SELECT pg_current_wal_lsn() - sent_lsn FROM "
+                               "pg_stat_replication WHERE application_name = 'outbox-relay'")
+                       or 0))
+    check(unsent > 5_000_000, f"only {unsent} bytes of WAL unsent: the relay kept reading "
+          "while its broker was down")
+    rss1 = rss_kb(relay.proc.pid)
+    if not sanitized(env.args.build_dir):
+        check(rss1 - rss0 < 16_000, f"relay memory grew by {rss1 - rss0} kB during the outage")
+    return rows, unsent, rss0, rss1
+
+
 def db_rows(pg):
     """{id: (aggregateid, n)} for every outbox row."""
     rows = {}

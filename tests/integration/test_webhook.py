@@ -47,6 +47,7 @@ class Endpoint:
     def __init__(self, tls=None, strict=False):
         self.accepted, self.attempts, self.bad_signatures = [], [], []
         self.strict = strict
+        self.down = False  # answer 503 to everything (an outage)
         self.script = {}
         self.lock = threading.Lock()
         self.verifier = Webhook(SECRET)
@@ -66,6 +67,8 @@ class Endpoint:
                 status, extra, hang = 200, {}, 0
                 if endpoint.strict and endpoint.bad_signatures:
                     status = 401
+                if endpoint.down:
+                    status = 503
                 try:
                     n = json.loads(body)["n"] if body.startswith(b'{"n"') else None
                 except ValueError:
@@ -121,7 +124,7 @@ class Endpoint:
         return len({m["headers"].get("ce_id") for m in self.case(first)})
 
 
-def config(pg, ep, fmt="cloudevents", secret=SECRET, ca=None):
+def config(pg, ep, fmt="cloudevents", secret=SECRET, ca=None, extra=""):
     ca = f"\n  ca_file: \"{ca}\"" if ca else ""
     return f"""admin:
   listen: "127.0.0.1:0"
@@ -141,7 +144,7 @@ webhook:
   secret: "{secret}"
   timeout: 1s
   format: {fmt}{ca}
-"""
+{extra}"""
 
 
 streaming = h.start_streaming
@@ -247,6 +250,35 @@ def kills(env, ep, first):
     return first + 10000
 
 
+def outage(env, ep, first):
+    """The endpoint answers 503 to everything while 20 MB of rows are committed: the
+    slot stays before them, the relay stops reading at its in-flight limit, and every
+    row arrives once the endpoint is back."""
+    pg = env.pg
+    ep.script = {}
+    pg.psql("DELETE FROM public.outbox")
+    relay = env.relay(config(pg, ep, extra=h.OUTAGE_PIPELINE), name="relay-outage")
+    streaming(env, relay)
+    pg.psql(h.insert_sql(first, 10, 100))
+    h.wait_for(lambda: ep.distinct(first) >= 1000, 60, "1,000 before the outage")
+    slot_before = pg.slot()[0]
+    ep.down = True
+    backlog, unsent, rss0, rss1 = h.outage_backlog(env, relay, first + 1000)
+    ep.down = False
+    t_up = time.time()
+    total = int(pg.psql("SELECT count(*) FROM public.outbox"))
+    h.wait_for(lambda: ep.distinct(first) >= total, 120, "every row after the outage",
+               interval=0.5)
+    took = time.time() - t_up
+    rows, distinct, dups = h.check_stream(pg, ep.case(first), dup_bounds_only=[slot_before])
+    rc, _ = relay.stop()
+    h.check(rc == 0, f"exit {rc}")
+    h.log(f"webhook answering 503 while {backlog} rows (20 MB) were committed ({unsent} bytes "
+          f"of WAL left unsent, relay RSS {rss0} -> {rss1} kB): {rows} rows, 0 lost, {dups} "
+          f"duplicates, every row {took:.1f}s after the endpoint came back")
+    return first + 1000 + backlog
+
+
 def check_cmd(env, relay):
     import subprocess
     return subprocess.run([os.path.join(env.args.build_dir, "outbox-relay"), "check", "-c",
@@ -309,6 +341,7 @@ def test(env):
     basic(env, ep)
     nxt = retries(env, ep, 20001)
     nxt = kills(env, ep, nxt)
+    nxt = outage(env, ep, nxt)
     secured(env, nxt)
 
 
