@@ -206,7 +206,11 @@ log.retention.check.interval.ms=300000
 
     def format(self):
         os.makedirs(self.dir, exist_ok=True)
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        # As Kafka's own Uuid.randomUuid(): never one whose text starts with '-', which
+        # the storage tool's argument parser would take for an option (1 run in 64).
+        cluster_id = "-"
+        while cluster_id.startswith("-"):
+            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         scram = []
         if self.secure:
             self.keystore = self.make_certificates()
