@@ -550,11 +550,14 @@ def outage_backlog(env, relay, first, mb=20):
     transactions, 2 kB of hex each, keys "during-N": their own keys, since other
     writers commit around them) and check, 3 s later, that the relay is alive, its
     slot is before them, it stopped reading (more than 5 MB of WAL unsent: its
-    in-flight limit, OUTAGE_PIPELINE, holds) and its memory grew less than 16 MB
-    (not under the sanitizers, whose allocators inflate RSS).  Returns (rows written,
-    unsent bytes, RSS before, RSS after) for the log."""
+    in-flight limit, OUTAGE_PIPELINE, holds) and its memory grew less than 16 MB.
+    Returns (rows written, unsent bytes, RSS before, RSS after) for the log."""
     pg = env.pg
     rss0 = rss_kb(relay.proc.pid)
+    # The sanitizer pass (a scale below 1) writes less and skips the two size checks:
+    # its allocators inflate RSS, and the socket buffers would hold a small backlog.
+    full = float(os.environ.get("OUTBOX_TEST_SCALE", "1")) >= 1
+    mb = mb if full else max(2, mb // 4)
     rows = mb * 500 // 100 * 100
     pg.psql(insert_sql(first, rows // 100, 100).replace("'order-' ||", "'during-' ||").replace(
         "jsonb_build_object('n', g)",
@@ -567,10 +570,11 @@ def outage_backlog(env, relay, first, mb=20):
     unsent = int(float(pg.psql("SELECT pg_current_wal_lsn() - sent_lsn FROM "
                                "pg_stat_replication WHERE application_name = 'outbox-relay'")
                        or 0))
-    check(unsent > 5_000_000, f"only {unsent} bytes of WAL unsent: the relay kept reading "
-          "while its broker was down")
     rss1 = rss_kb(relay.proc.pid)
-    if not sanitized(env.args.build_dir):
+    if full:
+        check(unsent > 5_000_000, f"only {unsent} bytes of WAL unsent: the relay kept "
+              "reading while its broker was down")
+    if full and not sanitized(env.args.build_dir):
         check(rss1 - rss0 < 16_000, f"relay memory grew by {rss1 - rss0} kB during the outage")
     return rows, unsent, rss0, rss1
 

@@ -207,7 +207,8 @@ def server_restart(env, srv, first):
     h.check(relay.alive(), "the relay exited")
     rc, _ = relay.stop()
     h.check(rc == 0, f"exit {rc}")
-    h.log(f"redis-server SIGKILLed mid-stream, {backlog} rows (20 MB) committed meanwhile "
+    h.log(f"redis-server SIGKILLed mid-stream, {backlog} rows ({backlog * 2 // 1000} MB) "
+          "committed meanwhile "
           f"({unsent} bytes of WAL left unsent, relay RSS {rss0} -> {rss1} kB), restarted: "
           f"{rows} rows, 0 lost, {dups} duplicates, every row {took:.1f}s after the restart")
     return first + 6000 + backlog
