@@ -327,14 +327,15 @@ def kills(env, moto, first):
     reader = Reader(moto, moto.queue)
     text, envvars = config(pg, moto)
     relay = env.relay(text, name="relay-kills")
-    ntx, per_tx = 40, 100
+    ntx, per_tx = h.scaled(4000) // 100, 100
     job, sql = h.start_insert_job(pg, h.insert_sql(first, ntx, per_tx).replace(
         "COMMIT;\n", "COMMIT;\nSELECT pg_sleep(0.03);\n"))
     start(env, relay, envvars)
     h.feed(job, sql)
     confirmed, before, rng = [], [], random.Random(5)
     for k in range(5):
-        h.wait_for(lambda: reader.distinct() >= (k + 1) * 600, 60, "progress")
+        h.wait_for(lambda: reader.distinct() >= (k + 1) * ntx * per_tx * 15 // 100, 60,
+                   "progress")
         time.sleep(rng.uniform(0, 0.3))
         relay.signal(signal.SIGKILL)
         relay.wait(10)
@@ -361,12 +362,12 @@ def hang(env, moto, first):
     reader = Reader(moto, moto.queue)
     text, envvars = config(pg, moto)
     relay = env.relay(text, name="relay-hang")
-    ntx, per_tx = 30, 100
+    ntx, per_tx = h.scaled(3000) // 100, 100
     job, sql = h.start_insert_job(pg, h.insert_sql(first, ntx, per_tx).replace(
         "COMMIT;\n", "COMMIT;\nSELECT pg_sleep(0.05);\n"))
     start(env, relay, envvars)
     h.feed(job, sql)
-    h.wait_for(lambda: reader.distinct() >= 1000, 60, "progress before the hang")
+    h.wait_for(lambda: reader.distinct() >= ntx * per_tx // 3, 60, "progress before the hang")
     moto.signal(signal.SIGSTOP)
     t_stop_ms = int(time.time() * 1000)
     time.sleep(4)
