@@ -16,14 +16,23 @@
  * (the pipeline rebuilds and replays from its checkpoint) with a plain error; a
  * payload over the server's max_payload is set aside as too large; a lost connection
  * is libnats's to restore (it reconnects forever), and the publishes it could not
- * confirm time out and are replayed.  A refused login or a TLS failure at connect
- * stops the relay (sink_refuse()).  TLS: tls:// URLs or nats.ca_file / cert_file;
- * credentials: the URL's user and password, nats.token or nats.creds_file.
+ * confirm time out and are replayed.  A refused login or a certificate that does not
+ * verify stops the relay (sink_refuse()), at the first connect or while libnats
+ * reconnects: libnats retries a certificate that does not verify without end and in
+ * silence, and closes the connection after a second refused login, so each turn of
+ * the loop (nats_poll) looks at the connection's state and last error.  TLS: tls://
+ * URLs or nats.ca_file / cert_file; libnats verifies the server's certificate and its
+ * host name or IP address against the URL's.  Credentials: the URL's user and
+ * password, nats.token, nats.creds_file (a user JWT and NKey seed) or
+ * nats.nkey_seed_file (an NKey user's seed alone: the public key the server knows the
+ * user by is derived from it here, with OpenSSL's Ed25519, as NATS's own tools do).
  */
 #include "sink_impl.h"
 
 #include <errno.h>
 #include <nats/nats.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,6 +54,7 @@ struct nats_settings {
     char *cert_file;  /* TLS: a client certificate, for servers that verify clients */
     char *key_file;
     char *creds_file; /* a .creds file: the user's JWT and NKey seed */
+    char *nkey_seed_file; /* an NKey user's seed ("SU..."), without a JWT */
     char *token;      /* an authentication token */
 };
 
@@ -79,6 +89,8 @@ static const struct relay_option nats_options[] = {
      .def = ""},
     {.section = "nats", .key = "creds_file", .type = OPT_STRING, .offset = NFIELD(creds_file),
      .def = ""},
+    {.section = "nats", .key = "nkey_seed_file", .type = OPT_STRING,
+     .offset = NFIELD(nkey_seed_file), .def = ""},
     {.section = "nats", .key = "token", .type = OPT_STRING, .offset = NFIELD(token), .def = "",
      .secret = RELAY_SECRET_VALUE},
 };
@@ -113,6 +125,7 @@ struct nats_sink {
     natsOptions *opts;
     natsConnection *nc;
     jsCtx *js;
+    int64_t refusing_since; /* monotonic ms since libnats has met a refusal; 0: none */
     pthread_mutex_t mu;
     /* Under mu: */
     struct pending *pend; /* in publish order: pend[phead .. ptail), taken ones NULL */
@@ -203,22 +216,190 @@ static const char *redacted(const char *url)
 }
 
 /*
- * Why a failed connect is a refusal no retry cures, into why ("" when it is not one):
- * the server refused the credentials, or TLS failed (a certificate that does not
- * verify, a server without TLS).
+ * Whether text, libnats's description of a TLS error, says the server's certificate
+ * did not verify (OpenSSL's verification messages: "unable to get local issuer
+ * certificate", "self-signed certificate", "hostname mismatch", "IP address
+ * mismatch"...), as opposed to a handshake cut short by a server going away, which a
+ * reconnect may cure.
  */
-static void refusal(natsStatus st, char *why, size_t size)
+static bool cert_failure(const char *text)
 {
-    natsStatus last = NATS_OK;
-    const char *text = nats_GetLastError(&last);
+    return text && (strstr(text, "certificate") || strstr(text, "mismatch") ||
+                    strstr(text, "verify"));
+}
 
+/*
+ * Whether a connection that failed with st (and libnats's text for it; may be NULL)
+ * is refused for good, and why, into why ("" when a retry may cure it): the server
+ * refused the credentials, the server's certificate does not verify, or the two ends
+ * disagree on TLS.
+ */
+static void refusal(natsStatus st, const char *text, char *why, size_t size)
+{
+    const char *t = text && *text ? text : natsStatus_GetText(st), *e;
+
+    /* libnats starts its texts with where it found the error: "(conn.c:1905): ". */
+    if (t[0] == '(' && (e = strstr(t, "): ")) != NULL && e - t < 40)
+        t = e + 3;
     why[0] = '\0';
     if (st == NATS_CONNECTION_AUTH_FAILED || st == NATS_NOT_PERMITTED)
         snprintf(why, size, "refused the relay: %s (check nats.url's user and password, "
-                 "nats.token or nats.creds_file)", text && *text ? text : natsStatus_GetText(st));
-    else if (st == NATS_SSL_ERROR)
-        snprintf(why, size, "TLS failed: %s (does the certificate verify against nats.ca_file?)",
-                 text && *text ? text : natsStatus_GetText(st));
+                 "nats.token, nats.creds_file or nats.nkey_seed_file)", t);
+    else if (st == NATS_SSL_ERROR && cert_failure(text))
+        snprintf(why, size, "TLS failed: the server's certificate does not verify: %s (is it "
+                 "signed by nats.ca_file's CA, for the host nats.url names?)", t);
+    else if (st == NATS_SECURE_CONNECTION_REQUIRED)
+        snprintf(why, size, "requires TLS: use a tls:// URL or set nats.ca_file");
+    else if (st == NATS_SECURE_CONNECTION_WANTED)
+        snprintf(why, size, "does not offer TLS, which the relay was told to use (tls://, "
+                 "nats.ca_file or nats.cert_file)");
+}
+
+/* Whether k asks for TLS: a tls:// URL, a CA or a client certificate. */
+static bool tls_on(const struct nats_settings *k)
+{
+    return k->ca_file[0] || k->cert_file[0] || strncasecmp(k->url, "tls://", 6) == 0;
+}
+
+/*
+ * A connect failure a retry may cure, in words, into buf: libnats's name for st, and
+ * a hint where a setting is the likely cause -- a TLS server that closes the
+ * connection at the handshake wants a client certificate (libnats sees only the
+ * closed connection, which a server going away also gives: hence no refusal).
+ */
+static void failure(const struct nats_settings *k, natsStatus st, char *buf, size_t size)
+{
+    snprintf(buf, size, "%s%s", natsStatus_GetText(st),
+             st == NATS_PROTOCOL_ERROR && tls_on(k) && !k->cert_file[0]
+                 ? " (the server closed the connection during the TLS handshake: does it want "
+                   "a client certificate, nats.cert_file and nats.key_file?)"
+                 : "");
+}
+
+/* RFC 4648 base32 without padding, as NKeys are written. */
+static const char b32_alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+
+/* Decode n base32 characters of s into out (room for max bytes).  Returns the number
+ * of bytes, or -1 for a character outside the alphabet or too little room. */
+static int b32_decode(const char *s, size_t n, unsigned char *out, size_t max)
+{
+    unsigned int acc = 0, bits = 0;
+    size_t len = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        const char *p = memchr(b32_alphabet, s[i], 32);
+
+        if (!p)
+            return -1;
+        acc = (acc << 5) | (unsigned int)(p - b32_alphabet);
+        bits += 5;
+        if (bits >= 8) {
+            if (len == max)
+                return -1;
+            bits -= 8;
+            out[len++] = (unsigned char)(acc >> bits);
+            acc &= (1u << bits) - 1;
+        }
+    }
+    return (int)len;
+}
+
+/* Encode n bytes as base32 into out (room for n * 8 / 5 + 2), NUL-terminated. */
+static void b32_encode(const unsigned char *in, size_t n, char *out)
+{
+    unsigned int acc = 0, bits = 0;
+    size_t len = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        acc = (acc << 8) | in[i];
+        bits += 8;
+        while (bits >= 5) {
+            bits -= 5;
+            out[len++] = b32_alphabet[(acc >> bits) & 31];
+        }
+        acc &= (1u << bits) - 1;
+    }
+    if (bits > 0)
+        out[len++] = b32_alphabet[(acc << (5 - bits)) & 31];
+    out[len] = '\0';
+}
+
+/* The CRC-16 NKeys end with (XMODEM: polynomial 0x1021, initial value 0). */
+static uint16_t nkey_crc16(const unsigned char *p, size_t n)
+{
+    uint16_t crc = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        crc ^= (uint16_t)(p[i] << 8);
+        for (int b = 0; b < 8; b++)
+            crc = (uint16_t)(crc & 0x8000 ? (crc << 1) ^ 0x1021 : crc << 1);
+    }
+    return crc;
+}
+
+#define NKEY_PREFIX_SEED (18 << 3) /* 'S' */
+#define NKEY_PREFIX_USER (20 << 3) /* 'U' */
+#define NKEY_SEED_CHARS 58         /* 2 prefix bytes, 32 key bytes, 2 CRC bytes */
+
+/*
+ * The public key ("U...", 56 characters, into pub: room for 64) of the user NKey seed
+ * in file path: the first word of the file that starts with "SU" (a file of the seed
+ * alone, as `nk` and `nsc` write it, or one with the seed among other lines).
+ * Returns 0, or -1 with errstr set.  The seed's bytes are wiped before returning.
+ */
+static int nkey_public(const char *path, char *pub, char *errstr, size_t errstr_size)
+{
+    unsigned char raw[40], key[35], pk[32];
+    char text[8192];
+    const char *p, *seed = NULL;
+    size_t n = 0, pklen = sizeof(pk);
+    EVP_PKEY *pkey = NULL;
+    FILE *f = fopen(path, "r");
+    int rc = -1, len;
+
+    if (!f) {
+        snprintf(errstr, errstr_size, "nats.nkey_seed_file \"%s\": %s", path, strerror(errno));
+        return -1;
+    }
+    n = fread(text, 1, sizeof(text) - 1, f);
+    fclose(f);
+    text[n] = '\0';
+    for (p = text; (p = strstr(p, "SU")) != NULL; p++) {
+        if ((p == text || !strchr(b32_alphabet, p[-1])) &&
+            strspn(p, b32_alphabet) == NKEY_SEED_CHARS) {
+            seed = p;
+            break;
+        }
+    }
+    len = seed ? b32_decode(seed, NKEY_SEED_CHARS, raw, sizeof(raw)) : -1;
+    if (len != 36 || (raw[0] & 0xf8) != NKEY_PREFIX_SEED ||
+        (((raw[0] & 7) << 5) | ((raw[1] & 0xf8) >> 3)) != NKEY_PREFIX_USER ||
+        nkey_crc16(raw, 34) != (uint16_t)(raw[34] | raw[35] << 8)) {
+        snprintf(errstr, errstr_size, "nats.nkey_seed_file \"%s\": no user NKey seed (a word "
+                 "of %d characters starting with SU) in it", path, NKEY_SEED_CHARS);
+        goto out;
+    }
+    if (!(pkey = EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, NULL, raw + 2, 32)) ||
+        EVP_PKEY_get_raw_public_key(pkey, pk, &pklen) != 1 || pklen != 32) {
+        snprintf(errstr, errstr_size, "nats.nkey_seed_file \"%s\": OpenSSL cannot derive its "
+                 "Ed25519 public key", path);
+        goto out;
+    }
+    key[0] = NKEY_PREFIX_USER;
+    memcpy(key + 1, pk, 32);
+    {
+        uint16_t crc = nkey_crc16(key, 33);
+
+        key[33] = (unsigned char)(crc & 0xff);
+        key[34] = (unsigned char)(crc >> 8);
+    }
+    b32_encode(key, sizeof(key), pub);
+    rc = 0;
+out:
+    EVP_PKEY_free(pkey);
+    OPENSSL_cleanse(raw, sizeof(raw));
+    OPENSSL_cleanse(text, sizeof(text));
+    return rc;
 }
 
 /*
@@ -240,8 +421,7 @@ static natsOptions *make_options(const struct nats_settings *k, int timeout_ms, 
         st = natsOptions_SetReconnectWait(o, 500);
     if (st == NATS_OK)
         st = natsOptions_SetTimeout(o, timeout_ms);
-    if (st == NATS_OK && (k->ca_file[0] || k->cert_file[0] ||
-                          strncasecmp(k->url, "tls://", 6) == 0))
+    if (st == NATS_OK && tls_on(k))
         st = natsOptions_SetSecure(o, true);
     if (st == NATS_OK && k->ca_file[0] &&
         (st = natsOptions_LoadCATrustedCertificates(o, k->ca_file)) != NATS_OK)
@@ -252,6 +432,16 @@ static natsOptions *make_options(const struct nats_settings *k, int timeout_ms, 
     if (st == NATS_OK && k->creds_file[0] &&
         (st = natsOptions_SetUserCredentialsFromFiles(o, k->creds_file, NULL)) != NATS_OK)
         what = "nats.creds_file";
+    if (st == NATS_OK && k->nkey_seed_file[0]) {
+        char pub[64];
+
+        if (nkey_public(k->nkey_seed_file, pub, errstr, errstr_size) < 0) {
+            natsOptions_Destroy(o);
+            return NULL;
+        }
+        if ((st = natsOptions_SetNKeyFromSeed(o, pub, k->nkey_seed_file)) != NATS_OK)
+            what = "nats.nkey_seed_file";
+    }
     if (st == NATS_OK && k->token[0])
         st = natsOptions_SetToken(o, k->token);
     if (st != NATS_OK) {
@@ -279,16 +469,18 @@ static int connect_nats(struct nats_sink *s, char *errstr, size_t errstr_size)
     if (st == NATS_OK)
         st = natsConnection_JetStream(&s->js, s->nc, &jo);
     if (st != NATS_OK) {
-        char why[400];
+        natsStatus last;
+        const char *text = nats_GetLastError(&last);
+        char why[600];
 
-        refusal(st, why, sizeof(why));
+        refusal(st, text, why, sizeof(why));
         if (why[0]) {
             /* No retry cures a refused login or a certificate that does not verify. */
             sink_refuse(&s->base, "nats at %s %s", redacted(s->k->url), why);
             snprintf(errstr, errstr_size, "nats at %s %s", redacted(s->k->url), why);
         } else {
-            snprintf(errstr, errstr_size, "nats at %s: %s", redacted(s->k->url),
-                     natsStatus_GetText(st));
+            failure(s->k, st, why, sizeof(why));
+            snprintf(errstr, errstr_size, "nats at %s: %s", redacted(s->k->url), why);
         }
         if (s->nc)
             natsConnection_Destroy(s->nc);
@@ -308,6 +500,7 @@ static void disconnect_nats(struct nats_sink *s)
     if (s->nc)
         natsConnection_Destroy(s->nc);
     s->nc = NULL;
+    s->refusing_since = 0;
     pthread_mutex_lock(&s->mu);
     for (size_t i = s->phead; i < s->ptail; i++)
         free(s->pend[i].held);
@@ -411,6 +604,60 @@ static int nats_produce(sink *base, const struct out_msg *msg, uint64_t tag, cha
     return 0;
 }
 
+/* How long libnats may go on meeting a refusal while reconnecting before it counts. */
+#define REFUSAL_GRACE_MS 3000
+
+/* The monotonic clock in milliseconds (never 0 in practice: the boot is long past). */
+static int64_t monotonic_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * On the relay's thread, every turn of the loop: whether the broker is reachable (for
+ * /readyz), and whether libnats, reconnecting, meets a refusal no retry cures -- a
+ * certificate that does not verify (libnats retries it without end, saying nothing)
+ * or refused credentials (libnats closes the connection at the second refusal in a
+ * row).  A closed connection's refusal counts at once; one met while reconnecting
+ * counts once it has lasted REFUSAL_GRACE_MS without a connection in between, so that
+ * one server of a cluster refusing while libnats tries the others, or a server that
+ * is still loading its accounts, does not stop the relay.  libnats's callbacks are not
+ * used for this: they run on its threads and may run after natsConnection_Destroy()
+ * returns, while this sink may be gone.
+ */
+static void watch_connection(struct nats_sink *s)
+{
+    natsConnStatus cs;
+    const char *text = NULL;
+    char why[600], copy[400];
+    natsStatus last;
+
+    if (!s->nc)
+        return;
+    cs = natsConnection_Status(s->nc);
+    s->base.unreachable = cs != NATS_CONN_STATUS_CONNECTED;
+    if (cs != NATS_CONN_STATUS_RECONNECTING && cs != NATS_CONN_STATUS_CLOSED) {
+        s->refusing_since = 0;
+        return;
+    }
+    last = natsConnection_GetLastError(s->nc, &text);
+    /* The text lives in the connection, which libnats's thread may be rewriting: copy
+     * no more than the buffer holds, whatever happens to its terminator. */
+    snprintf(copy, sizeof(copy), "%.*s", (int)sizeof(copy) - 1, text ? text : "");
+    refusal(last, copy, why, sizeof(why));
+    if (!why[0]) {
+        s->refusing_since = 0;
+        return;
+    }
+    if (s->refusing_since == 0)
+        s->refusing_since = monotonic_ms();
+    if (cs == NATS_CONN_STATUS_CLOSED || monotonic_ms() - s->refusing_since >= REFUSAL_GRACE_MS)
+        sink_refuse(&s->base, "nats at %s %s", redacted(s->k->url), why);
+}
+
 static int nats_poll(sink *base)
 {
     struct nats_sink *s = (struct nats_sink *)base;
@@ -423,7 +670,7 @@ static int nats_poll(sink *base)
     s->out = NULL;
     s->nout = s->ocap = 0;
     pthread_mutex_unlock(&s->mu);
-    s->base.unreachable = s->nc && natsConnection_Status(s->nc) != NATS_CONN_STATUS_CONNECTED;
+    watch_connection(s);
     for (size_t i = 0; i < n; i++) {
         struct sink_report r = {.tag = notes[i].held->tag, .outcome = notes[i].outcome,
                                 .too_large = notes[i].too_large, .code = "nats",
@@ -443,10 +690,16 @@ static int nats_poll(sink *base)
     return (int)n;
 }
 
+/*
+ * libnats reconnects by itself (unconfirmed publishes time out and are replayed); a
+ * connection it closed (refused twice) is past that: the pipeline rebuilds, and the
+ * next event connects anew -- unless watch_connection() recorded a refusal first.
+ */
 static bool nats_fatal(const sink *base)
 {
-    (void)base;
-    return false; /* libnats reconnects by itself; unconfirmed publishes time out */
+    const struct nats_sink *s = (const struct nats_sink *)base;
+
+    return s->nc && natsConnection_Status(s->nc) == NATS_CONN_STATUS_CLOSED;
 }
 
 static void nats_flush(sink *base, int timeout_ms)
@@ -528,7 +781,7 @@ static int nats_check(const struct relay_config *cfg, int timeout_ms,
     natsConnection *nc = NULL;
     natsMsg *reply = NULL;
     natsOptions *o;
-    char heading[400], line[700], why[400], subject[300], req[400];
+    char heading[400], line[700], why[600], subject[300], req[400];
     natsStatus st;
     size_t n = 0;
     int failures = 0;
@@ -543,8 +796,13 @@ static int nats_check(const struct relay_config *cfg, int timeout_ms,
     st = natsConnection_Connect(&nc, o);
     natsOptions_Destroy(o);
     if (st != NATS_OK) {
-        refusal(st, why, sizeof(why));
-        snprintf(line, sizeof(line), "cannot connect: %s", why[0] ? why : natsStatus_GetText(st));
+        natsStatus last;
+        const char *text = nats_GetLastError(&last);
+
+        refusal(st, text, why, sizeof(why));
+        if (!why[0])
+            failure(k, st, why, sizeof(why));
+        snprintf(line, sizeof(line), "cannot connect: %s", why);
         out->line(out->ctx, SINK_CHECK_FAIL, line);
         natsConnection_Destroy(nc);
         return 1;
@@ -593,6 +851,31 @@ static int nats_check(const struct relay_config *cfg, int timeout_ms,
     return failures;
 }
 
+/*
+ * The settings as create() would take them, without connecting: the files they name
+ * are read (CA, certificate and key, credentials, NKey seed), and credentials that
+ * exclude each other are refused.  Returns 0, or -EINVAL with errstr set.
+ */
+static int nats_check_config(const struct relay_config *cfg, char *errstr, size_t errstr_size)
+{
+    const struct nats_settings *k = settings_of(cfg);
+    natsOptions *o;
+
+    if (k->creds_file[0] && k->nkey_seed_file[0]) {
+        snprintf(errstr, errstr_size, "nats.creds_file and nats.nkey_seed_file exclude each "
+                 "other: a .creds file holds its own NKey seed");
+        return -EINVAL;
+    }
+    if (!k->cert_file[0] != !k->key_file[0]) {
+        snprintf(errstr, errstr_size, "nats.cert_file and nats.key_file go together");
+        return -EINVAL;
+    }
+    if (!(o = make_options(k, 2000, errstr, errstr_size)))
+        return -EINVAL;
+    natsOptions_Destroy(o);
+    return 0;
+}
+
 static void nats_plan(const struct relay_config *cfg,
                       void (*item)(void *ctx, const char *label, const char *text), void *ctx)
 {
@@ -600,9 +883,10 @@ static void nats_plan(const struct relay_config *cfg,
     char text[600];
 
     snprintf(text, sizeof(text), "NATS JetStream at %s%s%s%s, format %s, PubAck within %lld ms",
-             redacted(k->url), k->ca_file[0] || strncasecmp(k->url, "tls://", 6) == 0
-                                   ? ", TLS" : "",
-             k->creds_file[0] ? ", credentials file" : "", k->token[0] ? ", token ****" : "",
+             redacted(k->url), tls_on(k) ? ", TLS" : "",
+             k->creds_file[0] ? ", credentials file"
+                              : k->nkey_seed_file[0] ? ", NKey seed file" : "",
+             k->token[0] ? ", token ****" : "",
              relay_choice_name(relay_format_choices, (int)k->common.format),
              (long long)k->ack_timeout_ms);
     item(ctx, "sink", text);
@@ -619,6 +903,7 @@ const struct sink_type sink_type_nats = {
     .name = "nats",
     .config = &nats_config,
     .create = nats_create,
+    .check_config = nats_check_config,
     .check = nats_check,
     .plan = nats_plan,
     .dead_letter_destination = nats_dead_letter,

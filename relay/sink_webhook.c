@@ -635,14 +635,18 @@ static sink *webhook_create(const struct relay_config *cfg, sink_report_fn *repo
 }
 
 /*
- * outbox-relay check: connect to the endpoint (and verify its certificate) without
- * sending a request -- an endpoint takes only events.
+ * outbox-relay check: resolve the endpoint's host, connect and, for https://, verify
+ * its certificate and name, all within timeout_ms -- without sending a request: an
+ * endpoint takes only events, and a probe it does not expect (HEAD, OPTIONS) might be
+ * refused, logged as an attack or, worse, taken as one.  Each failure is named by
+ * its stage (DNS, connection, TLS) with libcurl's own words.  Returns the number of
+ * failures (0 or 1).
  */
 static int webhook_check(const struct relay_config *cfg, int timeout_ms,
                          const struct sink_check_out *out)
 {
     const struct webhook_settings *k = settings_of(cfg);
-    char heading[600], line[600];
+    char heading[600], line[900], detail[CURL_ERROR_SIZE] = "";
     CURLcode rc;
     CURL *c;
 
@@ -656,15 +660,26 @@ static int webhook_check(const struct relay_config *cfg, int timeout_ms,
     curl_easy_setopt(c, CURLOPT_URL, k->url);
     curl_easy_setopt(c, CURLOPT_CONNECT_ONLY, 1L);
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)timeout_ms);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)timeout_ms);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, detail);
     curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
     if (k->ca_file[0])
         curl_easy_setopt(c, CURLOPT_CAINFO, k->ca_file);
     rc = curl_easy_perform(c);
     curl_easy_cleanup(c);
     if (rc != CURLE_OK) {
-        snprintf(line, sizeof(line), "cannot connect: %s%s", curl_easy_strerror(rc),
-                 rc == CURLE_PEER_FAILED_VERIFICATION ? " (give the CA in webhook.ca_file)" : "");
+        const char *why = detail[0] ? detail : curl_easy_strerror(rc);
+
+        if (rc == CURLE_COULDNT_RESOLVE_HOST)
+            snprintf(line, sizeof(line), "DNS: cannot resolve the endpoint's host: %s", why);
+        else if (rc == CURLE_PEER_FAILED_VERIFICATION || rc == CURLE_SSL_CACERT_BADFILE ||
+                 rc == CURLE_SSL_CONNECT_ERROR)
+            snprintf(line, sizeof(line), "TLS: cannot connect securely: %s (is the endpoint's "
+                     "certificate signed by a CA of webhook.ca_file, or the system's, for the "
+                     "host the URL names?)", why);
+        else
+            snprintf(line, sizeof(line), "cannot connect: %s", why);
         out->line(out->ctx, SINK_CHECK_FAIL, line);
         return 1;
     }

@@ -46,6 +46,7 @@ class Endpoint:
 
     def __init__(self, tls=None, strict=False):
         self.accepted, self.attempts, self.bad_signatures = [], [], []
+        self.decoded = []  # self.accepted as harness messages, as far as decoded
         self.strict = strict
         self.down = False  # answer 503 to everything (an outage)
         self.script = {}
@@ -104,21 +105,23 @@ class Endpoint:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def messages(self):
-        """The accepted requests as harness messages (ce-* headers as ce_*)."""
-        out = []
+        """The accepted requests as harness messages (ce-* headers as ce_*); each request
+        is decoded once (self.decoded)."""
         with self.lock:
-            for i, (hdrs, body) in enumerate(self.accepted):
+            for i in range(len(self.decoded), len(self.accepted)):
+                hdrs, body = self.accepted[i]
                 hl = [(k.replace("ce-", "ce_", 1) if k.startswith("ce-") else k, v)
                       for k, v in hdrs.items()]
-                out.append(h.decode_message({"topic": "outbox.event.order", "partition": 0,
-                                             "offset": i, "key": hdrs.get("ce-subject"),
-                                             "value": body.decode(), "headers": hl}))
-        return out
+                m = h.decode_message({"topic": "outbox.event.order", "partition": 0,
+                                      "offset": i, "key": hdrs.get("ce-subject"),
+                                      "value": body.decode(), "headers": hl})
+                m["n"] = json.loads(m["value"])["n"] if m["value"].startswith('{"n"') else None
+                self.decoded.append(m)
+            return list(self.decoded)
 
     def case(self, first):
         """The accepted requests of one case: binary ones whose payload n >= first."""
-        return [m for m in self.messages() if m["value"].startswith('{"n"')
-                and json.loads(m["value"])["n"] >= first]
+        return [m for m in self.messages() if m["n"] is not None and m["n"] >= first]
 
     def distinct(self, first):
         return len({m["headers"].get("ce_id") for m in self.case(first)})
@@ -273,7 +276,8 @@ def outage(env, ep, first):
     rows, distinct, dups = h.check_stream(pg, ep.case(first), dup_bounds_only=[slot_before])
     rc, _ = relay.stop()
     h.check(rc == 0, f"exit {rc}")
-    h.log(f"webhook answering 503 while {backlog} rows (20 MB) were committed ({unsent} bytes "
+    h.log(f"webhook answering 503 while {backlog} rows ({backlog * 2 // 1000} MB) were "
+          f"committed ({unsent} bytes "
           f"of WAL left unsent, relay RSS {rss0} -> {rss1} kB): {rows} rows, 0 lost, {dups} "
           f"duplicates, every row {took:.1f}s after the endpoint came back")
     return first + 1000 + backlog
@@ -316,8 +320,8 @@ def secured(env, first):
     pg.psql(h.insert_sql(first + 1000, 1, 5))
     after = pg.current_lsn()
     relay = env.relay(config(pg, ep, ca=os.path.join(tls, "other-ca.crt")), name="relay-ca")
-    chk = check_cmd(env, relay)
-    h.check(chk.returncode != 0 and "certificate" in chk.stdout.lower(),
+    chk = chk_ca = check_cmd(env, relay)
+    h.check(chk.returncode != 0 and "TLS:" in chk.stdout and "certificate" in chk.stdout,
             f"check passed with an unknown CA: {chk.stdout[-400:]}")
     took_ca, err_ca = stops(env, relay, "does not verify", after)
     other = "whsec_" + base64.b64encode(b"not the endpoint's secret, 32 b!").decode()
@@ -330,10 +334,17 @@ def secured(env, first):
     chk = check_cmd(env, relay)
     h.check(chk.returncode != 0 and "cannot connect" in chk.stdout,
             f"check passed against a closed port: {chk.stdout[-300:]}")
+    nowhere = type("Nowhere", (), {"url": "http://outbox-relay-check.invalid/hook"})
+    relay = env.relay(config(pg, nowhere), name="relay-nowhere")
+    chk = check_cmd(env, relay)
+    h.check(chk.returncode != 0 and "DNS: cannot resolve" in chk.stdout,
+            f"check passed against a host that does not resolve: {chk.stdout[-300:]}")
+    tls_line = [ln.strip() for ln in chk_ca.stdout.splitlines() if "TLS:" in ln]
     h.log(f"webhook over HTTPS (test CA): check passed, 1,000 events once each; unknown CA: "
           f"check failed, exit 1 after {took_ca:.1f}s ({err_ca[:120]}); wrong secret, "
           f"answered 401: exit 1 after {took_secret:.1f}s ({err_secret[:140]}); check "
-          "failed against a closed port")
+          f"failed against a closed port and a host that does not resolve; check's TLS "
+          f"line: {tls_line[0][:160] if tls_line else '?'}")
 
 
 def test(env):
