@@ -15,8 +15,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as h  # noqa: E402
 
 PER_TX = 30
-NTX = 1000
 KILLS = int(os.environ.get("SIGKILL_ITERATIONS", "20"))
+# About 3 s of writing per kill (a kill, a quiet consumer, a restart take that long):
+# 1,000 transactions for the 20 kills promised, fewer for a shorter sweep.
+NTX = 50 * max(KILLS, 10)
 
 
 def test(env):
@@ -24,7 +26,7 @@ def test(env):
     consumer = env.consumer()
     relay = env.relay()
     total = NTX * PER_TX
-    # Spread the writes over about a minute so that every kill lands mid-stream.
+    # Spread the writes (a minute for 20 kills) so that every kill lands mid-stream.
     sql = h.insert_sql(1, NTX, PER_TX).replace("COMMIT;\n", "COMMIT;\nSELECT pg_sleep(0.06);\n")
     job, text = h.start_insert_job(pg, sql)
     relay.start()
