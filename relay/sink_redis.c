@@ -6,9 +6,18 @@
  * order: Redis executes a connection's commands one after another, so per-key order
  * holds, and an entry is reported delivered only when its XADD's reply (the entry's
  * id) has come back -- the checkpoint never runs ahead of Redis.  The sink does its
- * own I/O on the relay's thread: hiredis 0.14 (Debian 12) builds commands and parses
- * replies on a non-blocking socket, and the pipeline's poll() loop watches that
- * socket (sink_pollfds()); there is no thread.
+ * own I/O on the relay's thread, on a non-blocking socket the pipeline's poll() loop
+ * watches (sink_pollfds()); there is no thread.
+ *
+ * Who does what.  hiredis 0.14 (Debian 12) has no TLS, so it is kept for what it does
+ * well: it opens the non-blocking TCP socket (redisConnectNonBlock), formats commands
+ * into the context's output buffer (redisAppendCommandArgv) and parses replies with the
+ * context's reader (redisReaderFeed, redisGetReplyFromReader).  The bytes in between
+ * move through one path of this file, struct conn and conn_io(), for redis:// and
+ * rediss:// alike: plain read(2)/write(2), or OpenSSL over the same socket, its
+ * handshake driven by the poll() loop like the rest (SSL_ERROR_WANT_READ / WANT_WRITE
+ * become POLLIN / POLLOUT).  outbox-relay check goes the same way, waiting in its own
+ * poll() until its deadline.
  *
  * An entry's fields, in order: "id" (the event id, what consumers deduplicate on),
  * "key", then one field per message header (the CloudEvents attributes in binary
@@ -20,22 +29,19 @@
  * connection, a replay from the checkpoint).  A refused AUTH or SELECT stops the
  * relay (sink_refuse()).
  *
- * TLS (rediss://): Debian 12's hiredis 0.14 has none, so the sink does the transport
- * itself and keeps hiredis for what it does well -- formatting commands into the
- * context's output buffer and parsing replies with its reader.  OpenSSL runs over
- * the context's non-blocking socket: the handshake, writes and reads are driven by the
- * pipeline's poll() loop like the plain socket, SSL_ERROR_WANT_READ / WANT_WRITE
- * telling which events to wait for.  The server's certificate is verified (redis.ca_file
- * or the system's CAs) and its name or IP address checked against the URL's host; a
- * client certificate (redis.cert_file, redis.key_file) answers tls-auth-clients.  A
- * certificate that does not verify, or a TLS handshake the server refuses, stops the
- * relay like a refused password.
+ * TLS (rediss://): the server's certificate is verified (redis.ca_file, or the
+ * system's CAs) and its name or IP address checked against the URL's host; a client
+ * certificate (redis.cert_file, redis.key_file) answers tls-auth-clients.  A
+ * certificate that does not verify, a client certificate the server refuses or misses,
+ * or a TLS handshake the server refuses stops the relay like a refused password; a
+ * connection lost later is retried like a plain one.
  */
 #include "sink_impl.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <hiredis/hiredis.h>
+#include <limits.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
@@ -44,8 +50,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/time.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "config_schema.h"
 #include "log.h"
@@ -185,21 +191,6 @@ static int check_url(struct parser_ctx *ctx, const char *name, const char *value
     return 0;
 }
 
-struct redis_sink {
-    struct sink base; /* first */
-    const struct redis_settings *k;
-    struct redis_url url;
-    redisContext *c;
-    SSL_CTX *tls_ctx; /* rediss:// only */
-    SSL *ssl;         /* over c->fd while connected with TLS */
-    bool handshaken;
-    short tls_want;   /* poll events the TLS layer waits for */
-    int setup_replies; /* replies of AUTH/SELECT still to come, before any XADD's */
-    struct sink_fifo q; /* held messages, in the order of their XADDs */
-    bool broken;
-    char maxlen[24];
-};
-
 static const struct redis_settings *settings_of(const struct relay_config *cfg)
 {
     return relay_config_sink_settings(cfg, "redis");
@@ -207,7 +198,8 @@ static const struct redis_settings *settings_of(const struct relay_config *cfg)
 
 /*
  * A TLS client context for k: peer verification on, against k->ca_file or the system's
- * CAs; k's client certificate when given.  Returns NULL with errstr set.
+ * CAs; k's client certificate when given.  Returns NULL with errstr set.  The caller
+ * owns the context (SSL_CTX_free()).
  */
 static SSL_CTX *tls_context(const struct redis_settings *k, char *errstr, size_t errstr_size)
 {
@@ -219,7 +211,13 @@ static SSL_CTX *tls_context(const struct redis_settings *k, char *errstr, size_t
         return NULL;
     }
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    /*
+     * Partial writes: SSL_write() returns what one record took, and the sink drops
+     * that much from hiredis's output buffer.  Moving buffer: a write that waited is
+     * retried from that buffer, which new commands may have reallocated meanwhile.
+     */
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    ERR_clear_error();
     if (k->ca_file[0] ? SSL_CTX_load_verify_locations(ctx, k->ca_file, NULL) != 1
                       : SSL_CTX_set_default_verify_paths(ctx) != 1)
         what = "redis.ca_file";
@@ -231,7 +229,8 @@ static SSL_CTX *tls_context(const struct redis_settings *k, char *errstr, size_t
     if (what) {
         char e[256];
 
-        ERR_error_string_n(ERR_get_error(), e, sizeof(e));
+        ERR_error_string_n(ERR_peek_last_error(), e, sizeof(e));
+        ERR_clear_error();
         snprintf(errstr, errstr_size, "redis: cannot load %s: %s", what, e);
         SSL_CTX_free(ctx);
         return NULL;
@@ -239,84 +238,343 @@ static SSL_CTX *tls_context(const struct redis_settings *k, char *errstr, size_t
     return ctx;
 }
 
-/* A TLS session over fd for the URL's host (name or address checked).  NULL: no memory. */
+/*
+ * A TLS session over fd for host: the certificate must name it (an IP address for an
+ * address, else a DNS name, also sent as SNI).  NULL when out of memory -- never a
+ * session that would skip the name check.  The caller owns it (SSL_free()).
+ */
 static SSL *tls_session(SSL_CTX *ctx, int fd, const char *host)
 {
     unsigned char addr[16];
     SSL *ssl = SSL_new(ctx);
+    bool ip = inet_pton(AF_INET, host, addr) == 1 || inet_pton(AF_INET6, host, addr) == 1;
 
     if (!ssl)
         return NULL;
-    if (inet_pton(AF_INET, host, addr) == 1 || inet_pton(AF_INET6, host, addr) == 1) {
-        X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host);
-    } else {
-        SSL_set1_host(ssl, host);
-        SSL_set_tlsext_host_name(ssl, host);
+    if ((ip ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host) != 1
+            : SSL_set1_host(ssl, host) != 1 || SSL_set_tlsext_host_name(ssl, host) != 1) ||
+        SSL_set_fd(ssl, fd) != 1) {
+        SSL_free(ssl);
+        ERR_clear_error();
+        return NULL;
     }
-    SSL_set_fd(ssl, fd);
     SSL_set_connect_state(ssl);
     return ssl;
 }
 
 /*
- * Why a TLS operation failed (err from SSL_get_error), into why; true when it is a
- * refusal no retry cures: a certificate that does not verify, a handshake the server
- * refuses.  A closed or reset connection is not.
+ * One connection to Redis: hiredis's context -- the socket, the output buffer commands
+ * are formatted into, the reader replies are parsed by -- and, for rediss://, a TLS
+ * session over that socket.  conn_io() moves the bytes, through OpenSSL or plain
+ * read(2) and write(2): the sink's one I/O path, for the relay's poll() loop and for
+ * outbox-relay check alike.  hiredis's own I/O (redisBufferRead/Write) is never used.
  */
-static bool tls_failure(SSL *ssl, int err, bool handshake, char *why, size_t size)
-{
-    long v = SSL_get_verify_result(ssl);
-    char e[256];
+struct conn {
+    redisContext *c;
+    SSL *ssl;         /* rediss:// only */
+    const char *host; /* the URL's host, borrowed: for messages */
+    bool ready;       /* plain: at once; TLS: once the handshake is done */
+    short want;       /* poll events the transport waits for (POLLIN is always watched) */
+};
 
-    if (err == SSL_ERROR_SSL && v != X509_V_OK) {
-        snprintf(why, size, "the server's certificate does not verify (%s): give the CA that "
-                 "signed it in redis.ca_file", X509_verify_cert_error_string(v));
+/*
+ * Whether a TLS alert the server sent says it refused the relay's client certificate,
+ * or wanted one (tls-auth-clients yes).  Under TLS 1.3 it comes after the client's
+ * side of the handshake has finished, with the first read: a refusal all the same.
+ */
+static bool client_cert_alert(unsigned long e)
+{
+    if (ERR_GET_LIB(e) != ERR_LIB_SSL)
+        return false;
+    switch (ERR_GET_REASON(e)) {
+    case SSL_R_TLSV13_ALERT_CERTIFICATE_REQUIRED:
+    case SSL_R_SSLV3_ALERT_BAD_CERTIFICATE:
+    case SSL_R_SSLV3_ALERT_CERTIFICATE_UNKNOWN:
+    case SSL_R_SSLV3_ALERT_CERTIFICATE_EXPIRED:
+    case SSL_R_SSLV3_ALERT_CERTIFICATE_REVOKED:
+    case SSL_R_SSLV3_ALERT_UNSUPPORTED_CERTIFICATE:
+    case SSL_R_TLSV1_ALERT_UNKNOWN_CA:
+    case SSL_R_TLSV1_ALERT_ACCESS_DENIED:
         return true;
+    default:
+        return false;
     }
-    if (err == SSL_ERROR_SSL) {
-        ERR_error_string_n(ERR_get_error(), e, sizeof(e));
-        snprintf(why, size, "TLS %s failed: %s", handshake ? "handshake" : "connection", e);
-        return handshake;
-    }
-    if (err == SSL_ERROR_ZERO_RETURN)
-        snprintf(why, size, "the server closed the TLS connection");
-    else
-        snprintf(why, size, "TLS connection lost: %s", errno ? strerror(errno) : "end of file");
-    return false;
 }
 
-/* Start connecting (non-blocking) and queue AUTH and SELECT.  0 or -1 with errstr. */
-static int connect_start(struct redis_sink *s, char *errstr, size_t errstr_size)
+/*
+ * Why a TLS operation on x failed (err from SSL_get_error()), into why; true when it is
+ * a refusal no retry cures: a certificate that does not verify, a client certificate
+ * the server refuses or misses, a handshake the server refuses.  A closed or reset
+ * connection is not.  Clears OpenSSL's error queue.
+ */
+static bool tls_failure(const struct conn *x, int err, bool handshake, char *why, size_t size)
 {
-    s->c = redisConnectNonBlock(s->url.host, s->url.port);
-    if (!s->c || s->c->err) {
-        snprintf(errstr, errstr_size, "cannot connect to redis at %s:%d: %s", s->url.host,
-                 s->url.port, s->c ? s->c->errstr : "out of memory");
-        if (s->c)
-            redisFree(s->c);
-        s->c = NULL;
+    long v = SSL_get_verify_result(x->ssl);
+    unsigned long e = ERR_peek_last_error();
+    bool refused = false;
+    char text[256];
+
+    ERR_error_string_n(e, text, sizeof(text));
+    if (err == SSL_ERROR_SSL && v != X509_V_OK &&
+        (v == X509_V_ERR_HOSTNAME_MISMATCH || v == X509_V_ERR_IP_ADDRESS_MISMATCH)) {
+        snprintf(why, size, "the server's certificate does not verify (%s): it is not for "
+                 "\"%s\"; name the server in redis.url as its certificate does",
+                 X509_verify_cert_error_string(v), x->host);
+        refused = true;
+    } else if (err == SSL_ERROR_SSL && v != X509_V_OK) {
+        snprintf(why, size, "the server's certificate does not verify (%s): give the CA that "
+                 "signed it in redis.ca_file", X509_verify_cert_error_string(v));
+        refused = true;
+    } else if (err == SSL_ERROR_SSL && client_cert_alert(e)) {
+        if (SSL_get_certificate(x->ssl))
+            snprintf(why, size, "the server refused the relay's client certificate (%s): "
+                     "give one its tls-ca-cert-file trusts in redis.cert_file", text);
+        else
+            snprintf(why, size, "the server wants a client certificate (%s): set "
+                     "redis.cert_file and redis.key_file", text);
+        refused = true;
+    } else if (err == SSL_ERROR_SSL) {
+        bool plain = ERR_GET_LIB(e) == ERR_LIB_SSL &&
+                     ERR_GET_REASON(e) == SSL_R_WRONG_VERSION_NUMBER;
+
+        snprintf(why, size, "TLS %s failed: %s%s", handshake ? "handshake" : "connection",
+                 text, plain ? " (does the server speak TLS on this port?)" : "");
+        refused = handshake;
+    } else if (err == SSL_ERROR_ZERO_RETURN) {
+        snprintf(why, size, "the server closed the TLS connection");
+    } else {
+        snprintf(why, size, "TLS connection lost: %s", errno ? strerror(errno) : "end of file");
+    }
+    ERR_clear_error();
+    return refused;
+}
+
+/*
+ * Start connecting to u, without blocking (name resolution aside); over TLS with ctx
+ * for rediss://.  Returns 0, or -1 with errstr set and nothing left open.  u must
+ * outlive the connection.  Close it with conn_close().
+ */
+static int conn_open(struct conn *x, const struct redis_url *u, SSL_CTX *ctx, char *errstr,
+                     size_t errstr_size)
+{
+    memset(x, 0, sizeof(*x));
+    x->host = u->host;
+    x->c = redisConnectNonBlock(u->host, u->port);
+    if (!x->c || x->c->err) {
+        snprintf(errstr, errstr_size, "cannot connect to redis at %s:%d: %s", u->host, u->port,
+                 x->c ? x->c->errstr : "out of memory");
+        if (x->c)
+            redisFree(x->c);
+        x->c = NULL;
         return -1;
     }
-    if (s->url.tls) {
-        s->handshaken = false;
-        s->tls_want = POLLOUT;
-        if (!(s->ssl = tls_session(s->tls_ctx, s->c->fd, s->url.host))) {
+    x->ready = !u->tls;
+    if (u->tls) {
+        x->want = POLLOUT; /* the TCP connection first */
+        if (!(x->ssl = tls_session(ctx, x->c->fd, u->host))) {
             snprintf(errstr, errstr_size, "redis: out of memory");
-            redisFree(s->c);
-            s->c = NULL;
+            redisFree(x->c);
+            x->c = NULL;
             return -1;
         }
     }
+    return 0;
+}
+
+/* Close x (the TLS session, then the context and its socket).  A closed x is a no-op. */
+static void conn_close(struct conn *x)
+{
+    SSL_free(x->ssl);
+    x->ssl = NULL;
+    if (x->c)
+        redisFree(x->c);
+    x->c = NULL;
+}
+
+/* The events to poll x's socket for. */
+static short conn_events(const struct conn *x)
+{
+    return (short)(POLLIN | x->want | (x->ready && sdslen(x->c->obuf) > 0 ? POLLOUT : 0));
+}
+
+/*
+ * Send up to n bytes of buf.  Returns how many went, 0 when the socket would block
+ * (*want: the event to wait for), or -1 with why set (*refused when no retry cures it).
+ */
+static ssize_t conn_send(struct conn *x, const char *buf, size_t n, short *want, char *why,
+                         size_t size, bool *refused)
+{
+    ssize_t k;
+    int err;
+
+    if (!x->ssl) {
+        if ((k = write(x->c->fd, buf, n)) > 0)
+            return k;
+        if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+            *want = POLLOUT;
+            return 0;
+        }
+        snprintf(why, size, "%s", k < 0 ? strerror(errno) : "no progress");
+        return -1;
+    }
+    ERR_clear_error();
+    errno = 0;
+    if ((k = SSL_write(x->ssl, buf, n > INT_MAX ? INT_MAX : (int)n)) > 0)
+        return k;
+    err = SSL_get_error(x->ssl, (int)k);
+    if (err == SSL_ERROR_WANT_WRITE || err == SSL_ERROR_WANT_READ) {
+        *want = err == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT;
+        return 0;
+    }
+    *refused = tls_failure(x, err, false, why, size);
+    return -1;
+}
+
+/* Receive up to n bytes into buf; returns as conn_send() does. */
+static ssize_t conn_recv(struct conn *x, char *buf, size_t n, short *want, char *why,
+                         size_t size, bool *refused)
+{
+    ssize_t k;
+    int err;
+
+    if (!x->ssl) {
+        if ((k = read(x->c->fd, buf, n)) > 0)
+            return k;
+        if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+            *want = POLLIN;
+            return 0;
+        }
+        if (k == 0)
+            snprintf(why, size, "the server closed the connection");
+        else
+            snprintf(why, size, "%s", strerror(errno));
+        return -1;
+    }
+    ERR_clear_error();
+    errno = 0;
+    if ((k = SSL_read(x->ssl, buf, n > INT_MAX ? INT_MAX : (int)n)) > 0)
+        return k;
+    err = SSL_get_error(x->ssl, (int)k);
+    if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
+        *want = err == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT;
+        return 0;
+    }
+    *refused = tls_failure(x, err, false, why, size);
+    return -1;
+}
+
+/*
+ * After a write on x failed: whether the server said why before it reset the
+ * connection.  Under TLS 1.3 a server that wants a client certificate sends its alert
+ * after the client's side of the handshake is done, and closes; the relay's first
+ * command can then meet the reset before anything was read, although the alert waits
+ * in the socket.  Reads what is there (replies are dropped: the connection goes
+ * anyway); a refusal found replaces why and sets *refused.
+ */
+static void refusal_before_reset(struct conn *x, char *why, size_t size, bool *refused)
+{
+    char buf[4096], alert[512];
+    bool is_refusal = false;
+    short want;
+    ssize_t n;
+
+    do
+        n = conn_recv(x, buf, sizeof(buf), &want, alert, sizeof(alert), &is_refusal);
+    while (n > 0);
+    if (n < 0 && is_refusal) {
+        snprintf(why, size, "%s", alert);
+        *refused = true;
+    }
+}
+
+/*
+ * Move what can move without blocking: finish the TLS handshake, write what hiredis
+ * formatted into the context's output buffer, feed what arrived to its reader (take the
+ * replies with redisGetReplyFromReader()).  Returns 0, or -1 with why set: the
+ * connection must go, and *refused says no retry cures it.
+ */
+static int conn_io(struct conn *x, char *why, size_t size, bool *refused)
+{
+    redisContext *c = x->c;
+    char buf[16384];
+    short want = 0;
+    ssize_t n;
+
+    *refused = false;
+    x->want = 0;
+    if (!x->ready) {
+        int rc, err;
+
+        ERR_clear_error();
+        errno = 0;
+        if ((rc = SSL_do_handshake(x->ssl)) != 1) {
+            err = SSL_get_error(x->ssl, rc);
+            if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
+                x->want = err == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT;
+                return 0;
+            }
+            *refused = tls_failure(x, err, true, why, size);
+            return -1;
+        }
+        x->ready = true;
+    }
+    while (sdslen(c->obuf) > 0) {
+        n = conn_send(x, c->obuf, sdslen(c->obuf) > 65536 ? 65536 : sdslen(c->obuf), &want,
+                      why, size, refused);
+        if (n < 0) {
+            if (x->ssl && !*refused)
+                refusal_before_reset(x, why, size, refused);
+            return -1;
+        }
+        if (n == 0) {
+            x->want |= want;
+            break;
+        }
+        sdsrange(c->obuf, n, -1);
+    }
+    for (;;) {
+        n = conn_recv(x, buf, sizeof(buf), &want, why, size, refused);
+        if (n < 0)
+            return -1;
+        if (n == 0) {
+            x->want |= (short)(want & ~POLLIN);
+            break;
+        }
+        if (redisReaderFeed(c->reader, buf, (size_t)n) != REDIS_OK) {
+            snprintf(why, size, "cannot parse the server's reply: %s", c->reader->errstr);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+struct redis_sink {
+    struct sink base; /* first */
+    const struct redis_settings *k;
+    struct redis_url url;
+    struct conn conn;  /* conn.c == NULL: not connected */
+    SSL_CTX *tls_ctx;  /* rediss:// only */
+    int setup_replies; /* replies of AUTH/SELECT still to come, before any XADD's */
+    struct sink_fifo q; /* held messages, in the order of their XADDs */
+    bool broken;
+    char maxlen[24];
+};
+
+/* Start connecting and queue AUTH and SELECT.  0 or -1 with errstr. */
+static int connect_start(struct redis_sink *s, char *errstr, size_t errstr_size)
+{
+    if (conn_open(&s->conn, &s->url, s->tls_ctx, errstr, errstr_size) < 0)
+        return -1;
     s->setup_replies = 0;
     if (s->url.password[0]) {
         if (s->url.user[0])
-            redisAppendCommand(s->c, "AUTH %s %s", s->url.user, s->url.password);
+            redisAppendCommand(s->conn.c, "AUTH %s %s", s->url.user, s->url.password);
         else
-            redisAppendCommand(s->c, "AUTH %s", s->url.password);
+            redisAppendCommand(s->conn.c, "AUTH %s", s->url.password);
         s->setup_replies++;
     }
     if (s->url.db != 0) {
-        redisAppendCommand(s->c, "SELECT %d", s->url.db);
+        redisAppendCommand(s->conn.c, "SELECT %d", s->url.db);
         s->setup_replies++;
     }
     s->broken = false;
@@ -347,19 +605,6 @@ static void fail_all(struct redis_sink *s, const char *why)
         report_oldest(s, SINK_RETRY, "connection", why);
 }
 
-/* Free the TLS session (if any), then the context and its socket. */
-static void close_connection(struct redis_sink *s)
-{
-    if (s->ssl) {
-        SSL_free(s->ssl);
-        s->ssl = NULL;
-    }
-    if (s->c) {
-        redisFree(s->c);
-        s->c = NULL;
-    }
-}
-
 static void disconnect(struct redis_sink *s, const char *why)
 {
     if (!s->broken && why)
@@ -367,7 +612,7 @@ static void disconnect(struct redis_sink *s, const char *why)
     s->broken = true;
     s->base.unreachable = true;
     fail_all(s, why ? why : "disconnected");
-    close_connection(s);
+    conn_close(&s->conn);
 }
 
 static int redis_produce(sink *base, const struct out_msg *msg, uint64_t tag, char *errstr,
@@ -385,7 +630,7 @@ static int redis_produce(sink *base, const struct out_msg *msg, uint64_t tag, ch
         return -EIO;
     }
     /* Connected on the first message after a (re)start: after the pipeline's backoff. */
-    if (!s->c && connect_start(s, errstr, errstr_size) < 0) {
+    if (!s->conn.c && connect_start(s, errstr, errstr_size) < 0) {
         s->base.unreachable = true;
         return -EIO;
     }
@@ -415,9 +660,9 @@ static int redis_produce(sink *base, const struct out_msg *msg, uint64_t tag, ch
         snprintf(errstr, errstr_size, "out of memory");
         return -EIO;
     }
-    if (redisAppendCommandArgv(s->c, argc, argv, len) != REDIS_OK) {
+    if (redisAppendCommandArgv(s->conn.c, argc, argv, len) != REDIS_OK) {
         free(sink_fifo_unpush(&s->q));
-        snprintf(errstr, errstr_size, "redis: %s", s->c->errstr);
+        snprintf(errstr, errstr_size, "redis: %s", s->conn.c->errstr);
         return -EIO;
     }
     return 0;
@@ -452,98 +697,25 @@ static void on_reply(struct redis_sink *s, redisReply *r)
     report_oldest(s, SINK_DELIVERED, "", "");
 }
 
-/*
- * The TLS transport: finish the handshake, write what hiredis queued, feed what
- * arrived to its reader.  Returns 0, or -1 with why set (the connection must go;
- * *refused when no retry cures it).
- */
-static int tls_io(struct redis_sink *s, char *why, size_t size, bool *refused)
-{
-    redisContext *c = s->c;
-    char buf[16384];
-    int n, err;
-
-    *refused = false;
-    s->tls_want = 0;
-    if (!s->handshaken) {
-        errno = 0;
-        if ((n = SSL_do_handshake(s->ssl)) != 1) {
-            err = SSL_get_error(s->ssl, n);
-            if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
-                s->tls_want = err == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT;
-                return 0;
-            }
-            *refused = tls_failure(s->ssl, err, true, why, size);
-            return -1;
-        }
-        s->handshaken = true;
-    }
-    while (sdslen(c->obuf) > 0) {
-        errno = 0;
-        n = SSL_write(s->ssl, c->obuf, (int)(sdslen(c->obuf) > 65536 ? 65536 : sdslen(c->obuf)));
-        if (n > 0) {
-            sdsrange(c->obuf, n, -1);
-            continue;
-        }
-        err = SSL_get_error(s->ssl, n);
-        if (err == SSL_ERROR_WANT_WRITE || err == SSL_ERROR_WANT_READ) {
-            s->tls_want |= err == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT;
-            break;
-        }
-        tls_failure(s->ssl, err, false, why, size);
-        return -1;
-    }
-    for (;;) {
-        errno = 0;
-        n = SSL_read(s->ssl, buf, sizeof(buf));
-        if (n > 0) {
-            if (redisReaderFeed(c->reader, buf, (size_t)n) != REDIS_OK) {
-                snprintf(why, size, "redis: cannot parse the server's reply");
-                return -1;
-            }
-            continue;
-        }
-        err = SSL_get_error(s->ssl, n);
-        if (err == SSL_ERROR_WANT_READ)
-            break;
-        if (err == SSL_ERROR_WANT_WRITE) {
-            s->tls_want |= POLLOUT;
-            break;
-        }
-        tls_failure(s->ssl, err, false, why, size);
-        return -1;
-    }
-    return 0;
-}
-
 static int redis_poll(sink *base)
 {
     struct redis_sink *s = (struct redis_sink *)base;
-    int served = 0, done = 0;
+    int served = 0;
+    char why[512];
+    bool refused;
     void *reply;
 
-    if (!s->c || s->broken)
+    if (!s->conn.c || s->broken)
         return 0;
-    if (s->ssl) {
-        char why[512];
-        bool refused;
-
-        if (tls_io(s, why, sizeof(why), &refused) < 0) {
-            if (refused)
-                sink_refuse(&s->base, "redis at %s:%d: %s", s->url.host, s->url.port, why);
-            disconnect(s, why);
-            return 0;
-        }
-    } else if (s->c->obuf[0] != '\0' && redisBufferWrite(s->c, &done) != REDIS_OK) {
-        disconnect(s, s->c->errstr);
-        return 0;
-    } else if (redisBufferRead(s->c) != REDIS_OK) {
-        disconnect(s, s->c->errstr);
+    if (conn_io(&s->conn, why, sizeof(why), &refused) < 0) {
+        if (refused)
+            sink_refuse(&s->base, "redis at %s:%d: %s", s->url.host, s->url.port, why);
+        disconnect(s, why);
         return 0;
     }
     for (;;) {
-        if (redisGetReplyFromReader(s->c, &reply) != REDIS_OK) {
-            disconnect(s, s->c->errstr);
+        if (redisGetReplyFromReader(s->conn.c, &reply) != REDIS_OK) {
+            disconnect(s, s->conn.c->errstr);
             break;
         }
         if (!reply)
@@ -559,16 +731,9 @@ static size_t redis_pollfds(sink *base, struct pollfd *fds, size_t max)
 {
     struct redis_sink *s = (struct redis_sink *)base;
 
-    if (!s->c || s->broken || max == 0)
+    if (!s->conn.c || s->broken || max == 0)
         return 0;
-    if (s->ssl)
-        fds[0] = (struct pollfd){
-            .fd = s->c->fd,
-            .events = (short)(POLLIN | s->tls_want |
-                              (s->handshaken && sdslen(s->c->obuf) > 0 ? POLLOUT : 0))};
-    else
-        fds[0] = (struct pollfd){.fd = s->c->fd,
-                                 .events = (short)(POLLIN | (s->c->obuf[0] ? POLLOUT : 0))};
+    fds[0] = (struct pollfd){.fd = s->conn.c->fd, .events = conn_events(&s->conn)};
     return 1;
 }
 
@@ -591,7 +756,7 @@ static void redis_flush(sink *base, int timeout_ms)
     struct redis_sink *s = (struct redis_sink *)base;
     int64_t deadline = now_ms() + timeout_ms;
 
-    while (s->c && !s->broken && sink_fifo_len(&s->q) > 0) {
+    while (s->conn.c && !s->broken && sink_fifo_len(&s->q) > 0) {
         struct pollfd fd;
         int64_t left = deadline - now_ms();
 
@@ -607,7 +772,7 @@ static int redis_reset(sink *base, char *errstr, size_t errstr_size)
 {
     struct redis_sink *s = (struct redis_sink *)base;
 
-    close_connection(s);
+    conn_close(&s->conn);
     fail_all(s, "abandoned");
     (void)errstr;
     (void)errstr_size;
@@ -623,7 +788,7 @@ static void redis_destroy(sink *base)
 {
     struct redis_sink *s = (struct redis_sink *)base;
 
-    close_connection(s);
+    conn_close(&s->conn);
     fail_all(s, "abandoned");
     sink_fifo_free(&s->q);
     SSL_CTX_free(s->tls_ctx);
@@ -674,59 +839,68 @@ static sink *redis_create(const struct relay_config *cfg, sink_report_fn *report
     return &s->base;
 }
 
-/* One command on a blocking connection, over TLS when ssl is set.  NULL on failure. */
-static redisReply *check_command(redisContext *c, SSL *ssl, const char *fmt, ...)
+/*
+ * outbox-relay check: one command on the check's connection, through conn_io() like the
+ * sink's, waiting until deadline (now_ms()).  Returns the reply (the caller frees it with
+ * freeReplyObject()), or NULL with why set -- the connection's failure, or no answer in
+ * time.
+ */
+static redisReply *check_command(struct conn *x, int64_t deadline, char *why, size_t size,
+                                 const char *fmt, ...)
 {
-    char buf[16384], *cmd = NULL;
     void *reply = NULL;
     va_list ap;
-    int len, off = 0;
+    bool refused;
 
     va_start(ap, fmt);
-    if (!ssl) {
-        reply = redisvCommand(c, fmt, ap);
+    if (redisvAppendCommand(x->c, fmt, ap) != REDIS_OK) {
         va_end(ap);
-        return reply;
-    }
-    len = redisvFormatCommand(&cmd, fmt, ap);
-    va_end(ap);
-    if (len < 0)
+        snprintf(why, size, "%s", x->c->errstr);
         return NULL;
-    while (off < len) {
-        int n = SSL_write(ssl, cmd + off, len - off);
+    }
+    va_end(ap);
+    for (;;) {
+        struct pollfd fd;
+        int64_t left;
 
-        if (n <= 0) {
-            free(cmd);
+        if (conn_io(x, why, size, &refused) < 0)
+            return NULL;
+        if (redisGetReplyFromReader(x->c, &reply) != REDIS_OK) {
+            snprintf(why, size, "%s", x->c->errstr);
             return NULL;
         }
-        off += n;
-    }
-    free(cmd);
-    while (redisReaderGetReply(c->reader, &reply) == REDIS_OK && !reply) {
-        int n = SSL_read(ssl, buf, sizeof(buf));
-
-        if (n <= 0 || redisReaderFeed(c->reader, buf, (size_t)n) != REDIS_OK)
+        if (reply)
+            return reply;
+        if ((left = deadline - now_ms()) <= 0) {
+            snprintf(why, size, "no answer in time");
             return NULL;
+        }
+        fd = (struct pollfd){.fd = x->c->fd, .events = conn_events(x)};
+        if (poll(&fd, 1, (int)(left > 1000 ? 1000 : left)) < 0 && errno != EINTR) {
+            snprintf(why, size, "poll: %s", strerror(errno));
+            return NULL;
+        }
     }
-    return reply;
 }
 
 /*
- * outbox-relay check: connect (TLS included), authenticate, PING; the stream's type
- * when the template is literal.
+ * outbox-relay check: connect (TLS included: the certificate verified as the sink does),
+ * authenticate, select, PING; the stream's type when the template is literal.  The
+ * first command carries the connection and the handshake, so its failure says "cannot
+ * connect".
  */
 static int redis_check(const struct relay_config *cfg, int timeout_ms,
                        const struct sink_check_out *out)
 {
     const struct redis_settings *k = settings_of(cfg);
-    struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+    int64_t deadline = now_ms() + timeout_ms;
     struct redis_url u;
+    struct conn x = {0};
     const char *why = NULL;
-    redisContext *c;
-    redisReply *r;
     SSL_CTX *ctx = NULL;
-    SSL *ssl = NULL;
-    char heading[320], line[600];
+    redisReply *r = NULL;
+    char heading[320], line[800], err[512];
+    bool first = true;
     int failures = 0;
 
     if (parse_url(k->url, &u, &why) < 0) {
@@ -737,72 +911,51 @@ static int redis_check(const struct relay_config *cfg, int timeout_ms,
     snprintf(heading, sizeof(heading), "redis (%s:%d, database %d%s):", u.host, u.port, u.db,
              u.tls ? ", TLS" : "");
     out->heading(out->ctx, heading);
-    c = redisConnectWithTimeout(u.host, u.port, tv);
-    if (!c || c->err) {
-        snprintf(line, sizeof(line), "cannot connect: %s", c ? c->errstr : "out of memory");
+    if ((u.tls && !(ctx = tls_context(k, line, sizeof(line)))) ||
+        conn_open(&x, &u, ctx, line, sizeof(line)) < 0) {
         out->line(out->ctx, SINK_CHECK_FAIL, line);
-        if (c)
-            redisFree(c);
+        SSL_CTX_free(ctx);
         return 1;
     }
-    redisSetTimeout(c, tv);
-    if (u.tls) {
-        char failure[512];
-        int rc;
-
-        if (!(ctx = tls_context(k, line, sizeof(line))) ||
-            !(ssl = tls_session(ctx, c->fd, u.host))) {
-            out->line(out->ctx, SINK_CHECK_FAIL, ctx ? "out of memory" : line);
-            SSL_CTX_free(ctx);
-            redisFree(c);
-            return 1;
-        }
-        errno = 0;
-        if ((rc = SSL_connect(ssl)) != 1) {
-            tls_failure(ssl, SSL_get_error(ssl, rc), true, failure, sizeof(failure));
-            snprintf(line, sizeof(line), "cannot connect: %s", failure);
-            out->line(out->ctx, SINK_CHECK_FAIL, line);
-            SSL_free(ssl);
-            SSL_CTX_free(ctx);
-            redisFree(c);
-            return 1;
-        }
-    }
+    /* A failed command: what failed, or that the connection did when it was the first. */
+#define FAILED(what)                                                                         \
+    do {                                                                                     \
+        if (r)                                                                               \
+            snprintf(line, sizeof(line), "%s refused: %s", what, r->str);                    \
+        else                                                                                 \
+            snprintf(line, sizeof(line), "%s: %s", first ? "cannot connect" : what, err);     \
+        out->line(out->ctx, SINK_CHECK_FAIL, line);                                          \
+        failures++;                                                                          \
+    } while (0)
     if (u.password[0]) {
-        r = u.user[0] ? check_command(c, ssl, "AUTH %s %s", u.user, u.password)
-                      : check_command(c, ssl, "AUTH %s", u.password);
-        if (!r || r->type == REDIS_REPLY_ERROR) {
-            snprintf(line, sizeof(line), "authentication refused: %s",
-                     r ? r->str : c->errstr);
-            out->line(out->ctx, SINK_CHECK_FAIL, line);
-            failures++;
-        }
+        r = u.user[0] ? check_command(&x, deadline, err, sizeof(err), "AUTH %s %s", u.user,
+                                      u.password)
+                      : check_command(&x, deadline, err, sizeof(err), "AUTH %s", u.password);
+        if (!r || r->type == REDIS_REPLY_ERROR)
+            FAILED("authentication");
+        first = false;
         freeReplyObject(r);
     }
     if (!failures && u.db != 0) {
-        r = check_command(c, ssl, "SELECT %d", u.db);
-        if (!r || r->type == REDIS_REPLY_ERROR) {
-            snprintf(line, sizeof(line), "SELECT %d refused: %s", u.db, r ? r->str : c->errstr);
-            out->line(out->ctx, SINK_CHECK_FAIL, line);
-            failures++;
-        }
+        r = check_command(&x, deadline, err, sizeof(err), "SELECT %d", u.db);
+        if (!r || r->type == REDIS_REPLY_ERROR)
+            FAILED("SELECT");
+        first = false;
         freeReplyObject(r);
     }
     if (!failures) {
-        r = check_command(c, ssl, "PING");
-        if (!r || r->type == REDIS_REPLY_ERROR) {
-            snprintf(line, sizeof(line), "PING failed: %s", r ? r->str : c->errstr);
-            out->line(out->ctx, SINK_CHECK_FAIL, line);
-            failures++;
-        } else {
-            out->line(out->ctx, SINK_CHECK_OK, ssl ? "connected over TLS (certificate verified), "
-                                                     "PING answered"
-                                                   : "connected, PING answered");
-        }
+        r = check_command(&x, deadline, err, sizeof(err), "PING");
+        if (!r || r->type == REDIS_REPLY_ERROR)
+            FAILED("PING");
+        else
+            out->line(out->ctx, SINK_CHECK_OK,
+                      x.ssl ? "connected over TLS (certificate verified), PING answered"
+                            : "connected, PING answered");
         freeReplyObject(r);
     }
+    r = NULL;
     if (!failures && strchr(k->common.destination, '{') == NULL) {
-        r = check_command(c, ssl, "TYPE %s", k->common.destination);
+        r = check_command(&x, deadline, err, sizeof(err), "TYPE %s", k->common.destination);
         if (r && r->type == REDIS_REPLY_STATUS && strcmp(r->str, "stream") != 0 &&
             strcmp(r->str, "none") != 0) {
             snprintf(line, sizeof(line), "\"%s\" holds a %s, not a stream: every event would "
@@ -812,9 +965,9 @@ static int redis_check(const struct relay_config *cfg, int timeout_ms,
         }
         freeReplyObject(r);
     }
-    SSL_free(ssl);
+#undef FAILED
+    conn_close(&x);
     SSL_CTX_free(ctx);
-    redisFree(c);
     return failures;
 }
 

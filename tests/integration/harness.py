@@ -114,6 +114,27 @@ def make_test_certs(d):
     return d
 
 
+def make_client_cert(d, name="client", ca="ca"):
+    """In d (made by make_test_certs()): name.crt/name.key, a client certificate
+    (extendedKeyUsage clientAuth, CN=name) signed by ca.crt/ca.key, for servers that
+    verify their clients.  Returns (certificate path, key path)."""
+    import random
+
+    with open(os.path.join(d, f"{name}.ext"), "w") as f:
+        f.write("basicConstraints = critical, CA:FALSE\nextendedKeyUsage = clientAuth\n")
+    for args in (["req", "-new", "-config", "openssl.cnf", "-newkey", "rsa:2048", "-nodes",
+                  "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={name}"],
+                 ["x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.crt", "-CAkey",
+                  f"{ca}.key", "-set_serial", str(random.randrange(1, 2**62)), "-days", "2",
+                  "-extfile", f"{name}.ext", "-out", f"{name}.crt"]):
+        r = subprocess.run(["openssl", *args], cwd=d, capture_output=True, text=True)
+        if r.returncode != 0:
+            raise TestFailure(f"openssl {args[0]} failed: {r.stderr.strip()}")
+    for f in (f"{name}.crt", f"{name}.key"):
+        os.chmod(os.path.join(d, f), 0o644)
+    return os.path.join(d, f"{name}.crt"), os.path.join(d, f"{name}.key")
+
+
 def log(msg):
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
