@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "config_schema.h"
+#include "log.h"
 
 /* The registry: one row per sink type. */
 #define SINK_TYPES \
@@ -326,6 +327,157 @@ void sink_free(sink *s)
     free(s);
 }
 
+void sink_notes_init(struct sink_notes *n)
+{
+    memset(n, 0, sizeof(*n));
+    pthread_mutex_init(&n->mu, NULL);
+}
+
+static const char no_memory_text[] = "(the error's text was lost: out of memory)";
+
+static void free_report(struct sink_held *h)
+{
+    if (h->err != no_memory_text)
+        free(h->err);
+    free(h);
+}
+
+void sink_notes_clear(struct sink_notes *n)
+{
+    pthread_mutex_lock(&n->mu);
+    while (n->head) {
+        struct sink_held *h = n->head;
+
+        n->head = h->next;
+        free_report(h);
+    }
+    n->tail = NULL;
+    for (size_t i = 0; i < n->nlines; i++)
+        free(n->lines[i]);
+    n->nlines = 0;
+    pthread_mutex_unlock(&n->mu);
+}
+
+void sink_notes_destroy(struct sink_notes *n)
+{
+    sink_notes_clear(n);
+    free(n->lines);
+    pthread_mutex_destroy(&n->mu);
+}
+
+void sink_note_report(sink *s, struct sink_notes *n, struct sink_held *h,
+                      enum sink_outcome outcome, bool too_large, const char *code,
+                      const char *err)
+{
+    h->next = NULL;
+    h->outcome = outcome;
+    h->too_large = too_large;
+    snprintf(h->code, sizeof(h->code), "%s", code ? code : "");
+    h->err = err && *err ? strdup(err) : NULL;
+    if (err && *err && !h->err)
+        h->err = (char *)no_memory_text;
+    pthread_mutex_lock(&n->mu);
+    if (n->tail)
+        n->tail->next = h;
+    else
+        n->head = h;
+    n->tail = h;
+    pthread_mutex_unlock(&n->mu);
+    sink_wakeup(s);
+}
+
+static void note_line(sink *s, struct sink_notes *n, bool refuse, const char *fmt, va_list ap)
+    __attribute__((format(printf, 4, 0)));
+static void note_line(sink *s, struct sink_notes *n, bool refuse, const char *fmt, va_list ap)
+{
+    char line[768];
+    char *copy;
+
+    vsnprintf(line, sizeof(line), fmt, ap);
+    pthread_mutex_lock(&n->mu);
+    if (refuse) {
+        if (!n->refused[0])
+            snprintf(n->refused, sizeof(n->refused), "%s", line);
+    } else {
+        if (n->nlines == n->cap) {
+            size_t ncap = n->cap ? n->cap * 2 : 16;
+            char **nl = realloc(n->lines, ncap * sizeof(*nl));
+
+            if (nl)
+                n->lines = nl, n->cap = ncap;
+        }
+        if (n->nlines < n->cap && (copy = strdup(line)))
+            n->lines[n->nlines++] = copy;
+        else
+            n->lost++;
+    }
+    pthread_mutex_unlock(&n->mu);
+    sink_wakeup(s);
+}
+
+void sink_note_log(sink *s, struct sink_notes *n, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    note_line(s, n, false, fmt, ap);
+    va_end(ap);
+}
+
+void sink_note_refuse(sink *s, struct sink_notes *n, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    note_line(s, n, true, fmt, ap);
+    va_end(ap);
+}
+
+int sink_notes_serve(sink *s, struct sink_notes *n, const char *destination)
+{
+    struct sink_held *h;
+    char **lines, refused[sizeof(n->refused)];
+    size_t nlines, lost;
+    int served = 0;
+
+    pthread_mutex_lock(&n->mu);
+    h = n->head;
+    n->head = n->tail = NULL;
+    lines = n->lines;
+    nlines = n->nlines;
+    lost = n->lost;
+    n->lines = NULL;
+    n->nlines = n->cap = n->lost = 0;
+    snprintf(refused, sizeof(refused), "%s", n->refused);
+    pthread_mutex_unlock(&n->mu);
+    for (size_t i = 0; i < nlines; i++) {
+        log_warn("%s", lines[i]);
+        free(lines[i]);
+    }
+    free(lines);
+    if (lost)
+        log_warn("%s: %zu warnings lost for want of memory", s->type->name, lost);
+    if (refused[0])
+        sink_refuse(s, "%s", refused);
+    while (h) {
+        struct sink_held *next = h->next;
+        struct sink_report r = {.tag = h->tag, .outcome = h->outcome, .too_large = h->too_large,
+                                .code = h->code, .err = h->err ? h->err : "",
+                                .destination = destination ? destination : h->data};
+        struct out_msg m;
+
+        if (r.outcome == SINK_UNDELIVERABLE) {
+            sink_held_view(h, &m);
+            r.msg = &m;
+        }
+        sink_report(s, &r);
+        free_report(h);
+        h = next;
+        served++;
+    }
+    return served;
+}
+
 struct sink_held *sink_hold(const struct out_msg *m, uint64_t tag)
 {
     size_t tlen = strlen(m->topic), n = tlen + 1 + m->id_len + m->key_len + m->value_len;
@@ -342,6 +494,8 @@ struct sink_held *sink_hold(const struct out_msg *m, uint64_t tag)
     h->value_len = m->value ? m->value_len : 0;
     h->has_value = m->value != NULL;
     h->nheaders = m->nheaders;
+    h->next = NULL;
+    h->err = NULL;
     p = h->data;
     memcpy(p, m->topic, tlen + 1);
     p += tlen + 1;

@@ -11,6 +11,7 @@
 #include "sink.h"
 
 #include <poll.h>
+#include <pthread.h>
 
 struct sink_ops {
     int (*produce)(sink *s, const struct out_msg *msg, uint64_t tag, char *errstr,
@@ -63,6 +64,12 @@ struct sink_held {
     size_t id_len, key_len, value_len;
     bool has_value;
     int nheaders;
+    /* Set by sink_note_report(): the report this message waits to deliver. */
+    struct sink_held *next;
+    enum sink_outcome outcome;
+    bool too_large;
+    char code[32];
+    char *err; /* malloc'd, or the static text of a report whose error text found no memory */
     char data[]; /* destination\0 id key value, then per header: name\0 length bytes */
 };
 
@@ -104,6 +111,54 @@ static inline size_t sink_fifo_len(const struct sink_fifo *q)
 /* Free every message in q; q stays usable.  sink_fifo_free() also frees its array. */
 void sink_fifo_clear(struct sink_fifo *q);
 void sink_fifo_free(struct sink_fifo *q);
+
+/*
+ * Reports handed from a sink's own thread (a worker, or its library's callback thread)
+ * to the relay's thread.  Posting a report never allocates a slot: the outcome travels
+ * in the held message itself, chained in posting order, so no report is lost for want
+ * of memory (only its error text can be: a fixed text replaces it).  Log lines and the
+ * first refusal travel beside them; a log line that finds no memory is counted and
+ * said later.  Its own mutex is a leaf: a sink may post while holding its own.
+ */
+struct sink_notes {
+    pthread_mutex_t mu;
+    struct sink_held *head, *tail; /* reported messages, oldest first */
+    char **lines;                  /* log lines, oldest first */
+    size_t nlines, cap, lost;
+    char refused[768]; /* "": none; else why the broker refuses the relay (first wins) */
+};
+
+/* Initialise n (empty).  sink_notes_destroy() frees what is still in it. */
+void sink_notes_init(struct sink_notes *n);
+void sink_notes_destroy(struct sink_notes *n);
+
+/* Free every report and line not yet served (a sink's reset): their messages are abandoned. */
+void sink_notes_clear(struct sink_notes *n);
+
+/*
+ * From any thread: report h (taken: freed once served) with outcome, the broker's or
+ * library's short code and one line of error ("" when delivered), and wake the relay's
+ * thread.  Cannot fail.
+ */
+void sink_note_report(sink *s, struct sink_notes *n, struct sink_held *h,
+                      enum sink_outcome outcome, bool too_large, const char *code,
+                      const char *err);
+
+/* From any thread: a warning for the relay's log (lost, and counted, without memory). */
+void sink_note_log(sink *s, struct sink_notes *n, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* From any thread: the broker refuses the relay for good; sink_refuse() when served. */
+void sink_note_refuse(sink *s, struct sink_notes *n, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/*
+ * On the relay's thread (a sink's poll op): log the lines, apply the refusal, deliver
+ * the reports in order through sink_report() and free their messages.  destination
+ * names the destination of every report when the messages' own is not meaningful
+ * (webhooks); NULL: each message's.  Returns the number of reports delivered.
+ */
+int sink_notes_serve(sink *s, struct sink_notes *n, const char *destination);
 
 /*
  * For a sink whose reports come from another thread through sink_wakeup(): wait up to

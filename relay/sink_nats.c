@@ -112,13 +112,6 @@ struct pending {
     struct sink_held *held;
 };
 
-struct nats_note {
-    struct sink_held *held;
-    enum sink_outcome outcome;
-    bool too_large;
-    char err[256];
-};
-
 struct nats_sink {
     struct sink base; /* first */
     const struct nats_settings *k;
@@ -130,8 +123,7 @@ struct nats_sink {
     /* Under mu: */
     struct pending *pend; /* in publish order: pend[phead .. ptail), taken ones NULL */
     size_t phead, ptail, pcap;
-    struct nats_note *out;
-    size_t nout, ocap;
+    struct sink_notes notes; /* reports for the relay's thread, from libnats's */
 };
 
 static const struct nats_settings *settings_of(const struct relay_config *cfg)
@@ -142,19 +134,8 @@ static const struct nats_settings *settings_of(const struct relay_config *cfg)
 static void note(struct nats_sink *s, struct sink_held *held, enum sink_outcome outcome,
                  bool too_large, const char *err)
 {
-    if (s->nout == s->ocap) {
-        size_t ncap = s->ocap ? s->ocap * 2 : 256;
-        struct nats_note *n = realloc(s->out, ncap * sizeof(*n));
-
-        if (!n)
-            abort(); /* a report cannot be lost: without memory the relay cannot go on */
-        s->out = n;
-        s->ocap = ncap;
-    }
-    s->out[s->nout] = (struct nats_note){.held = held, .outcome = outcome, .too_large = too_large};
-    snprintf(s->out[s->nout].err, sizeof(s->out[s->nout].err), "%s", err);
-    s->nout++;
-    sink_wakeup(&s->base);
+    sink_note_report(&s->base, &s->notes, held, outcome, too_large,
+                     outcome == SINK_DELIVERED ? "" : "nats", err);
 }
 
 /*
@@ -505,10 +486,8 @@ static void disconnect_nats(struct nats_sink *s)
     for (size_t i = s->phead; i < s->ptail; i++)
         free(s->pend[i].held);
     s->phead = s->ptail = 0;
-    for (size_t i = 0; i < s->nout; i++)
-        free(s->out[i].held);
-    s->nout = 0;
     pthread_mutex_unlock(&s->mu);
+    sink_notes_clear(&s->notes);
 }
 
 /* Whether NATS can carry the header: a name without controls, spaces or ':', a value
@@ -661,33 +640,9 @@ static void watch_connection(struct nats_sink *s)
 static int nats_poll(sink *base)
 {
     struct nats_sink *s = (struct nats_sink *)base;
-    struct nats_note *notes;
-    size_t n;
 
-    pthread_mutex_lock(&s->mu);
-    notes = s->out;
-    n = s->nout;
-    s->out = NULL;
-    s->nout = s->ocap = 0;
-    pthread_mutex_unlock(&s->mu);
     watch_connection(s);
-    for (size_t i = 0; i < n; i++) {
-        struct sink_report r = {.tag = notes[i].held->tag, .outcome = notes[i].outcome,
-                                .too_large = notes[i].too_large, .code = "nats",
-                                .err = notes[i].err, .destination = notes[i].held->data};
-        struct out_msg m;
-
-        if (r.outcome == SINK_DELIVERED)
-            r.code = "";
-        if (r.outcome == SINK_UNDELIVERABLE) {
-            sink_held_view(notes[i].held, &m);
-            r.msg = &m;
-        }
-        sink_report(&s->base, &r);
-        free(notes[i].held);
-    }
-    free(notes);
-    return (int)n;
+    return sink_notes_serve(&s->base, &s->notes, NULL);
 }
 
 /*
@@ -724,7 +679,7 @@ static void nats_destroy(sink *base)
     disconnect_nats(s);
     natsOptions_Destroy(s->opts);
     free(s->pend);
-    free(s->out);
+    sink_notes_destroy(&s->notes);
     pthread_mutex_destroy(&s->mu);
 }
 
@@ -752,9 +707,11 @@ static sink *nats_create(const struct relay_config *cfg, sink_report_fn *report,
         return NULL;
     }
     pthread_mutex_init(&s->mu, NULL);
+    sink_notes_init(&s->notes);
     if (sink_base_init(&s->base, &sink_type_nats, &nats_ops, report, opaque, errstr,
                        errstr_size) < 0) {
         natsOptions_Destroy(s->opts);
+        sink_notes_destroy(&s->notes);
         pthread_mutex_destroy(&s->mu);
         free(s);
         return NULL;

@@ -159,17 +159,6 @@ static int check_url(struct parser_ctx *ctx, const char *name, const char *value
     return 0;
 }
 
-/* What the worker hands back to the relay's thread. */
-enum note_kind { NOTE_REPORT, NOTE_LOG, NOTE_REFUSE };
-struct rmq_note {
-    enum note_kind kind;
-    struct sink_held *held; /* NOTE_REPORT */
-    enum sink_outcome outcome;
-    bool too_large;
-    char code[32];
-    char err[512];
-};
-
 /* A message the worker published (or will publish again) and the broker has not confirmed. */
 struct flight {
     struct sink_held *held;
@@ -191,8 +180,6 @@ struct rmq_sink {
     pthread_cond_t exited_cv;
     /* Under mu: */
     struct sink_fifo in; /* to publish, oldest first */
-    struct rmq_note *out;
-    size_t nout, ocap;
     bool stop, exited, failing;
     int sockfd; /* the connection's socket while the worker has one; else -1 */
     /* The worker's alone: */
@@ -202,6 +189,7 @@ struct rmq_sink {
     uint64_t next_seq;
     bool refused;
     char names[FORMAT_MAX_HEADERS][160]; /* header names of the message being published */
+    struct sink_notes notes; /* reports, warnings and a refusal for the relay's thread */
 };
 
 static const struct rabbitmq_settings *settings_of(const struct relay_config *cfg)
@@ -217,38 +205,7 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Queue a note for the relay's thread and wake it.  Returns -1 when out of memory. */
-static int note(struct rmq_sink *s, enum note_kind kind, struct sink_held *held,
-                enum sink_outcome outcome, bool too_large, const char *code, const char *err)
-{
-    int rc = 0;
-
-    pthread_mutex_lock(&s->mu);
-    if (s->nout == s->ocap) {
-        size_t ncap = s->ocap ? s->ocap * 2 : 256;
-        struct rmq_note *n = realloc(s->out, ncap * sizeof(*n));
-
-        if (!n)
-            rc = -1;
-        else
-            s->out = n, s->ocap = ncap;
-    }
-    if (rc == 0) {
-        struct rmq_note *n = &s->out[s->nout++];
-
-        *n = (struct rmq_note){.kind = kind, .held = held, .outcome = outcome,
-                               .too_large = too_large};
-        snprintf(n->code, sizeof(n->code), "%s", code);
-        snprintf(n->err, sizeof(n->err), "%s", err);
-        if (kind == NOTE_LOG)
-            s->failing = true;
-    }
-    pthread_mutex_unlock(&s->mu);
-    if (rc == 0)
-        sink_wakeup(&s->base);
-    return rc;
-}
-
+/* A warning for the relay's log; the sink is failing until it connects again. */
 static void note_log(struct rmq_sink *s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 static void note_log(struct rmq_sink *s, const char *fmt, ...)
@@ -259,9 +216,13 @@ static void note_log(struct rmq_sink *s, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(line, sizeof(line), fmt, ap);
     va_end(ap);
-    (void)note(s, NOTE_LOG, NULL, SINK_RETRY, false, "", line); /* a lost line is no loss */
+    pthread_mutex_lock(&s->mu);
+    s->failing = true;
+    pthread_mutex_unlock(&s->mu);
+    sink_note_log(&s->base, &s->notes, "%s", line);
 }
 
+/* The broker refuses the relay for good: the worker stops trying, the relay stops. */
 static void refuse(struct rmq_sink *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void refuse(struct rmq_sink *s, const char *fmt, ...)
 {
@@ -272,8 +233,7 @@ static void refuse(struct rmq_sink *s, const char *fmt, ...)
     vsnprintf(line, sizeof(line), fmt, ap);
     va_end(ap);
     s->refused = true;
-    if (note(s, NOTE_REFUSE, NULL, SINK_RETRY, false, "", line) < 0)
-        log_error("%s", line);
+    sink_note_refuse(&s->base, &s->notes, "%s", line);
 }
 
 static bool stopping(struct rmq_sink *s)
@@ -309,11 +269,7 @@ static bool pause_for(struct rmq_sink *s, int64_t ms)
 static void settle(struct rmq_sink *s, struct flight *f, enum sink_outcome outcome,
                    bool too_large, const char *code, const char *why)
 {
-    if (note(s, NOTE_REPORT, f->held, outcome, too_large, code, why) < 0) {
-        /* Without memory the report cannot be queued: keep the message, publish it again. */
-        f->seq = 0;
-        return;
-    }
+    sink_note_report(&s->base, &s->notes, f->held, outcome, too_large, code, why);
     f->held = NULL;
     f->settled = true;
 }
@@ -921,9 +877,7 @@ static void stop_worker(struct rmq_sink *s)
         free(s->fl[i].held);
     s->fhead = s->ftail = 0;
     sink_fifo_clear(&s->in);
-    for (size_t i = 0; i < s->nout; i++)
-        free(s->out[i].held);
-    s->nout = 0;
+    sink_notes_clear(&s->notes);
     s->failing = false;
 }
 
@@ -954,42 +908,11 @@ static int rabbitmq_produce(sink *base, const struct out_msg *msg, uint64_t tag,
 static int rabbitmq_poll(sink *base)
 {
     struct rmq_sink *s = (struct rmq_sink *)base;
-    struct rmq_note *notes;
-    size_t n;
 
     pthread_mutex_lock(&s->mu);
-    notes = s->out;
-    n = s->nout;
-    s->out = NULL;
-    s->nout = s->ocap = 0;
     s->base.unreachable = s->failing;
     pthread_mutex_unlock(&s->mu);
-    for (size_t i = 0; i < n; i++) {
-        struct rmq_note *t = &notes[i];
-        struct sink_report r = {.code = t->code, .err = t->err};
-        struct out_msg m;
-
-        if (t->kind == NOTE_LOG) {
-            log_warn("%s", t->err);
-            continue;
-        }
-        if (t->kind == NOTE_REFUSE) {
-            sink_refuse(&s->base, "%s", t->err);
-            continue;
-        }
-        r.tag = t->held->tag;
-        r.outcome = t->outcome;
-        r.too_large = t->too_large;
-        r.destination = t->held->data;
-        if (r.outcome == SINK_UNDELIVERABLE) {
-            sink_held_view(t->held, &m);
-            r.msg = &m;
-        }
-        sink_report(&s->base, &r);
-        free(t->held);
-    }
-    free(notes);
-    return (int)n;
+    return sink_notes_serve(&s->base, &s->notes, NULL);
 }
 
 static bool rabbitmq_fatal(const sink *base)
@@ -1017,7 +940,7 @@ static void rabbitmq_destroy(sink *base)
 
     stop_worker(s);
     sink_fifo_free(&s->in);
-    free(s->out);
+    sink_notes_destroy(&s->notes);
     free(s->fl);
     free(s->url.buf);
     close(s->kick[0]);
@@ -1064,11 +987,13 @@ static sink *rabbitmq_create(const struct relay_config *cfg, sink_report_fn *rep
     }
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->exited_cv, NULL);
+    sink_notes_init(&s->notes);
     if (sink_base_init(&s->base, &sink_type_rabbitmq, &rabbitmq_ops, report, opaque, errstr,
                        errstr_size) < 0 ||
         start_worker(s, errstr, errstr_size) < 0) {
         close(s->kick[0]);
         close(s->kick[1]);
+        sink_notes_destroy(&s->notes);
         pthread_mutex_destroy(&s->mu);
         pthread_cond_destroy(&s->exited_cv);
         free(s->url.buf);

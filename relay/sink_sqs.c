@@ -439,14 +439,6 @@ struct sqs_item {
     size_t size; /* what SQS counts against its limits: body and attributes */
 };
 
-struct sqs_note {
-    struct sink_held *held;
-    enum sink_outcome outcome;
-    bool too_large;
-    char code[64];
-    char err[512];
-};
-
 struct sqs_sink {
     struct sink base; /* first */
     struct sqs_conn conn;
@@ -458,33 +450,19 @@ struct sqs_sink {
     /* Under mu: */
     struct sqs_item *in; /* to send, oldest first: in[ihead .. itail) */
     size_t ihead, itail, icap;
-    struct sqs_note *out;
-    size_t nout, ocap;
     bool stop;
     bool halted;     /* a batch failed: send nothing until sink_reset() */
     bool failing;    /* the last request got no answer */
     size_t solo;     /* send the next so many events one per request */
     char refusal[768]; /* why SQS refuses the relay; "" */
+    struct sink_notes notes; /* reports for the relay's thread */
 };
 
-/* Queue a report for the relay's thread (mu held) and wake it. */
+/* Hand a report to the relay's thread and wake it. */
 static void note(struct sqs_sink *s, struct sink_held *held, enum sink_outcome outcome,
                  bool too_large, const char *code, const char *err)
 {
-    if (s->nout == s->ocap) {
-        size_t ncap = s->ocap ? s->ocap * 2 : 64;
-        struct sqs_note *n = realloc(s->out, ncap * sizeof(*n));
-
-        if (!n)
-            abort(); /* a report cannot be lost: without memory the relay cannot go on */
-        s->out = n;
-        s->ocap = ncap;
-    }
-    s->out[s->nout] = (struct sqs_note){.held = held, .outcome = outcome, .too_large = too_large};
-    snprintf(s->out[s->nout].code, sizeof(s->out[s->nout].code), "%s", code);
-    snprintf(s->out[s->nout].err, sizeof(s->out[s->nout].err), "%s", err);
-    s->nout++;
-    sink_wakeup(&s->base);
+    sink_note_report(&s->base, &s->notes, held, outcome, too_large, code, err);
 }
 
 /* A short description of a request that got no usable answer, into out. */
@@ -707,9 +685,7 @@ static void stop_worker(struct sqs_sink *s)
     }
     /* Entries already reported were freed by the worker, their held copies by poll. */
     s->ihead = s->itail = 0;
-    for (size_t i = 0; i < s->nout; i++)
-        free(s->out[i].held);
-    s->nout = 0;
+    sink_notes_clear(&s->notes);
 }
 
 static int sqs_produce(sink *base, const struct out_msg *msg, uint64_t tag, char *errstr,
@@ -762,35 +738,15 @@ static int sqs_produce(sink *base, const struct out_msg *msg, uint64_t tag, char
 static int sqs_poll(sink *base)
 {
     struct sqs_sink *s = (struct sqs_sink *)base;
-    struct sqs_note *notes;
     char refusal[sizeof(s->refusal)];
-    size_t n;
 
     pthread_mutex_lock(&s->mu);
-    notes = s->out;
-    n = s->nout;
-    s->out = NULL;
-    s->nout = s->ocap = 0;
     s->base.unreachable = s->failing;
     snprintf(refusal, sizeof(refusal), "%s", s->refusal);
     pthread_mutex_unlock(&s->mu);
     if (refusal[0])
         sink_refuse(&s->base, "%s", refusal);
-    for (size_t i = 0; i < n; i++) {
-        struct sink_report r = {.tag = notes[i].held->tag, .outcome = notes[i].outcome,
-                                .too_large = notes[i].too_large, .code = notes[i].code,
-                                .err = notes[i].err, .destination = notes[i].held->data};
-        struct out_msg m;
-
-        if (r.outcome == SINK_UNDELIVERABLE) {
-            sink_held_view(notes[i].held, &m);
-            r.msg = &m;
-        }
-        sink_report(&s->base, &r);
-        free(notes[i].held);
-    }
-    free(notes);
-    return (int)n;
+    return sink_notes_serve(&s->base, &s->notes, NULL);
 }
 
 static bool sqs_fatal(const sink *base)
@@ -819,7 +775,7 @@ static void sqs_destroy(sink *base)
 
     stop_worker(s);
     free(s->in);
-    free(s->out);
+    sink_notes_destroy(&s->notes);
     creds_free(&s->conn.creds);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
@@ -851,9 +807,11 @@ static sink *sqs_create(const struct relay_config *cfg, sink_report_fn *report, 
     curl_global_init(CURL_GLOBAL_DEFAULT);
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
+    sink_notes_init(&s->notes);
     if (sink_base_init(&s->base, &sink_type_sqs, &sqs_ops, report, opaque, errstr,
                        errstr_size) < 0 ||
         start_worker(s, errstr, errstr_size) < 0) {
+        sink_notes_destroy(&s->notes);
         pthread_mutex_destroy(&s->mu);
         pthread_cond_destroy(&s->cv);
         creds_free(&s->conn.creds);

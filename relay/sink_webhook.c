@@ -131,14 +131,6 @@ static int check_secret(struct parser_ctx *ctx, const char *name, const char *va
     return 0;
 }
 
-/* What the worker hands back: a report, or a line to log (from the relay's thread). */
-struct wh_note {
-    struct sink_held *held; /* NULL: a log line only (or, with refuse, a refusal) */
-    enum sink_outcome outcome;
-    bool refuse; /* the endpoint refuses the relay for good: sink_refuse(err) */
-    char err[512];
-};
-
 struct webhook_sink {
     struct sink base; /* first */
     const struct webhook_settings *k;
@@ -150,34 +142,14 @@ struct webhook_sink {
     pthread_cond_t cv;
     /* Under mu: */
     struct sink_fifo in; /* to send, oldest first */
-    struct wh_note *out; /* reports and log lines for the relay's thread */
-    size_t nout, ocap;
     bool stop;
     bool failing; /* the last attempt failed for a transient reason */
+    struct sink_notes notes; /* reports and log lines for the relay's thread */
 };
 
 static const struct webhook_settings *settings_of(const struct relay_config *cfg)
 {
     return relay_config_sink_settings(cfg, "webhook");
-}
-
-/* Queue a note for the relay's thread (mu held) and wake it. */
-static void note(struct webhook_sink *s, struct sink_held *held, enum sink_outcome outcome,
-                 const char *err)
-{
-    if (s->nout == s->ocap) {
-        size_t ncap = s->ocap ? s->ocap * 2 : 64;
-        struct wh_note *n = realloc(s->out, ncap * sizeof(*n));
-
-        if (!n)
-            abort(); /* a report cannot be lost: without memory the relay cannot go on */
-        s->out = n;
-        s->ocap = ncap;
-    }
-    s->out[s->nout] = (struct wh_note){.held = held, .outcome = outcome};
-    snprintf(s->out[s->nout].err, sizeof(s->out[s->nout].err), "%s", err);
-    s->nout++;
-    sink_wakeup(&s->base);
 }
 
 /* An HTTP header name: a token (RFC 9110). */
@@ -416,7 +388,7 @@ static void *worker(void *opaque)
             sink_fifo_pop(&s->in);
             s->failing = false;
             backoff = 100;
-            note(s, held, SINK_DELIVERED, "");
+            sink_note_report(&s->base, &s->notes, held, SINK_DELIVERED, false, "", "");
             continue;
         }
         if ((rc != 0 && a.cert) || (rc == 0 && (a.status == 401 || a.status == 403))) {
@@ -432,8 +404,7 @@ static void *worker(void *opaque)
                          "request: the endpoint refuses the relay (is webhook.secret the "
                          "endpoint's secret?)", s->k->url, a.status);
             s->failing = true;
-            note(s, NULL, SINK_RETRY, line);
-            s->out[s->nout - 1].refuse = true;
+            sink_note_refuse(&s->base, &s->notes, "%s", line);
             while (!pause_for(s, 3600 * 1000))
                 ;
             break;
@@ -445,7 +416,7 @@ static void *worker(void *opaque)
             else
                 snprintf(why, sizeof(why), "HTTP %ld from the endpoint", a.status);
             sink_fifo_pop(&s->in);
-            note(s, held, SINK_UNDELIVERABLE, why);
+            sink_note_report(&s->base, &s->notes, held, SINK_UNDELIVERABLE, false, "http", why);
             continue;
         }
         /* Transient: the same request again, after Retry-After or the backoff. */
@@ -461,7 +432,7 @@ static void *worker(void *opaque)
                      (int)(held->id_len < 64 ? held->id_len : 64),
                      held->data + strlen(held->data) + 1, why, (long long)wait);
             s->failing = true;
-            note(s, NULL, SINK_RETRY, line);
+            sink_note_log(&s->base, &s->notes, "%s", line);
             backoff = backoff * 2 > 30000 ? 30000 : backoff * 2;
             if (pause_for(s, wait))
                 break;
@@ -498,9 +469,7 @@ static void stop_worker(struct webhook_sink *s)
         s->running = false;
     }
     sink_fifo_clear(&s->in);
-    for (size_t i = 0; i < s->nout; i++)
-        free(s->out[i].held);
-    s->nout = 0;
+    sink_notes_clear(&s->notes);
 }
 
 static int webhook_produce(sink *base, const struct out_msg *msg, uint64_t tag, char *errstr,
@@ -530,39 +499,11 @@ static int webhook_produce(sink *base, const struct out_msg *msg, uint64_t tag, 
 static int webhook_poll(sink *base)
 {
     struct webhook_sink *s = (struct webhook_sink *)base;
-    struct wh_note *notes;
-    size_t n;
 
     pthread_mutex_lock(&s->mu);
-    notes = s->out;
-    n = s->nout;
-    s->out = NULL;
-    s->nout = s->ocap = 0;
     s->base.unreachable = s->failing;
     pthread_mutex_unlock(&s->mu);
-    for (size_t i = 0; i < n; i++) {
-        struct sink_report r = {.code = "", .err = notes[i].err, .destination = "webhook"};
-        struct out_msg m;
-
-        if (!notes[i].held) {
-            if (notes[i].refuse)
-                sink_refuse(&s->base, "%s", notes[i].err);
-            else
-                log_warn("%s", notes[i].err);
-            continue;
-        }
-        r.tag = notes[i].held->tag;
-        r.outcome = notes[i].outcome;
-        if (r.outcome == SINK_UNDELIVERABLE) {
-            sink_held_view(notes[i].held, &m);
-            r.msg = &m;
-            r.code = "http";
-        }
-        sink_report(&s->base, &r);
-        free(notes[i].held);
-    }
-    free(notes);
-    return (int)n;
+    return sink_notes_serve(&s->base, &s->notes, "webhook");
 }
 
 static bool webhook_fatal(const sink *base)
@@ -591,7 +532,7 @@ static void webhook_destroy(sink *base)
 
     stop_worker(s);
     sink_fifo_free(&s->in);
-    free(s->out);
+    sink_notes_destroy(&s->notes);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
 }
@@ -623,9 +564,11 @@ static sink *webhook_create(const struct relay_config *cfg, sink_report_fn *repo
     curl_global_init(CURL_GLOBAL_DEFAULT);
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
+    sink_notes_init(&s->notes);
     if (sink_base_init(&s->base, &sink_type_webhook, &webhook_ops, report, opaque, errstr,
                        errstr_size) < 0 ||
         start_worker(s, errstr, errstr_size) < 0) {
+        sink_notes_destroy(&s->notes);
         pthread_mutex_destroy(&s->mu);
         pthread_cond_destroy(&s->cv);
         free(s);

@@ -11,7 +11,9 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
+#include <unistd.h>
 #include <string.h>
 
 #include "sink_impl.h"
@@ -124,6 +126,93 @@ static void test_fifo(void **state)
     assert_null(q.v);
 }
 
+/* What the notes' reports delivered, for test_notes. */
+struct seen {
+    uint64_t tags[8];
+    enum sink_outcome outcomes[8];
+    char errs[8][64];
+    char dests[8][32];
+    bool had_msg[8];
+    int n;
+};
+
+static void on_report(void *opaque, const struct sink_report *r)
+{
+    struct seen *v = opaque;
+
+    if (v->n < 8) {
+        v->tags[v->n] = r->tag;
+        v->outcomes[v->n] = r->outcome;
+        snprintf(v->errs[v->n], sizeof(v->errs[v->n]), "%s", r->err);
+        snprintf(v->dests[v->n], sizeof(v->dests[v->n]), "%s", r->destination);
+        v->had_msg[v->n] = r->msg != NULL;
+    }
+    v->n++;
+}
+
+struct poster {
+    sink *s;
+    struct sink_notes *notes;
+};
+
+/* Another thread, as a sink's worker: two reports, a warning, a refusal. */
+static void *post(void *opaque)
+{
+    struct poster *p = opaque;
+
+    sink_note_report(p->s, p->notes, held(7), SINK_DELIVERED, false, "", "");
+    sink_note_log(p->s, p->notes, "warning %d", 1);
+    sink_note_report(p->s, p->notes, held(8), SINK_UNDELIVERABLE, true, "size", "too big");
+    sink_note_refuse(p->s, p->notes, "refused %s", "for good");
+    sink_note_refuse(p->s, p->notes, "a later refusal");
+    return NULL;
+}
+
+/* Reports cross threads in order, with their outcome and error; the first refusal wins. */
+static void test_notes(void **state)
+{
+    struct sink_ops ops = {0};
+    struct sink base;
+    struct sink_notes notes;
+    struct seen v = {0};
+    struct poster p = {&base, &notes};
+    pthread_t t;
+    char err[128];
+
+    (void)state;
+    assert_int_equal(sink_base_init(&base, sink_type_find("stdout"), &ops, on_report, &v, err,
+                                    sizeof(err)),
+                     0);
+    sink_notes_init(&notes);
+    base.outstanding = 3;
+    assert_int_equal(pthread_create(&t, NULL, post, &p), 0);
+    pthread_join(t, NULL);
+    assert_null(sink_refused(&base));
+    assert_int_equal(sink_notes_serve(&base, &notes, NULL), 2);
+    assert_int_equal(v.n, 2);
+    assert_int_equal(v.tags[0], 7);
+    assert_int_equal(v.outcomes[0], SINK_DELIVERED);
+    assert_false(v.had_msg[0]);
+    assert_int_equal(v.tags[1], 8);
+    assert_int_equal(v.outcomes[1], SINK_UNDELIVERABLE);
+    assert_string_equal(v.errs[1], "too big");
+    assert_string_equal(v.dests[1], "t");
+    assert_true(v.had_msg[1]);
+    assert_string_equal(sink_refused(&base), "refused for good");
+    assert_int_equal(base.outstanding, 1);
+    /* A destination for all; then what is abandoned is freed (ASan's leak check). */
+    sink_note_report(&base, &notes, held(9), SINK_RETRY, false, "x", "again");
+    assert_int_equal(sink_notes_serve(&base, &notes, "webhook"), 1);
+    assert_string_equal(v.dests[2], "webhook");
+    sink_note_report(&base, &notes, held(10), SINK_RETRY, false, "x", "abandoned");
+    sink_note_log(&base, &notes, "abandoned too");
+    sink_notes_clear(&notes);
+    assert_int_equal(sink_notes_serve(&base, &notes, NULL), 0);
+    sink_notes_destroy(&notes);
+    close(base.pipefd[0]);
+    close(base.pipefd[1]);
+}
+
 static void test_stdout_names(void **state)
 {
     const struct sink_type *s = sink_type_find("stdout");
@@ -144,6 +233,7 @@ int main(void)
         cmocka_unit_test(test_kafka_names),
         cmocka_unit_test(test_stdout_names),
         cmocka_unit_test(test_fifo),
+        cmocka_unit_test(test_notes),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
