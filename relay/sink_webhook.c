@@ -13,12 +13,13 @@
  * retried by the worker itself, the same request again after Retry-After (seconds)
  * when the endpoint gave one, else after a backoff from 100 ms doubling to 30 s -- the
  * events behind it wait, the relay is back-pressured by its in-flight limits and the
- * checkpoint does not move.  401 and 403 say the endpoint refuses the relay itself (a
- * signature made with another secret) and would refuse every event: the relay stops
- * with a plain error (sink_refuse()), as it does when the endpoint's certificate does
- * not verify.  Any other 4xx (and a 3xx: redirects are not followed) is permanent for
- * that event: it is set aside (dead_letter.table; a webhook has no dead-letter
- * destination of its own) and the next one goes.
+ * checkpoint does not move.  401 says the endpoint does not accept the relay's
+ * signature (another secret) and would refuse every event: the relay stops with a
+ * plain error (sink_refuse()), as it does when the endpoint's certificate does not
+ * verify.  Any other 4xx, 403 included (an endpoint may forbid one event and take the
+ * next), and a 3xx (redirects are not followed) is permanent for that event: it is set
+ * aside (dead_letter.table; a webhook has no dead-letter destination of its own) and
+ * the next one goes.
  *
  * Each request carries webhook-id (the event id: stable across retries, what the
  * receiver deduplicates on), webhook-timestamp (seconds, at each attempt) and
@@ -391,7 +392,7 @@ static void *worker(void *opaque)
             sink_note_report(&s->base, &s->notes, held, SINK_DELIVERED, false, "", "");
             continue;
         }
-        if ((rc != 0 && a.cert) || (rc == 0 && (a.status == 401 || a.status == 403))) {
+        if ((rc != 0 && a.cert) || (rc == 0 && a.status == 401)) {
             /* No retry cures these, and no event would get through: stop the relay. */
             char line[512];
 
