@@ -81,7 +81,20 @@ def event(dest, headers, value):
             "headers": headers, "value": value}
 
 
-class Redis:
+class Process:
+    """A broker that is one process of its own, started into self.proc."""
+    proc = None
+
+    def pid(self):
+        return self.proc.pid
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+
+class Redis(Process):
     name = "redis"
 
     def __init__(self, d):
@@ -104,13 +117,6 @@ class Redis:
         except Exception:  # noqa: BLE001 -- not up yet
             return False
 
-    def pid(self):
-        return self.proc.pid
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
 
     def section(self):
         return f"""sink: redis
@@ -137,7 +143,7 @@ redis:
         return out
 
 
-class Nats:
+class Nats(Process):
     name = "nats"
 
     def __init__(self, d):
@@ -176,13 +182,6 @@ class Nats:
         await js.add_stream(name="OUTBOX", subjects=["outbox.>"])
         return True
 
-    def pid(self):
-        return self.proc.pid
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
 
     def section(self):
         return f"""sink: nats
@@ -452,7 +451,7 @@ main(sys.argv[1:])
 """
 
 
-class Sqs:
+class Sqs(Process):
     """moto's SQS in server mode (plain HTTP, no authentication), made fast enough for
     a backlog (MOTO_SERVER), with a FIFO queue "outbox.fifo"."""
     name = "sqs"
@@ -482,13 +481,6 @@ class Sqs:
         wait_for(up, 30, "moto")
         return self
 
-    def pid(self):
-        return self.proc.pid
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
 
     def section(self):
         return f"""sink: sqs

@@ -114,14 +114,16 @@ def make_test_certs(d):
     return d
 
 
-def make_client_cert(d, name="client", ca="ca"):
-    """In d (made by make_test_certs()): name.crt/name.key, a client certificate
-    (extendedKeyUsage clientAuth, CN=name) signed by ca.crt/ca.key, for servers that
-    verify their clients.  Returns (certificate path, key path)."""
+def sign_cert(d, name, ca="ca", usage="clientAuth", sans=None):
+    """In d (made by make_test_certs()): name.crt/name.key, CN=name, signed by
+    ca.crt/ca.key, with extendedKeyUsage usage (clientAuth: for servers that verify
+    their clients) and subjectAltName sans when given; world-readable.  Returns
+    (certificate path, key path)."""
     import random
 
     with open(os.path.join(d, f"{name}.ext"), "w") as f:
-        f.write("basicConstraints = critical, CA:FALSE\nextendedKeyUsage = clientAuth\n")
+        f.write(f"basicConstraints = critical, CA:FALSE\nextendedKeyUsage = {usage}\n" +
+                (f"subjectAltName = {sans}\n" if sans else ""))
     for args in (["req", "-new", "-config", "openssl.cnf", "-newkey", "rsa:2048", "-nodes",
                   "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={name}"],
                  ["x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.crt", "-CAkey",

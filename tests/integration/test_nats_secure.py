@@ -141,19 +141,6 @@ def operator_setup(d):
     return (auth,) + out
 
 
-def sign_cert(d, name, ca, sans, usage):
-    """name.crt / name.key signed by ca (ca.crt/ca.key in d) for sans, with the given
-    extendedKeyUsage."""
-    with open(os.path.join(d, f"{name}.ext"), "w") as f:
-        f.write(f"basicConstraints=critical,CA:FALSE\nextendedKeyUsage={usage}\n" +
-                (f"subjectAltName={sans}\n" if sans else ""))
-    openssl(d, "req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key",
-            "-out", f"{name}.csr", "-subj", f"/CN={name}")
-    openssl(d, "x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.crt", "-CAkey", f"{ca}.key",
-            "-set_serial", str(int(time.time() * 1000)), "-days", "2", "-extfile",
-            f"{name}.ext", "-out", f"{name}.crt")
-
-
 class Nats:
     """nats-server with JetStream and the given tls and authorization blocks; a stream
     OUTBOX takes outbox.>.  connect(port): nats-py's connect() arguments for the
@@ -382,8 +369,8 @@ def server_a(env):
 def server_b(env):
     pg = env.pg
     tls = os.path.join(env.tmp, "nats-tls")
-    sign_cert(tls, "relay-client", "ca", None, "clientAuth")
-    sign_cert(tls, "elsewhere", "ca", "DNS:elsewhere.example", "serverAuth")
+    h.sign_cert(tls, "relay-client")
+    h.sign_cert(tls, "elsewhere", usage="serverAuth", sans="DNS:elsewhere.example")
     ctx = ssl.create_default_context(cafile=os.path.join(tls, "ca.crt"))
     ctx.load_cert_chain(os.path.join(tls, "relay-client.crt"),
                         os.path.join(tls, "relay-client.key"))

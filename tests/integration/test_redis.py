@@ -48,7 +48,7 @@ class RedisServer:
         self.dir = os.path.join(tmp, "redis-tls" if tls else "redis")
         os.makedirs(self.dir, exist_ok=True)
         self.tls = h.make_test_certs(os.path.join(self.dir, "certs")) if tls else None
-        self.client_cert = h.make_client_cert(self.tls) if tls else None
+        self.client_cert = h.sign_cert(self.tls, "client") if tls else None
         self.auth_clients, self.binds, self.users = auth_clients, binds, users
         self.port = h.free_port()
         self.proc = None

@@ -49,61 +49,12 @@ import botocore.config  # noqa: E402
 REGION = "eu-west-1"
 QUEUE_MAX = 4096  # MaximumMessageSize of the main queue: the broker's own limit
 
-OPENSSL_CNF = """\
-[req]
-distinguished_name = dn
-prompt = no
-
-[dn]
-CN = placeholder
-
-[ca_ext]
-basicConstraints = critical, CA:TRUE
-keyUsage = critical, keyCertSign, cRLSign
-subjectKeyIdentifier = hash
-
-[server_ext]
-basicConstraints = critical, CA:FALSE
-keyUsage = critical, digitalSignature, keyEncipherment
-extendedKeyUsage = serverAuth
-subjectAltName = DNS:localhost, IP:127.0.0.1
-subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid
-"""
-
-
-
-
-def openssl(cwd, *args):
-    r = subprocess.run(["openssl"] + list(args), cwd=cwd, capture_output=True, text=True)
-    if r.returncode != 0:
-        raise h.TestFailure(f"openssl {args[0]} failed: {r.stderr.strip()}")
-
-
-def make_certs(d):
-    """A CA, an unrelated CA, and a server certificate for localhost signed by the first."""
-    os.makedirs(d, exist_ok=True)
-    with open(os.path.join(d, "openssl.cnf"), "w") as f:
-        f.write(OPENSSL_CNF)
-    for name in ("ca", "other-ca"):
-        openssl(d, "req", "-x509", "-new", "-config", "openssl.cnf", "-extensions", "ca_ext",
-                "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-                "-keyout", f"{name}.key", "-out", f"{name}.crt", "-days", "2",
-                "-subj", f"/CN=outbox-relay test {name}")
-    openssl(d, "req", "-new", "-config", "openssl.cnf", "-newkey", "ec", "-pkeyopt",
-            "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", "server.key",
-            "-out", "server.csr", "-subj", "/CN=localhost")
-    openssl(d, "x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-            "-set_serial", str(random.randrange(1, 2**62)), "-days", "2",
-            "-extfile", "openssl.cnf", "-extensions", "server_ext", "-out", "server.crt")
-
-
 class Moto:
     """moto_server over HTTPS on a free loopback port, with IAM authentication on."""
 
     def __init__(self, tmp):
         self.dir = os.path.join(tmp, "moto")
-        make_certs(self.dir)
+        h.make_test_certs(self.dir)
         self.ca = os.path.join(self.dir, "ca.crt")
         self.other_ca = os.path.join(self.dir, "other-ca.crt")
         self.port = h.free_port()
