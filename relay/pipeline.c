@@ -125,7 +125,8 @@ void pipeline_fatal(pipeline *p, const char *fmt, ...)
 
 void pipeline_request_rebuild(pipeline *p, const char *why)
 {
-    if (!p->rebuild)
+    /* A sink that refuses the relay stops it: no replay to announce. */
+    if (!p->rebuild && !sink_refused(p->sink))
         log_warn("%s; replaying from " LSN_FMT, why, LSN_ARGS(ckpt_confirmed(p->ckpt)));
     p->rebuild = true;
 }
@@ -908,7 +909,7 @@ static void loop(pipeline *p)
             pipeline_fatal(p, "%s", sink_refused(p->sink));
         if (sink_fatal(p->sink))
             pipeline_request_rebuild(p, "the sink failed");
-        if (p->rebuild) {
+        if (p->rebuild && !p->fatal) {
             rebuild(p);
             continue;
         }

@@ -454,7 +454,6 @@ struct sqs_sink {
     bool halted;     /* a batch failed: send nothing until sink_reset() */
     bool failing;    /* the last request got no answer */
     size_t solo;     /* send the next so many events one per request */
-    char refusal[768]; /* why SQS refuses the relay; "" */
     struct sink_notes notes; /* reports for the relay's thread */
 };
 
@@ -513,23 +512,26 @@ static size_t send_batch(struct sqs_sink *s, CURL *c, struct sqs_item *items, si
     if (s->stop)
         return 0;
     s->failing = rc < 0;
+    why[0] = '\0';
     if (rc < 0 && tls_refusal(a->curl)) {
-        snprintf(s->refusal, sizeof(s->refusal),
+        snprintf(why, sizeof(why),
                  "TLS with SQS failed: %s (check sqs.ca_file against the CA that signed the "
                  "certificate of %s, and that it names the host)",
                  curl_easy_strerror(a->curl), queue);
     } else if (rc == 0 && (a->status == 401 || a->status == 403 || sqs_auth_code(a->code)) &&
                !sqs_transient_code(a->code)) {
-        snprintf(s->refusal, sizeof(s->refusal),
+        snprintf(why, sizeof(why),
                  "SQS refused the relay's credentials (from %s, access key \"%.40s\") for "
                  "queue %.250s: HTTP %ld %.63s%s%.200s (check the keys, the region \"%.40s\" "
                  "and that they may sqs:SendMessage)",
                  s->conn.creds.from, s->conn.creds.key, queue, a->status, a->code,
                  a->message[0] ? ": " : "", a->message, s->conn.region);
     }
-    if (s->refusal[0]) {
+    if (why[0]) {
+        /* The refusal travels with the reports, ahead of them: the relay stops. */
+        sink_note_refuse(&s->base, &s->notes, "%s", why);
         for (size_t i = 0; i < n; i++)
-            note(s, items[i].held, SINK_RETRY, false, "auth", s->refusal);
+            note(s, items[i].held, SINK_RETRY, false, "auth", why);
         s->ihead += n;
         s->halted = true;
         return n;
@@ -738,14 +740,10 @@ static int sqs_produce(sink *base, const struct out_msg *msg, uint64_t tag, char
 static int sqs_poll(sink *base)
 {
     struct sqs_sink *s = (struct sqs_sink *)base;
-    char refusal[sizeof(s->refusal)];
 
     pthread_mutex_lock(&s->mu);
     s->base.unreachable = s->failing;
-    snprintf(refusal, sizeof(refusal), "%s", s->refusal);
     pthread_mutex_unlock(&s->mu);
-    if (refusal[0])
-        sink_refuse(&s->base, "%s", refusal);
     return sink_notes_serve(&s->base, &s->notes, NULL);
 }
 

@@ -12,7 +12,7 @@ build_pkgs=(build-essential cmake pkg-config clang libclang-rt-14-dev libpq-dev 
             libhiredis-dev redis-server libcurl4-openssl-dev libssl-dev libnats-dev nats-server
             librabbitmq-dev rabbitmq-server
             libcmocka-dev postgresql-15 postgresql-client-15 python3 python3-venv ca-certificates
-            openjdk-17-jre-headless maven openssl)
+            openjdk-17-jre-headless maven openssl gdb)
 runtime_pkgs=(libpq5 librdkafka1 libyaml-0-2 libhiredis0.14 libcurl4 libssl3 libnats3.4 librabbitmq4
               ca-certificates)
 

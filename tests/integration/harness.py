@@ -470,9 +470,18 @@ class Relay:
         try:
             rc = self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            raise TestFailure(f"relay did not exit within {timeout}s")
+            raise TestFailure(f"relay did not exit within {timeout}s\n{self.stacks()}")
         self._log.close()
         return rc
+
+    def stacks(self):
+        """Every thread's stack of the running relay (gdb), to say where it is stuck."""
+        if not self.alive() or not shutil.which("gdb"):
+            return "(no stacks: the relay is not running or gdb is missing)"
+        r = subprocess.run(["gdb", "-batch", "-p", str(self.proc.pid), "-ex",
+                            "thread apply all bt"], capture_output=True, text=True, timeout=60)
+        return "stacks of the relay's threads:\n" + "\n".join(
+            line for line in r.stdout.splitlines() if line.startswith(("#", "Thread")))
 
     def stop(self, timeout=15):
         """SIGTERM; returns (exit code, seconds taken)."""
