@@ -149,6 +149,17 @@ static int check_listen(struct parser_ctx *ctx, const char *name, const char *va
 
 #define FIELD(f) offsetof(struct relay_config, f)
 
+/* A file may configure the outbox side, the inbox side, or both (inbox.c). */
+static bool has_inbox(const struct relay_config *cfg)
+{
+    return cfg->inbox.dsn != NULL;
+}
+
+static bool no_inbox(const struct relay_config *cfg)
+{
+    return !has_inbox(cfg);
+}
+
 /*
  * Every key the file may hold.  Keep docs/configuration.md and config/full.yaml
  * in step with this table.  (clang-format is off: one row per key reads better
@@ -157,7 +168,8 @@ static int check_listen(struct parser_ctx *ctx, const char *name, const char *va
 /* clang-format off */
 static const struct relay_option core_options[] = {
     {.section = "postgres", .key = "dsn", .type = OPT_STRING,
-     .offset = FIELD(postgres.dsn), .required = true, .check = check_nonempty},
+     .offset = FIELD(postgres.dsn), .required = true, .required_if = no_inbox,
+     .check = check_nonempty},
     {.section = "postgres", .key = "mode", .type = OPT_ENUM,
      .offset = FIELD(postgres.mode), .def = "replication", .choices = modes},
     {.section = "postgres", .key = "slot", .type = OPT_STRING,
@@ -212,6 +224,33 @@ static const struct relay_option core_options[] = {
     /* A top-level key: one of the registered sinks (settle_sink()); default the first. */
     {.section = NULL, .key = "sink", .type = OPT_STRING,
      .offset = FIELD(sink_name), .check = check_nonempty},
+
+    {.section = "inbox", .key = "dsn", .type = OPT_STRING,
+     .offset = FIELD(inbox.dsn), .check = check_nonempty},
+    {.section = "inbox", .key = "table", .type = OPT_QUALIFIED_NAME,
+     .offset = FIELD(inbox.schema), .offset2 = FIELD(inbox.table), .def = "public.inbox"},
+    {.section = "inbox", .key = "position_table", .type = OPT_QUALIFIED_NAME,
+     .offset = FIELD(inbox.position_schema), .offset2 = FIELD(inbox.position_table),
+     .def = "public.inbox_position"},
+    {.section = "inbox", .key = "dead_letter_table", .type = OPT_QUALIFIED_NAME,
+     .offset = FIELD(inbox.dead_letter_schema), .offset2 = FIELD(inbox.dead_letter_table),
+     .def = "public.inbox_dead_letter"},
+    {.section = "inbox", .key = "consumer", .type = OPT_STRING,
+     .offset = FIELD(inbox.consumer), .required = true, .required_if = has_inbox,
+     .check = check_nonempty},
+    {.section = "inbox", .key = "topics", .type = OPT_STRING_LIST,
+     .offset = FIELD(inbox.topics), .offset2 = FIELD(inbox.ntopics), .required = true,
+     .required_if = has_inbox, .check = check_nonempty},
+    {.section = "inbox", .key = "retention", .type = OPT_DURATION,
+     .offset = FIELD(inbox.retention_ms), .def = "7d", .min = 0},
+    {.section = "inbox", .key = "batch_size", .type = OPT_INTEGER,
+     .offset = FIELD(inbox.batch_size), .def = "500", .min = 1, .max = 4000},
+    {.section = "inbox", .key = "batch_wait", .type = OPT_DURATION,
+     .offset = FIELD(inbox.batch_wait_ms), .def = "20ms", .min = 0},
+    {.section = "inbox", .key = "notify_channel", .type = OPT_STRING,
+     .offset = FIELD(inbox.notify_channel), .def = "outbox_relay_inbox"},
+    {.section = "inbox", .key = "properties", .type = OPT_PROPERTIES,
+     .offset = FIELD(inbox.properties), .offset2 = FIELD(inbox.nproperties)},
 
     {.section = "cdc", .key = "tables", .type = OPT_TABLE_LIST,
      .offset = FIELD(cdc.tables), .offset2 = FIELD(cdc.ntables)},
@@ -774,6 +813,9 @@ int relay_parse_duration(const char *s, int64_t *ms)
             s++;
         } else if (s[0] == 'h') {
             mult = 60 * 60 * 1000;
+            s++;
+        } else if (s[0] == 'd') {
+            mult = 24 * 60 * 60 * 1000;
             s++;
         } else {
             return -EINVAL;
@@ -2657,7 +2699,11 @@ const struct relay_kv *relay_config_properties(const struct relay_config *cfg, s
 {
     for (size_t i = 0; i < NOPTIONS; i++) {
         if (options[i].type != OPT_PROPERTIES ||
-            (options[i].base >= 0 && (size_t)options[i].base >= cfg->nsinks))
+            (options[i].base >= 0 && (size_t)options[i].base >= cfg->nsinks) ||
+            /* An empty or absent mapping holds nothing: skipped, not the end. */
+            (options[i].base >= 0 && !cfg->sink_settings[options[i].base]) ||
+            *(struct relay_kv *const *)field_at((struct relay_config *)cfg, &options[i],
+                                                options[i].offset) == NULL)
             continue;
         if (k-- == 0) {
             *n = *(const size_t *)field_at((struct relay_config *)cfg, &options[i],

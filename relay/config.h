@@ -163,6 +163,29 @@ struct relay_config {
         char *notify_channel; /* default "outbox_relay": LISTEN channel; [a-z_][a-z0-9_]* */
     } polling;
 
+    /*
+     * The inbox relay (`outbox-relay inbox`, inbox.c): the consuming side.  dsn NULL
+     * when the file configures no inbox; then postgres.dsn is required instead.
+     */
+    struct {
+        char *dsn;            /* libpq connection string of the consuming service */
+        char *schema;         /* from inbox.table, default "public" */
+        char *table;          /* from inbox.table, default "inbox" */
+        char *position_schema;   /* from inbox.position_table, default "public" */
+        char *position_table;    /* default "inbox_position" */
+        char *dead_letter_schema; /* from inbox.dead_letter_table, default "public" */
+        char *dead_letter_table;  /* default "inbox_dead_letter" */
+        char *consumer;       /* required with dsn: primary key part and consumer group */
+        char **topics;        /* required with dsn: the topics read */
+        size_t ntopics;
+        int64_t retention_ms; /* default 7d: processed rows older are deleted; 0 keeps */
+        int64_t batch_size;   /* default 500, 1..4000: messages per transaction */
+        int64_t batch_wait_ms; /* default 20ms: how long a batch waits to fill */
+        char *notify_channel; /* default "outbox_relay_inbox"; "" sends no NOTIFY */
+        struct relay_kv *properties; /* consumer-only librdkafka properties */
+        size_t nproperties;
+    } inbox;
+
     struct {
         enum relay_log_level level;   /* default info */
         enum relay_log_format format; /* default text */
@@ -178,8 +201,9 @@ struct relay_config {
 };
 
 /*
- * The k-th free-form properties mapping of the configuration (kafka.properties, or any
- * sink's), with its length in *n; NULL (and *n 0) past the last.  For masking
+ * The k-th non-empty free-form properties mapping of the configuration
+ * (kafka.properties, inbox.properties, or any sink's), with its length in *n; NULL
+ * (and *n 0) past the last.  For masking
  * secrets (redact.c) without naming sinks.
  */
 /*

@@ -2,6 +2,8 @@
  * main.c -- the outbox-relay command: arguments, signals, wiring, exit codes.
  *
  *   outbox-relay run [-c FILE]                 relay committed outbox rows until stopped
+ *   outbox-relay inbox [-c FILE]               write the events of the inbox's topics
+ *                                              into the inbox table until stopped
  *   outbox-relay check [-c FILE] [--offline]   validate the configuration, then test
  *                                              PostgreSQL and Kafka and print the plan
  *   outbox-relay status [-c FILE] [--json]     the slot, publication and checkpoint (or,
@@ -53,6 +55,7 @@
 
 #include "admin.h"
 #include "config.h"
+#include "inbox.h"
 #include "log.h"
 #include "redact.h"
 #include "sdnotify.h"
@@ -131,6 +134,9 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: outbox-relay run [-c FILE]                relay committed outbox rows\n"
+            "       outbox-relay inbox [-c FILE]              write the inbox topics' events "
+            "into\n"
+            "                                                 the inbox table\n"
             "       outbox-relay check [-c FILE] [--offline]  validate the configuration and "
             "test\n"
             "                                                 PostgreSQL and Kafka (--offline:\n"
@@ -252,7 +258,7 @@ int main(int argc, char **argv)
         return 0;
     }
     if (strcmp(cmd, "run") != 0 && strcmp(cmd, "check") != 0 && strcmp(cmd, "status") != 0 &&
-        strcmp(cmd, "healthcheck") != 0) {
+        strcmp(cmd, "healthcheck") != 0 && strcmp(cmd, "inbox") != 0) {
         fprintf(stderr, "outbox-relay: unknown command \"%s\"\n", cmd);
         usage(stderr);
         return EXIT_USAGE;
@@ -284,7 +290,7 @@ int main(int argc, char **argv)
     }
 
     /* Signals first: a stop request during start-up must not be lost (PID 1). */
-    if (strcmp(cmd, "run") == 0) {
+    if (strcmp(cmd, "run") == 0 || strcmp(cmd, "inbox") == 0) {
         if (setup_stop_pipe() < 0 || setup_signals(on_signal) < 0) {
             fprintf(stderr, "outbox-relay: cannot set up signal handling: %s\n", strerror(errno));
             return EXIT_RUNTIME;
@@ -323,13 +329,36 @@ int main(int argc, char **argv)
         goto out;
     }
 
+    /* A file may configure the inbox alone (inbox.dsn; no postgres.dsn). */
+    if (strcmp(cmd, "inbox") == 0 && cfg->inbox.dsn == NULL) {
+        config_error(cmd, "the configuration has no inbox section (inbox.dsn, inbox.consumer, "
+                          "inbox.topics): see docs/consumers.md");
+        rc = EXIT_USAGE;
+        goto out;
+    }
+    if (strcmp(cmd, "inbox") != 0 && cfg->postgres.dsn == NULL &&
+        !(strcmp(cmd, "check") == 0 && cfg->inbox.dsn != NULL)) {
+        config_error(cmd, "the configuration has only an inbox section: run \"outbox-relay "
+                          "inbox\", or set postgres.dsn for the outbox side");
+        rc = EXIT_USAGE;
+        goto out;
+    }
     if (strcmp(cmd, "check") == 0) {
+        if (cfg->postgres.dsn == NULL) {
+            /* An inbox-only file: its side is what there is to check. */
+            rc = offline ? 0 : inbox_check(cfg, PROBE_TIMEOUT_MS, stdout) == 0 ? 0 : EXIT_RUNTIME;
+            if (offline)
+                printf("configuration \"%s\": ok (inbox only)\n", cfg->path);
+            goto out;
+        }
         if (offline) {
             printf("configuration \"%s\": ok\n", cfg->path);
             relay_check_plan(cfg, stdout);
             rc = 0;
         } else {
             rc = relay_check(cfg, PROBE_TIMEOUT_MS, stdout, stderr) == 0 ? 0 : EXIT_RUNTIME;
+            if (cfg->inbox.dsn != NULL && inbox_check(cfg, PROBE_TIMEOUT_MS, stdout) < 0)
+                rc = EXIT_RUNTIME;
         }
         goto out;
     }
@@ -345,7 +374,13 @@ int main(int argc, char **argv)
 
     log_set_level(cfg->log.level);
     log_set_format(cfg->log.format);
-    rc = run(cfg);
+    if (strcmp(cmd, "inbox") == 0) {
+        rc = inbox_run(cfg, stop_pipe[0], errstr, sizeof(errstr)) == 0 ? 0 : EXIT_RUNTIME;
+        if (rc != 0)
+            log_error("%s", errstr);
+    } else {
+        rc = run(cfg);
+    }
     close(stop_pipe[0]);
     close(stop_pipe[1]);
 

@@ -407,6 +407,8 @@ int redact_set_add_config(redact_set *set, const struct relay_config *cfg)
 
     const char *secret;
 
+    if (rc == 0)
+        rc = redact_set_add_dsn(set, cfg->inbox.dsn);
     for (size_t k = 0; rc == 0 && (kvs = relay_config_properties(cfg, k, &n)) != NULL; k++) {
         for (size_t i = 0; rc == 0 && i < n; i++) {
             if (redact_is_secret_key(kvs[i].key))

@@ -438,7 +438,8 @@ class Relay:
 
     runs = 0
 
-    def __init__(self, build_dir, tmp, config_text, name="relay"):
+    def __init__(self, build_dir, tmp, config_text, name="relay", command="run"):
+        self.command = command
         self.build_dir = build_dir
         self.tmp = tmp
         self.cfg = os.path.join(tmp, f"{name}.yaml")
@@ -455,8 +456,8 @@ class Relay:
         e = dict(os.environ)
         if env:
             e.update(env)
-        self.proc = subprocess.Popen([os.path.join(self.build_dir, "outbox-relay"), "run",
-                                      "-c", self.cfg], stdout=self._log,
+        self.proc = subprocess.Popen([os.path.join(self.build_dir, "outbox-relay"),
+                                      self.command, "-c", self.cfg], stdout=self._log,
                                      stderr=subprocess.STDOUT, env=e)
         return self
 
@@ -760,9 +761,9 @@ class Env:
         self.broker = Broker(self.args.build_dir, self.tmp, self.topics, self.nbrokers)
         return self
 
-    def relay(self, config_text=None, name="relay"):
+    def relay(self, config_text=None, name="relay", command="run"):
         r = Relay(self.args.build_dir, self.tmp,
-                  config_text or relay_config(self.pg, self.broker), name)
+                  config_text or relay_config(self.pg, self.broker), name, command)
         self.relays.append(r)
         return r
 

@@ -1,6 +1,6 @@
-"""Every configuration key a sink declares (the rows of relay/sink_*.c) is documented in
-docs/configuration.md, and every sink has its page under docs/sinks/ (Kafka's keys live
-in configuration.md itself, stdout's in it too).  No server: it reads the sources and
+"""Every configuration key a sink or the core declares (the rows of relay/sink_*.c and
+relay/config.c) is documented in docs/configuration.md, and every sink has its page
+under docs/sinks/ (Kafka's keys live in configuration.md itself, stdout's in it too).  No server: it reads the sources and
 the docs, so that a new key or sink cannot land undocumented.
 """
 
@@ -22,6 +22,15 @@ def main():
             sinks.add(section)
             if f"`{section}.{key}`" not in doc:
                 missing.append(f"{section}.{key} ({os.path.basename(path)})")
+    # The core's keys too (relay/config.c), the inbox's among them.
+    core = re.findall(r'\.section = "([a-z_]+)", \.key = "([a-z_.]+)"',
+                      open(os.path.join(ROOT, "relay", "config.c")).read())
+    for section, key in core:
+        if f"`{section}.{key}`" not in doc:
+            missing.append(f"{section}.{key} (config.c)")
+    if len(core) < 40:
+        print(f"FAIL: only {len(core)} core keys found in relay/config.c")
+        return 1
     if len(sinks) < 7:
         print(f"FAIL: only {len(sinks)} sink sections found in relay/sink_*.c: {sorted(sinks)}")
         return 1

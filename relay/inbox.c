@@ -1,0 +1,1199 @@
+/*
+ * inbox.c -- the inbox relay: broker -> the consuming service's PostgreSQL (inbox.h).
+ *
+ * One thread, one poll() loop over the stop pipe, librdkafka's consumer queue (made
+ * to write to a pipe when it fills) and the admin endpoint.  Messages are read into a
+ * batch of at most inbox.batch_size; the batch is written when full, or when
+ * inbox.batch_wait has passed since its first message, as ONE SQL statement:
+ *
+ *   WITH ins AS (INSERT INTO inbox ... VALUES ... ON CONFLICT DO NOTHING RETURNING 1),
+ *        dl  AS (INSERT INTO inbox_dead_letter ... ON CONFLICT DO NOTHING RETURNING 1),
+ *        pos AS (INSERT INTO inbox_position ... ON CONFLICT DO UPDATE
+ *                SET next_offset = GREATEST(...))
+ *   SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM dl), pg_notify(...)
+ *
+ * A statement is its own transaction: the events, the set-aside messages and the
+ * positions become visible together or not at all.  Only then are the offsets
+ * committed to Kafka (asynchronously: they are informative, for lag tools; the
+ * database's positions are the truth).  On every assignment the relay reads
+ * inbox_position and starts each partition there; a partition without a row starts at
+ * the group's committed offset, which is never ahead of the database (it is committed
+ * after it), or at the beginning.  So after any crash the relay resumes exactly where
+ * the last committed batch ended, and a message redelivered anyway (a zombie member
+ * after a rebalance, the outbox side's own duplicates) is a no-op on the primary key.
+ * Positions only move forward (GREATEST), so a late writer cannot move one back.
+ *
+ * A statement that PostgreSQL refuses for one row's content (a time that is not a
+ * timestamp, an id too long for the index) is replayed row by row inside one
+ * transaction with a savepoint per row; the rows it refuses go to the dead-letter
+ * table with PostgreSQL's message.  A connection failure keeps the batch and retries
+ * it after postgres.retry_interval, reading nothing meanwhile (back-pressure: the
+ * broker keeps the messages).  A missing table or privilege stops the relay.
+ *
+ * On a revoke the batch in hand is written first (or, when the database is down,
+ * dropped unwritten: its position did not move, the next owner reads it again).
+ */
+#include "inbox.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <libpq-fe.h>
+#include <librdkafka/rdkafka.h>
+
+#include "admin.h"
+#include "inbox_event.h"
+#include "jsonbuf.h"
+#include "log.h"
+#include "metrics.h"
+#include "redact.h"
+#include "replication.h"
+#include "sink_kafka.h"
+
+/* How often processed rows are looked for when inbox.retention is set. */
+#define RETENTION_PERIOD_MS 60000
+/* Rows deleted per statement, and statements per round. */
+#define RETENTION_BATCH 1000
+#define RETENTION_ROUNDS 20
+
+/* One message of a batch: an event, or a message set aside with its reason. */
+struct row {
+    char *topic;
+    int32_t partition;
+    int64_t offset;
+    bool event;
+    struct inbox_event ev; /* event */
+    char *reason;          /* not an event: "not-an-event" or "refused" */
+    char *error;
+    char *key_hex, *value_hex, *headers;
+};
+
+struct counters {
+    uint64_t inserted, duplicates, dead_letters, batches, batch_errors, retention_deleted;
+};
+
+struct inbox {
+    const struct relay_config *cfg;
+    rd_kafka_t *rk;
+    rd_kafka_queue_t *queue;
+    int kafka_pipe[2];
+    PGconn *db;
+    char *q_inbox, *q_position, *q_dead;
+    admin_server *admin;
+    struct row *rows;
+    size_t nrows;
+    int64_t batch_started_ms;
+    int64_t retry_at_ms;     /* database down: when to try again; 0: up */
+    int64_t retention_at_ms; /* next retention round */
+    bool joined;             /* a first assignment happened */
+    int assigned;            /* partitions assigned now */
+    bool fatal;
+    char errstr[1024];
+    struct counters n;
+    struct jbuf sql;
+    char **params;
+    size_t nparams, cparams;
+};
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void row_free(struct row *r)
+{
+    free(r->topic);
+    inbox_event_free(&r->ev);
+    free(r->reason);
+    free(r->error);
+    free(r->key_hex);
+    free(r->value_hex);
+    free(r->headers);
+    memset(r, 0, sizeof(*r));
+}
+
+static void batch_clear(struct inbox *ib)
+{
+    for (size_t i = 0; i < ib->nrows; i++)
+        row_free(&ib->rows[i]);
+    ib->nrows = 0;
+}
+
+static void fail(struct inbox *ib, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void fail(struct inbox *ib, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (ib->fatal)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(ib->errstr, sizeof(ib->errstr), fmt, ap);
+    va_end(ap);
+    ib->fatal = true;
+}
+
+/*
+ * Database
+ */
+
+static void db_close(struct inbox *ib)
+{
+    PQfinish(ib->db);
+    ib->db = NULL;
+    free(ib->q_inbox);
+    free(ib->q_position);
+    free(ib->q_dead);
+    ib->q_inbox = ib->q_position = ib->q_dead = NULL;
+}
+
+/* Connect (blocking, 5 s at most).  Returns 0, or -1 with the reason logged. */
+static int db_open(struct inbox *ib)
+{
+    const struct relay_config *cfg = ib->cfg;
+
+    if (ib->db && PQstatus(ib->db) == CONNECTION_OK)
+        return 0;
+    db_close(ib);
+    ib->db = repl_connect(cfg->inbox.dsn, "outbox-relay inbox", 5, false);
+    if (!ib->db || PQstatus(ib->db) != CONNECTION_OK) {
+        char line[512];
+
+        repl_first_line(ib->db ? PQerrorMessage(ib->db) : "out of memory", line, sizeof(line));
+        log_warn("inbox: cannot connect to the inbox database: %s; retrying in %lld ms", line,
+                 (long long)cfg->postgres.retry_interval_ms);
+        db_close(ib);
+        return -1;
+    }
+    ib->q_inbox = repl_quote_table(ib->db, cfg->inbox.schema, cfg->inbox.table);
+    ib->q_position = repl_quote_table(ib->db, cfg->inbox.position_schema,
+                                      cfg->inbox.position_table);
+    ib->q_dead = repl_quote_table(ib->db, cfg->inbox.dead_letter_schema,
+                                  cfg->inbox.dead_letter_table);
+    if (!ib->q_inbox || !ib->q_position || !ib->q_dead) {
+        db_close(ib);
+        return -1;
+    }
+    return 0;
+}
+
+/* The failure's SQLSTATE class: "08" connection, "22" data, ... ("" when none). */
+static const char *sqlstate(const PGresult *res)
+{
+    const char *s = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+
+    return s ? s : "";
+}
+
+/* A failure a row's content caused: another row would not cause it. */
+static bool row_fault(const char *state)
+{
+    return strncmp(state, "22", 2) == 0 || strncmp(state, "23", 2) == 0 ||
+           strncmp(state, "54", 2) == 0;
+}
+
+/* A failure that waiting cures: the connection, the server, a conflict, a timeout. */
+static bool transient(const PGresult *res, PGconn *db)
+{
+    const char *s = sqlstate(res);
+
+    return PQstatus(db) != CONNECTION_OK || s[0] == '\0' || strncmp(s, "08", 2) == 0 ||
+           strncmp(s, "40", 2) == 0 || strncmp(s, "53", 2) == 0 || strncmp(s, "57", 2) == 0 ||
+           strcmp(s, "55P03") == 0;
+}
+
+static int param(struct inbox *ib, const char *value)
+{
+    if (ib->nparams == ib->cparams) {
+        size_t nc = ib->cparams ? ib->cparams * 2 : 256;
+        char **np = realloc(ib->params, nc * sizeof(*np));
+
+        if (!np)
+            return -1;
+        ib->params = np;
+        ib->cparams = nc;
+    }
+    ib->params[ib->nparams++] = (char *)value;
+    jbuf_printf(&ib->sql, "$%zu", ib->nparams);
+    return 0;
+}
+
+/* Append "(p, p, ...)" for the values, each followed by its cast. */
+static int values(struct inbox *ib, const char *const *v, const char *const *casts, size_t n)
+{
+    jbuf_putc(&ib->sql, '(');
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            jbuf_putc(&ib->sql, ',');
+        if (param(ib, v[i]) < 0)
+            return -1;
+        jbuf_puts(&ib->sql, casts[i]);
+    }
+    jbuf_putc(&ib->sql, ')');
+    return 0;
+}
+
+/* A partition's next offset in a batch. */
+struct position {
+    const char *topic;
+    int32_t partition;
+    int64_t next;
+    char part[16], offset[24];
+};
+
+/*
+ * Build the statement for rows[0..n) where use[i] (events as events, others as dead
+ * letters), with the positions when with_positions.  Numbers are formatted into
+ * nums (n * 48 bytes).  Returns 0 or -1 (out of memory).
+ */
+static int build(struct inbox *ib, const struct row *rows, size_t n, char *nums,
+                 struct position *pos, size_t npos, bool with_positions)
+{
+    static const char *const ev_casts[] = {"::text", "::text", "::text", "::text", "::text",
+                                           "::timestamptz", "::text", "::jsonb", "::text",
+                                           "::jsonb", "::bytea", "::text", "::int",
+                                           "::bigint"};
+    static const char *const dl_casts[] = {"::text", "::text", "::int", "::bigint", "::text",
+                                           "::text", "::text", "::bytea", "::bytea", "::jsonb"};
+    const char *consumer = ib->cfg->inbox.consumer;
+    bool any_ev = false, any_dl = false;
+
+    jbuf_reset(&ib->sql);
+    ib->nparams = 0;
+    for (size_t i = 0; i < n; i++) {
+        char *part = nums + i * 48, *off = part + 16;
+
+        snprintf(part, 16, "%d", (int)rows[i].partition);
+        snprintf(off, 32, "%lld", (long long)rows[i].offset);
+        if (rows[i].event) {
+            const struct inbox_event *e = &rows[i].ev;
+            const char *v[] = {consumer, e->id, e->type, e->source, e->subject, e->time,
+                               e->key, e->headers, e->content_type, e->payload, e->payload_hex,
+                               rows[i].topic, part, off};
+
+            jbuf_puts(&ib->sql, any_ev ? ",\n" : "WITH ins AS (INSERT INTO ");
+            if (!any_ev)
+                jbuf_printf(&ib->sql, "%s (consumer, event_id, type, source, subject, "
+                                      "event_time, key, headers, content_type, payload, "
+                                      "payload_bytes, topic, partition, \"offset\") VALUES\n",
+                            ib->q_inbox);
+            any_ev = true;
+            if (values(ib, v, ev_casts, 14) < 0)
+                return -1;
+        }
+    }
+    if (any_ev)
+        jbuf_puts(&ib->sql, "\nON CONFLICT (consumer, event_id) DO NOTHING RETURNING 1)");
+    for (size_t i = 0; i < n; i++) {
+        if (!rows[i].event) {
+            const struct row *r = &rows[i];
+            const char *v[] = {consumer, r->topic, nums + i * 48, nums + i * 48 + 16, r->reason,
+                               r->error, r->ev.id, r->key_hex, r->value_hex, r->headers};
+
+            if (!any_dl)
+                jbuf_printf(&ib->sql, "%s dl AS (INSERT INTO %s (consumer, topic, partition, "
+                                      "\"offset\", reason, error, event_id, key, value, "
+                                      "headers) VALUES\n",
+                            any_ev ? "," : "WITH", ib->q_dead);
+            else
+                jbuf_puts(&ib->sql, ",\n");
+            any_dl = true;
+            if (values(ib, v, dl_casts, 10) < 0)
+                return -1;
+        }
+    }
+    if (any_dl)
+        jbuf_puts(&ib->sql, "\nON CONFLICT DO NOTHING RETURNING 1)");
+    if (with_positions && npos > 0) {
+        static const char *const pos_casts[] = {"::text", "::text", "::int", "::bigint"};
+
+        jbuf_printf(&ib->sql, "%s pos AS (INSERT INTO %s AS p (consumer, topic, partition, "
+                              "next_offset) VALUES\n",
+                    any_ev || any_dl ? "," : "WITH", ib->q_position);
+        for (size_t i = 0; i < npos; i++) {
+            const char *v[] = {consumer, pos[i].topic, pos[i].part, pos[i].offset};
+
+            if (i)
+                jbuf_puts(&ib->sql, ",\n");
+            if (values(ib, v, pos_casts, 4) < 0)
+                return -1;
+        }
+        jbuf_puts(&ib->sql, "\nON CONFLICT (consumer, topic, partition) DO UPDATE SET "
+                            "next_offset = GREATEST(p.next_offset, EXCLUDED.next_offset), "
+                            "updated_at = now())");
+    }
+    jbuf_printf(&ib->sql, "\nSELECT %s, %s", any_ev ? "(SELECT count(*) FROM ins)" : "0",
+                any_dl ? "(SELECT count(*) FROM dl)" : "0");
+    if (with_positions && ib->cfg->inbox.notify_channel[0]) {
+        jbuf_puts(&ib->sql, ", pg_notify(");
+        if (param(ib, ib->cfg->inbox.notify_channel) < 0)
+            return -1;
+        jbuf_puts(&ib->sql, ", ");
+        if (param(ib, consumer) < 0)
+            return -1;
+        jbuf_puts(&ib->sql, ")");
+    }
+    return ib->sql.oom ? -1 : 0;
+}
+
+static PGresult *exec(struct inbox *ib)
+{
+    return PQexecParams(ib->db, ib->sql.data, (int)ib->nparams, NULL,
+                        (const char *const *)ib->params, NULL, NULL, 0);
+}
+
+/* The batch's positions, one per partition (the offset after its last message). */
+static size_t positions(const struct inbox *ib, struct position *pos)
+{
+    size_t npos = 0;
+
+    for (size_t i = 0; i < ib->nrows; i++) {
+        const struct row *r = &ib->rows[i];
+        size_t k;
+
+        for (k = 0; k < npos; k++)
+            if (pos[k].partition == r->partition && strcmp(pos[k].topic, r->topic) == 0)
+                break;
+        if (k == npos) {
+            pos[npos].topic = r->topic;
+            pos[npos].partition = r->partition;
+            pos[npos].next = r->offset + 1;
+            npos++;
+        } else if (r->offset + 1 > pos[k].next) {
+            pos[k].next = r->offset + 1;
+        }
+    }
+    for (size_t k = 0; k < npos; k++) {
+        snprintf(pos[k].part, sizeof(pos[k].part), "%d", (int)pos[k].partition);
+        snprintf(pos[k].offset, sizeof(pos[k].offset), "%lld", (long long)pos[k].next);
+    }
+    return npos;
+}
+
+/* Turn row r into a dead letter for PostgreSQL's reason msg. */
+static int refuse_row(struct row *r, const char *msg)
+{
+    char line[600];
+
+    repl_first_line(msg, line, sizeof(line));
+    r->event = false;
+    free(r->reason);
+    free(r->error);
+    r->reason = strdup("refused");
+    r->error = malloc(strlen(line) + 32);
+    /* The record keeps what the event was: its key, data and headers. */
+    r->key_hex = r->ev.key ? inbox_hex(r->ev.key, strlen(r->ev.key)) : NULL;
+    r->value_hex = r->ev.payload_hex ? strdup(r->ev.payload_hex)
+                   : r->ev.payload   ? inbox_hex(r->ev.payload, strlen(r->ev.payload))
+                                     : NULL;
+    r->headers = strdup(r->ev.headers);
+    if (!r->reason || !r->error || !r->headers || (r->ev.key && !r->key_hex) ||
+        ((r->ev.payload || r->ev.payload_hex) && !r->value_hex))
+        return -1;
+    sprintf(r->error, "PostgreSQL refused it: %s", line);
+    log_warn("inbox: message at %s [%d] offset %lld (event \"%s\") set aside: %s", r->topic,
+             (int)r->partition, (long long)r->offset, r->ev.id ? r->ev.id : "", r->error);
+    return 0;
+}
+
+/*
+ * The slow path, after a statement failed for one row's content: each event alone
+ * under a savepoint, the refused ones set aside, then the rest in the same
+ * transaction.  Returns 0 (committed), 1 (transient failure), -1 (fatal, set).
+ */
+static int write_row_by_row(struct inbox *ib, char *nums, struct position *pos, size_t npos,
+                            long long *inserted, long long *dead)
+{
+    PGresult *res = PQexec(ib->db, "BEGIN");
+    int rc = 0;
+
+    *inserted = 0;
+    if (PQresultStatus(res) != PGRES_COMMAND_OK)
+        rc = 1;
+    PQclear(res);
+    for (size_t i = 0; rc == 0 && i < ib->nrows; i++) {
+        struct row *r = &ib->rows[i];
+
+        if (!r->event)
+            continue;
+        res = PQexec(ib->db, "SAVEPOINT row");
+        PQclear(res);
+        if (build(ib, r, 1, nums + i * 48, NULL, 0, false) < 0) {
+            fail(ib, "inbox: out of memory");
+            rc = -1;
+            break;
+        }
+        res = exec(ib);
+        if (PQresultStatus(res) == PGRES_TUPLES_OK) {
+            *inserted += atoll(PQgetvalue(res, 0, 0));
+        } else if (row_fault(sqlstate(res))) {
+            PQclear(PQexec(ib->db, "ROLLBACK TO SAVEPOINT row"));
+            if (refuse_row(r, PQresultErrorMessage(res)) < 0) {
+                fail(ib, "inbox: out of memory");
+                rc = -1;
+            }
+        } else {
+            rc = transient(res, ib->db) ? 1 : -1;
+            if (rc < 0)
+                fail(ib, "inbox: writing event \"%s\" failed: %s", r->ev.id,
+                     PQresultErrorMessage(res));
+        }
+        PQclear(res);
+    }
+    /* The dead letters (the refused rows among them) and the positions. */
+    if (rc == 0) {
+        size_t ndl = 0;
+
+        for (size_t i = 0; i < ib->nrows; i++)
+            ndl += !ib->rows[i].event;
+        /* build() walks all rows: mark the events done by leaving only dead letters. */
+        {
+            struct row *tmp = malloc(ndl * sizeof(*tmp) + 1);
+            size_t k = 0;
+
+            if (!tmp) {
+                fail(ib, "inbox: out of memory");
+                rc = -1;
+            } else {
+                char *tnums = malloc(ndl * 48 + 1);
+
+                if (!tnums) {
+                    fail(ib, "inbox: out of memory");
+                    rc = -1;
+                } else {
+                    for (size_t i = 0; i < ib->nrows; i++)
+                        if (!ib->rows[i].event) {
+                            tmp[k] = ib->rows[i];
+                            k++;
+                        }
+                    if (build(ib, tmp, k, tnums, pos, npos, true) < 0) {
+                        fail(ib, "inbox: out of memory");
+                        rc = -1;
+                    } else {
+                        res = exec(ib);
+                        if (PQresultStatus(res) == PGRES_TUPLES_OK) {
+                            *dead = atoll(PQgetvalue(res, 0, 1));
+                        } else {
+                            rc = transient(res, ib->db) ? 1 : -1;
+                            if (rc < 0)
+                                fail(ib, "inbox: writing the batch failed: %s",
+                                     PQresultErrorMessage(res));
+                        }
+                        PQclear(res);
+                    }
+                    free(tnums);
+                }
+                free(tmp);
+            }
+        }
+    }
+    res = PQexec(ib->db, rc == 0 ? "COMMIT" : "ROLLBACK");
+    if (rc == 0 && PQresultStatus(res) != PGRES_COMMAND_OK)
+        rc = 1;
+    PQclear(res);
+    return rc;
+}
+
+/* Tell Kafka the positions the database now holds (informative: lag tools read them). */
+static void commit_offsets(struct inbox *ib, const struct position *pos, size_t npos)
+{
+    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new((int)npos);
+
+    for (size_t k = 0; k < npos; k++)
+        rd_kafka_topic_partition_list_add(list, pos[k].topic, pos[k].partition)->offset =
+            pos[k].next;
+    rd_kafka_commit(ib->rk, list, 1);
+    rd_kafka_topic_partition_list_destroy(list);
+}
+
+/*
+ * Write the batch.  Returns 0 (written, or nothing to write), 1 (the database is
+ * down: the batch is kept, retry_at set), -1 (fatal: errstr set).
+ */
+static int flush(struct inbox *ib)
+{
+    struct position *pos;
+    char *nums;
+    PGresult *res;
+    long long inserted = 0, dead = 0, events = 0;
+    size_t npos;
+    int rc = 0;
+
+    if (ib->nrows == 0)
+        return 0;
+    if (db_open(ib) < 0) {
+        ib->retry_at_ms = now_ms() + ib->cfg->postgres.retry_interval_ms;
+        return 1;
+    }
+    pos = calloc(ib->nrows, sizeof(*pos));
+    nums = malloc(ib->nrows * 48);
+    if (!pos || !nums) {
+        free(pos);
+        free(nums);
+        fail(ib, "inbox: out of memory");
+        return -1;
+    }
+    npos = positions(ib, pos);
+    for (size_t i = 0; i < ib->nrows; i++)
+        events += ib->rows[i].event;
+    if (build(ib, ib->rows, ib->nrows, nums, pos, npos, true) < 0) {
+        fail(ib, "inbox: out of memory");
+        rc = -1;
+        goto out;
+    }
+    res = exec(ib);
+    if (PQresultStatus(res) == PGRES_TUPLES_OK) {
+        inserted = atoll(PQgetvalue(res, 0, 0));
+        dead = atoll(PQgetvalue(res, 0, 1));
+    } else if (row_fault(sqlstate(res))) {
+        char line[300];
+
+        repl_first_line(PQresultErrorMessage(res), line, sizeof(line));
+        log_info("inbox: PostgreSQL refused a batch of %zu messages (%s): writing them one by "
+                 "one",
+                 ib->nrows, line);
+        rc = write_row_by_row(ib, nums, pos, npos, &inserted, &dead);
+        events = 0;
+        for (size_t i = 0; i < ib->nrows; i++)
+            events += ib->rows[i].event;
+    } else if (transient(res, ib->db)) {
+        char line[300];
+
+        repl_first_line(PQresultErrorMessage(res), line, sizeof(line));
+        log_warn("inbox: writing a batch of %zu messages failed: %s; retrying in %lld ms",
+                 ib->nrows, line, (long long)ib->cfg->postgres.retry_interval_ms);
+        rc = 1;
+    } else {
+        char line[600];
+
+        repl_first_line(PQresultErrorMessage(res), line, sizeof(line));
+        fail(ib, "inbox: writing into %s failed: %s (has sql/007_inbox.sql been run in that "
+                 "database, and may the relay's role write its tables?)",
+             ib->q_inbox, line);
+        rc = -1;
+    }
+    PQclear(res);
+    if (rc == 1) {
+        ib->n.batch_errors++;
+        if (PQstatus(ib->db) != CONNECTION_OK)
+            db_close(ib);
+        ib->retry_at_ms = now_ms() + ib->cfg->postgres.retry_interval_ms;
+        goto out;
+    }
+    if (rc < 0)
+        goto out;
+    ib->retry_at_ms = 0;
+    ib->n.batches++;
+    ib->n.inserted += (uint64_t)inserted;
+    ib->n.duplicates += (uint64_t)(events - inserted);
+    ib->n.dead_letters += (uint64_t)dead;
+    commit_offsets(ib, pos, npos);
+    log_debug("inbox: batch of %zu messages: %lld inserted, %lld duplicates, %lld set aside",
+              ib->nrows, inserted, events - inserted, dead);
+    batch_clear(ib);
+out:
+    free(pos);
+    free(nums);
+    return rc;
+}
+
+/*
+ * Messages
+ */
+
+static int add_message(struct inbox *ib, const rd_kafka_message_t *m)
+{
+    struct inbox_header hs[64];
+    struct inbox_message im = {.key = m->key, .key_len = m->key_len, .value = m->payload,
+                               .value_len = m->len, .headers = hs};
+    rd_kafka_headers_t *hdrs = NULL;
+    struct row *r;
+    char why[300];
+    int rc;
+
+    if (rd_kafka_message_headers(m, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        const char *name;
+        const void *val;
+        size_t size;
+
+        while (im.nheaders < sizeof(hs) / sizeof(hs[0]) &&
+               rd_kafka_header_get_all(hdrs, im.nheaders, &name, &val, &size) ==
+                   RD_KAFKA_RESP_ERR_NO_ERROR) {
+            hs[im.nheaders] = (struct inbox_header){name, val, size};
+            im.nheaders++;
+        }
+    }
+    r = &ib->rows[ib->nrows];
+    memset(r, 0, sizeof(*r));
+    r->topic = strdup(rd_kafka_topic_name(m->rkt));
+    r->partition = m->partition;
+    r->offset = m->offset;
+    if (!r->topic)
+        return -1;
+    rc = inbox_event_parse(&im, &r->ev, why, sizeof(why));
+    if (rc < 0) {
+        row_free(r);
+        return -1;
+    }
+    r->event = rc == 0;
+    if (!r->event) {
+        struct jbuf b;
+
+        jbuf_init(&b);
+        jbuf_putc(&b, '{');
+        for (size_t i = 0; i < im.nheaders; i++) {
+            char *hex = hs[i].value ? inbox_hex(hs[i].value, hs[i].value_len) : NULL;
+
+            if (i)
+                jbuf_putc(&b, ',');
+            jbuf_put_json_string(&b, hs[i].name, strlen(hs[i].name));
+            jbuf_putc(&b, ':');
+            if (hex)
+                jbuf_put_json_string(&b, hex, strlen(hex));
+            else
+                jbuf_puts(&b, "null");
+            free(hex);
+        }
+        jbuf_putc(&b, '}');
+        r->reason = strdup("not-an-event");
+        r->error = strdup(why);
+        r->key_hex = m->key ? inbox_hex(m->key, m->key_len) : NULL;
+        r->value_hex = m->payload ? inbox_hex(m->payload, m->len) : NULL;
+        r->headers = b.oom ? NULL : strndup(b.data, b.len);
+        jbuf_free(&b);
+        if (!r->reason || !r->error || !r->headers || (m->key && !r->key_hex) ||
+            (m->payload && !r->value_hex)) {
+            row_free(r);
+            return -1;
+        }
+        log_warn("inbox: message at %s [%d] offset %lld set aside: %s", r->topic,
+                 (int)r->partition, (long long)r->offset, why);
+    }
+    if (ib->nrows == 0)
+        ib->batch_started_ms = now_ms();
+    ib->nrows++;
+    return 0;
+}
+
+/*
+ * Rebalances
+ */
+
+/* Start each partition where the database says; the group's offset otherwise. */
+static void set_start_offsets(struct inbox *ib, rd_kafka_topic_partition_list_t *parts)
+{
+    const char *params[1] = {ib->cfg->inbox.consumer};
+    PGresult *res;
+    char sql[600];
+
+    if (db_open(ib) < 0) {
+        log_warn("inbox: the database is down: partitions start at the group's committed "
+                 "offsets (never ahead of the database)");
+        return;
+    }
+    snprintf(sql, sizeof(sql),
+             "SELECT topic, partition, next_offset FROM %s WHERE consumer = $1", ib->q_position);
+    res = PQexecParams(ib->db, sql, 1, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        char line[300];
+
+        repl_first_line(PQresultErrorMessage(res), line, sizeof(line));
+        log_warn("inbox: cannot read %s (%s): partitions start at the group's committed "
+                 "offsets",
+                 ib->q_position, line);
+        PQclear(res);
+        return;
+    }
+    for (int i = 0; i < PQntuples(res); i++) {
+        rd_kafka_topic_partition_t *p =
+            rd_kafka_topic_partition_list_find(parts, PQgetvalue(res, i, 0),
+                                               atoi(PQgetvalue(res, i, 1)));
+
+        if (p)
+            p->offset = atoll(PQgetvalue(res, i, 2));
+    }
+    PQclear(res);
+}
+
+static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
+    struct inbox *ib = opaque;
+    char list[512];
+    size_t o = 0;
+
+    list[0] = '\0';
+    for (int i = 0; i < parts->cnt && o < sizeof(list) - 64; i++)
+        o += (size_t)snprintf(list + o, sizeof(list) - o, "%s%s[%d]", i ? " " : "",
+                              parts->elems[i].topic, (int)parts->elems[i].partition);
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        set_start_offsets(ib, parts);
+        rd_kafka_assign(rk, parts);
+        ib->joined = true;
+        ib->assigned = parts->cnt;
+        log_info("inbox: assigned %d partitions: %s", parts->cnt, list);
+        return;
+    }
+    /* Revoked (or an error): write what is in hand first, or drop it unwritten. */
+    if (ib->nrows > 0 && flush(ib) != 0) {
+        log_warn("inbox: %zu messages not written before the revoke: the next owner reads "
+                 "them again",
+                 ib->nrows);
+        batch_clear(ib);
+    }
+    rd_kafka_assign(rk, NULL);
+    ib->assigned = 0;
+    log_info("inbox: revoked %d partitions: %s", parts->cnt, list);
+}
+
+static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+    (void)rk;
+    log_msg(level <= 3 ? RELAY_LOG_ERROR : level == 4 ? RELAY_LOG_WARN : RELAY_LOG_DEBUG,
+            "kafka: %s: %s", fac, buf);
+}
+
+static int set(rd_kafka_conf_t *conf, const char *name, const char *value, char *errstr,
+               size_t errstr_size)
+{
+    char err[256];
+
+    if (rd_kafka_conf_set(conf, name, value, err, sizeof(err)) != RD_KAFKA_CONF_OK) {
+        snprintf(errstr, errstr_size, "kafka property \"%s\": %s", name, err);
+        return -1;
+    }
+    return 0;
+}
+
+/* The consumer's configuration: the kafka section's, then inbox.properties, then ours. */
+static rd_kafka_conf_t *consumer_conf(const struct relay_config *cfg, char *errstr,
+                                      size_t errstr_size)
+{
+    const struct kafka_settings *k = relay_config_sink_settings(cfg, "kafka");
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    static const char *const producer_only[] = {"acks", "linger.ms", "enable.idempotence",
+                                                "compression.type", "batch.size",
+                                                "message.timeout.ms", "queue.buffering.max.ms",
+                                                "max.in.flight.requests.per.connection",
+                                                "retries", "message.send.max.retries"};
+
+    if (!k || !k->brokers || !k->brokers[0]) {
+        snprintf(errstr, errstr_size, "inbox: kafka.brokers is not set (the inbox reads the "
+                                      "broker of the kafka section)");
+        goto fail;
+    }
+    if (set(conf, "bootstrap.servers", k->brokers, errstr, errstr_size) < 0 ||
+        set(conf, "client.id", "outbox-relay-inbox", errstr, errstr_size) < 0 ||
+        set(conf, "auto.offset.reset", "earliest", errstr, errstr_size) < 0)
+        goto fail;
+    for (size_t i = 0; i < k->nproperties; i++) {
+        bool skip = false;
+
+        for (size_t j = 0; j < sizeof(producer_only) / sizeof(producer_only[0]); j++)
+            skip |= strcmp(k->properties[i].key, producer_only[j]) == 0;
+        if (!skip && set(conf, k->properties[i].key, k->properties[i].value, errstr,
+                         errstr_size) < 0)
+            goto fail;
+    }
+    for (size_t i = 0; i < cfg->inbox.nproperties; i++)
+        if (set(conf, cfg->inbox.properties[i].key, cfg->inbox.properties[i].value, errstr,
+                errstr_size) < 0)
+            goto fail;
+    /* What the guarantee rests on: offsets only after the database, by the relay. */
+    if (set(conf, "group.id", cfg->inbox.consumer, errstr, errstr_size) < 0 ||
+        set(conf, "enable.auto.commit", "false", errstr, errstr_size) < 0 ||
+        set(conf, "enable.auto.offset.store", "false", errstr, errstr_size) < 0 ||
+        set(conf, "enable.partition.eof", "false", errstr, errstr_size) < 0)
+        goto fail;
+    rd_kafka_conf_set_log_cb(conf, on_log);
+    return conf;
+fail:
+    rd_kafka_conf_destroy(conf);
+    return NULL;
+}
+
+/*
+ * Admin endpoint
+ */
+
+static int render(void *opaque, const char *path, struct jbuf *body, const char **content_type)
+{
+    struct inbox *ib = opaque;
+    bool db_up = ib->retry_at_ms == 0 && ib->db && PQstatus(ib->db) == CONNECTION_OK;
+
+    if (strcmp(path, "/healthz") == 0) {
+        jbuf_puts(body, "ok\n");
+        return 200;
+    }
+    if (strcmp(path, "/readyz") == 0) {
+        if (ib->joined && db_up) {
+            jbuf_puts(body, "ready\n");
+            return 200;
+        }
+        jbuf_printf(body, "not ready: %s\n",
+                    !ib->joined ? "not yet in the consumer group" : "the database is down");
+        return 503;
+    }
+    if (strcmp(path, "/metrics") == 0) {
+        *content_type = METRICS_CONTENT_TYPE;
+        jbuf_printf(body,
+                    "# HELP outbox_relay_inbox_messages_total Messages read, by what became "
+                    "of them.\n"
+                    "# TYPE outbox_relay_inbox_messages_total counter\n"
+                    "outbox_relay_inbox_messages_total{outcome=\"inserted\"} %llu\n"
+                    "outbox_relay_inbox_messages_total{outcome=\"duplicate\"} %llu\n"
+                    "outbox_relay_inbox_messages_total{outcome=\"dead_letter\"} %llu\n"
+                    "# HELP outbox_relay_inbox_batches_total Batches committed.\n"
+                    "# TYPE outbox_relay_inbox_batches_total counter\n"
+                    "outbox_relay_inbox_batches_total %llu\n"
+                    "# HELP outbox_relay_inbox_batch_errors_total Batches that failed and "
+                    "were retried.\n"
+                    "# TYPE outbox_relay_inbox_batch_errors_total counter\n"
+                    "outbox_relay_inbox_batch_errors_total %llu\n"
+                    "# HELP outbox_relay_inbox_retention_deleted_total Processed rows deleted "
+                    "by inbox.retention.\n"
+                    "# TYPE outbox_relay_inbox_retention_deleted_total counter\n"
+                    "outbox_relay_inbox_retention_deleted_total %llu\n"
+                    "# HELP outbox_relay_inbox_partitions_assigned Partitions assigned now.\n"
+                    "# TYPE outbox_relay_inbox_partitions_assigned gauge\n"
+                    "outbox_relay_inbox_partitions_assigned %d\n"
+                    "# HELP outbox_relay_inbox_database_up 1 while the inbox database "
+                    "takes batches.\n"
+                    "# TYPE outbox_relay_inbox_database_up gauge\n"
+                    "outbox_relay_inbox_database_up %d\n",
+                    (unsigned long long)ib->n.inserted, (unsigned long long)ib->n.duplicates,
+                    (unsigned long long)ib->n.dead_letters, (unsigned long long)ib->n.batches,
+                    (unsigned long long)ib->n.batch_errors,
+                    (unsigned long long)ib->n.retention_deleted, ib->assigned, db_up ? 1 : 0);
+        return 200;
+    }
+    return 0;
+}
+
+/*
+ * Retention: processed rows older than inbox.retention, RETENTION_BATCH at a time.
+ */
+static void retention(struct inbox *ib)
+{
+    char sql[1024], age[32];
+    const char *params[2] = {ib->cfg->inbox.consumer, age};
+
+    ib->retention_at_ms = now_ms() + RETENTION_PERIOD_MS;
+    if (ib->cfg->inbox.retention_ms <= 0 || ib->retry_at_ms != 0 || db_open(ib) < 0)
+        return;
+    snprintf(age, sizeof(age), "%lld milliseconds", (long long)ib->cfg->inbox.retention_ms);
+    snprintf(sql, sizeof(sql),
+             "DELETE FROM %s WHERE ctid = ANY (ARRAY (SELECT ctid FROM %s WHERE consumer = $1 "
+             "AND processed_at < now() - $2::interval LIMIT %d))",
+             ib->q_inbox, ib->q_inbox, RETENTION_BATCH);
+    for (int round = 0; round < RETENTION_ROUNDS; round++) {
+        PGresult *res = PQexecParams(ib->db, sql, 2, NULL, params, NULL, NULL, 0);
+        long long n = PQresultStatus(res) == PGRES_COMMAND_OK ? atoll(PQcmdTuples(res)) : -1;
+
+        if (n < 0) {
+            char line[300];
+
+            repl_first_line(PQresultErrorMessage(res), line, sizeof(line));
+            log_warn("inbox: retention: %s", line);
+        }
+        PQclear(res);
+        if (n <= 0)
+            break;
+        ib->n.retention_deleted += (uint64_t)n;
+        if (n < RETENTION_BATCH)
+            break;
+    }
+}
+
+/*
+ * The loop
+ */
+
+static void drain_pipe(int fd)
+{
+    char buf[256];
+
+    while (read(fd, buf, sizeof(buf)) > 0) {
+    }
+}
+
+/* Read what the consumer has, up to a full batch. */
+static void consume(struct inbox *ib)
+{
+    rd_kafka_message_t *m;
+
+    while (!ib->fatal && ib->nrows < (size_t)ib->cfg->inbox.batch_size &&
+           (m = rd_kafka_consumer_poll(ib->rk, 0)) != NULL) {
+        if (m->err) {
+            if (m->err == RD_KAFKA_RESP_ERR__FATAL) {
+                char why[512];
+
+                rd_kafka_fatal_error(ib->rk, why, sizeof(why));
+                fail(ib, "inbox: kafka: %s", why);
+            } else if (m->err == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED ||
+                       m->err == RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED) {
+                fail(ib, "inbox: kafka refused the relay: %s", rd_kafka_message_errstr(m));
+            } else {
+                log_warn("inbox: kafka: %s", rd_kafka_message_errstr(m));
+            }
+        } else if (add_message(ib, m) < 0) {
+            fail(ib, "inbox: out of memory");
+        }
+        rd_kafka_message_destroy(m);
+    }
+}
+
+static int open_all(struct inbox *ib, char *errstr, size_t errstr_size)
+{
+    const struct relay_config *cfg = ib->cfg;
+    rd_kafka_topic_partition_list_t *topics;
+    rd_kafka_conf_t *conf = consumer_conf(cfg, errstr, errstr_size);
+    rd_kafka_resp_err_t err;
+
+    if (!conf)
+        return -1;
+    rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
+    rd_kafka_conf_set_opaque(conf, ib);
+    if (!(ib->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, (size_t)errstr_size))) {
+        rd_kafka_conf_destroy(conf);
+        return -1;
+    }
+    rd_kafka_poll_set_consumer(ib->rk);
+    ib->queue = rd_kafka_queue_get_consumer(ib->rk);
+    if (pipe(ib->kafka_pipe) < 0) {
+        snprintf(errstr, errstr_size, "pipe: %s", strerror(errno));
+        return -1;
+    }
+    for (int i = 0; i < 2; i++) {
+        fcntl(ib->kafka_pipe[i], F_SETFL, fcntl(ib->kafka_pipe[i], F_GETFL) | O_NONBLOCK);
+        fcntl(ib->kafka_pipe[i], F_SETFD, FD_CLOEXEC);
+    }
+    rd_kafka_queue_io_event_enable(ib->queue, ib->kafka_pipe[1], "1", 1);
+    topics = rd_kafka_topic_partition_list_new((int)cfg->inbox.ntopics);
+    for (size_t i = 0; i < cfg->inbox.ntopics; i++)
+        rd_kafka_topic_partition_list_add(topics, cfg->inbox.topics[i], RD_KAFKA_PARTITION_UA);
+    err = rd_kafka_subscribe(ib->rk, topics);
+    rd_kafka_topic_partition_list_destroy(topics);
+    if (err) {
+        snprintf(errstr, errstr_size, "inbox: subscribing to the topics: %s",
+                 rd_kafka_err2str(err));
+        return -1;
+    }
+    if (cfg->admin.listen[0] && !(ib->admin = admin_open(cfg->admin.listen, errstr, errstr_size)))
+        return -1;
+    if (ib->admin)
+        log_info("admin endpoint listening on %s (port %d): /metrics, /healthz, /readyz",
+                 cfg->admin.listen, admin_port(ib->admin));
+    return 0;
+}
+
+static void close_all(struct inbox *ib)
+{
+    if (ib->rk) {
+        /* Leaves the group: the revoke writes what is in hand (the database permitting). */
+        rd_kafka_consumer_close(ib->rk);
+        if (ib->queue)
+            rd_kafka_queue_destroy(ib->queue);
+        rd_kafka_destroy(ib->rk);
+    }
+    for (int i = 0; i < 2; i++)
+        if (ib->kafka_pipe[i] >= 0)
+            close(ib->kafka_pipe[i]);
+    batch_clear(ib);
+    free(ib->rows);
+    free(ib->params);
+    jbuf_free(&ib->sql);
+    admin_close(ib->admin);
+    db_close(ib);
+}
+
+int inbox_run(const struct relay_config *cfg, int stop_fd, char *errstr, size_t errstr_size)
+{
+    struct inbox ib = {.cfg = cfg, .kafka_pipe = {-1, -1}};
+    char redacted[512];
+    bool stopping = false;
+
+    jbuf_init(&ib.sql);
+    redact_dsn(cfg->inbox.dsn, redacted, sizeof(redacted));
+    log_info("outbox-relay %s inbox starting: consumer \"%s\", %zu topics, table \"%s.%s\", "
+             "dsn \"%s\"",
+             RELAY_VERSION, cfg->inbox.consumer, cfg->inbox.ntopics, cfg->inbox.schema,
+             cfg->inbox.table, redacted);
+    ib.rows = calloc((size_t)cfg->inbox.batch_size, sizeof(*ib.rows));
+    if (!ib.rows) {
+        snprintf(errstr, errstr_size, "inbox: out of memory");
+        return -1;
+    }
+    if (open_all(&ib, errstr, errstr_size) < 0) {
+        close_all(&ib);
+        return -1;
+    }
+    if (db_open(&ib) < 0)
+        ib.retry_at_ms = now_ms() + cfg->postgres.retry_interval_ms;
+    ib.retention_at_ms = now_ms() + 1000;
+    while (!ib.fatal && !stopping) {
+        struct pollfd fds[2 + ADMIN_MAX_POLLFDS];
+        size_t nadmin = ib.admin ? admin_pollfds(ib.admin, fds + 2, ADMIN_MAX_POLLFDS) : 0;
+        int64_t now = now_ms();
+        int timeout = 1000; /* the consumer is polled at least this often */
+
+        if (ib.retry_at_ms)
+            timeout = (int)(ib.retry_at_ms > now ? ib.retry_at_ms - now : 0);
+        else if (ib.nrows > 0)
+            timeout = (int)(ib.batch_started_ms + cfg->inbox.batch_wait_ms > now
+                                ? ib.batch_started_ms + cfg->inbox.batch_wait_ms - now
+                                : 0);
+        if (timeout > 1000)
+            timeout = 1000;
+        /* A batch filled up with messages left in the queue: no wakeup will come for them. */
+        if (!ib.retry_at_ms && rd_kafka_queue_length(ib.queue) > 0)
+            timeout = 0;
+        if (ib.admin && admin_timeout_ms(ib.admin) >= 0 && admin_timeout_ms(ib.admin) < timeout)
+            timeout = admin_timeout_ms(ib.admin);
+        fds[0] = (struct pollfd){.fd = stop_fd, .events = POLLIN};
+        fds[1] = (struct pollfd){.fd = ib.kafka_pipe[0], .events = POLLIN};
+        if (poll(fds, (nfds_t)(2 + nadmin), timeout) < 0 && errno != EINTR) {
+            fail(&ib, "poll: %s", strerror(errno));
+            break;
+        }
+        if (ib.admin)
+            admin_handle(ib.admin, fds + 2, nadmin, render, &ib);
+        if (fds[0].revents) {
+            log_info("inbox: stopping: writing the %zu messages in hand", ib.nrows);
+            stopping = true;
+        }
+        if (fds[1].revents)
+            drain_pipe(ib.kafka_pipe[0]);
+        now = now_ms();
+        if (ib.retry_at_ms) {
+            /* The database was down: the batch in hand first, nothing read meanwhile. */
+            if (now < ib.retry_at_ms && !stopping)
+                continue;
+            if (flush(&ib) != 0)
+                continue;
+            log_info("inbox: the database takes batches again");
+        }
+        if (!stopping)
+            consume(&ib);
+        if (ib.nrows > 0 && (stopping || ib.nrows >= (size_t)cfg->inbox.batch_size ||
+                             now - ib.batch_started_ms >= cfg->inbox.batch_wait_ms))
+            flush(&ib);
+        if (!stopping && now >= ib.retention_at_ms)
+            retention(&ib);
+    }
+    if (ib.fatal) {
+        snprintf(errstr, errstr_size, "%s", ib.errstr);
+        batch_clear(&ib);
+    }
+    close_all(&ib);
+    log_info("inbox stopped: %llu events inserted, %llu duplicates, %llu set aside",
+             (unsigned long long)ib.n.inserted, (unsigned long long)ib.n.duplicates,
+             (unsigned long long)ib.n.dead_letters);
+    return ib.fatal ? -1 : 0;
+}
+
+/*
+ * check
+ */
+
+int inbox_check(const struct relay_config *cfg, int timeout_ms, FILE *out)
+{
+    struct inbox ib = {.cfg = cfg, .kafka_pipe = {-1, -1}};
+    const struct {
+        const char *what;
+        char **table;
+        const char *columns;
+    } tables[] = {
+        {"inbox table", &ib.q_inbox,
+         "consumer, event_id, type, source, subject, event_time, key, headers, content_type, "
+         "payload, payload_bytes, topic, partition, \"offset\", received_at, processed_at"},
+        {"position table", &ib.q_position, "consumer, topic, partition, next_offset"},
+        {"dead-letter table", &ib.q_dead,
+         "consumer, topic, partition, \"offset\", reason, error, event_id, key, value, "
+         "headers"},
+    };
+    char errstr[512];
+    int failed = 0;
+    rd_kafka_conf_t *conf;
+    rd_kafka_t *rk;
+
+    if (db_open(&ib) < 0) {
+        fprintf(out, "FAIL inbox database: cannot connect (see the log line above)\n");
+        failed++;
+    } else {
+        fprintf(out, "ok   inbox database: connected\n");
+        for (size_t i = 0; i < sizeof(tables) / sizeof(tables[0]); i++) {
+            char sql[800];
+            PGresult *res;
+            bool ok;
+
+            /* Read every column the relay writes (no row), then ask for the privilege. */
+            snprintf(sql, sizeof(sql), "SELECT %s FROM %s WHERE false", tables[i].columns,
+                     *tables[i].table);
+            res = PQexec(ib.db, sql);
+            ok = PQresultStatus(res) == PGRES_TUPLES_OK;
+            if (ok) {
+                const char *name = *tables[i].table;
+
+                PQclear(res);
+                res = PQexecParams(ib.db, "SELECT has_table_privilege($1, 'INSERT')", 1, NULL,
+                                   &name, NULL, NULL, 0);
+                ok = PQresultStatus(res) == PGRES_TUPLES_OK &&
+                     strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+            }
+            if (ok) {
+                fprintf(out, "ok   %s %s: present, writable\n", tables[i].what,
+                        *tables[i].table);
+            } else {
+                char line[300];
+
+                repl_first_line(PQresultStatus(res) == PGRES_TUPLES_OK
+                                    ? "the role may not INSERT into it"
+                                    : PQresultErrorMessage(res),
+                                line, sizeof(line));
+                fprintf(out, "FAIL %s %s: %s (run sql/007_inbox.sql in that database)\n",
+                        tables[i].what, *tables[i].table, line);
+                failed++;
+            }
+            PQclear(res);
+        }
+    }
+    db_close(&ib);
+    if (!(conf = consumer_conf(cfg, errstr, sizeof(errstr))) ||
+        !(rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr)))) {
+        if (conf)
+            rd_kafka_conf_destroy(conf);
+        fprintf(out, "FAIL kafka consumer: %s\n", errstr);
+        return -1;
+    }
+    for (size_t i = 0; i < cfg->inbox.ntopics; i++) {
+        rd_kafka_topic_t *t = rd_kafka_topic_new(rk, cfg->inbox.topics[i], NULL);
+        const struct rd_kafka_metadata *md = NULL;
+        rd_kafka_resp_err_t err = rd_kafka_metadata(rk, 0, t, &md, timeout_ms);
+
+        if (err || md->topic_cnt < 1 || md->topics[0].err) {
+            fprintf(out, "FAIL kafka topic \"%s\": %s\n", cfg->inbox.topics[i],
+                    rd_kafka_err2str(err ? err : md->topic_cnt < 1 ? RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC
+                                                                   : md->topics[0].err));
+            failed++;
+        } else {
+            fprintf(out, "ok   kafka topic \"%s\": %d partitions\n", cfg->inbox.topics[i],
+                    md->topics[0].partition_cnt);
+        }
+        if (md)
+            rd_kafka_metadata_destroy(md);
+        rd_kafka_topic_destroy(t);
+    }
+    rd_kafka_destroy(rk);
+    return failed ? -1 : 0;
+}

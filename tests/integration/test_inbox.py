@@ -1,0 +1,246 @@
+"""The inbox relay end to end: an order service's outbox relay publishes to the dev
+broker, the inbox relay writes the events into the shipping service's database.
+
+- Kills: both relays SIGKILLed at random points (20 times in the gcc pass) while
+  events flow: every event is in the inbox table exactly once, in per-key order of
+  arrival; the positions table reaches the end of every partition.
+- Throughput: a backlog drained into the inbox, in events/s.
+- Poison: messages that are not events (no id, an envelope without a type) and one
+  PostgreSQL refuses (a time that is not a timestamp) go to the inbox's dead-letter
+  table with their reasons and offsets; the events around them arrive.
+- check: passes with the tables, fails (and `inbox` exits 1 naming the SQL file)
+  without them.
+The broker is read and written here with another Kafka client than the relay's.
+"""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness as h  # noqa: E402
+
+h.in_venv("confluent_kafka", "confluent-kafka==2.16.1", "inbox")
+import confluent_kafka  # noqa: E402
+
+TOPIC = "outbox.event.order"
+
+
+def setup_shipping(pg):
+    """The shipping service's database, with the inbox tables and a role of its own."""
+    pg.psql("CREATE ROLE shipping LOGIN")
+    pg.psql("CREATE DATABASE shipping OWNER shipping")
+    for _ in range(2):  # idempotent
+        pg.psql_file(os.path.join(h.ROOT, "sql", "007_inbox.sql"), db="shipping")
+    pg.psql("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO shipping; "
+            "GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO shipping", db="shipping")
+
+
+def inbox_config(env, extra=""):
+    return f"""admin:
+  listen: "127.0.0.1:0"
+postgres:
+  retry_interval: 1s
+kafka:
+  brokers: "{env.broker.bootstrap}"
+inbox:
+  dsn: "{env.pg.dsn(db='shipping', user='shipping')}"
+  consumer: shipping
+  topics: [{TOPIC}]
+  retention: 7d
+  properties:
+    session.timeout.ms: 6000
+    heartbeat.interval.ms: 500
+{extra}"""
+
+
+def inbox_count(pg):
+    return int(pg.psql("SELECT count(*) FROM public.inbox WHERE consumer = 'shipping'",
+                       db="shipping"))
+
+
+def watermarks(env):
+    """Sum of the partitions' high watermarks: every message the topic holds."""
+    c = confluent_kafka.Consumer({"bootstrap.servers": env.broker.bootstrap,
+                                  "group.id": "watermarks"})
+    md = c.list_topics(TOPIC, timeout=10)
+    total = 0
+    for p in md.topics[TOPIC].partitions:
+        total += c.get_watermark_offsets(confluent_kafka.TopicPartition(TOPIC, p),
+                                         timeout=10)[1]
+    c.close()
+    return total
+
+
+def positions(pg):
+    return int(pg.psql("SELECT coalesce(sum(next_offset), 0) FROM public.inbox_position "
+                       "WHERE consumer = 'shipping'", db="shipping"))
+
+
+def check_inbox(env, total):
+    """Every outbox row once in the inbox, per-key order of arrival, positions at the end."""
+    pg = env.pg
+    outbox = set(pg.psql("SELECT id FROM public.outbox").split())
+    rows = [line.split("|") for line in pg.psql(
+        "SELECT event_id, key, payload->>'n' FROM public.inbox WHERE consumer = 'shipping' "
+        "ORDER BY seq", db="shipping").splitlines()]
+    ids = [r[0] for r in rows]
+    h.check(len(ids) == len(set(ids)), "an event is twice in the inbox")
+    h.check(set(ids) == outbox and len(ids) == total,
+            f"inbox holds {len(ids)} events, {len(set(ids) & outbox)} of the {len(outbox)} "
+            "outbox rows")
+    last = {}
+    for _, key, n in rows:
+        h.check(int(n) > last.get(key, -1), f"key {key}: event {n} arrived after "
+                f"{last.get(key)}")
+        last[key] = int(n)
+    held = watermarks(env)
+    h.wait_for(lambda: positions(pg) == held, 30,
+               f"the positions to reach the end of the topic ({held} messages)")
+    return held
+
+
+def kills(env, n_events, n_kills):
+    pg = env.pg
+    outbox = env.relay(name="outbox")
+    inbox = env.relay(inbox_config(env), name="inbox", command="inbox")
+    outbox.start()
+    inbox.start()
+    per_tx = 100
+    sql = h.insert_sql(1, n_events // per_tx, per_tx).replace(
+        "COMMIT;\n", "COMMIT;\nSELECT pg_sleep(0.03);\n")
+    job, text = h.start_insert_job(pg, sql)
+    job.stdin.write(text)
+    job.stdin.close()
+    rng = random.Random(14)
+    t0 = time.time()
+    done = {"outbox": 0, "inbox": 0}
+    for i in range(n_kills):
+        time.sleep(rng.uniform(0.1, 0.6))
+        name = rng.choice(["outbox", "inbox"])
+        victim = outbox if name == "outbox" else inbox
+        victim.signal(signal.SIGKILL)
+        victim.wait(10)
+        victim.start()
+        done[name] += 1
+    h.check(job.wait(timeout=300) == 0, "insert job failed")
+    h.wait_for(lambda: inbox_count(pg) >= n_events, 180,
+               f"{n_events} events in the inbox (have {inbox_count(pg)})", interval=0.5)
+    took = time.time() - t0
+    time.sleep(1.0)
+    held = check_inbox(env, n_events)
+    h.log(f"inbox: {n_events} events, outbox relay SIGKILLed {done['outbox']} and inbox relay "
+          f"{done['inbox']} times: the topic held {held} messages ({held - n_events} "
+          f"duplicates from the outbox side), the inbox {n_events} rows, 0 duplicates, "
+          f"per-key order kept; {took:.1f}s")
+    return outbox, inbox
+
+
+def throughput(env, outbox, inbox, first, n_events):
+    """Stop the inbox, let a backlog gather in the topic, time its drain."""
+    pg = env.pg
+    rc, _ = inbox.stop()
+    h.check(rc == 0, f"inbox exit {rc} on SIGTERM")
+    before = watermarks(env)
+    pg.psql(h.insert_sql(first, n_events // 500, 500))
+    h.wait_for(lambda: watermarks(env) >= before + n_events, 120, "the backlog in the topic")
+    start = inbox_count(pg)
+    target = start + n_events
+    t_start = time.time()
+    inbox.start()
+    h.wait_for(lambda: inbox_count(pg) > start, 60, "the first events in the inbox",
+               interval=0.02)
+    t0 = time.time()
+    h.wait_for(lambda: inbox_count(pg) >= target, 120, "the backlog in the inbox",
+               interval=0.02)
+    took = time.time() - t0
+    h.log(f"inbox: drained a backlog of {n_events} events at {n_events / took:,.0f} events/s "
+          f"({took:.2f}s from the first row; start-up and group join took "
+          f"{t0 - t_start:.1f}s)")
+    return first + n_events
+
+
+def poison(env, inbox, first):
+    pg = env.pg
+    p = confluent_kafka.Producer({"bootstrap.servers": env.broker.bootstrap})
+    good = {"specversion": "1.0", "id": f"structured-{first}", "source": "/test",
+            "type": "Poked", "data": {"n": first}}
+    msgs = [
+        (b"garbage-key", b"not an event at all", None),
+        (b"k", b"{}", [("ce_id", b"no-type"), ("ce_source", b"/s")]),
+        (b"k", b"{}", [("ce_id", b"bad-time"), ("ce_source", b"/s"), ("ce_type", b"T"),
+                       ("ce_time", b"yesterday-ish")]),
+        (b"k", json.dumps(good).encode(),
+         [("content-type", b"application/cloudevents+json")]),
+    ]
+    for key, value, headers in msgs:
+        p.produce(TOPIC, key=key, value=value, headers=headers, partition=0)
+    h.check(p.flush(10) == 0, "the test producer could not deliver")
+    pg.psql(h.insert_sql(first + 1, 1, 10))
+    h.wait_for(lambda: int(pg.psql(
+        "SELECT count(*) FROM public.inbox_dead_letter WHERE consumer = 'shipping'",
+        db="shipping")) >= 3 and int(pg.psql(
+            f"SELECT count(*) FROM public.inbox WHERE event_id = 'structured-{first}'",
+            db="shipping")) == 1, 30, "the poison set aside and the envelope written")
+    dead = [line.split("|") for line in pg.psql(
+        "SELECT reason, error, coalesce(event_id, ''), encode(value, 'escape') FROM "
+        "public.inbox_dead_letter WHERE consumer = 'shipping' ORDER BY \"offset\"",
+        db="shipping").splitlines()]
+    h.check([d[0] for d in dead] == ["not-an-event", "not-an-event", "refused"],
+            f"reasons {dead}")
+    h.check("no event id" in dead[0][1] and dead[0][3] == "not an event at all",
+            f"first dead letter {dead[0]}")
+    h.check("no ce_type header" in dead[1][1], f"second dead letter {dead[1]}")
+    h.check(dead[2][2] == "bad-time" and "timestamp" in dead[2][1],
+            f"third dead letter {dead[2]}")
+    row = pg.psql(f"SELECT type, source, payload FROM public.inbox WHERE event_id = "
+                  f"'structured-{first}'", db="shipping")
+    h.check(row == f'Poked|/test|{{"n": {first}}}', f"the envelope's row {row!r}")
+    h.wait_for(lambda: inbox_count(pg) >= int(pg.psql("SELECT count(*) FROM public.outbox"))
+               + 1, 30, "the events after the poison")
+    h.check(inbox.alive(), "the inbox relay stopped on poison")
+    h.log("inbox: 2 messages that are not events and 1 PostgreSQL refused set aside with "
+          "their reasons; the structured envelope and the 10 events after them written")
+
+
+def checks(env):
+    pg = env.pg
+    relay = env.relay(inbox_config(env), name="inbox-check", command="inbox")
+    r = subprocess.run([os.path.join(env.args.build_dir, "outbox-relay"), "check", "-c",
+                        relay.cfg], capture_output=True, text=True, timeout=60)
+    h.check(r.returncode == 0 and r.stdout.count("ok   ") == 5,
+            f"check with the tables: exit {r.returncode}\n{r.stdout}{r.stderr}")
+    bad = env.relay(inbox_config(env).replace("  retention: 7d", "  retention: 7d\n"
+                                              "  table: public.nope").replace(
+        "consumer: shipping", "consumer: nope"), name="inbox-nope", command="inbox")
+    r = subprocess.run([os.path.join(env.args.build_dir, "outbox-relay"), "check", "-c",
+                        bad.cfg], capture_output=True, text=True, timeout=60)
+    h.check(r.returncode == 1 and "FAIL inbox table" in r.stdout and "007_inbox.sql" in r.stdout,
+            f"check without the table: exit {r.returncode}\n{r.stdout}{r.stderr}")
+    t0 = time.time()
+    bad.start()
+    rc = bad.wait(60)
+    log = bad.log_text()
+    h.check(rc == 1 and "007_inbox.sql" in log and "nope" in log,
+            f"inbox without its table: exit {rc}\n{log[-1500:]}")
+    h.log(f"inbox: check passes with the tables and fails without; the relay without its "
+          f"table exits 1 after {time.time() - t0:.1f}s naming sql/007_inbox.sql")
+
+
+def test(env):
+    setup_shipping(env.pg)
+    n = h.scaled(20000, 1000)
+    outbox, inbox = kills(env, n, h.scaled(20, 4))
+    nxt = throughput(env, outbox, inbox, n + 1, h.scaled(20000, 1000))
+    poison(env, inbox, nxt)
+    checks(env)
+    rc, _ = inbox.stop()
+    h.check(rc == 0, f"inbox exit {rc}")
+
+
+if __name__ == "__main__":
+    h.main(test)
