@@ -9,6 +9,8 @@
 #   scripts/demo.sh                the local Kafka-protocol dev broker (fast, the default)
 #   scripts/demo.sh --kafka real   a real Apache Kafka: three KRaft nodes fetched with Maven
 #                                  (tools/kafka_cluster.py; about 10 s more to start)
+#   (with Kafka, a second database then plays the shipping service: outbox-relay inbox
+#   writes the events into its inbox table, and a worker takes them from there)
 #   scripts/demo.sh --sink NAME    another broker instead of Kafka: redis, nats, rabbitmq
 #                                  webhook or sqs (moto), started on loopback by tools/brokers.py,
 #                                  which prints the events as they arrive there
@@ -61,7 +63,11 @@ CONF
 as_pg "$PGBIN/pg_ctl" -D "$TMP/pg" -l "$TMP/pg/log" -w start >/dev/null
 PSQL=(psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PGPORT" -U postgres)
 "${PSQL[@]}" -d postgres -c "CREATE DATABASE app"
-for f in sql/*.sql; do echo "applying $f"; "${PSQL[@]}" -d app -f "$f"; done
+# sql/007_inbox.sql belongs to the consuming service's database (below), not this one.
+for f in sql/*.sql; do
+    [ "$f" = sql/007_inbox.sql ] && continue
+    echo "applying $f"; "${PSQL[@]}" -d app -f "$f"
+done
 "${PSQL[@]}" -d app -c "CREATE TABLE IF NOT EXISTS orders (id bigint PRIMARY KEY, customer text, total numeric)"
 
 CONFIG=config/demo.yaml
@@ -162,6 +168,36 @@ PY
 )
 build/outbox-consume -b "$BROKERS" -t outbox.event.order -t outbox.event.customer \
     --count 4 --timeout 30000 2>/dev/null | python3 -c "$PRETTY"
+fi
+
+if [ "$SINK" = kafka ]; then
+    step "the shipping service's inbox: outbox-relay inbox -c config/demo-inbox.yaml"
+    "${PSQL[@]}" -d postgres -c "CREATE DATABASE shipping"
+    "${PSQL[@]}" -d shipping -f sql/007_inbox.sql
+    export DEMO_INBOX_DSN="host=127.0.0.1 port=$PGPORT dbname=shipping user=postgres"
+    build/outbox-relay check -c config/demo-inbox.yaml
+    build/outbox-relay inbox -c config/demo-inbox.yaml > >(sed -u 's/^/  inbox| /') 2>&1 &
+    INBOX_PID=$!
+    pids+=($INBOX_PID)
+    for _ in $(seq 300); do
+        [ "$("${PSQL[@]}" -d shipping -Atc "SELECT count(*) FROM inbox")" -ge 4 ] && break
+        sleep 0.1
+    done
+    "${PSQL[@]}" -d shipping -c "SELECT seq, event_id, type, key, payload, topic, partition, \"offset\" FROM inbox ORDER BY seq"
+    step "a shipping worker takes its work from the inbox (docs/consumers.md)"
+    "${PSQL[@]}" -d shipping <<'SQL'
+BEGIN;
+WITH batch AS (
+    SELECT consumer, event_id FROM inbox
+     WHERE consumer = 'shipping' AND processed_at IS NULL
+     ORDER BY seq LIMIT 100 FOR UPDATE SKIP LOCKED)
+UPDATE inbox i SET processed_at = now() FROM batch b
+ WHERE i.consumer = b.consumer AND i.event_id = b.event_id
+RETURNING i.type, i.key, i.payload;
+COMMIT;
+SQL
+    kill -TERM "$INBOX_PID"
+    wait "$INBOX_PID" && echo "inbox relay exited with status 0"
 fi
 
 step "the slot's checkpoint after delivery"

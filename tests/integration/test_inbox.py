@@ -166,6 +166,13 @@ def throughput(env, outbox, inbox, first, n_events):
 
 def poison(env, inbox, first):
     pg = env.pg
+    # A worker waiting as docs/consumers.md says: LISTEN, woken by the relay's batch.
+    listener = subprocess.Popen(["psql", "-X", "-h", "127.0.0.1", "-p", str(pg.port), "-U",
+                                 "shipping", "-d", "shipping"], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    listener.stdin.write("LISTEN outbox_relay_inbox;\n")
+    listener.stdin.flush()
+    time.sleep(0.3)
     p = confluent_kafka.Producer({"bootstrap.servers": env.broker.bootstrap})
     good = {"specversion": "1.0", "id": f"structured-{first}", "source": "/test",
             "type": "Poked", "data": {"n": first}}
@@ -203,8 +210,12 @@ def poison(env, inbox, first):
     h.wait_for(lambda: inbox_count(pg) >= int(pg.psql("SELECT count(*) FROM public.outbox"))
                + 1, 30, "the events after the poison")
     h.check(inbox.alive(), "the inbox relay stopped on poison")
+    heard = listener.communicate("SELECT 1;\n", timeout=10)[0]
+    h.check('notification "outbox_relay_inbox" with payload "shipping"' in heard,
+            f"the LISTENing worker was not woken:\n{heard}")
     h.log("inbox: 2 messages that are not events and 1 PostgreSQL refused set aside with "
-          "their reasons; the structured envelope and the 10 events after them written")
+          "their reasons; the structured envelope and the 10 events after them written; a "
+          "LISTENing worker woken")
 
 
 def checks(env):
