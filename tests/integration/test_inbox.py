@@ -40,17 +40,17 @@ def setup_shipping(pg):
             "GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO shipping", db="shipping")
 
 
-def inbox_config(env, extra=""):
+def inbox_config(env, extra="", bootstrap=None, topic=TOPIC):
     return f"""admin:
   listen: "127.0.0.1:0"
 postgres:
   retry_interval: 1s
 kafka:
-  brokers: "{env.broker.bootstrap}"
+  brokers: "{bootstrap or env.broker.bootstrap}"
 inbox:
   dsn: "{env.pg.dsn(db='shipping', user='shipping')}"
   consumer: shipping
-  topics: [{TOPIC}]
+  topics: [{topic}]
   retention: 7d
   properties:
     session.timeout.ms: 6000
@@ -63,14 +63,13 @@ def inbox_count(pg):
                        db="shipping"))
 
 
-def watermarks(env):
+def watermarks(bootstrap, topic=TOPIC):
     """Sum of the partitions' high watermarks: every message the topic holds."""
-    c = confluent_kafka.Consumer({"bootstrap.servers": env.broker.bootstrap,
-                                  "group.id": "watermarks"})
-    md = c.list_topics(TOPIC, timeout=10)
+    c = confluent_kafka.Consumer({"bootstrap.servers": bootstrap, "group.id": "watermarks"})
+    md = c.list_topics(topic, timeout=10)
     total = 0
-    for p in md.topics[TOPIC].partitions:
-        total += c.get_watermark_offsets(confluent_kafka.TopicPartition(TOPIC, p),
+    for p in md.topics[topic].partitions:
+        total += c.get_watermark_offsets(confluent_kafka.TopicPartition(topic, p),
                                          timeout=10)[1]
     c.close()
     return total
@@ -81,7 +80,7 @@ def positions(pg):
                        "WHERE consumer = 'shipping'", db="shipping"))
 
 
-def check_inbox(env, total):
+def check_inbox(env, total, bootstrap, topic=TOPIC):
     """Every outbox row once in the inbox, per-key order of arrival, positions at the end."""
     pg = env.pg
     outbox = set(pg.psql("SELECT id FROM public.outbox").split())
@@ -98,16 +97,21 @@ def check_inbox(env, total):
         h.check(int(n) > last.get(key, -1), f"key {key}: event {n} arrived after "
                 f"{last.get(key)}")
         last[key] = int(n)
-    held = watermarks(env)
+    held = watermarks(bootstrap, topic)
     h.wait_for(lambda: positions(pg) == held, 30,
                f"the positions to reach the end of the topic ({held} messages)")
     return held
 
 
-def kills(env, n_events, n_kills):
+def kills(env, n_events, n_kills, outbox_config=None, bootstrap=None, topic=TOPIC,
+          midway=None):
+    """n_events through both relays while they are SIGKILLed n_kills times at random
+    (midway(), when given, runs after half the kills: a broker restart)."""
     pg = env.pg
-    outbox = env.relay(name="outbox")
-    inbox = env.relay(inbox_config(env), name="inbox", command="inbox")
+    bootstrap = bootstrap or env.broker.bootstrap
+    outbox = env.relay(outbox_config, name="outbox")
+    inbox = env.relay(inbox_config(env, bootstrap=bootstrap, topic=topic), name="inbox",
+                      command="inbox")
     outbox.start()
     inbox.start()
     per_tx = 100
@@ -127,12 +131,14 @@ def kills(env, n_events, n_kills):
         victim.wait(10)
         victim.start()
         done[name] += 1
+        if midway and i == n_kills // 2:
+            midway()
     h.check(job.wait(timeout=300) == 0, "insert job failed")
     h.wait_for(lambda: inbox_count(pg) >= n_events, 180,
                f"{n_events} events in the inbox (have {inbox_count(pg)})", interval=0.5)
     took = time.time() - t0
     time.sleep(1.0)
-    held = check_inbox(env, n_events)
+    held = check_inbox(env, n_events, bootstrap, topic)
     h.log(f"inbox: {n_events} events, outbox relay SIGKILLed {done['outbox']} and inbox relay "
           f"{done['inbox']} times: the topic held {held} messages ({held - n_events} "
           f"duplicates from the outbox side), the inbox {n_events} rows, 0 duplicates, "
@@ -145,9 +151,9 @@ def throughput(env, outbox, inbox, first, n_events):
     pg = env.pg
     rc, _ = inbox.stop()
     h.check(rc == 0, f"inbox exit {rc} on SIGTERM")
-    before = watermarks(env)
+    before = watermarks(env.broker.bootstrap)
     pg.psql(h.insert_sql(first, n_events // 500, 500))
-    h.wait_for(lambda: watermarks(env) >= before + n_events, 120, "the backlog in the topic")
+    h.wait_for(lambda: watermarks(env.broker.bootstrap) >= before + n_events, 120, "the backlog in the topic")
     start = inbox_count(pg)
     target = start + n_events
     t_start = time.time()

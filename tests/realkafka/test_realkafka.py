@@ -20,7 +20,11 @@ duplicates, per-key order):
   7. the crash soak, short (tests/realkafka/soak.py; the long one is
      bench/soak_realkafka.py): 100,000 events from 4 concurrent writers (4,000/s, so
      that every kill lands mid-stream) while the relay is SIGKILLed every 1-3 s, at
-     least 10 times; every event id accounted for.
+     least 10 times; every event id accounted for;
+  8. the inbox end to end: the outbox relay publishes 20,000 events, the inbox relay
+     writes them into another database; both SIGKILLed 20 times at random and the
+     broker leading most partitions restarted once: every event once in the inbox
+     table, in per-key order (tests/integration/test_inbox.py).
 
 Run by hand (label realkafka):  python3 tests/realkafka/test_realkafka.py --build-dir build
 """
@@ -30,6 +34,7 @@ import signal
 import time
 
 import soak
+import test_inbox
 
 from realkafka import (KafkaCluster, KafkaConsumer, h, java_partition, paced,  # noqa: I001
                        start_streaming, stop_relay)
@@ -254,6 +259,33 @@ def missing_topic(env, kafka, first):
           "after the topic was created")
 
 
+def inbox_end_to_end(env, kafka):
+    """Case 8: the outbox relay feeding the inbox relay (tests/integration/test_inbox.py)
+    through the real cluster: 20,000 events, both relays SIGKILLed 20 times at random,
+    and the broker leading most partitions SIGKILLed and restarted halfway."""
+    topic = fresh_case(env, kafka, "inbox")
+    test_inbox.setup_shipping(env.pg)
+    restarted = {}
+
+    def broker_restart():
+        leaders = [lead for lead, _ in kafka.describe(topic).values()]
+        victim = max(set(leaders), key=leaders.count)
+        kafka.kill(victim)
+        time.sleep(2)
+        kafka.start(victim)
+        kafka.wait_ready([victim])
+        restarted["node"] = victim
+
+    n = 20000
+    outbox, inbox = test_inbox.kills(env, n, 20, relay_config(env, kafka, "inbox"),
+                                     kafka.bootstrap, topic, midway=broker_restart)
+    h.check(restarted, "the broker was not restarted")
+    stop_relay(outbox)
+    stop_relay(inbox)
+    h.log(f"real kafka, inbox: {n} events through both relays, 20 SIGKILLs and broker "
+          f"{restarted['node']} SIGKILLed and restarted: every event once in the inbox table")
+
+
 def test(env):
     with KafkaCluster(env.tmp, log=h.log) as kafka:
         exact_once(env, kafka)
@@ -267,6 +299,7 @@ def test(env):
               f"{r['kills']} SIGKILLs in {r['seconds']:.0f}s: {r['distinct']:,} distinct "
               f"delivered, {r['lost']} lost, {r['duplicates']:,} duplicates, relay peak RSS "
               f"{r['relay_peak_rss_kb'] / 1024:.1f} MB")
+        inbox_end_to_end(env, kafka)
 
 
 if __name__ == "__main__":
