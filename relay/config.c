@@ -252,6 +252,9 @@ static const struct relay_option core_options[] = {
     {.section = "inbox", .key = "properties", .type = OPT_PROPERTIES,
      .offset = FIELD(inbox.properties), .offset2 = FIELD(inbox.nproperties)},
 
+    {.section = "replay", .key = "max_replays", .type = OPT_INTEGER,
+     .offset = FIELD(replay.max_replays), .def = "3", .min = 1, .max = 1000},
+
     {.section = "cdc", .key = "tables", .type = OPT_TABLE_LIST,
      .offset = FIELD(cdc.tables), .offset2 = FIELD(cdc.ntables)},
     {.section = "cdc", .key = "topic", .type = OPT_STRING,

@@ -186,6 +186,11 @@ struct relay_config {
         size_t nproperties;
     } inbox;
 
+    /* `outbox-relay replay` (replay.c). */
+    struct {
+        int64_t max_replays; /* default 3: failed replays before a record is parked */
+    } replay;
+
     struct {
         enum relay_log_level level;   /* default info */
         enum relay_log_format format; /* default text */

@@ -4,6 +4,10 @@
  *   outbox-relay run [-c FILE]                 relay committed outbox rows until stopped
  *   outbox-relay inbox [-c FILE]               write the events of the inbox's topics
  *                                              into the inbox table until stopped
+ *   outbox-relay replay [-c FILE] [--dry-run] [--since TIME] [--until TIME]
+ *                       [--reason R] [--type T] [--max N]
+ *                                              send dead-lettered events back (exit 0:
+ *                                              all went; 3: some did not)
  *   outbox-relay check [-c FILE] [--offline]   validate the configuration, then test
  *                                              PostgreSQL and Kafka and print the plan
  *   outbox-relay status [-c FILE] [--json]     the slot, publication and checkpoint (or,
@@ -56,6 +60,7 @@
 #include "admin.h"
 #include "config.h"
 #include "inbox.h"
+#include "replay.h"
 #include "log.h"
 #include "redact.h"
 #include "sdnotify.h"
@@ -65,6 +70,7 @@
 
 #define EXIT_RUNTIME 1
 #define EXIT_USAGE 2
+#define EXIT_PARTIAL 3 /* replay: some records were not sent */
 
 /* How long check and status wait for each server. */
 #define PROBE_TIMEOUT_MS 10000
@@ -137,6 +143,9 @@ static void usage(FILE *out)
             "       outbox-relay inbox [-c FILE]              write the inbox topics' events "
             "into\n"
             "                                                 the inbox table\n"
+            "       outbox-relay replay [-c FILE] [--dry-run] [--since TIME] [--until TIME]\n"
+            "                    [--reason R] [--type T] [--max N]\n"
+            "                                                 send dead-lettered events back\n"
             "       outbox-relay check [-c FILE] [--offline]  validate the configuration and "
             "test\n"
             "                                                 PostgreSQL and Kafka (--offline:\n"
@@ -239,6 +248,7 @@ int main(int argc, char **argv)
 {
     const char *cmd, *path = getenv("OUTBOX_RELAY_CONFIG");
     bool offline = false, json = false;
+    struct replay_options ropts = {0};
     struct relay_config *cfg;
     redact_set *secrets = NULL;
     char errstr[1024];
@@ -258,7 +268,8 @@ int main(int argc, char **argv)
         return 0;
     }
     if (strcmp(cmd, "run") != 0 && strcmp(cmd, "check") != 0 && strcmp(cmd, "status") != 0 &&
-        strcmp(cmd, "healthcheck") != 0 && strcmp(cmd, "inbox") != 0) {
+        strcmp(cmd, "healthcheck") != 0 && strcmp(cmd, "inbox") != 0 &&
+        strcmp(cmd, "replay") != 0) {
         fprintf(stderr, "outbox-relay: unknown command \"%s\"\n", cmd);
         usage(stderr);
         return EXIT_USAGE;
@@ -270,6 +281,31 @@ int main(int argc, char **argv)
             offline = true;
         } else if (strcmp(argv[i], "--json") == 0 && strcmp(cmd, "status") == 0) {
             json = true;
+        } else if (strcmp(cmd, "replay") == 0 && strcmp(argv[i], "--dry-run") == 0) {
+            ropts.dry_run = true;
+        } else if (strcmp(cmd, "replay") == 0 && i + 1 < argc &&
+                   (strcmp(argv[i], "--since") == 0 || strcmp(argv[i], "--until") == 0 ||
+                    strcmp(argv[i], "--reason") == 0 || strcmp(argv[i], "--type") == 0 ||
+                    strcmp(argv[i], "--max") == 0)) {
+            const char *opt = argv[i], *val = argv[++i];
+            char *end;
+
+            if (strcmp(opt, "--since") == 0) {
+                ropts.since = val;
+            } else if (strcmp(opt, "--until") == 0) {
+                ropts.until = val;
+            } else if (strcmp(opt, "--reason") == 0) {
+                ropts.reason = val;
+            } else if (strcmp(opt, "--type") == 0) {
+                ropts.type = val;
+            } else {
+                ropts.max = strtoll(val, &end, 10);
+                if (*end != '\0' || ropts.max <= 0) {
+                    fprintf(stderr, "outbox-relay: --max wants a positive number, not \"%s\"\n",
+                            val);
+                    return EXIT_USAGE;
+                }
+            }
         } else {
             fprintf(stderr, "outbox-relay: unexpected argument \"%s\"\n", argv[i]);
             usage(stderr);
@@ -290,7 +326,7 @@ int main(int argc, char **argv)
     }
 
     /* Signals first: a stop request during start-up must not be lost (PID 1). */
-    if (strcmp(cmd, "run") == 0 || strcmp(cmd, "inbox") == 0) {
+    if (strcmp(cmd, "run") == 0 || strcmp(cmd, "inbox") == 0 || strcmp(cmd, "replay") == 0) {
         if (setup_stop_pipe() < 0 || setup_signals(on_signal) < 0) {
             fprintf(stderr, "outbox-relay: cannot set up signal handling: %s\n", strerror(errno));
             return EXIT_RUNTIME;
@@ -378,6 +414,15 @@ int main(int argc, char **argv)
         rc = inbox_run(cfg, stop_pipe[0], errstr, sizeof(errstr)) == 0 ? 0 : EXIT_RUNTIME;
         if (rc != 0)
             log_error("%s", errstr);
+    } else if (strcmp(cmd, "replay") == 0) {
+        struct replay_summary sum;
+
+        if (replay_run(cfg, &ropts, stop_pipe[0], stdout, &sum, errstr, sizeof(errstr)) < 0) {
+            fprintf(stderr, "outbox-relay: replay: %s\n", errstr);
+            rc = EXIT_RUNTIME;
+        } else {
+            rc = sum.skipped + sum.parked + sum.failed > 0 ? EXIT_PARTIAL : 0;
+        }
     } else {
         rc = run(cfg);
     }
