@@ -792,9 +792,16 @@ static rd_kafka_conf_t *consumer_conf(const struct relay_config *cfg, char *errs
                                       "broker of the kafka section)");
         goto fail;
     }
+    /*
+     * Defaults a property may change: start a partition the group never read at its
+     * beginning (an inbox must not skip what was published before it first ran), and
+     * prefetch 8 MiB per partition rather than librdkafka's 64 MiB -- a batch is at
+     * most a few MB, and the relay stays small.
+     */
     if (set(conf, "bootstrap.servers", k->brokers, errstr, errstr_size) < 0 ||
         set(conf, "client.id", "outbox-relay-inbox", errstr, errstr_size) < 0 ||
-        set(conf, "auto.offset.reset", "earliest", errstr, errstr_size) < 0)
+        set(conf, "auto.offset.reset", "earliest", errstr, errstr_size) < 0 ||
+        set(conf, "queued.max.messages.kbytes", "8192", errstr, errstr_size) < 0)
         goto fail;
     for (size_t i = 0; i < k->nproperties; i++) {
         bool skip = false;
