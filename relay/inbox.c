@@ -1204,3 +1204,121 @@ int inbox_check(const struct relay_config *cfg, int timeout_ms, FILE *out)
     rd_kafka_destroy(rk);
     return failed ? -1 : 0;
 }
+
+/*
+ * status
+ */
+
+/* The first value of a one-row query with the consumer as $1, or NULL (errstr set). */
+static PGresult *query_consumer(struct inbox *ib, const char *sql, char *errstr,
+                                size_t errstr_size)
+{
+    const char *params[1] = {ib->cfg->inbox.consumer};
+    PGresult *res = PQexecParams(ib->db, sql, 1, NULL, params, NULL, NULL, 0);
+
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        char line[300];
+
+        repl_first_line(PQresultErrorMessage(res), line, sizeof(line));
+        snprintf(errstr, errstr_size, "%s (has sql/007_inbox.sql been run?)", line);
+        PQclear(res);
+        return NULL;
+    }
+    return res;
+}
+
+int inbox_status(const struct relay_config *cfg, bool json, int timeout_ms, FILE *out,
+                 char *errstr, size_t errstr_size)
+{
+    struct inbox ib = {.cfg = cfg, .kafka_pipe = {-1, -1}};
+    PGresult *rows = NULL, *dead = NULL, *pos = NULL;
+    rd_kafka_conf_t *conf;
+    rd_kafka_t *rk = NULL;
+    char sql[700], kerr[256];
+    int rc = -1;
+    struct jbuf b;
+
+    jbuf_init(&b);
+    if (db_open(&ib) < 0) {
+        snprintf(errstr, errstr_size, "cannot connect to the inbox database (inbox.dsn)");
+        goto out;
+    }
+    snprintf(sql, sizeof(sql),
+             "SELECT count(*), count(*) FILTER (WHERE processed_at IS NULL), "
+             "coalesce(to_char(min(received_at) FILTER (WHERE processed_at IS NULL) AT TIME "
+             "ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), '') FROM %s WHERE consumer = $1",
+             ib.q_inbox);
+    if (!(rows = query_consumer(&ib, sql, errstr, errstr_size)))
+        goto out;
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM %s WHERE consumer = $1", ib.q_dead);
+    if (!(dead = query_consumer(&ib, sql, errstr, errstr_size)))
+        goto out;
+    snprintf(sql, sizeof(sql),
+             "SELECT topic, partition, next_offset FROM %s WHERE consumer = $1 ORDER BY 1, 2",
+             ib.q_position);
+    if (!(pos = query_consumer(&ib, sql, errstr, errstr_size)))
+        goto out;
+    /* The broker's end of each partition, for the lag; without it, positions alone. */
+    if ((conf = consumer_conf(cfg, kerr, sizeof(kerr))) != NULL &&
+        !(rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, kerr, sizeof(kerr))))
+        rd_kafka_conf_destroy(conf);
+    if (json) {
+        jbuf_puts(&b, "{\"consumer\":");
+        jbuf_put_json_string(&b, cfg->inbox.consumer, strlen(cfg->inbox.consumer));
+        jbuf_printf(&b, ",\"rows\":%s,\"pending\":%s,\"oldest_pending\":",
+                    PQgetvalue(rows, 0, 0), PQgetvalue(rows, 0, 1));
+        if (PQgetvalue(rows, 0, 2)[0])
+            jbuf_put_json_string(&b, PQgetvalue(rows, 0, 2), strlen(PQgetvalue(rows, 0, 2)));
+        else
+            jbuf_puts(&b, "null");
+        jbuf_printf(&b, ",\"dead_letters\":%s,\"partitions\":[", PQgetvalue(dead, 0, 0));
+    } else {
+        fprintf(out, "inbox \"%s\" (%s.%s): %s rows, %s pending%s%s%s, %s dead letters\n",
+                cfg->inbox.consumer, cfg->inbox.schema, cfg->inbox.table,
+                PQgetvalue(rows, 0, 0), PQgetvalue(rows, 0, 1),
+                PQgetvalue(rows, 0, 2)[0] ? " (oldest received " : "", PQgetvalue(rows, 0, 2),
+                PQgetvalue(rows, 0, 2)[0] ? ")" : "", PQgetvalue(dead, 0, 0));
+    }
+    for (int i = 0; i < PQntuples(pos); i++) {
+        const char *topic = PQgetvalue(pos, i, 0);
+        int part = atoi(PQgetvalue(pos, i, 1));
+        long long at = atoll(PQgetvalue(pos, i, 2));
+        int64_t lo = 0, hi = -1;
+        bool end = rk && rd_kafka_query_watermark_offsets(rk, topic, part, &lo, &hi,
+                                                          timeout_ms) ==
+                             RD_KAFKA_RESP_ERR_NO_ERROR;
+
+        if (json) {
+            jbuf_puts(&b, i ? ",{\"topic\":" : "{\"topic\":");
+            jbuf_put_json_string(&b, topic, strlen(topic));
+            jbuf_printf(&b, ",\"partition\":%d,\"position\":%lld", part, at);
+            if (end)
+                jbuf_printf(&b, ",\"end\":%lld,\"lag\":%lld}", (long long)hi,
+                            (long long)hi - at);
+            else
+                jbuf_puts(&b, ",\"end\":null,\"lag\":null}");
+        } else if (end) {
+            fprintf(out, "  %s [%d]: position %lld, end %lld, lag %lld\n", topic, part, at,
+                    (long long)hi, (long long)hi - at);
+        } else {
+            fprintf(out, "  %s [%d]: position %lld (the broker did not tell its end)\n",
+                    topic, part, at);
+        }
+    }
+    if (json) {
+        jbuf_puts(&b, "]}\n");
+        fwrite(b.data, 1, b.len, out);
+    } else if (PQntuples(pos) == 0) {
+        fprintf(out, "  no position yet: the inbox has not written a batch\n");
+    }
+    rc = 0;
+out:
+    if (rk)
+        rd_kafka_destroy(rk);
+    PQclear(rows);
+    PQclear(dead);
+    PQclear(pos);
+    jbuf_free(&b);
+    db_close(&ib);
+    return rc;
+}

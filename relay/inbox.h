@@ -13,6 +13,7 @@
 #ifndef RELAY_INBOX_H
 #define RELAY_INBOX_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 
@@ -33,5 +34,15 @@ int inbox_run(const struct relay_config *cfg, int stop_fd, char *errstr, size_t 
  * 0 when all passed, -1 otherwise.  Blocks up to about timeout_ms per server.
  */
 int inbox_check(const struct relay_config *cfg, int timeout_ms, FILE *out);
+
+/*
+ * `outbox-relay status` for the inbox side: the rows (pending, oldest pending), the
+ * dead letters, and each partition's position against the broker's end (the lag), as
+ * text or (json) one JSON object, on out.  Returns 0, or -1 with errstr set when the
+ * database cannot be read; partitions whose end the broker does not tell within
+ * timeout_ms are shown without one.
+ */
+int inbox_status(const struct relay_config *cfg, bool json, int timeout_ms, FILE *out,
+                 char *errstr, size_t errstr_size);
 
 #endif /* RELAY_INBOX_H */

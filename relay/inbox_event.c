@@ -125,6 +125,21 @@ static int header_text(const struct inbox_header *h, const char *what, bool requ
     return (*out = dupn(h->value, h->value_len)) ? 0 : -ENOMEM;
 }
 
+/* Append p[0..n) as a JSON string: its text, or its bytea hex text when it is not text. */
+static void put_text_or_hex(struct jbuf *b, const void *p, size_t n)
+{
+    char *hex;
+
+    if (text_ok(p, n)) {
+        jbuf_put_json_string(b, p, n);
+        return;
+    }
+    hex = inbox_hex(p, n);
+    jbuf_put_json_string(b, hex ? hex : "", hex ? strlen(hex) : 0);
+    b->oom |= hex == NULL;
+    free(hex);
+}
+
 /* Append "name": value (a string, bytea hex text, or null) to an open JSON object. */
 static void put_member(struct jbuf *b, bool *first, const char *name, size_t name_len,
                        const void *value, size_t value_len)
@@ -132,27 +147,12 @@ static void put_member(struct jbuf *b, bool *first, const char *name, size_t nam
     if (!*first)
         jbuf_putc(b, ',');
     *first = false;
-    if (text_ok(name, name_len)) {
-        jbuf_put_json_string(b, name, name_len);
-    } else {
-        char *hex = inbox_hex(name, name_len);
-
-        jbuf_put_json_string(b, hex ? hex : "", hex ? strlen(hex) : 0);
-        b->oom |= hex == NULL;
-        free(hex);
-    }
+    put_text_or_hex(b, name, name_len);
     jbuf_putc(b, ':');
-    if (!value) {
+    if (value)
+        put_text_or_hex(b, value, value_len);
+    else
         jbuf_puts(b, "null");
-    } else if (text_ok(value, value_len)) {
-        jbuf_put_json_string(b, value, value_len);
-    } else {
-        char *hex = inbox_hex(value, value_len);
-
-        jbuf_put_json_string(b, hex ? hex : "", hex ? strlen(hex) : 0);
-        b->oom |= hex == NULL;
-        free(hex);
-    }
 }
 
 /* The message's headers, but those skip() says have a column, into b (open object). */

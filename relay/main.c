@@ -10,8 +10,11 @@
  *                                              all went; 3: some did not)
  *   outbox-relay check [-c FILE] [--offline]   validate the configuration, then test
  *                                              PostgreSQL and Kafka and print the plan
- *   outbox-relay status [-c FILE] [--json]     the slot, publication and checkpoint (or,
- *                                              in polling mode, the outbox backlog)
+ *   outbox-relay status [-c FILE] [--json] [--inbox]
+ *                                              the slot, publication and checkpoint (or,
+ *                                              in polling mode, the outbox backlog); the
+ *                                              inbox's rows, positions and lag with
+ *                                              --inbox or for an inbox-only file
  *   outbox-relay healthcheck [-c FILE]         GET /healthz on admin.listen: exit 0 on
  *                                              2xx (a container HEALTHCHECK)
  *   outbox-relay --version                     print the version
@@ -150,7 +153,9 @@ static void usage(FILE *out)
             "test\n"
             "                                                 PostgreSQL and Kafka (--offline:\n"
             "                                                 the configuration only)\n"
-            "       outbox-relay status [-c FILE] [--json]    slot, publication and checkpoint\n"
+            "       outbox-relay status [-c FILE] [--json] [--inbox]\n"
+            "                                                 slot, publication and checkpoint\n"
+            "                                                 (--inbox: the inbox's positions, lag)\n"
             "       outbox-relay healthcheck [-c FILE]        GET /healthz on admin.listen\n"
             "       outbox-relay --version                    print the version\n"
             "\n"
@@ -247,7 +252,7 @@ static int healthcheck(const struct relay_config *cfg)
 int main(int argc, char **argv)
 {
     const char *cmd, *path = getenv("OUTBOX_RELAY_CONFIG");
-    bool offline = false, json = false;
+    bool offline = false, json = false, inbox_side = false;
     struct replay_options ropts = {0};
     struct relay_config *cfg;
     redact_set *secrets = NULL;
@@ -281,6 +286,8 @@ int main(int argc, char **argv)
             offline = true;
         } else if (strcmp(argv[i], "--json") == 0 && strcmp(cmd, "status") == 0) {
             json = true;
+        } else if (strcmp(argv[i], "--inbox") == 0 && strcmp(cmd, "status") == 0) {
+            inbox_side = true;
         } else if (strcmp(cmd, "replay") == 0 && strcmp(argv[i], "--dry-run") == 0) {
             ropts.dry_run = true;
         } else if (strcmp(cmd, "replay") == 0 && i + 1 < argc &&
@@ -373,7 +380,7 @@ int main(int argc, char **argv)
         goto out;
     }
     if (strcmp(cmd, "inbox") != 0 && cfg->postgres.dsn == NULL &&
-        !(strcmp(cmd, "check") == 0 && cfg->inbox.dsn != NULL)) {
+        !((strcmp(cmd, "check") == 0 || strcmp(cmd, "status") == 0) && cfg->inbox.dsn != NULL)) {
         config_error(cmd, "the configuration has only an inbox section: run \"outbox-relay "
                           "inbox\", or set postgres.dsn for the outbox side");
         rc = EXIT_USAGE;
@@ -395,6 +402,19 @@ int main(int argc, char **argv)
             rc = relay_check(cfg, PROBE_TIMEOUT_MS, stdout, stderr) == 0 ? 0 : EXIT_RUNTIME;
             if (cfg->inbox.dsn != NULL && inbox_check(cfg, PROBE_TIMEOUT_MS, stdout) < 0)
                 rc = EXIT_RUNTIME;
+        }
+        goto out;
+    }
+    if (strcmp(cmd, "status") == 0 && (inbox_side || cfg->postgres.dsn == NULL)) {
+        if (cfg->inbox.dsn == NULL) {
+            config_error(cmd, "--inbox: the configuration has no inbox section");
+            rc = EXIT_USAGE;
+        } else if (inbox_status(cfg, json, PROBE_TIMEOUT_MS, stdout, errstr,
+                                sizeof(errstr)) == 0) {
+            rc = 0;
+        } else {
+            fprintf(stderr, "outbox-relay: %s\n", errstr);
+            rc = EXIT_RUNTIME;
         }
         goto out;
     }

@@ -231,6 +231,18 @@ def checks(env):
                         relay.cfg], capture_output=True, text=True, timeout=60)
     h.check(r.returncode == 0 and r.stdout.count("ok   ") == 5,
             f"check with the tables: exit {r.returncode}\n{r.stdout}{r.stderr}")
+    r = subprocess.run([os.path.join(env.args.build_dir, "outbox-relay"), "status", "--json",
+                        "-c", relay.cfg], capture_output=True, text=True, timeout=60)
+    h.check(r.returncode == 0, f"status: exit {r.returncode}\n{r.stdout}{r.stderr}")
+    st = json.loads(r.stdout)
+    h.check(st["rows"] == inbox_count(pg) and st["pending"] == st["rows"] and
+            st["dead_letters"] == 3 and len(st["partitions"]) == 4 and
+            all(p["lag"] == 0 and p["end"] == p["position"] for p in st["partitions"]),
+            f"status --json: {st}")
+    r = subprocess.run([os.path.join(env.args.build_dir, "outbox-relay"), "status", "-c",
+                        relay.cfg], capture_output=True, text=True, timeout=60)
+    h.check(r.returncode == 0 and r.stdout.count("lag 0") == 4 and
+            f"{st['rows']} rows" in r.stdout, f"status: {r.stdout}{r.stderr}")
     bad = env.relay(inbox_config(env).replace("  retention: 7d", "  retention: 7d\n"
                                               "  table: public.nope").replace(
         "consumer: shipping", "consumer: nope"), name="inbox-nope", command="inbox")
@@ -244,7 +256,8 @@ def checks(env):
     log = bad.log_text()
     h.check(rc == 1 and "007_inbox.sql" in log and "nope" in log,
             f"inbox without its table: exit {rc}\n{log[-1500:]}")
-    h.log(f"inbox: check passes with the tables and fails without; the relay without its "
+    h.log(f"inbox: check passes with the tables and fails without; status shows every "
+          f"partition at lag 0; the relay without its "
           f"table exits 1 after {time.time() - t0:.1f}s naming sql/007_inbox.sql")
 
 
