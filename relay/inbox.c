@@ -529,8 +529,15 @@ static int flush(struct inbox *ib)
     size_t npos;
     int rc = 0;
 
-    if (ib->nrows == 0)
+    if (ib->nrows == 0) {
+        /* Nothing to write (a revoke dropped it): the database is up when it connects. */
+        if (ib->retry_at_ms && db_open(ib) < 0) {
+            ib->retry_at_ms = now_ms() + ib->cfg->postgres.retry_interval_ms;
+            return 1;
+        }
+        ib->retry_at_ms = 0;
         return 0;
+    }
     if (db_open(ib) < 0) {
         ib->retry_at_ms = now_ms() + ib->cfg->postgres.retry_interval_ms;
         return 1;

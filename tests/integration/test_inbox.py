@@ -224,6 +224,45 @@ def poison(env, inbox, first):
           "LISTENing worker woken")
 
 
+def admin_get(relay, path):
+    """(status, body) of GET path on the relay's admin endpoint."""
+    import re
+    import urllib.error
+    import urllib.request
+    port = re.findall(r"\(port (\d+)\)", relay.log_text())[-1]
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def db_outage(env, inbox, first):
+    """The inbox database refuses the relay for a while: the batch is kept and retried,
+    /readyz says so, and nothing is lost or doubled once it is back."""
+    pg = env.pg
+    before = inbox_count(pg)
+    pg.psql("ALTER ROLE shipping NOLOGIN")
+    pg.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'shipping'")
+    pg.psql(h.insert_sql(first, 10, 100))
+    h.wait_for(lambda: admin_get(inbox, "/readyz")[0] == 503, 30, "/readyz to say 503")
+    status, body = admin_get(inbox, "/metrics")
+    h.check("outbox_relay_inbox_database_up 0" in body, "database_up is not 0 in /metrics")
+    time.sleep(3)
+    h.check(inbox_count(pg) == before and inbox.alive(), "rows written while the database "
+            "refused the relay, or the relay stopped")
+    t0 = time.time()
+    pg.psql("ALTER ROLE shipping LOGIN")
+    h.wait_for(lambda: inbox_count(pg) >= before + 1000, 30, "the batch after the outage")
+    took = time.time() - t0
+    h.check(admin_get(inbox, "/readyz")[0] == 200, "/readyz after the outage")
+    h.check(inbox_count(pg) == before + 1000, "rows doubled after the outage")
+    h.log(f"inbox: the database refused the relay for 3 s: /readyz 503, database_up 0, "
+          f"nothing written; all 1,000 events written {took:.1f}s after it was back, none "
+          "twice")
+    return first + 1000
+
+
 def checks(env):
     pg = env.pg
     relay = env.relay(inbox_config(env), name="inbox-check", command="inbox")
@@ -267,6 +306,7 @@ def test(env):
     outbox, inbox = kills(env, n, h.scaled(20, 4))
     nxt = throughput(env, outbox, inbox, n + 1, h.scaled(20000, 1000))
     poison(env, inbox, nxt)
+    db_outage(env, inbox, nxt + 100)
     checks(env)
     rc, _ = inbox.stop()
     h.check(rc == 0, f"inbox exit {rc}")
