@@ -626,6 +626,7 @@ static int add_message(struct inbox *ib, const rd_kafka_message_t *m)
     rd_kafka_headers_t *hdrs = NULL;
     struct row *r;
     char why[300];
+    bool too_many = false;
     int rc;
 
     if (rd_kafka_message_headers(m, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR) {
@@ -639,6 +640,7 @@ static int add_message(struct inbox *ib, const rd_kafka_message_t *m)
             hs[im.nheaders] = (struct inbox_header){name, val, size};
             im.nheaders++;
         }
+        too_many = rd_kafka_header_cnt(hdrs) > im.nheaders;
     }
     r = &ib->rows[ib->nrows];
     memset(r, 0, sizeof(*r));
@@ -647,7 +649,13 @@ static int add_message(struct inbox *ib, const rd_kafka_message_t *m)
     r->offset = m->offset;
     if (!r->topic)
         return -1;
-    rc = inbox_event_parse(&im, &r->ev, why, sizeof(why));
+    if (too_many) {
+        /* Not one header dropped in silence: the message is set aside whole. */
+        snprintf(why, sizeof(why), "more than %zu headers", sizeof(hs) / sizeof(hs[0]));
+        rc = INBOX_NOT_AN_EVENT;
+    } else {
+        rc = inbox_event_parse(&im, &r->ev, why, sizeof(why));
+    }
     if (rc < 0) {
         row_free(r);
         return -1;
@@ -656,14 +664,29 @@ static int add_message(struct inbox *ib, const rd_kafka_message_t *m)
     if (!r->event) {
         struct jbuf b;
 
+        const char *name;
+        const void *val;
+        size_t size;
+
+        /* Every header, those past the parser's limit too: the record keeps them all. */
         jbuf_init(&b);
         jbuf_putc(&b, '{');
-        for (size_t i = 0; i < im.nheaders; i++) {
-            char *hex = hs[i].value ? inbox_hex(hs[i].value, hs[i].value_len) : NULL;
+        for (size_t i = 0; hdrs && rd_kafka_header_get_all(hdrs, i, &name, &val, &size) ==
+                                       RD_KAFKA_RESP_ERR_NO_ERROR;
+             i++) {
+            char *hex = val ? inbox_hex(val, size) : NULL;
 
             if (i)
                 jbuf_putc(&b, ',');
-            jbuf_put_json_string(&b, hs[i].name, strlen(hs[i].name));
+            if (json_utf8_valid(name, strlen(name))) {
+                jbuf_put_json_string(&b, name, strlen(name));
+            } else {
+                char *hname = inbox_hex(name, strlen(name));
+
+                jbuf_put_json_string(&b, hname ? hname : "", hname ? strlen(hname) : 0);
+                b.oom |= hname == NULL;
+                free(hname);
+            }
             jbuf_putc(&b, ':');
             if (hex)
                 jbuf_put_json_string(&b, hex, strlen(hex));

@@ -189,6 +189,8 @@ def poison(env, inbox, first):
                        ("ce_time", b"yesterday-ish")]),
         (b"k", json.dumps(good).encode(),
          [("content-type", b"application/cloudevents+json")]),
+        (b"k", b"{}", [("ce_id", b"many"), ("ce_source", b"/s"), ("ce_type", b"T")] +
+         [(f"h{i}", b"v") for i in range(70)]),
     ]
     for key, value, headers in msgs:
         p.produce(TOPIC, key=key, value=value, headers=headers, partition=0)
@@ -196,15 +198,19 @@ def poison(env, inbox, first):
     pg.psql(h.insert_sql(first + 1, 1, 10))
     h.wait_for(lambda: int(pg.psql(
         "SELECT count(*) FROM public.inbox_dead_letter WHERE consumer = 'shipping'",
-        db="shipping")) >= 3 and int(pg.psql(
+        db="shipping")) >= 4 and int(pg.psql(
             f"SELECT count(*) FROM public.inbox WHERE event_id = 'structured-{first}'",
             db="shipping")) == 1, 30, "the poison set aside and the envelope written")
     dead = [line.split("|") for line in pg.psql(
         "SELECT reason, error, coalesce(event_id, ''), encode(value, 'escape') FROM "
         "public.inbox_dead_letter WHERE consumer = 'shipping' ORDER BY \"offset\"",
         db="shipping").splitlines()]
-    h.check([d[0] for d in dead] == ["not-an-event", "not-an-event", "refused"],
-            f"reasons {dead}")
+    h.check([d[0] for d in dead] == ["not-an-event", "not-an-event", "refused",
+                                     "not-an-event"], f"reasons {dead}")
+    h.check("more than 64 headers" in dead[3][1], f"fourth dead letter {dead[3]}")
+    kept = pg.psql("SELECT count(*) FROM public.inbox_dead_letter d, jsonb_object_keys("
+                   "d.headers) WHERE d.error LIKE 'more than%'", db="shipping")
+    h.check(kept == "73", f"the record of the 73-header message kept {kept} headers")
     h.check("no event id" in dead[0][1] and dead[0][3] == "not an event at all",
             f"first dead letter {dead[0]}")
     h.check("no ce_type header" in dead[1][1], f"second dead letter {dead[1]}")
@@ -219,7 +225,8 @@ def poison(env, inbox, first):
     heard = listener.communicate("SELECT 1;\n", timeout=10)[0]
     h.check('notification "outbox_relay_inbox" with payload "shipping"' in heard,
             f"the LISTENing worker was not woken:\n{heard}")
-    h.log("inbox: 2 messages that are not events and 1 PostgreSQL refused set aside with "
+    h.log("inbox: 3 messages that are not events (one with 73 headers) and 1 PostgreSQL "
+          "refused set aside with "
           "their reasons; the structured envelope and the 10 events after them written; a "
           "LISTENing worker woken")
 
@@ -275,7 +282,7 @@ def checks(env):
     h.check(r.returncode == 0, f"status: exit {r.returncode}\n{r.stdout}{r.stderr}")
     st = json.loads(r.stdout)
     h.check(st["rows"] == inbox_count(pg) and st["pending"] == st["rows"] and
-            st["dead_letters"] == 3 and len(st["partitions"]) == 4 and
+            st["dead_letters"] == 4 and len(st["partitions"]) == 4 and
             all(p["lag"] == 0 and p["end"] == p["position"] for p in st["partitions"]),
             f"status --json: {st}")
     r = subprocess.run([os.path.join(env.args.build_dir, "outbox-relay"), "status", "-c",
