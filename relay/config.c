@@ -149,6 +149,9 @@ static int check_listen(struct parser_ctx *ctx, const char *name, const char *va
 
 #define FIELD(f) offsetof(struct relay_config, f)
 
+static int check_notify_channel(struct parser_ctx *ctx, const char *name, const char *value,
+                                struct relay_pos pos);
+
 /* A file may configure the outbox side, the inbox side, or both (inbox.c). */
 static bool has_inbox(const struct relay_config *cfg)
 {
@@ -244,11 +247,12 @@ static const struct relay_option core_options[] = {
     {.section = "inbox", .key = "retention", .type = OPT_DURATION,
      .offset = FIELD(inbox.retention_ms), .def = "7d", .min = 0},
     {.section = "inbox", .key = "batch_size", .type = OPT_INTEGER,
-     .offset = FIELD(inbox.batch_size), .def = "500", .min = 1, .max = 4000},
+     .offset = FIELD(inbox.batch_size), .def = "500", .min = 1, .max = 3000},
     {.section = "inbox", .key = "batch_wait", .type = OPT_DURATION,
      .offset = FIELD(inbox.batch_wait_ms), .def = "20ms", .min = 0},
     {.section = "inbox", .key = "notify_channel", .type = OPT_STRING,
-     .offset = FIELD(inbox.notify_channel), .def = "outbox_relay_inbox"},
+     .offset = FIELD(inbox.notify_channel), .def = "outbox_relay_inbox",
+     .check = check_notify_channel},
     {.section = "inbox", .key = "properties", .type = OPT_PROPERTIES,
      .offset = FIELD(inbox.properties), .offset2 = FIELD(inbox.nproperties)},
 
@@ -1063,6 +1067,16 @@ static int check_column(struct parser_ctx *ctx, const char *name, const char *va
  * writes NOTIFY name (which folds unquoted names to lowercase) or
  * pg_notify('name', ...) (which does not fold).
  */
+/* pg_notify()'s channel: any name PostgreSQL takes, at most 63 bytes; "" for none. */
+static int check_notify_channel(struct parser_ctx *ctx, const char *name, const char *value,
+                                struct relay_pos pos)
+{
+    if (strlen(value) > 63)
+        return relay_config_fail(ctx, pos, "%s: \"%s\" is longer than the 63 bytes of a "
+                                 "PostgreSQL channel name", name, value);
+    return 0;
+}
+
 static int check_channel(struct parser_ctx *ctx, const char *name, const char *value,
                          struct relay_pos pos)
 {

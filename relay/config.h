@@ -179,7 +179,8 @@ struct relay_config {
         char **topics;        /* required with dsn: the topics read */
         size_t ntopics;
         int64_t retention_ms; /* default 7d: processed rows older are deleted; 0 keeps */
-        int64_t batch_size;   /* default 500, 1..4000: messages per transaction */
+        int64_t batch_size;   /* default 500, 1..3000: messages per transaction (the
+                             statement stays under libpq's 65,535 parameters) */
         int64_t batch_wait_ms; /* default 20ms: how long a batch waits to fill */
         char *notify_channel; /* default "outbox_relay_inbox"; "" sends no NOTIFY */
         struct relay_kv *properties; /* consumer-only librdkafka properties */

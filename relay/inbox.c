@@ -95,6 +95,8 @@ struct inbox {
     int64_t retention_at_ms; /* next retention round */
     bool joined;             /* a first assignment happened */
     int assigned;            /* partitions assigned now */
+    int stop_fd;             /* a byte here asks the relay to stop */
+    bool stop_seen;          /* a stop was asked for inside a callback */
     bool fatal;
     char errstr[1024];
     struct counters n;
@@ -121,6 +123,19 @@ static void row_free(struct row *r)
     free(r->value_hex);
     free(r->headers);
     memset(r, 0, sizeof(*r));
+}
+
+/* Mark r as set aside for reason, saying why in the log. */
+static int set_aside(struct row *r, const char *reason, const char *why)
+{
+    r->event = false;
+    r->reason = strdup(reason);
+    r->error = strdup(why);
+    if (!r->reason || !r->error)
+        return -1;
+    log_warn("inbox: message at %s [%d] offset %lld set aside (%s): %s", r->topic,
+             (int)r->partition, (long long)r->offset, reason, why);
+    return 0;
 }
 
 static void batch_clear(struct inbox *ib)
@@ -175,6 +190,13 @@ static int db_open(struct inbox *ib)
         db_close(ib);
         return -1;
     }
+    /*
+     * UTF-8 text whatever the database's default, and no statement waiting forever on a
+     * lock the service holds (the loop would stop serving the broker and /healthz).
+     */
+    if (PQsetClientEncoding(ib->db, "UTF8") != 0)
+        log_warn("inbox: cannot set the client encoding to UTF8: %s", PQerrorMessage(ib->db));
+    PQclear(PQexec(ib->db, "SET statement_timeout = '60s'"));
     ib->q_inbox = repl_quote_table(ib->db, cfg->inbox.schema, cfg->inbox.table);
     ib->q_position = repl_quote_table(ib->db, cfg->inbox.position_schema,
                                       cfg->inbox.position_table);
@@ -207,7 +229,8 @@ static bool transient(const PGresult *res, PGconn *db)
 {
     const char *s = sqlstate(res);
 
-    return PQstatus(db) != CONNECTION_OK || s[0] == '\0' || strncmp(s, "08", 2) == 0 ||
+    /* No SQLSTATE on a live connection is libpq refusing the request itself: not cured. */
+    return PQstatus(db) != CONNECTION_OK || strncmp(s, "08", 2) == 0 ||
            strncmp(s, "40", 2) == 0 || strncmp(s, "53", 2) == 0 || strncmp(s, "57", 2) == 0 ||
            strcmp(s, "55P03") == 0;
 }
@@ -380,30 +403,23 @@ static size_t positions(const struct inbox *ib, struct position *pos)
     return npos;
 }
 
-/* Turn row r into a dead letter for PostgreSQL's reason msg. */
+/* Turn row r into a dead letter for PostgreSQL's reason msg (its raw bytes are kept). */
 static int refuse_row(struct row *r, const char *msg)
 {
-    char line[600];
+    char line[600], text[640];
+    size_t n;
 
     repl_first_line(msg, line, sizeof(line));
-    r->event = false;
+    /* Cut on a character: the message may quote the value, cut mid-character. */
+    n = strlen(line);
+    while (n > 0 && !json_utf8_valid(line, n))
+        n--;
+    line[n] = '\0';
+    snprintf(text, sizeof(text), "PostgreSQL refused it: %s", line);
     free(r->reason);
     free(r->error);
-    r->reason = strdup("refused");
-    r->error = malloc(strlen(line) + 32);
-    /* The record keeps what the event was: its key, data and headers. */
-    r->key_hex = r->ev.key ? inbox_hex(r->ev.key, strlen(r->ev.key)) : NULL;
-    r->value_hex = r->ev.payload_hex ? strdup(r->ev.payload_hex)
-                   : r->ev.payload   ? inbox_hex(r->ev.payload, strlen(r->ev.payload))
-                                     : NULL;
-    r->headers = strdup(r->ev.headers);
-    if (!r->reason || !r->error || !r->headers || (r->ev.key && !r->key_hex) ||
-        ((r->ev.payload || r->ev.payload_hex) && !r->value_hex))
-        return -1;
-    sprintf(r->error, "PostgreSQL refused it: %s", line);
-    log_warn("inbox: message at %s [%d] offset %lld (event \"%s\") set aside: %s", r->topic,
-             (int)r->partition, (long long)r->offset, r->ev.id ? r->ev.id : "", r->error);
-    return 0;
+    r->reason = r->error = NULL;
+    return set_aside(r, "refused", text);
 }
 
 /*
@@ -436,6 +452,7 @@ static int write_row_by_row(struct inbox *ib, char *nums, struct position *pos, 
         res = exec(ib);
         if (PQresultStatus(res) == PGRES_TUPLES_OK) {
             *inserted += atoll(PQgetvalue(res, 0, 0));
+            PQclear(PQexec(ib->db, "RELEASE SAVEPOINT row"));
         } else if (row_fault(sqlstate(res))) {
             PQclear(PQexec(ib->db, "ROLLBACK TO SAVEPOINT row"));
             if (refuse_row(r, PQresultErrorMessage(res)) < 0) {
@@ -618,6 +635,74 @@ out:
  * Messages
  */
 
+/* A new row at the end of the batch for message m (not counted yet); NULL: no memory. */
+static struct row *new_row(struct inbox *ib, const rd_kafka_message_t *m)
+{
+    struct row *r = &ib->rows[ib->nrows];
+
+    memset(r, 0, sizeof(*r));
+    r->partition = m->partition;
+    r->offset = m->offset;
+    return (r->topic = strdup(rd_kafka_topic_name(m->rkt))) ? r : NULL;
+}
+
+/* Append s[0..n) as a JSON string: its text, or bytea hex text when it is not UTF-8. */
+static void put_raw_string(struct jbuf *b, const void *s, size_t n, bool hex)
+{
+    char *h;
+
+    if (!hex && json_utf8_valid(s, n)) {
+        jbuf_put_json_string(b, s, n);
+        return;
+    }
+    h = inbox_hex(s, n);
+    jbuf_put_json_string(b, h ? h : "", h ? strlen(h) : 0);
+    b->oom |= h == NULL;
+    free(h);
+}
+
+/*
+ * The message as its dead-letter record would keep it, should it be set aside now or
+ * when PostgreSQL refuses it: key and value as bytea hex, every header (values as hex,
+ * so the exact bytes survive).  Returns 0 or -1 (out of memory).
+ */
+static int keep_raw(struct row *r, const rd_kafka_message_t *m, rd_kafka_headers_t *hdrs)
+{
+    const char *name;
+    const void *val;
+    size_t size;
+    struct jbuf b;
+
+    jbuf_init(&b);
+    jbuf_putc(&b, '{');
+    for (size_t i = 0; hdrs && rd_kafka_header_get_all(hdrs, i, &name, &val, &size) ==
+                                   RD_KAFKA_RESP_ERR_NO_ERROR;
+         i++) {
+        if (i)
+            jbuf_putc(&b, ',');
+        put_raw_string(&b, name, strlen(name), false);
+        jbuf_putc(&b, ':');
+        if (val)
+            put_raw_string(&b, val, size, true);
+        else
+            jbuf_puts(&b, "null");
+    }
+    jbuf_putc(&b, '}');
+    r->key_hex = m->key ? inbox_hex(m->key, m->key_len) : NULL;
+    r->value_hex = m->payload ? inbox_hex(m->payload, m->len) : NULL;
+    r->headers = b.oom ? NULL : strndup(b.data, b.len);
+    jbuf_free(&b);
+    return !r->headers || (m->key && !r->key_hex) || (m->payload && !r->value_hex) ? -1 : 0;
+}
+
+/* Count row r (the last new_row()) into the batch. */
+static void commit_row(struct inbox *ib)
+{
+    if (ib->nrows == 0)
+        ib->batch_started_ms = now_ms();
+    ib->nrows++;
+}
+
 static int add_message(struct inbox *ib, const rd_kafka_message_t *m)
 {
     struct inbox_header hs[64];
@@ -642,13 +727,11 @@ static int add_message(struct inbox *ib, const rd_kafka_message_t *m)
         }
         too_many = rd_kafka_header_cnt(hdrs) > im.nheaders;
     }
-    r = &ib->rows[ib->nrows];
-    memset(r, 0, sizeof(*r));
-    r->topic = strdup(rd_kafka_topic_name(m->rkt));
-    r->partition = m->partition;
-    r->offset = m->offset;
-    if (!r->topic)
+    if (!(r = new_row(ib, m)) || keep_raw(r, m, hdrs) < 0) {
+        if (r)
+            row_free(r);
         return -1;
+    }
     if (too_many) {
         /* Not one header dropped in silence: the message is set aside whole. */
         snprintf(why, sizeof(why), "more than %zu headers", sizeof(hs) / sizeof(hs[0]));
@@ -656,62 +739,27 @@ static int add_message(struct inbox *ib, const rd_kafka_message_t *m)
     } else {
         rc = inbox_event_parse(&im, &r->ev, why, sizeof(why));
     }
-    if (rc < 0) {
+    r->event = rc == 0;
+    if (rc < 0 || (rc > 0 && set_aside(r, "not-an-event", why) < 0)) {
         row_free(r);
         return -1;
     }
-    r->event = rc == 0;
-    if (!r->event) {
-        struct jbuf b;
+    commit_row(ib);
+    return 0;
+}
 
-        const char *name;
-        const void *val;
-        size_t size;
+/* A message the client could not read (a bad CRC, a failed decompression): set aside. */
+static int add_unreadable(struct inbox *ib, const rd_kafka_message_t *m)
+{
+    struct row *r = new_row(ib, m);
 
-        /* Every header, those past the parser's limit too: the record keeps them all. */
-        jbuf_init(&b);
-        jbuf_putc(&b, '{');
-        for (size_t i = 0; hdrs && rd_kafka_header_get_all(hdrs, i, &name, &val, &size) ==
-                                       RD_KAFKA_RESP_ERR_NO_ERROR;
-             i++) {
-            char *hex = val ? inbox_hex(val, size) : NULL;
-
-            if (i)
-                jbuf_putc(&b, ',');
-            if (json_utf8_valid(name, strlen(name))) {
-                jbuf_put_json_string(&b, name, strlen(name));
-            } else {
-                char *hname = inbox_hex(name, strlen(name));
-
-                jbuf_put_json_string(&b, hname ? hname : "", hname ? strlen(hname) : 0);
-                b.oom |= hname == NULL;
-                free(hname);
-            }
-            jbuf_putc(&b, ':');
-            if (hex)
-                jbuf_put_json_string(&b, hex, strlen(hex));
-            else
-                jbuf_puts(&b, "null");
-            free(hex);
-        }
-        jbuf_putc(&b, '}');
-        r->reason = strdup("not-an-event");
-        r->error = strdup(why);
-        r->key_hex = m->key ? inbox_hex(m->key, m->key_len) : NULL;
-        r->value_hex = m->payload ? inbox_hex(m->payload, m->len) : NULL;
-        r->headers = b.oom ? NULL : strndup(b.data, b.len);
-        jbuf_free(&b);
-        if (!r->reason || !r->error || !r->headers || (m->key && !r->key_hex) ||
-            (m->payload && !r->value_hex)) {
+    if (!r || keep_raw(r, m, NULL) < 0 ||
+        set_aside(r, "unreadable", rd_kafka_message_errstr(m)) < 0) {
+        if (r)
             row_free(r);
-            return -1;
-        }
-        log_warn("inbox: message at %s [%d] offset %lld set aside: %s", r->topic,
-                 (int)r->partition, (long long)r->offset, why);
+        return -1;
     }
-    if (ib->nrows == 0)
-        ib->batch_started_ms = now_ms();
-    ib->nrows++;
+    commit_row(ib);
     return 0;
 }
 
@@ -719,30 +767,43 @@ static int add_message(struct inbox *ib, const rd_kafka_message_t *m)
  * Rebalances
  */
 
-/* Start each partition where the database says; the group's offset otherwise. */
+/*
+ * Start each partition where the database says (the group's committed offset, never
+ * ahead of it, for a partition the database has no row for).  The database must
+ * answer first: the group's offset alone could have expired, and auto.offset.reset
+ * would then decide where to start.  So this waits, retrying every
+ * postgres.retry_interval, until it does -- or until a stop is asked for.
+ */
 static void set_start_offsets(struct inbox *ib, rd_kafka_topic_partition_list_t *parts)
 {
     const char *params[1] = {ib->cfg->inbox.consumer};
-    PGresult *res;
+    PGresult *res = NULL;
     char sql[600];
 
-    if (db_open(ib) < 0) {
-        log_warn("inbox: the database is down: partitions start at the group's committed "
-                 "offsets (never ahead of the database)");
-        return;
-    }
-    snprintf(sql, sizeof(sql),
-             "SELECT topic, partition, next_offset FROM %s WHERE consumer = $1", ib->q_position);
-    res = PQexecParams(ib->db, sql, 1, NULL, params, NULL, NULL, 0);
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+    for (;;) {
+        struct pollfd stop = {.fd = ib->stop_fd, .events = POLLIN};
         char line[300];
 
-        repl_first_line(PQresultErrorMessage(res), line, sizeof(line));
-        log_warn("inbox: cannot read %s (%s): partitions start at the group's committed "
-                 "offsets",
-                 ib->q_position, line);
-        PQclear(res);
-        return;
+        if (db_open(ib) == 0) {
+            snprintf(sql, sizeof(sql),
+                     "SELECT topic, partition, next_offset FROM %s WHERE consumer = $1",
+                     ib->q_position);
+            res = PQexecParams(ib->db, sql, 1, NULL, params, NULL, NULL, 0);
+            if (PQresultStatus(res) == PGRES_TUPLES_OK)
+                break;
+            repl_first_line(PQresultErrorMessage(res), line, sizeof(line));
+            log_warn("inbox: cannot read %s (%s): the partitions wait for it; retrying in "
+                     "%lld ms",
+                     ib->q_position, line, (long long)ib->cfg->postgres.retry_interval_ms);
+            PQclear(res);
+            res = NULL;
+            if (PQstatus(ib->db) != CONNECTION_OK)
+                db_close(ib);
+        }
+        if (poll(&stop, 1, (int)ib->cfg->postgres.retry_interval_ms) > 0) {
+            ib->stop_seen = true;
+            return; /* stopping: nothing will be read from these partitions */
+        }
     }
     for (int i = 0; i < PQntuples(res); i++) {
         rd_kafka_topic_partition_t *p =
@@ -767,8 +828,13 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         o += (size_t)snprintf(list + o, sizeof(list) - o, "%s%s[%d]", i ? " " : "",
                               parts->elems[i].topic, (int)parts->elems[i].partition);
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        rd_kafka_resp_err_t aerr;
+
         set_start_offsets(ib, parts);
-        rd_kafka_assign(rk, parts);
+        if ((aerr = rd_kafka_assign(rk, parts)) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+            fail(ib, "inbox: cannot take the assigned partitions: %s", rd_kafka_err2str(aerr));
+            return;
+        }
         ib->joined = true;
         ib->assigned = parts->cnt;
         log_info("inbox: assigned %d partitions: %s", parts->cnt, list);
@@ -846,6 +912,24 @@ static rd_kafka_conf_t *consumer_conf(const struct relay_config *cfg, char *errs
         if (set(conf, cfg->inbox.properties[i].key, cfg->inbox.properties[i].value, errstr,
                 errstr_size) < 0)
             goto fail;
+    /*
+     * The rebalance callback assigns and revokes whole assignments: the eager protocol.
+     * A cooperative strategy would leave the relay assigned nothing, in silence.
+     */
+    for (size_t i = 0; i < cfg->inbox.nproperties + k->nproperties; i++) {
+        const struct relay_kv *kv = i < k->nproperties ? &k->properties[i]
+                                                       : &cfg->inbox.properties[i - k->nproperties];
+
+        if ((strcmp(kv->key, "partition.assignment.strategy") == 0 &&
+             strstr(kv->value, "cooperative")) ||
+            (strcmp(kv->key, "group.protocol") == 0 && strcmp(kv->value, "classic") != 0)) {
+            snprintf(errstr, errstr_size,
+                     "inbox: kafka property \"%s\" = \"%s\": the inbox needs the eager "
+                     "protocol (range or roundrobin)",
+                     kv->key, kv->value);
+            goto fail;
+        }
+    }
     /* What the guarantee rests on: offsets only after the database, by the relay. */
     if (set(conf, "group.id", cfg->inbox.consumer, errstr, errstr_size) < 0 ||
         set(conf, "enable.auto.commit", "false", errstr, errstr_size) < 0 ||
@@ -980,6 +1064,12 @@ static void consume(struct inbox *ib)
             } else if (m->err == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED ||
                        m->err == RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED) {
                 fail(ib, "inbox: kafka refused the relay: %s", rd_kafka_message_errstr(m));
+            } else if ((m->err == RD_KAFKA_RESP_ERR__BAD_MSG ||
+                        m->err == RD_KAFKA_RESP_ERR__BAD_COMPRESSION) &&
+                       m->rkt && m->partition >= 0 && m->offset >= 0) {
+                /* librdkafka goes on with the next message: this one must not vanish. */
+                if (add_unreadable(ib, m) < 0)
+                    fail(ib, "inbox: out of memory");
             } else {
                 log_warn("inbox: kafka: %s", rd_kafka_message_errstr(m));
             }
@@ -1056,7 +1146,7 @@ static void close_all(struct inbox *ib)
 
 int inbox_run(const struct relay_config *cfg, int stop_fd, char *errstr, size_t errstr_size)
 {
-    struct inbox ib = {.cfg = cfg, .kafka_pipe = {-1, -1}};
+    struct inbox ib = {.cfg = cfg, .kafka_pipe = {-1, -1}, .stop_fd = stop_fd};
     char redacted[512];
     bool stopping = false;
 
@@ -1105,7 +1195,7 @@ int inbox_run(const struct relay_config *cfg, int stop_fd, char *errstr, size_t 
         }
         if (ib.admin)
             admin_handle(ib.admin, fds + 2, nadmin, render, &ib);
-        if (fds[0].revents) {
+        if (fds[0].revents || ib.stop_seen) {
             log_info("inbox: stopping: writing the %zu messages in hand", ib.nrows);
             stopping = true;
         }
@@ -1216,7 +1306,15 @@ int inbox_check(const struct relay_config *cfg, int timeout_ms, FILE *out)
     for (size_t i = 0; i < cfg->inbox.ntopics; i++) {
         rd_kafka_topic_t *t = rd_kafka_topic_new(rk, cfg->inbox.topics[i], NULL);
         const struct rd_kafka_metadata *md = NULL;
-        rd_kafka_resp_err_t err = rd_kafka_metadata(rk, 0, t, &md, timeout_ms);
+        rd_kafka_resp_err_t err;
+
+        if (!t) {
+            fprintf(out, "FAIL kafka topic \"%s\": %s\n", cfg->inbox.topics[i],
+                    rd_kafka_err2str(rd_kafka_last_error()));
+            failed++;
+            continue;
+        }
+        err = rd_kafka_metadata(rk, 0, t, &md, timeout_ms);
 
         if (err || md->topic_cnt < 1 || md->topics[0].err) {
             fprintf(out, "FAIL kafka topic \"%s\": %s\n", cfg->inbox.topics[i],

@@ -74,11 +74,17 @@ void inbox_event_free(struct inbox_event *ev)
     memset(ev, 0, sizeof(*ev));
 }
 
-/* The last header called name (Kafka keeps them all; the last one wins), or NULL. */
+/*
+ * The last header called name (Kafka keeps them all; the last one wins), or NULL.
+ * "content-type" is matched in any case, as HTTP's header names are.
+ */
 static const struct inbox_header *header(const struct inbox_message *m, const char *name)
 {
+    bool any_case = strcmp(name, "content-type") == 0;
+
     for (size_t i = m->nheaders; i-- > 0;)
-        if (strcmp(m->headers[i].name, name) == 0)
+        if (any_case ? strcasecmp(m->headers[i].name, name) == 0
+                     : strcmp(m->headers[i].name, name) == 0)
             return &m->headers[i];
     return NULL;
 }
@@ -197,9 +203,18 @@ static bool json_content(const char *ct)
 /* PostgreSQL's jsonb refuses the NUL character, escaped or not. */
 static bool jsonb_ok(const char *p, size_t n)
 {
-    for (size_t i = 0; i + 6 <= n; i++)
-        if (p[i] == '\\' && (i == 0 || p[i - 1] != '\\') && memcmp(p + i, "\\u0000", 6) == 0)
+    /* An escape starts at a backslash that follows an even run of them. */
+    size_t run = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        if (p[i] != '\\') {
+            run = 0;
+            continue;
+        }
+        if (run % 2 == 0 && i + 6 <= n && memcmp(p + i, "\\u0000", 6) == 0)
             return false;
+        run++;
+    }
     return true;
 }
 

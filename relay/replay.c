@@ -42,7 +42,9 @@
 
 #define REPLAY_COUNT_HEADER "outbox_replay_count"
 
+/* The report awaited: the record's tag; a late report for an earlier one is ignored. */
 struct outcome {
+    uint64_t tag;
     bool reported;
     enum sink_outcome outcome;
     char err[512];
@@ -52,6 +54,8 @@ static void on_report(void *opaque, const struct sink_report *r)
 {
     struct outcome *o = opaque;
 
+    if (r->tag != o->tag)
+        return;
     o->reported = true;
     o->outcome = r->outcome;
     snprintf(o->err, sizeof(o->err), "%s", r->err ? r->err : "");
@@ -198,6 +202,7 @@ static int send_one(sink *s, struct outcome *o, const struct record *r, char *er
         int prc;
 
         memset(o, 0, sizeof(*o));
+        o->tag = (uint64_t)r->id;
         prc = sink_produce(s, m, (uint64_t)r->id, err, err_size);
         if (prc == -EMSGSIZE || prc == -EACCES) {
             rc = 1;
@@ -221,13 +226,20 @@ static int send_one(sink *s, struct outcome *o, const struct record *r, char *er
             }
         }
         /* Transient: the broker away, a full queue.  Start afresh after a pause. */
-        if (attempt < ATTEMPTS) {
+        if (attempt < ATTEMPTS)
+            poll(NULL, 0, ATTEMPT_WAIT_MS);
+        /*
+         * Nothing of this attempt may linger into the next record's: a message still
+         * queued could be delivered later and be taken for that record's answer.
+         */
+        if (sink_outstanding(s) > 0) {
             char rerr[256];
 
-            poll(NULL, 0, ATTEMPT_WAIT_MS);
             sink_reset(s, rerr, sizeof(rerr));
         }
     }
+    if (rc == 0)
+        err[0] = '\0';
     headers_free(&hs);
     free(m);
     return rc;
@@ -281,9 +293,19 @@ static int rebuild(PGconn *db, const struct relay_config *cfg, struct record *r,
         snprintf(errstr, errstr_size, "out of memory");
         return -1;
     }
-    snprintf(sql, sizeof(sql), "SELECT payload::text FROM %s WHERE id::text = $1", qt);
+    /* The id as the column's own type (uuid): its index serves the lookup. */
+    snprintf(sql, sizeof(sql), "SELECT payload::text FROM %s WHERE id = $1", qt);
     free(qt);
     res = PQexecParams(db, sql, 1, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(res) == PGRES_FATAL_ERROR &&
+        strncmp(PQresultErrorField(res, PG_DIAG_SQLSTATE) ? PQresultErrorField(res,
+                PG_DIAG_SQLSTATE) : "", "22", 2) == 0) {
+        /* An id the column cannot hold: no row has it. */
+        snprintf(why, why_size, "its value was left out (too large) and no outbox row has "
+                                "its id");
+        PQclear(res);
+        return 1;
+    }
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         char line[300];
 
@@ -351,6 +373,24 @@ int replay_run(const struct relay_config *cfg, const struct replay_options *opts
         snprintf(errstr, errstr_size, "out of memory");
         rc = -1;
         goto out;
+    }
+    /* One replay at a time per table: two would each send every record. */
+    if (!opts->dry_run) {
+        const char *lp[1] = {qt};
+        PGresult *lock = PQexecParams(db, "SELECT pg_try_advisory_lock(hashtext('outbox-relay "
+                                          "replay ' || $1))",
+                                      1, NULL, lp, NULL, NULL, 0);
+        bool got = PQresultStatus(lock) == PGRES_TUPLES_OK &&
+                   strcmp(PQgetvalue(lock, 0, 0), "t") == 0;
+
+        PQclear(lock);
+        if (!got) {
+            snprintf(errstr, errstr_size, "another replay of %s is running (or PostgreSQL "
+                                          "refused its advisory lock)",
+                     qt);
+            rc = -1;
+            goto out;
+        }
     }
     if (!opts->dry_run &&
         !(s = sink_from_config(cfg, on_report, &o, errstr, errstr_size))) {

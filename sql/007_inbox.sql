@@ -6,7 +6,9 @@
 --   * inserts every event into public.inbox (INSERT ... ON CONFLICT DO NOTHING on
 --     (consumer, event_id): a redelivered event is a no-op);
 --   * sets aside a message that is not an event into public.inbox_dead_letter with
---     its reason (no id, not CloudEvents, a payload PostgreSQL refuses);
+--     its reason and exact bytes (no id, not CloudEvents: "not-an-event"; a value
+--     PostgreSQL refuses: "refused"; one the Kafka client could not read, a bad CRC
+--     or compression: "unreadable");
 --   * moves public.inbox_position to the offset after the batch, per partition;
 --   * notifies the channel inbox.notify_channel (default "outbox_relay_inbox") with
 --     the consumer's name, so that workers waiting with LISTEN wake up.
@@ -65,7 +67,7 @@ CREATE TABLE IF NOT EXISTS public.inbox_dead_letter (
     topic       text        NOT NULL,
     partition   integer     NOT NULL,
     "offset"    bigint      NOT NULL,
-    reason      text        NOT NULL,   -- "not-an-event" or "refused"
+    reason      text        NOT NULL,   -- "not-an-event", "refused" or "unreadable"
     error       text        NOT NULL,   -- what exactly is wrong
     event_id    text,                   -- when the message had one
     key         bytea,

@@ -7,7 +7,7 @@
 --                 'failed'        the sink refused it again: a later replay retries it
 --                 'parked'        failed replay.max_replays times: no replay takes it
 --                                 again (the parking lot: mend by hand, or reset the
---                                 state to NULL to try once more)
+--                                 state to NULL and replay_count to 0 to try again)
 --                 'not-replayable' nothing to send (a row that could not become an
 --                                 event; no destination; a value left out whose outbox
 --                                 row is gone)

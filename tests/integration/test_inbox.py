@@ -302,6 +302,14 @@ def checks(env):
     log = bad.log_text()
     h.check(rc == 1 and "007_inbox.sql" in log and "nope" in log,
             f"inbox without its table: exit {rc}\n{log[-1500:]}")
+    coop = env.relay(inbox_config(env).replace(
+        "    heartbeat.interval.ms: 500", "    heartbeat.interval.ms: 500\n"
+        "    partition.assignment.strategy: cooperative-sticky"), name="inbox-coop",
+        command="inbox")
+    coop.start()
+    rc = coop.wait(30)
+    h.check(rc == 1 and "eager protocol" in coop.log_text(),
+            f"a cooperative strategy: exit {rc}\n{coop.log_text()[-800:]}")
     h.log(f"inbox: check passes with the tables and fails without; status shows every "
           f"partition at lag 0; the relay without its "
           f"table exits 1 after {time.time() - t0:.1f}s naming sql/007_inbox.sql")

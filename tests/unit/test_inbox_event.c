@@ -76,10 +76,26 @@ static void test_binary_data(void **state)
     assert_null(ev.payload);
     assert_non_null(ev.payload_hex);
     inbox_event_free(&ev);
-    /* An escaped backslash before "u0000" is not the NUL escape. */
+    /* An escaped backslash before "u0000" is not the NUL escape... */
     assert_int_equal(parse(NULL, "\"a\\\\u0000\"", json, 3, &ev, why), 0);
     assert_string_equal(ev.payload, "\"a\\\\u0000\"");
     inbox_event_free(&ev);
+    /* ...but after an escaped backslash, a backslash starts one again. */
+    assert_int_equal(parse(NULL, "\"a\\\\\\u0000\"", json, 3, &ev, why), 0);
+    assert_null(ev.payload);
+    assert_non_null(ev.payload_hex);
+    inbox_event_free(&ev);
+    /* Content-Type in any case decides, and is not kept among the headers. */
+    {
+        const struct inbox_header ct[] = {H("ce_id", "e"), H("ce_source", "s"),
+                                          H("ce_type", "t"), H("Content-Type", "text/plain")};
+
+        assert_int_equal(parse(NULL, "{}", ct, 4, &ev, why), 0);
+        assert_string_equal(ev.content_type, "text/plain");
+        assert_string_equal(ev.payload_hex, "\\x7b7d");
+        assert_string_equal(ev.headers, "{}");
+        inbox_event_free(&ev);
+    }
     assert_int_equal(parse(NULL, NULL, json, 3, &ev, why), 0);
     assert_null(ev.payload);
     assert_null(ev.payload_hex);
