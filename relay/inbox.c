@@ -646,21 +646,6 @@ static struct row *new_row(struct inbox *ib, const rd_kafka_message_t *m)
     return (r->topic = strdup(rd_kafka_topic_name(m->rkt))) ? r : NULL;
 }
 
-/* Append s[0..n) as a JSON string: its text, or bytea hex text when it is not UTF-8. */
-static void put_raw_string(struct jbuf *b, const void *s, size_t n, bool hex)
-{
-    char *h;
-
-    if (!hex && json_utf8_valid(s, n)) {
-        jbuf_put_json_string(b, s, n);
-        return;
-    }
-    h = inbox_hex(s, n);
-    jbuf_put_json_string(b, h ? h : "", h ? strlen(h) : 0);
-    b->oom |= h == NULL;
-    free(h);
-}
-
 /*
  * The message as its dead-letter record would keep it, should it be set aside now or
  * when PostgreSQL refuses it: key and value as bytea hex, every header (values as hex,
@@ -680,10 +665,10 @@ static int keep_raw(struct row *r, const rd_kafka_message_t *m, rd_kafka_headers
          i++) {
         if (i)
             jbuf_putc(&b, ',');
-        put_raw_string(&b, name, strlen(name), false);
+        inbox_put_json_text(&b, name, strlen(name), false);
         jbuf_putc(&b, ':');
         if (val)
-            put_raw_string(&b, val, size, true);
+            inbox_put_json_text(&b, val, size, true);
         else
             jbuf_puts(&b, "null");
     }

@@ -131,19 +131,18 @@ static int header_text(const struct inbox_header *h, const char *what, bool requ
     return (*out = dupn(h->value, h->value_len)) ? 0 : -ENOMEM;
 }
 
-/* Append p[0..n) as a JSON string: its text, or its bytea hex text when it is not text. */
-static void put_text_or_hex(struct jbuf *b, const void *p, size_t n)
+void inbox_put_json_text(struct jbuf *b, const void *p, size_t n, bool hex)
 {
-    char *hex;
+    char *h;
 
-    if (text_ok(p, n)) {
+    if (!hex && text_ok(p, n)) {
         jbuf_put_json_string(b, p, n);
         return;
     }
-    hex = inbox_hex(p, n);
-    jbuf_put_json_string(b, hex ? hex : "", hex ? strlen(hex) : 0);
-    b->oom |= hex == NULL;
-    free(hex);
+    h = inbox_hex(p, n);
+    jbuf_put_json_string(b, h ? h : "", h ? strlen(h) : 0);
+    b->oom |= h == NULL;
+    free(h);
 }
 
 /* Append "name": value (a string, bytea hex text, or null) to an open JSON object. */
@@ -153,10 +152,10 @@ static void put_member(struct jbuf *b, bool *first, const char *name, size_t nam
     if (!*first)
         jbuf_putc(b, ',');
     *first = false;
-    put_text_or_hex(b, name, name_len);
+    inbox_put_json_text(b, name, name_len, false);
     jbuf_putc(b, ':');
     if (value)
-        put_text_or_hex(b, value, value_len);
+        inbox_put_json_text(b, value, value_len, false);
     else
         jbuf_puts(b, "null");
 }

@@ -89,4 +89,12 @@ void inbox_event_free(struct inbox_event *ev);
  */
 char *inbox_hex(const void *p, size_t n);
 
+struct jbuf;
+
+/*
+ * Append p[0..n) to b as a JSON string: its text when it is UTF-8 without NUL bytes
+ * and hex is false, otherwise its bytea hex text.  Out of memory sets b->oom.
+ */
+void inbox_put_json_text(struct jbuf *b, const void *p, size_t n, bool hex);
+
 #endif /* RELAY_INBOX_EVENT_H */
