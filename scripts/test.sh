@@ -5,8 +5,8 @@
 #   2. builds a gcc Release build (what packagers and Dockerfiles build), warning-free
 #      under -Werror like the others -- optimisation finds warnings the others do not;
 #   3. builds with clang (-Werror) under AddressSanitizer + UndefinedBehaviorSanitizer
-#      and runs every test again but the real-Kafka ones, so the relay itself runs
-#      sanitized against a real PostgreSQL and the dev broker.
+#      and runs every test again, so the relay itself runs sanitized against a real
+#      PostgreSQL and the dev broker.
 # Integration tests start their own PostgreSQL (initdb in a temporary directory) and
 # dev broker on loopback, and stop them afterwards.
 #
@@ -35,9 +35,4 @@ export SIGKILL_ITERATIONS="${SIGKILL_ITERATIONS:-8}"
 # Likewise the sink tests' largest row counts (harness.scaled()): 30 % of the gcc pass's.
 export OUTBOX_TEST_SCALE="${OUTBOX_TEST_SCALE:-0.3}"
 export LSAN_OPTIONS="suppressions=$PWD/tests/lsan.supp:print_suppressions=0"
-# The real-Kafka files run in the gcc pass only: under the sanitizers they would repeat
-# the JVM's minutes for the relay's same client paths, which the dev broker's tests
-# already run sanitized (and the suite stays near its 20-minute budget).
-asan_args=("$@")
-[ $# -eq 0 ] && asan_args=(-LE realkafka)
-ctest --test-dir build-asan --output-on-failure "${asan_args[@]}"
+ctest --test-dir build-asan --output-on-failure "$@"
