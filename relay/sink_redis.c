@@ -697,25 +697,19 @@ static void on_reply(struct redis_sink *s, redisReply *r)
     report_oldest(s, SINK_DELIVERED, "", "");
 }
 
-static int redis_poll(sink *base)
+/*
+ * Serve the replies the reader holds.  Returns how many; *bad is set when the reader
+ * found a protocol error (its message in s->conn.c->errstr).
+ */
+static int serve_replies(struct redis_sink *s, bool *bad)
 {
-    struct redis_sink *s = (struct redis_sink *)base;
     int served = 0;
-    char why[512];
-    bool refused;
     void *reply;
 
-    if (!s->conn.c || s->broken)
-        return 0;
-    if (conn_io(&s->conn, why, sizeof(why), &refused) < 0) {
-        if (refused)
-            sink_refuse(&s->base, "redis at %s:%d: %s", s->url.host, s->url.port, why);
-        disconnect(s, why);
-        return 0;
-    }
+    *bad = false;
     for (;;) {
         if (redisGetReplyFromReader(s->conn.c, &reply) != REDIS_OK) {
-            disconnect(s, s->conn.c->errstr);
+            *bad = true;
             break;
         }
         if (!reply)
@@ -724,6 +718,32 @@ static int redis_poll(sink *base)
         freeReplyObject(reply);
         served++;
     }
+    return served;
+}
+
+static int redis_poll(sink *base)
+{
+    struct redis_sink *s = (struct redis_sink *)base;
+    int served;
+    char why[512];
+    bool refused, bad;
+
+    if (!s->conn.c || s->broken)
+        return 0;
+    if (conn_io(&s->conn, why, sizeof(why), &refused) < 0) {
+        /*
+         * What was read before the connection went counts first: a -WRONGPASS can
+         * arrive in the same read as the server's close, and must not be lost to it.
+         */
+        served = serve_replies(s, &bad);
+        if (refused)
+            sink_refuse(&s->base, "redis at %s:%d: %s", s->url.host, s->url.port, why);
+        disconnect(s, why);
+        return served;
+    }
+    served = serve_replies(s, &bad);
+    if (bad)
+        disconnect(s, s->conn.c->errstr);
     return served;
 }
 
