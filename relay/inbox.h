@@ -20,8 +20,9 @@
 #include "config.h"
 
 /*
- * Run the inbox relay until a byte arrives on stop_fd (a second byte stops without
- * waiting for anything).  Returns 0 after a clean stop, or -1 with errstr set for a
+ * Run the inbox relay until a byte arrives on stop_fd; the batch in hand is then
+ * written (the database permitting) before it returns.  Returns 0 after a clean stop,
+ * or -1 with errstr set for a
  * permanent error: the tables missing or not writable, Kafka refusing the relay, a
  * consumer setting librdkafka refuses.  Database and broker outages are waited out.
  */
