@@ -258,6 +258,9 @@ static const struct relay_option core_options[] = {
 
     {.section = "replay", .key = "max_replays", .type = OPT_INTEGER,
      .offset = FIELD(replay.max_replays), .def = "3", .min = 1, .max = 1000},
+    {.section = "replay", .key = "state_table", .type = OPT_QUALIFIED_NAME,
+     .offset = FIELD(replay.state_schema), .offset2 = FIELD(replay.state_table),
+     .def = "public.outbox_dead_letter_replay"},
 
     {.section = "cdc", .key = "tables", .type = OPT_TABLE_LIST,
      .offset = FIELD(cdc.tables), .offset2 = FIELD(cdc.ntables)},

@@ -190,6 +190,9 @@ struct relay_config {
     /* `outbox-relay replay` (replay.c). */
     struct {
         int64_t max_replays; /* default 3: failed replays before a record is parked */
+        char *state_schema;  /* default "public" */
+        char *state_table;   /* default "outbox_dead_letter_replay": per-record progress of
+                                a replay from the dead-letter topic (sql/009) */
     } replay;
 
     struct {

@@ -52,6 +52,7 @@
 #include "admin.h"
 #include "inbox_event.h"
 #include "jsonbuf.h"
+#include "kafka_conf.h"
 #include "log.h"
 #include "metrics.h"
 #include "redact.h"
@@ -837,66 +838,20 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     log_info("inbox: revoked %d partitions: %s", parts->cnt, list);
 }
 
-static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
-{
-    (void)rk;
-    log_msg(level <= 3 ? RELAY_LOG_ERROR : level == 4 ? RELAY_LOG_WARN : RELAY_LOG_DEBUG,
-            "kafka: %s: %s", fac, buf);
-}
-
-static int set(rd_kafka_conf_t *conf, const char *name, const char *value, char *errstr,
-               size_t errstr_size)
-{
-    char err[256];
-
-    if (rd_kafka_conf_set(conf, name, value, err, sizeof(err)) != RD_KAFKA_CONF_OK) {
-        snprintf(errstr, errstr_size, "kafka property \"%s\": %s", name, err);
-        return -1;
-    }
-    return 0;
-}
-
-/* The consumer's configuration: the kafka section's, then inbox.properties, then ours. */
+/*
+ * The consumer's configuration: the kafka section's (kafka_conf.c), inbox.properties,
+ * then what the guarantee rests on.
+ */
 static rd_kafka_conf_t *consumer_conf(const struct relay_config *cfg, char *errstr,
                                       size_t errstr_size)
 {
     const struct kafka_settings *k = relay_config_sink_settings(cfg, "kafka");
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    static const char *const producer_only[] = {"acks", "linger.ms", "enable.idempotence",
-                                                "compression.type", "batch.size",
-                                                "message.timeout.ms", "queue.buffering.max.ms",
-                                                "max.in.flight.requests.per.connection",
-                                                "retries", "message.send.max.retries"};
+    rd_kafka_conf_t *conf = kafka_consumer_conf(cfg, "inbox", "outbox-relay-inbox",
+                                                cfg->inbox.properties, cfg->inbox.nproperties,
+                                                errstr, errstr_size);
 
-    if (!k || !k->brokers || !k->brokers[0]) {
-        snprintf(errstr, errstr_size, "inbox: kafka.brokers is not set (the inbox reads the "
-                                      "broker of the kafka section)");
-        goto fail;
-    }
-    /*
-     * Defaults a property may change: start a partition the group never read at its
-     * beginning (an inbox must not skip what was published before it first ran), and
-     * prefetch 8 MiB per partition rather than librdkafka's 64 MiB -- a batch is at
-     * most a few MB, and the relay stays small.
-     */
-    if (set(conf, "bootstrap.servers", k->brokers, errstr, errstr_size) < 0 ||
-        set(conf, "client.id", "outbox-relay-inbox", errstr, errstr_size) < 0 ||
-        set(conf, "auto.offset.reset", "earliest", errstr, errstr_size) < 0 ||
-        set(conf, "queued.max.messages.kbytes", "8192", errstr, errstr_size) < 0)
-        goto fail;
-    for (size_t i = 0; i < k->nproperties; i++) {
-        bool skip = false;
-
-        for (size_t j = 0; j < sizeof(producer_only) / sizeof(producer_only[0]); j++)
-            skip |= strcmp(k->properties[i].key, producer_only[j]) == 0;
-        if (!skip && set(conf, k->properties[i].key, k->properties[i].value, errstr,
-                         errstr_size) < 0)
-            goto fail;
-    }
-    for (size_t i = 0; i < cfg->inbox.nproperties; i++)
-        if (set(conf, cfg->inbox.properties[i].key, cfg->inbox.properties[i].value, errstr,
-                errstr_size) < 0)
-            goto fail;
+    if (!conf)
+        return NULL;
     /*
      * The rebalance callback assigns and revokes whole assignments: the eager protocol.
      * A cooperative strategy would leave the relay assigned nothing, in silence.
@@ -915,13 +870,12 @@ static rd_kafka_conf_t *consumer_conf(const struct relay_config *cfg, char *errs
             goto fail;
         }
     }
-    /* What the guarantee rests on: offsets only after the database, by the relay. */
-    if (set(conf, "group.id", cfg->inbox.consumer, errstr, errstr_size) < 0 ||
-        set(conf, "enable.auto.commit", "false", errstr, errstr_size) < 0 ||
-        set(conf, "enable.auto.offset.store", "false", errstr, errstr_size) < 0 ||
-        set(conf, "enable.partition.eof", "false", errstr, errstr_size) < 0)
+    /* Offsets only after the database, by the relay. */
+    if (kafka_conf_set(conf, "group.id", cfg->inbox.consumer, errstr, errstr_size) < 0 ||
+        kafka_conf_set(conf, "enable.auto.commit", "false", errstr, errstr_size) < 0 ||
+        kafka_conf_set(conf, "enable.auto.offset.store", "false", errstr, errstr_size) < 0 ||
+        kafka_conf_set(conf, "enable.partition.eof", "false", errstr, errstr_size) < 0)
         goto fail;
-    rd_kafka_conf_set_log_cb(conf, on_log);
     return conf;
 fail:
     rd_kafka_conf_destroy(conf);

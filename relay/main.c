@@ -5,7 +5,7 @@
  *   outbox-relay inbox [-c FILE]               write the events of the inbox's topics
  *                                              into the inbox table until stopped
  *   outbox-relay replay [-c FILE] [--dry-run] [--since TIME] [--until TIME]
- *                       [--reason R] [--type T] [--max N]
+ *                       [--reason R] [--type T] [--max N] [--from table|topic]
  *                                              send dead-lettered events back (exit 0:
  *                                              all went; 3: some did not)
  *   outbox-relay check [-c FILE] [--offline]   validate the configuration, then test
@@ -147,7 +147,7 @@ static void usage(FILE *out)
             "into\n"
             "                                                 the inbox table\n"
             "       outbox-relay replay [-c FILE] [--dry-run] [--since TIME] [--until TIME]\n"
-            "                    [--reason R] [--type T] [--max N]\n"
+            "                    [--reason R] [--type T] [--max N] [--from table|topic]\n"
             "                                                 send dead-lettered events back\n"
             "       outbox-relay check [-c FILE] [--offline]  validate the configuration and "
             "test\n"
@@ -293,7 +293,7 @@ int main(int argc, char **argv)
         } else if (strcmp(cmd, "replay") == 0 && i + 1 < argc &&
                    (strcmp(argv[i], "--since") == 0 || strcmp(argv[i], "--until") == 0 ||
                     strcmp(argv[i], "--reason") == 0 || strcmp(argv[i], "--type") == 0 ||
-                    strcmp(argv[i], "--max") == 0)) {
+                    strcmp(argv[i], "--max") == 0 || strcmp(argv[i], "--from") == 0)) {
             const char *opt = argv[i], *val = argv[++i];
             char *end;
 
@@ -305,6 +305,14 @@ int main(int argc, char **argv)
                 ropts.reason = val;
             } else if (strcmp(opt, "--type") == 0) {
                 ropts.type = val;
+            } else if (strcmp(opt, "--from") == 0) {
+                if (strcmp(val, "table") != 0 && strcmp(val, "topic") != 0) {
+                    fprintf(stderr, "outbox-relay: --from wants \"table\" or \"topic\", "
+                                    "not \"%s\"\n",
+                            val);
+                    return EXIT_USAGE;
+                }
+                ropts.from = val;
             } else {
                 ropts.max = strtoll(val, &end, 10);
                 if (*end != '\0' || ropts.max <= 0) {

@@ -1,13 +1,16 @@
 /*
  * replay.c -- `outbox-relay replay`: dead letters sent back through the sink (replay.h).
  *
- * One record at a time, oldest first: read it, decide whether it can be sent (a row
- * that never became an event cannot; nor a record without a destination; nor a value
- * left out whose outbox row is gone), send it through the configuration's sink and
- * wait for the sink's report, then record the outcome in the record's own row
- * (sql/008_dead_letter_replay.sql) before the next one.  So the progress is the
- * table: a replay interrupted anywhere and run again sends at most the event that was
- * in flight a second time, with its id unchanged for the consumers to deduplicate.
+ * The engine and the table source.  One record at a time, oldest first: a source
+ * reads it (the table here, the topic in replay_topic.c), the engine decides whether
+ * it can be sent (a row that never became an event cannot; nor a record without a
+ * destination; nor a value left out whose outbox row is gone), sends it through the
+ * configuration's sink and waits for the sink's report, then has the source record
+ * the outcome -- in the record's own row (sql/008_dead_letter_replay.sql), or in the
+ * replay's state table for a topic's record (sql/009) -- before the next one.  So the
+ * progress is in PostgreSQL: a replay interrupted anywhere and run again sends at
+ * most the event that was in flight a second time, with its id unchanged for the
+ * consumers to deduplicate.
  *
  * A record refused again is "failed", and the next replay tries it again; one that
  * has failed replay.max_replays times is "parked": no replay takes it any more.
@@ -16,6 +19,7 @@
  * credentials) stops the replay with its reason.
  */
 #include "replay.h"
+#include "replay_impl.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -40,19 +44,10 @@
 /* How long one record may wait for the sink's report. */
 #define REPORT_TIMEOUT_MS 30000
 
-#define REPLAY_COUNT_HEADER "outbox_replay_count"
-
-/* The report awaited: the record's tag; a late report for an earlier one is ignored. */
-struct outcome {
-    uint64_t tag;
-    bool reported;
-    enum sink_outcome outcome;
-    char err[512];
-};
-
+/* The report awaited: the attempt's tag; a late report for an earlier one is ignored. */
 static void on_report(void *opaque, const struct sink_report *r)
 {
-    struct outcome *o = opaque;
+    struct replay_outcome *o = opaque;
 
     if (r->tag != o->tag)
         return;
@@ -61,8 +56,7 @@ static void on_report(void *opaque, const struct sink_report *r)
     snprintf(o->err, sizeof(o->err), "%s", r->err ? r->err : "");
 }
 
-/* Bytes from PostgreSQL's hex text into a new buffer; *n its length.  NULL: no memory. */
-static char *unhex(const char *hex, size_t *n)
+char *replay_unhex(const char *hex, size_t *n)
 {
     size_t len = strlen(hex) / 2;
     char *out = malloc(len + 1);
@@ -80,26 +74,53 @@ static char *unhex(const char *hex, size_t *n)
     return out;
 }
 
-/* A record as read, and what is to be sent. */
-struct record {
-    long long id;
-    const char *event_id, *destination, *reason, *type, *dead_at;
-    char *key, *value;
-    size_t key_len, value_len;
-    bool value_omitted, value_is_row, rebuilt;
-    int replay_count;
-    const char *headers; /* JSON object text, or "" */
-};
+bool replay_stop_requested(int stop_fd)
+{
+    struct pollfd p = {.fd = stop_fd, .events = POLLIN};
 
-/* The event's headers without the dead-letter ones, plus the replay count. */
-struct headers {
-    char *names[FORMAT_MAX_HEADERS], *values[FORMAT_MAX_HEADERS];
-    size_t lens[FORMAT_MAX_HEADERS];
-    int n;
-    char count[16];
-};
+    return stop_fd >= 0 && poll(&p, 1, 0) > 0;
+}
 
-static void headers_free(struct headers *h)
+/*
+ * Headers
+ */
+
+char *replay_dup(const void *p, size_t len)
+{
+    char *s = malloc(len + 1);
+
+    if (s) {
+        if (len)
+            memcpy(s, p, len);
+        s[len] = '\0';
+    }
+    return s;
+}
+
+int replay_headers_add(struct replay_headers *h, const char *name, size_t name_len,
+                       const char *value, size_t value_len)
+{
+    char *n, *v = NULL;
+
+    if ((name_len >= 4 && memcmp(name, "dlq_", 4) == 0) ||
+        (name_len == strlen(REPLAY_COUNT_HEADER) &&
+         memcmp(name, REPLAY_COUNT_HEADER, name_len) == 0))
+        return 0;
+    /* One place stays for the replay count. */
+    if (h->n >= FORMAT_MAX_HEADERS - 1)
+        return -1;
+    if (!(n = replay_dup(name, name_len)) || (value && !(v = replay_dup(value, value_len)))) {
+        free(n);
+        return -1;
+    }
+    h->names[h->n] = n;
+    h->values[h->n] = v;
+    h->lens[h->n] = value ? value_len : 0;
+    h->n++;
+    return 0;
+}
+
+void replay_headers_free(struct replay_headers *h)
 {
     for (int i = 0; i < h->n; i++) {
         free(h->names[i]);
@@ -108,85 +129,69 @@ static void headers_free(struct headers *h)
     h->n = 0;
 }
 
-static char *unescaped(struct ev_str raw, size_t *len)
+/* A JSON string's body unescaped into tmp; returns 0 or -1. */
+static int unescaped(struct ev_str raw, struct jbuf *tmp, struct ev_str *text)
 {
-    struct jbuf tmp;
-    struct ev_str text;
-    char *s = NULL;
-
-    jbuf_init(&tmp);
-    if (json_string_unescape(raw, &tmp, &text) == 0 && (s = malloc(text.len + 1))) {
-        memcpy(s, text.p, text.len);
-        s[text.len] = '\0';
-        *len = text.len;
-    }
-    jbuf_free(&tmp);
-    return s;
+    jbuf_reset(tmp);
+    return json_string_unescape(raw, tmp, text);
 }
 
-/* Returns 0, or -1 (out of memory, too many headers, not an object of strings). */
-static int headers_read(struct headers *h, const char *json, int replays)
+/*
+ * The dead-letter table's headers (a JSON object of strings, or "") into r->headers;
+ * r->headers_bad when they are not that.
+ */
+static void headers_from_json(struct replay_record *r, const char *json)
 {
     struct json_iter it;
     struct ev_str key, value;
+    struct jbuf nbuf, vbuf;
 
-    h->n = 0;
-    if (json[0] && json_valid(json, strlen(json)) &&
-        json_iter_object(&it, json, strlen(json)) == 0) {
-        while (json_iter_next(&it, &key, &value) == 1) {
-            size_t nlen = 0, vlen = 0;
-            char *name, *val = NULL;
+    if (!json[0])
+        return;
+    if (!json_valid(json, strlen(json)) || json_iter_object(&it, json, strlen(json)) != 0) {
+        r->headers_bad = true;
+        return;
+    }
+    jbuf_init(&nbuf);
+    jbuf_init(&vbuf);
+    while (json_iter_next(&it, &key, &value) == 1) {
+        struct ev_str name, text = {NULL, 0};
+        bool null = value.len == 4 && memcmp(value.p, "null", 4) == 0;
 
-            if (h->n >= FORMAT_MAX_HEADERS - 1)
-                return -1;
-            if (!(name = unescaped(key, &nlen)))
-                return -1;
-            if (strncmp(name, "dlq_", 4) == 0 || strcmp(name, REPLAY_COUNT_HEADER) == 0) {
-                free(name);
-                continue;
-            }
-            if (json_raw_is_string(value)) {
-                struct ev_str body = {value.p + 1, value.len - 2};
-
-                if (!(val = unescaped(body, &vlen))) {
-                    free(name);
-                    return -1;
-                }
-            } else if (!(value.len == 4 && memcmp(value.p, "null", 4) == 0)) {
-                free(name);
-                return -1;
-            }
-            h->names[h->n] = name;
-            h->values[h->n] = val;
-            h->lens[h->n] = vlen;
-            h->n++;
+        if (unescaped(key, &nbuf, &name) < 0 || (!null && !json_raw_is_string(value)) ||
+            (!null && unescaped((struct ev_str){value.p + 1, value.len - 2}, &vbuf, &text) < 0) ||
+            replay_headers_add(&r->headers, name.p, name.len, null ? NULL : text.p,
+                               text.len) < 0) {
+            r->headers_bad = true;
+            break;
         }
     }
-    snprintf(h->count, sizeof(h->count), "%d", replays);
-    return 0;
+    jbuf_free(&nbuf);
+    jbuf_free(&vbuf);
 }
+
+/*
+ * Sending
+ */
 
 /*
  * Send r through the sink and wait for its report.  Returns 0 delivered, 1 refused
  * (err says why), -1 the sink refuses the relay itself (err says why).
  */
-static int send_one(sink *s, struct outcome *o, const struct record *r, char *err,
+static int send_one(struct replay_ctx *c, const struct replay_record *r, char *err,
                     size_t err_size)
 {
-    struct headers hs;
+    const struct replay_headers *hs = &r->headers;
+    struct replay_outcome *o = &c->o;
     struct out_msg *m = calloc(1, sizeof(*m));
+    char count[16];
     int rc = 1;
 
     if (!m) {
         snprintf(err, err_size, "out of memory");
         return 1;
     }
-    if (headers_read(&hs, r->headers, r->replay_count + 1) < 0) {
-        headers_free(&hs);
-        free(m);
-        snprintf(err, err_size, "the record's headers are not a JSON object of strings");
-        return 1;
-    }
+    snprintf(count, sizeof(count), "%d", r->replay_count + 1);
     snprintf(m->topic, sizeof(m->topic), "%s", r->destination);
     m->id = r->event_id;
     m->id_len = strlen(r->event_id);
@@ -194,24 +199,24 @@ static int send_one(sink *s, struct outcome *o, const struct record *r, char *er
     m->key_len = r->key_len;
     m->value = r->value;
     m->value_len = r->value_len;
-    for (int i = 0; i < hs.n; i++)
-        m->headers[i] = (struct msg_header){hs.names[i], hs.values[i], hs.lens[i]};
-    m->headers[hs.n] = (struct msg_header){REPLAY_COUNT_HEADER, hs.count, strlen(hs.count)};
-    m->nheaders = hs.n + 1;
+    for (int i = 0; i < hs->n; i++)
+        m->headers[i] = (struct msg_header){hs->names[i], hs->values[i], hs->lens[i]};
+    m->headers[hs->n] = (struct msg_header){REPLAY_COUNT_HEADER, count, strlen(count)};
+    m->nheaders = hs->n + 1;
     for (int attempt = 1; attempt <= ATTEMPTS; attempt++) {
         int prc;
 
         memset(o, 0, sizeof(*o));
-        o->tag = (uint64_t)r->id;
-        prc = sink_produce(s, m, (uint64_t)r->id, err, err_size);
+        o->tag = ++c->next_tag;
+        prc = sink_produce(c->s, m, o->tag, err, err_size);
         if (prc == -EMSGSIZE || prc == -EACCES) {
             rc = 1;
             break;
         }
         if (prc == 0) {
-            sink_flush(s, REPORT_TIMEOUT_MS);
-            if (sink_refused(s)) {
-                snprintf(err, err_size, "%s", sink_refused(s));
+            sink_flush(c->s, REPORT_TIMEOUT_MS);
+            if (sink_refused(c->s)) {
+                snprintf(err, err_size, "%s", sink_refused(c->s));
                 rc = -1;
                 break;
             }
@@ -230,44 +235,17 @@ static int send_one(sink *s, struct outcome *o, const struct record *r, char *er
             poll(NULL, 0, ATTEMPT_WAIT_MS);
         /*
          * Nothing of this attempt may linger into the next record's: a message still
-         * queued could be delivered later and be taken for that record's answer.
+         * queued could be delivered later, twice.
          */
-        if (sink_outstanding(s) > 0) {
+        if (sink_outstanding(c->s) > 0) {
             char rerr[256];
 
-            sink_reset(s, rerr, sizeof(rerr));
+            sink_reset(c->s, rerr, sizeof(rerr));
         }
     }
     if (rc == 0)
         err[0] = '\0';
-    headers_free(&hs);
     free(m);
-    return rc;
-}
-
-/* Record the outcome of a record; returns 0 or -1 (errstr set). */
-static int mark(PGconn *db, const char *qtable, long long id, const char *state,
-                const char *error, bool counted, char *errstr, size_t errstr_size)
-{
-    char sql[600], idtext[32];
-    const char *params[3] = {idtext, state, error && *error ? error : NULL};
-    PGresult *res;
-    int rc = 0;
-
-    snprintf(idtext, sizeof(idtext), "%lld", id);
-    snprintf(sql, sizeof(sql),
-             "UPDATE %s SET replay_count = replay_count + %d, replayed_at = now(), "
-             "replay_state = $2, replay_error = $3 WHERE id = $1",
-             qtable, counted ? 1 : 0);
-    res = PQexecParams(db, sql, 3, NULL, params, NULL, NULL, 0);
-    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-        char line[300];
-
-        repl_first_line(PQresultErrorMessage(res), line, sizeof(line));
-        snprintf(errstr, errstr_size, "recording the replay of record %lld: %s", id, line);
-        rc = -1;
-    }
-    PQclear(res);
     return rc;
 }
 
@@ -276,7 +254,7 @@ static int mark(PGconn *db, const char *qtable, long long id, const char *state,
  * the message's value in the cloudevents and debezium formats.  Returns 0 (set), 1
  * (why says why it cannot be), -1 (errstr set).
  */
-static int rebuild(PGconn *db, const struct relay_config *cfg, struct record *r, char *why,
+static int rebuild(PGconn *db, const struct relay_config *cfg, struct replay_record *r, char *why,
                    size_t why_size, char *errstr, size_t errstr_size)
 {
     char sql[600];
@@ -333,70 +311,140 @@ static int rebuild(PGconn *db, const struct relay_config *cfg, struct record *r,
     return 0;
 }
 
-static bool stop_requested(int stop_fd)
+static void record_free(struct replay_record *r)
 {
-    struct pollfd p = {.fd = stop_fd, .events = POLLIN};
-
-    return stop_fd >= 0 && poll(&p, 1, 0) > 0;
+    free(r->key);
+    free(r->value);
+    r->key = r->value = NULL;
+    replay_headers_free(&r->headers);
 }
 
-int replay_run(const struct relay_config *cfg, const struct replay_options *opts, int stop_fd,
-               FILE *out, struct replay_summary *sum, char *errstr, size_t errstr_size)
+int replay_one(struct replay_ctx *c, struct replay_record *r)
 {
+    const struct relay_config *cfg = c->cfg;
+    struct replay_summary *sum = c->sum;
+    char why[600] = "";
+    const char *state = NULL;
+    int rc = 0;
+
+    if (r->value_is_row) {
+        snprintf(why, sizeof(why), "a row that could not become an event: mend it and "
+                                   "insert it into the outbox again");
+    } else if (!r->destination[0] || !r->event_id[0]) {
+        snprintf(why, sizeof(why), "it has no %s",
+                 r->destination[0] ? "event id" : "destination");
+    } else if (r->replay_count >= (int)cfg->replay.max_replays) {
+        state = "parked";
+        snprintf(why, sizeof(why), "replayed %d times already (replay.max_replays)",
+                 r->replay_count);
+    } else if (r->value_omitted && !r->value) {
+        rc = rebuild(c->db, cfg, r, why, sizeof(why), c->errstr, c->errstr_size);
+    }
+    if (rc < 0) {
+        record_free(r);
+        return -1;
+    }
+    if (why[0] && !state)
+        state = "not-replayable";
+    if (c->opts->dry_run) {
+        fprintf(c->out, "%-14s %s event \"%s\" to \"%s\" (%s, %s, set aside %s, %zu "
+                        "bytes%s)%s%s\n",
+                state ? state : "would send", r->label, r->event_id, r->destination,
+                r->reason, r->type[0] ? r->type : "no type", r->dead_at, r->value_len,
+                r->rebuilt ? ", rebuilt from the outbox row" : "", why[0] ? ": " : "", why);
+        if (!state)
+            sum->sent++;
+        else if (strcmp(state, "parked") == 0)
+            sum->parked++;
+        else
+            sum->skipped++;
+    } else if (state) {
+        rc = c->mark(c, r, state, why, false);
+        fprintf(c->out, "%-14s %s event \"%s\": %s\n", state, r->label, r->event_id, why);
+        if (strcmp(state, "parked") == 0)
+            sum->parked++;
+        else
+            sum->skipped++;
+    } else {
+        int sent;
+
+        if (r->headers_bad) {
+            snprintf(why, sizeof(why), "the record's headers are not a JSON object of "
+                                       "strings");
+            sent = 1;
+        } else {
+            sent = send_one(c, r, why, sizeof(why));
+        }
+        if (sent < 0) {
+            snprintf(c->errstr, c->errstr_size, "%s", why);
+            rc = -1;
+        } else {
+            rc = c->mark(c, r, sent == 0 ? "sent" : "failed", why, true);
+            fprintf(c->out, "%-14s %s event \"%s\" to \"%s\"%s%s%s\n",
+                    sent == 0 ? "sent" : "failed", r->label, r->event_id, r->destination,
+                    r->rebuilt ? " (value rebuilt from the outbox row)" : "", sent ? ": " : "",
+                    sent ? why : "");
+            if (sent == 0)
+                sum->sent++;
+            else
+                sum->failed++;
+        }
+    }
+    fflush(c->out);
+    record_free(r);
+    return rc;
+}
+
+/*
+ * The dead-letter table
+ */
+
+struct table_source {
+    const char *qt; /* quoted, schema-qualified */
+    long long id;   /* the record in hand */
+};
+
+/* Record the outcome in the record's own row. */
+static int mark_table(struct replay_ctx *c, const struct replay_record *r, const char *state,
+                      const char *error, bool counted)
+{
+    const struct table_source *t = c->source;
+    char sql[600], idtext[32];
+    const char *params[3] = {idtext, state, error && *error ? error : NULL};
+    PGresult *res;
+    int rc = 0;
+
+    (void)r;
+    snprintf(idtext, sizeof(idtext), "%lld", t->id);
+    snprintf(sql, sizeof(sql),
+             "UPDATE %s SET replay_count = replay_count + %d, replayed_at = now(), "
+             "replay_state = $2, replay_error = $3 WHERE id = $1",
+             t->qt, counted ? 1 : 0);
+    res = PQexecParams(c->db, sql, 3, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+        char line[300];
+
+        repl_first_line(PQresultErrorMessage(res), line, sizeof(line));
+        snprintf(c->errstr, c->errstr_size, "recording the replay of record %lld: %s", t->id,
+                 line);
+        rc = -1;
+    }
+    PQclear(res);
+    return rc;
+}
+
+/* Replay the table's selected records, oldest first.  Returns 0 or -1 (errstr set). */
+static int replay_table(struct replay_ctx *c, const char *qt, int stop_fd, bool *stopped)
+{
+    const struct replay_options *opts = c->opts;
+    struct table_source t = {.qt = qt};
     char sql[2048], after[32], limit[32];
     const char *params[6];
     long long last = 0;
-    int64_t left = opts->max > 0 ? opts->max : INT64_MAX;
-    struct outcome o;
-    PGconn *db;
-    char *qt = NULL;
-    sink *s = NULL;
     int rc = 0;
-    bool stop = false;
 
-    memset(sum, 0, sizeof(*sum));
-    if (!cfg->dead_letter.table) {
-        snprintf(errstr, errstr_size, "no dead-letter table to replay from: set "
-                                      "dead_letter.table (docs/operations.md)");
-        return -1;
-    }
-    db = repl_connect(cfg->postgres.dsn, "outbox-relay replay", 10, false);
-    if (!db || PQstatus(db) != CONNECTION_OK) {
-        char line[300];
-
-        repl_first_line(db ? PQerrorMessage(db) : "out of memory", line, sizeof(line));
-        snprintf(errstr, errstr_size, "cannot connect to PostgreSQL: %s", line);
-        PQfinish(db);
-        return -1;
-    }
-    if (!(qt = repl_quote_table(db, cfg->dead_letter.schema, cfg->dead_letter.table))) {
-        snprintf(errstr, errstr_size, "out of memory");
-        rc = -1;
-        goto out;
-    }
-    /* One replay at a time per table: two would each send every record. */
-    if (!opts->dry_run) {
-        const char *lp[1] = {qt};
-        PGresult *lock = PQexecParams(db, "SELECT pg_try_advisory_lock(hashtext('outbox-relay "
-                                          "replay ' || $1))",
-                                      1, NULL, lp, NULL, NULL, 0);
-        bool got = PQresultStatus(lock) == PGRES_TUPLES_OK &&
-                   strcmp(PQgetvalue(lock, 0, 0), "t") == 0;
-
-        PQclear(lock);
-        if (!got) {
-            snprintf(errstr, errstr_size, "another replay of %s is running (or PostgreSQL "
-                                          "refused its advisory lock)",
-                     qt);
-            rc = -1;
-            goto out;
-        }
-    }
-    if (!opts->dry_run &&
-        !(s = sink_from_config(cfg, on_report, &o, errstr, errstr_size))) {
-        rc = -1;
-        goto out;
-    }
+    c->mark = mark_table;
+    c->source = &t;
     snprintf(sql, sizeof(sql),
              "SELECT id, coalesce(event_id, ''), coalesce(destination, ''), reason, "
              "encode(key, 'hex'), encode(value, 'hex'), value_omitted_size IS NOT NULL, "
@@ -411,135 +459,166 @@ int replay_run(const struct relay_config *cfg, const struct replay_options *opts
              "headers->>'eventType') = $5) "
              "ORDER BY id LIMIT $6",
              qt);
-    while (rc == 0 && !stop && left > 0) {
+    while (rc == 0 && !*stopped && c->left > 0) {
         PGresult *res;
         int n;
 
         snprintf(after, sizeof(after), "%lld", last);
-        snprintf(limit, sizeof(limit), "%lld", (long long)(left < PAGE ? left : PAGE));
+        snprintf(limit, sizeof(limit), "%lld", (long long)(c->left < PAGE ? c->left : PAGE));
         params[0] = after;
         params[1] = opts->since;
         params[2] = opts->until;
         params[3] = opts->reason;
         params[4] = opts->type;
         params[5] = limit;
-        res = PQexecParams(db, sql, 6, NULL, params, NULL, NULL, 0);
+        res = PQexecParams(c->db, sql, 6, NULL, params, NULL, NULL, 0);
         if (PQresultStatus(res) != PGRES_TUPLES_OK) {
             char line[300];
 
             repl_first_line(PQresultErrorMessage(res), line, sizeof(line));
-            snprintf(errstr, errstr_size, "reading %s: %s (has sql/008_dead_letter_replay.sql "
-                                          "been run?)",
+            snprintf(c->errstr, c->errstr_size, "reading %s: %s (has "
+                                                "sql/008_dead_letter_replay.sql been run?)",
                      qt, line);
             PQclear(res);
-            rc = -1;
-            break;
+            return -1;
         }
         n = PQntuples(res);
         for (int i = 0; i < n && rc == 0; i++) {
-            struct record r = {
-                .id = atoll(PQgetvalue(res, i, 0)),
+            struct replay_record r = {
                 .event_id = PQgetvalue(res, i, 1),
                 .destination = PQgetvalue(res, i, 2),
                 .reason = PQgetvalue(res, i, 3),
                 .value_omitted = strcmp(PQgetvalue(res, i, 6), "t") == 0,
                 .value_is_row = strcmp(PQgetvalue(res, i, 7), "t") == 0,
                 .replay_count = atoi(PQgetvalue(res, i, 8)),
-                .headers = PQgetvalue(res, i, 9),
                 .type = PQgetvalue(res, i, 10),
                 .dead_at = PQgetvalue(res, i, 11),
             };
-            char why[600] = "";
-            const char *state = NULL;
-            int sent;
 
-            last = r.id;
-            left--;
-            if ((!PQgetisnull(res, i, 4) && !(r.key = unhex(PQgetvalue(res, i, 4), &r.key_len))) ||
+            t.id = last = atoll(PQgetvalue(res, i, 0));
+            snprintf(r.label, sizeof(r.label), "#%lld", t.id);
+            c->left--;
+            if ((!PQgetisnull(res, i, 4) &&
+                 !(r.key = replay_unhex(PQgetvalue(res, i, 4), &r.key_len))) ||
                 (!PQgetisnull(res, i, 5) &&
-                 !(r.value = unhex(PQgetvalue(res, i, 5), &r.value_len)))) {
-                snprintf(errstr, errstr_size, "out of memory");
-                rc = -1;
-            } else if (r.value_is_row) {
-                snprintf(why, sizeof(why), "a row that could not become an event: mend it and "
-                                           "insert it into the outbox again");
-            } else if (!r.destination[0] || !r.event_id[0]) {
-                snprintf(why, sizeof(why), "it has no %s",
-                         r.destination[0] ? "event id" : "destination");
-            } else if (r.replay_count >= (int)cfg->replay.max_replays) {
-                state = "parked";
-            } else if (r.value_omitted && !r.value) {
-                rc = rebuild(db, cfg, &r, why, sizeof(why), errstr, errstr_size) < 0 ? -1 : 0;
-            }
-            if (rc < 0) {
+                 !(r.value = replay_unhex(PQgetvalue(res, i, 5), &r.value_len)))) {
                 free(r.key);
-                free(r.value);
+                snprintf(c->errstr, c->errstr_size, "out of memory");
+                rc = -1;
                 break;
             }
-            if (why[0])
-                state = "not-replayable";
-            if (state && strcmp(state, "parked") == 0) {
-                snprintf(why, sizeof(why), "replayed %d times already (replay.max_replays)",
-                         r.replay_count);
-            }
-            if (opts->dry_run) {
-                fprintf(out, "%-14s #%lld event \"%s\" to \"%s\" (%s, %s, set aside %s, %zu "
-                             "bytes%s)%s%s\n",
-                        state ? state : "would send", r.id, r.event_id, r.destination, r.reason,
-                        r.type[0] ? r.type : "no type", r.dead_at, r.value_len,
-                        r.rebuilt ? ", rebuilt from the outbox row" : "", why[0] ? ": " : "",
-                        why);
-                if (!state)
-                    sum->sent++;
-                else if (strcmp(state, "parked") == 0)
-                    sum->parked++;
-                else
-                    sum->skipped++;
-            } else if (state) {
-                rc = mark(db, qt, r.id, state, why, false, errstr, errstr_size);
-                fprintf(out, "%-14s #%lld event \"%s\": %s\n", state, r.id, r.event_id, why);
-                if (strcmp(state, "parked") == 0)
-                    sum->parked++;
-                else
-                    sum->skipped++;
-            } else {
-                sent = send_one(s, &o, &r, why, sizeof(why));
-                if (sent < 0) {
-                    snprintf(errstr, errstr_size, "%s", why);
-                    rc = -1;
-                } else {
-                    rc = mark(db, qt, r.id, sent == 0 ? "sent" : "failed", why, true, errstr,
-                              errstr_size);
-                    fprintf(out, "%-14s #%lld event \"%s\" to \"%s\"%s%s%s\n",
-                            sent == 0 ? "sent" : "failed", r.id, r.event_id, r.destination,
-                            r.rebuilt ? " (value rebuilt from the outbox row)" : "",
-                            sent ? ": " : "", sent ? why : "");
-                    if (sent == 0)
-                        sum->sent++;
-                    else
-                        sum->failed++;
-                }
-            }
-            fflush(out);
-            free(r.key);
-            free(r.value);
-            if (stop_requested(stop_fd)) {
-                stop = true;
+            headers_from_json(&r, PQgetvalue(res, i, 9));
+            rc = replay_one(c, &r);
+            if (rc == 0 && replay_stop_requested(stop_fd))
+                *stopped = true;
+            if (*stopped)
                 break;
-            }
         }
         PQclear(res);
         if (n == 0)
             break;
     }
+    return rc;
+}
+
+/*
+ * The command
+ */
+
+/* One replay at a time per source: two would each send every record.  0 or -1. */
+static int lock_source(struct replay_ctx *c, const char *what)
+{
+    const char *lp[1] = {what};
+    PGresult *lock = PQexecParams(c->db, "SELECT pg_try_advisory_lock(hashtext('outbox-relay "
+                                         "replay ' || $1))",
+                                  1, NULL, lp, NULL, NULL, 0);
+    bool got = PQresultStatus(lock) == PGRES_TUPLES_OK && strcmp(PQgetvalue(lock, 0, 0), "t") == 0;
+
+    PQclear(lock);
+    if (!got) {
+        snprintf(c->errstr, c->errstr_size, "another replay of %s is running (or PostgreSQL "
+                                            "refused its advisory lock)",
+                 what);
+        return -1;
+    }
+    return 0;
+}
+
+int replay_run(const struct relay_config *cfg, const struct replay_options *opts, int stop_fd,
+               FILE *out, struct replay_summary *sum, char *errstr, size_t errstr_size)
+{
+    const struct sink_common *common = relay_config_sink_common(cfg);
+    const char *topic = common->dead_letter && common->dead_letter[0] ? common->dead_letter
+                                                                      : NULL;
+    bool want_table = !opts->from || strcmp(opts->from, "table") == 0;
+    bool want_topic = !opts->from || strcmp(opts->from, "topic") == 0;
+    bool is_kafka = strcmp(relay_config_sink_name(cfg), "kafka") == 0;
+    struct replay_ctx c = {
+        .cfg = cfg, .opts = opts, .out = out, .sum = sum,
+        .left = opts->max > 0 ? opts->max : INT64_MAX,
+        .errstr = errstr, .errstr_size = errstr_size,
+    };
+    char *qt = NULL, topic_lock[300];
+    bool stopped = false;
+    int rc = 0;
+
+    memset(sum, 0, sizeof(*sum));
+    want_table = want_table && cfg->dead_letter.table;
+    want_topic = want_topic && topic && is_kafka;
+    if (!want_table && !want_topic) {
+        if (opts->from && strcmp(opts->from, "topic") == 0)
+            snprintf(errstr, errstr_size, "no dead-letter topic to replay from: set "
+                                          "kafka.dlq_topic (the %s sink's dead-letter "
+                                          "destination cannot be read back; use "
+                                          "dead_letter.table)",
+                     relay_config_sink_name(cfg));
+        else if (opts->from)
+            snprintf(errstr, errstr_size, "no dead-letter table to replay from: set "
+                                          "dead_letter.table (docs/operations.md)");
+        else
+            snprintf(errstr, errstr_size, "no dead-letter table or topic to replay from: set "
+                                          "dead_letter.table or kafka.dlq_topic "
+                                          "(docs/operations.md)");
+        return -1;
+    }
+    c.db = repl_connect(cfg->postgres.dsn, "outbox-relay replay", 10, false);
+    if (!c.db || PQstatus(c.db) != CONNECTION_OK) {
+        char line[300];
+
+        repl_first_line(c.db ? PQerrorMessage(c.db) : "out of memory", line, sizeof(line));
+        snprintf(errstr, errstr_size, "cannot connect to PostgreSQL: %s", line);
+        PQfinish(c.db);
+        return -1;
+    }
+    if (want_table &&
+        !(qt = repl_quote_table(c.db, cfg->dead_letter.schema, cfg->dead_letter.table))) {
+        snprintf(errstr, errstr_size, "out of memory");
+        rc = -1;
+        goto out;
+    }
+    snprintf(topic_lock, sizeof(topic_lock), "topic %s", topic ? topic : "");
+    if (!opts->dry_run && ((want_table && lock_source(&c, qt) < 0) ||
+                           (want_topic && lock_source(&c, topic_lock) < 0))) {
+        rc = -1;
+        goto out;
+    }
+    if (!opts->dry_run &&
+        !(c.s = sink_from_config(cfg, on_report, &c.o, errstr, errstr_size))) {
+        rc = -1;
+        goto out;
+    }
+    if (want_table)
+        rc = replay_table(&c, qt, stop_fd, &stopped);
+    if (rc == 0 && want_topic && !stopped && c.left > 0)
+        rc = replay_topic(&c, topic, stop_fd, &stopped);
 out:
-    if (s)
-        sink_free(s);
+    if (c.s)
+        sink_free(c.s);
     free(qt);
-    PQfinish(db);
+    PQfinish(c.db);
     if (rc == 0)
         fprintf(out, "%s%s: %ld %s, %ld skipped, %ld %s, %ld failed\n",
-                opts->dry_run ? "dry run" : "replay", stop ? " (stopped)" : "", sum->sent,
+                opts->dry_run ? "dry run" : "replay", stopped ? " (stopped)" : "", sum->sent,
                 opts->dry_run ? "would be sent" : "sent", sum->skipped, sum->parked,
                 opts->dry_run ? "would be parked" : "parked", sum->failed);
     return rc;

@@ -3,12 +3,14 @@
  * going, once their cause is mended.
  *
  * The records come from the dead-letter table (dead_letter.table, sql/006 and 008),
- * oldest first, filtered by the options; each goes through the configuration's own
- * sink (so a mended setting applies) to its original destination, with its key, its
- * headers (the dead-letter ones removed, an outbox_replay_count header added) and its
- * value, and its event id unchanged.  A value left out of its record (too large) is
- * rebuilt from its outbox row when the row still exists.  Progress is committed in
- * the table after each acknowledged event; a record that has failed
+ * oldest first, and from the dead-letter topic (kafka.dlq_topic), from its beginning,
+ * filtered by the options; each goes through the configuration's own sink (so a
+ * mended setting applies) to its original destination, with its key, its headers
+ * (the dead-letter ones removed, an outbox_replay_count header added) and its value,
+ * and its event id unchanged.  A value left out of its record (too large) is rebuilt
+ * from its outbox row when the row still exists.  Progress is committed in
+ * PostgreSQL after each acknowledged event -- in the table's own row, or for a topic's
+ * record in replay.state_table (sql/009) -- and a record that has failed
  * replay.max_replays times is parked instead of sent again.
  */
 #ifndef RELAY_REPLAY_H
@@ -27,6 +29,8 @@ struct replay_options {
     const char *reason; /* only this reason ("too-large", "rejected", ...); NULL: any */
     const char *type;   /* only events of this type; NULL: any */
     int64_t max;        /* at most this many records; 0: no limit */
+    const char *from;   /* "table" or "topic"; NULL: every dead-letter destination
+                           configured, the table first */
 };
 
 /* What a replay did. */
@@ -37,8 +41,9 @@ struct replay_summary {
 /*
  * Replay the records opts selects, one line per record on out, then the summary.
  * Returns 0 when it ran (the summary says how it went), or -1 with errstr set when it
- * could not: no dead-letter table configured, PostgreSQL unreachable, the table
- * lacking 008's columns, the sink refusing the relay.  A byte on stop_fd (-1: none)
+ * could not: no dead-letter table or topic configured, PostgreSQL unreachable, the
+ * table lacking 008's columns (the state table for a topic: 009), the topic missing,
+ * the sink refusing the relay.  A byte on stop_fd (-1: none)
  * stops it after the event in flight.
  */
 int replay_run(const struct relay_config *cfg, const struct replay_options *opts, int stop_fd,

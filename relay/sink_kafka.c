@@ -45,6 +45,7 @@
 #include <librdkafka/rdkafka.h>
 
 #include "config_schema.h"
+#include "kafka_conf.h"
 #include "log.h"
 #include "redact.h"
 
@@ -344,29 +345,6 @@ static int on_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque)
     return 0;
 }
 
-static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
-{
-    (void)rk;
-    /* syslog levels: 0-3 error, 4 warning, 5-6 info, 7 debug */
-    log_msg(level <= 3 ? RELAY_LOG_ERROR
-            : level == 4 ? RELAY_LOG_WARN
-            : level <= 6 ? RELAY_LOG_INFO
-                         : RELAY_LOG_DEBUG,
-            "kafka: %s: %s", fac, buf);
-}
-
-static int set_prop(rd_kafka_conf_t *conf, const char *name, const char *value, char *errstr,
-                    size_t errstr_size)
-{
-    char err[256];
-
-    if (rd_kafka_conf_set(conf, name, value, err, sizeof(err)) != RD_KAFKA_CONF_OK) {
-        snprintf(errstr, errstr_size, "kafka property \"%s\": %s", name, err);
-        return -EINVAL;
-    }
-    return 0;
-}
-
 /*
  * Build the producer configuration: defaults, then the user's properties (checked
  * against the enforced ones), then the enforced ones.  Returns NULL with errstr set
@@ -380,7 +358,7 @@ static rd_kafka_conf_t *build_conf(const struct relay_config *cfg, char *errstr,
     char qmax[32], qkb[32];
 
     for (size_t j = 0; j < sizeof(defaults) / sizeof(defaults[0]); j++)
-        if (set_prop(conf, defaults[j].name, defaults[j].value, errstr, errstr_size) < 0)
+        if (kafka_conf_set(conf, defaults[j].name, defaults[j].value, errstr, errstr_size) < 0)
             goto fail;
     /*
      * Polling hands over a whole batch at once, and the next batch waits until this
@@ -389,15 +367,15 @@ static rd_kafka_conf_t *build_conf(const struct relay_config *cfg, char *errstr,
      * docs/performance.md).  A kafka.properties entry still wins.
      */
     if (cfg->postgres.mode == RELAY_MODE_POLLING &&
-        set_prop(conf, "linger.ms", "0", errstr, errstr_size) < 0)
+        kafka_conf_set(conf, "linger.ms", "0", errstr, errstr_size) < 0)
         goto fail;
     /* Room for every event the relay lets be in flight, so produce never blocks. */
     snprintf(qmax, sizeof(qmax), "%lld", (long long)cfg->pipeline.max_inflight_events + 1024);
     /* And for every byte: the relay stops at pipeline.max_inflight_bytes first. */
     snprintf(qkb, sizeof(qkb), "%lld", (long long)cfg->pipeline.max_inflight_bytes / 1024 + 4096);
-    if (set_prop(conf, "bootstrap.servers", k->brokers, errstr, errstr_size) < 0 ||
-        set_prop(conf, "queue.buffering.max.messages", qmax, errstr, errstr_size) < 0 ||
-        set_prop(conf, "queue.buffering.max.kbytes", qkb, errstr, errstr_size) < 0)
+    if (kafka_conf_set(conf, "bootstrap.servers", k->brokers, errstr, errstr_size) < 0 ||
+        kafka_conf_set(conf, "queue.buffering.max.messages", qmax, errstr, errstr_size) < 0 ||
+        kafka_conf_set(conf, "queue.buffering.max.kbytes", qkb, errstr, errstr_size) < 0)
         goto fail;
     for (size_t i = 0; i < k->nproperties; i++) {
         const struct relay_kv *kv = &k->properties[i];
@@ -421,11 +399,11 @@ static rd_kafka_conf_t *build_conf(const struct relay_config *cfg, char *errstr,
                      kv->value, (long long)cfg->pipeline.max_inflight_events);
             goto fail;
         }
-        if (set_prop(conf, kv->key, kv->value, errstr, errstr_size) < 0)
+        if (kafka_conf_set(conf, kv->key, kv->value, errstr, errstr_size) < 0)
             goto fail;
     }
     for (size_t j = 0; j < sizeof(enforced) / sizeof(enforced[0]); j++)
-        if (set_prop(conf, enforced[j].name, enforced[j].value, errstr, errstr_size) < 0)
+        if (kafka_conf_set(conf, enforced[j].name, enforced[j].value, errstr, errstr_size) < 0)
             goto fail;
     return conf;
 
@@ -444,7 +422,7 @@ static int producer_create(struct kafka_sink *s, char *errstr, size_t errstr_siz
     rd_kafka_conf_set_opaque(conf, s);
     rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
     rd_kafka_conf_set_error_cb(conf, on_error);
-    rd_kafka_conf_set_log_cb(conf, on_log);
+    rd_kafka_conf_set_log_cb(conf, kafka_log);
     rd_kafka_conf_set_stats_cb(conf, on_stats);
 
     s->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
@@ -701,23 +679,18 @@ static int kafka_check(const struct relay_config *cfg, int timeout_ms,
     snprintf(heading, sizeof(heading), "kafka (brokers \"%s\"):", k->brokers);
     out->heading(out->ctx, heading);
     /* The properties were validated already (check_config); set them as the relay does. */
-    if (rd_kafka_conf_set(conf, "client.id", "outbox-relay-check", errstr, sizeof(errstr)) !=
-            RD_KAFKA_CONF_OK ||
-        rd_kafka_conf_set(conf, "bootstrap.servers", k->brokers, errstr,
-                          sizeof(errstr)) != RD_KAFKA_CONF_OK) {
-        say(out, SINK_CHECK_FAIL, "kafka: %s", errstr);
+    bool set_ok = kafka_conf_set(conf, "client.id", "outbox-relay-check", errstr,
+                                 sizeof(errstr)) == 0 &&
+                  kafka_conf_set(conf, "bootstrap.servers", k->brokers, errstr,
+                                 sizeof(errstr)) == 0;
+
+    for (size_t i = 0; set_ok && i < k->nproperties; i++)
+        set_ok = kafka_conf_set(conf, k->properties[i].key, k->properties[i].value, errstr,
+                                sizeof(errstr)) == 0;
+    if (!set_ok) {
+        say(out, SINK_CHECK_FAIL, "%s", errstr);
         rd_kafka_conf_destroy(conf);
         return 1;
-    }
-    for (size_t i = 0; i < k->nproperties; i++) {
-        const struct relay_kv *kv = &k->properties[i];
-
-        if (rd_kafka_conf_set(conf, kv->key, kv->value, errstr, sizeof(errstr)) !=
-            RD_KAFKA_CONF_OK) {
-            say(out, SINK_CHECK_FAIL, "kafka property \"%s\": %s", kv->key, errstr);
-            rd_kafka_conf_destroy(conf);
-            return 1;
-        }
     }
     rd_kafka_conf_set_log_cb(conf, kafka_quiet_log);
     rd_kafka_conf_set_error_cb(conf, kafka_on_probe_error);

@@ -56,6 +56,23 @@ def ids_of(pg, where):
     return pg.psql(f"SELECT id FROM public.outbox WHERE {where} ORDER BY id").split()
 
 
+def check_replayed(pg, consumer, rejected, large):
+    """The rejected event (replayed once) and the large one (failed once, then sent with
+    its value rebuilt from its row) arrived where they were going, with their ids and
+    headers, no dlq_* headers and their replay counts."""
+    byid = {m["headers"]["ce_id"]: m for m in consumer.snapshot()}
+    for rid, count, topic in ((rejected, "1", "outbox.event.denied"),
+                              (large, "2", "outbox.event.order")):
+        m = byid.get(rid)
+        h.check(m is not None, f"event {rid} did not arrive")
+        hd = m["headers"]
+        h.check(hd.get("outbox_replay_count") == count and hd.get("ce_type") == "OrderCreated"
+                and not any(k.startswith("dlq_") for k in hd) and m["topic"] == topic,
+                f"replayed event {rid}: {m['topic']} {hd}")
+    value = pg.psql(f"SELECT payload::text FROM public.outbox WHERE id = '{large}'")
+    h.check(byid[large]["value"] == value, "the rebuilt value is not the outbox row's payload")
+
+
 def mend_and_replay(env, relay):
     pg, broker = env.pg, env.broker
     # The rejected event on a topic of its own: librdkafka refuses a topic whose write
@@ -92,17 +109,7 @@ def mend_and_replay(env, relay):
     h.check(rc == 0 and "replay: 1 sent, 0 skipped, 0 parked, 0 failed" in out and
             "value rebuilt from the outbox row" in out, f"replay after the mend: exit {rc}\n{out}")
     consumer.wait_distinct(7, 30, "the large event, replayed")
-    byid = {m["headers"]["ce_id"]: m for m in consumer.snapshot()}
-    for rid, count, topic in ((rejected, "1", "outbox.event.denied"),
-                              (large, "2", "outbox.event.order")):
-        m = byid.get(rid)
-        h.check(m is not None, f"event {rid} did not arrive")
-        hd = m["headers"]
-        h.check(hd.get("outbox_replay_count") == count and hd.get("ce_type") == "OrderCreated"
-                and not any(k.startswith("dlq_") for k in hd) and m["topic"] == topic,
-                f"replayed event {rid}: {m['topic']} {hd}")
-    value = pg.psql(f"SELECT payload::text FROM public.outbox WHERE id = '{large}'")
-    h.check(byid[large]["value"] == value, "the rebuilt value is not the outbox row's payload")
+    check_replayed(pg, consumer, rejected, large)
     h.check(dl_count(pg, "replay_state = 'sent'") == 2 and
             dl_count(pg, "replay_state = 'not-replayable'") == 1, "the records' states")
     rc, out = replay(env, mended.cfg)
