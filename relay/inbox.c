@@ -74,6 +74,9 @@ struct row {
     struct inbox_event ev; /* event */
     char *reason;          /* not an event: "not-an-event" or "refused" */
     char *error;
+    /* The message as read, owned; its exact bytes for a dead-letter record. */
+    rd_kafka_message_t *msg;
+    /* Those bytes as the dead-letter record keeps them: set when the row is set aside. */
     char *key_hex, *value_hex, *headers;
 };
 
@@ -123,7 +126,51 @@ static void row_free(struct row *r)
     free(r->key_hex);
     free(r->value_hex);
     free(r->headers);
+    if (r->msg)
+        rd_kafka_message_destroy(r->msg);
     memset(r, 0, sizeof(*r));
+}
+
+/*
+ * The message as its dead-letter record keeps it: key and value as bytea hex, every
+ * header (values as hex, so the exact bytes survive).  Done only for a message set
+ * aside, from the message the row holds; again is a no-op.  Returns 0 or -1 (out of
+ * memory).
+ */
+static int keep_raw(struct row *r)
+{
+    const rd_kafka_message_t *m = r->msg;
+    rd_kafka_headers_t *hdrs = NULL;
+    const char *name;
+    const void *val;
+    size_t size;
+    struct jbuf b;
+
+    if (r->headers)
+        return 0;
+    /* An unreadable message's headers are not to be trusted: none are kept. */
+    if (!m->err && rd_kafka_message_headers(m, &hdrs) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        hdrs = NULL;
+    jbuf_init(&b);
+    jbuf_putc(&b, '{');
+    for (size_t i = 0; hdrs && rd_kafka_header_get_all(hdrs, i, &name, &val, &size) ==
+                                   RD_KAFKA_RESP_ERR_NO_ERROR;
+         i++) {
+        if (i)
+            jbuf_putc(&b, ',');
+        inbox_put_json_text(&b, name, strlen(name), false);
+        jbuf_putc(&b, ':');
+        if (val)
+            inbox_put_json_text(&b, val, size, true);
+        else
+            jbuf_puts(&b, "null");
+    }
+    jbuf_putc(&b, '}');
+    r->key_hex = m->key ? inbox_hex(m->key, m->key_len) : NULL;
+    r->value_hex = m->payload ? inbox_hex(m->payload, m->len) : NULL;
+    r->headers = b.oom ? NULL : strndup(b.data, b.len);
+    jbuf_free(&b);
+    return !r->headers || (m->key && !r->key_hex) || (m->payload && !r->value_hex) ? -1 : 0;
 }
 
 /* Mark r as set aside for reason, saying why in the log. */
@@ -132,7 +179,7 @@ static int set_aside(struct row *r, const char *reason, const char *why)
     r->event = false;
     r->reason = strdup(reason);
     r->error = strdup(why);
-    if (!r->reason || !r->error)
+    if (!r->reason || !r->error || keep_raw(r) < 0)
         return -1;
     log_warn("inbox: message at %s [%d] offset %lld set aside (%s): %s", r->topic,
              (int)r->partition, (long long)r->offset, reason, why);
@@ -636,49 +683,26 @@ out:
  * Messages
  */
 
-/* A new row at the end of the batch for message m (not counted yet); NULL: no memory. */
-static struct row *new_row(struct inbox *ib, const rd_kafka_message_t *m)
+/*
+ * A new row at the end of the batch for message m (not counted yet), holding m; NULL:
+ * no memory.  On failure later, free_new_row() gives m back to the caller.
+ */
+static struct row *new_row(struct inbox *ib, rd_kafka_message_t *m)
 {
     struct row *r = &ib->rows[ib->nrows];
 
     memset(r, 0, sizeof(*r));
     r->partition = m->partition;
     r->offset = m->offset;
+    r->msg = m;
     return (r->topic = strdup(rd_kafka_topic_name(m->rkt))) ? r : NULL;
 }
 
-/*
- * The message as its dead-letter record would keep it, should it be set aside now or
- * when PostgreSQL refuses it: key and value as bytea hex, every header (values as hex,
- * so the exact bytes survive).  Returns 0 or -1 (out of memory).
- */
-static int keep_raw(struct row *r, const rd_kafka_message_t *m, rd_kafka_headers_t *hdrs)
+/* Undo new_row(): the row freed, its message left to the caller. */
+static void free_new_row(struct row *r)
 {
-    const char *name;
-    const void *val;
-    size_t size;
-    struct jbuf b;
-
-    jbuf_init(&b);
-    jbuf_putc(&b, '{');
-    for (size_t i = 0; hdrs && rd_kafka_header_get_all(hdrs, i, &name, &val, &size) ==
-                                   RD_KAFKA_RESP_ERR_NO_ERROR;
-         i++) {
-        if (i)
-            jbuf_putc(&b, ',');
-        inbox_put_json_text(&b, name, strlen(name), false);
-        jbuf_putc(&b, ':');
-        if (val)
-            inbox_put_json_text(&b, val, size, true);
-        else
-            jbuf_puts(&b, "null");
-    }
-    jbuf_putc(&b, '}');
-    r->key_hex = m->key ? inbox_hex(m->key, m->key_len) : NULL;
-    r->value_hex = m->payload ? inbox_hex(m->payload, m->len) : NULL;
-    r->headers = b.oom ? NULL : strndup(b.data, b.len);
-    jbuf_free(&b);
-    return !r->headers || (m->key && !r->key_hex) || (m->payload && !r->value_hex) ? -1 : 0;
+    r->msg = NULL;
+    row_free(r);
 }
 
 /* Count row r (the last new_row()) into the batch. */
@@ -689,7 +713,11 @@ static void commit_row(struct inbox *ib)
     ib->nrows++;
 }
 
-static int add_message(struct inbox *ib, const rd_kafka_message_t *m)
+/*
+ * Add message m to the batch, as an event or set aside.  Returns 0 (the batch holds m
+ * now) or -1 (out of memory; m is still the caller's).
+ */
+static int add_message(struct inbox *ib, rd_kafka_message_t *m)
 {
     struct inbox_header hs[64];
     struct inbox_message im = {.key = m->key, .key_len = m->key_len, .value = m->payload,
@@ -713,9 +741,8 @@ static int add_message(struct inbox *ib, const rd_kafka_message_t *m)
         }
         too_many = rd_kafka_header_cnt(hdrs) > im.nheaders;
     }
-    if (!(r = new_row(ib, m)) || keep_raw(r, m, hdrs) < 0) {
-        if (r)
-            row_free(r);
+    if (!(r = new_row(ib, m))) {
+        free_new_row(&ib->rows[ib->nrows]);
         return -1;
     }
     if (too_many) {
@@ -727,22 +754,23 @@ static int add_message(struct inbox *ib, const rd_kafka_message_t *m)
     }
     r->event = rc == 0;
     if (rc < 0 || (rc > 0 && set_aside(r, "not-an-event", why) < 0)) {
-        row_free(r);
+        free_new_row(r);
         return -1;
     }
     commit_row(ib);
     return 0;
 }
 
-/* A message the client could not read (a bad CRC, a failed decompression): set aside. */
-static int add_unreadable(struct inbox *ib, const rd_kafka_message_t *m)
+/*
+ * A message the client could not read (a bad CRC, a failed decompression): set aside.
+ * Returns 0 (the batch holds m now) or -1 (out of memory; m is still the caller's).
+ */
+static int add_unreadable(struct inbox *ib, rd_kafka_message_t *m)
 {
     struct row *r = new_row(ib, m);
 
-    if (!r || keep_raw(r, m, NULL) < 0 ||
-        set_aside(r, "unreadable", rd_kafka_message_errstr(m)) < 0) {
-        if (r)
-            row_free(r);
+    if (!r || set_aside(r, "unreadable", rd_kafka_message_errstr(m)) < 0) {
+        free_new_row(&ib->rows[ib->nrows]);
         return -1;
     }
     commit_row(ib);
@@ -753,12 +781,44 @@ static int add_unreadable(struct inbox *ib, const rd_kafka_message_t *m)
  * Rebalances
  */
 
+static int render(void *opaque, const char *path, struct jbuf *body, const char **content_type);
+
+/*
+ * Wait ms, answering the admin endpoint meanwhile (a wait inside a librdkafka
+ * callback must not leave /healthz and /readyz unanswered).  Returns true when a stop
+ * is asked for.
+ */
+static bool wait_serving(struct inbox *ib, int ms)
+{
+    int64_t until = now_ms() + ms;
+
+    for (;;) {
+        struct pollfd fds[1 + ADMIN_MAX_POLLFDS];
+        size_t nadmin = ib->admin ? admin_pollfds(ib->admin, fds + 1, ADMIN_MAX_POLLFDS) : 0;
+        int64_t left = until - now_ms();
+        int timeout = (int)left;
+
+        if (left <= 0)
+            return false;
+        if (ib->admin && admin_timeout_ms(ib->admin) >= 0 && admin_timeout_ms(ib->admin) < timeout)
+            timeout = admin_timeout_ms(ib->admin);
+        fds[0] = (struct pollfd){.fd = ib->stop_fd, .events = POLLIN};
+        if (poll(fds, (nfds_t)(1 + nadmin), timeout) < 0 && errno != EINTR)
+            return false;
+        if (fds[0].revents)
+            return true;
+        if (ib->admin)
+            admin_handle(ib->admin, fds + 1, nadmin, render, ib);
+    }
+}
+
 /*
  * Start each partition where the database says (the group's committed offset, never
  * ahead of it, for a partition the database has no row for).  The database must
  * answer first: the group's offset alone could have expired, and auto.offset.reset
  * would then decide where to start.  So this waits, retrying every
- * postgres.retry_interval, until it does -- or until a stop is asked for.
+ * postgres.retry_interval, until it does -- or until a stop is asked for -- with the
+ * admin endpoint answering meanwhile (/readyz: the database is down).
  */
 static void set_start_offsets(struct inbox *ib, rd_kafka_topic_partition_list_t *parts)
 {
@@ -767,7 +827,6 @@ static void set_start_offsets(struct inbox *ib, rd_kafka_topic_partition_list_t 
     char sql[600];
 
     for (;;) {
-        struct pollfd stop = {.fd = ib->stop_fd, .events = POLLIN};
         char line[300];
 
         if (db_open(ib) == 0) {
@@ -775,8 +834,10 @@ static void set_start_offsets(struct inbox *ib, rd_kafka_topic_partition_list_t 
                      "SELECT topic, partition, next_offset FROM %s WHERE consumer = $1",
                      ib->q_position);
             res = PQexecParams(ib->db, sql, 1, NULL, params, NULL, NULL, 0);
-            if (PQresultStatus(res) == PGRES_TUPLES_OK)
+            if (PQresultStatus(res) == PGRES_TUPLES_OK) {
+                ib->retry_at_ms = 0;
                 break;
+            }
             repl_first_line(PQresultErrorMessage(res), line, sizeof(line));
             log_warn("inbox: cannot read %s (%s): the partitions wait for it; retrying in "
                      "%lld ms",
@@ -785,8 +846,11 @@ static void set_start_offsets(struct inbox *ib, rd_kafka_topic_partition_list_t 
             res = NULL;
             if (PQstatus(ib->db) != CONNECTION_OK)
                 db_close(ib);
+        } else {
+            log_info("inbox: the assigned partitions wait for the inbox database");
         }
-        if (poll(&stop, 1, (int)ib->cfg->postgres.retry_interval_ms) > 0) {
+        ib->retry_at_ms = now_ms() + ib->cfg->postgres.retry_interval_ms;
+        if (wait_serving(ib, (int)ib->cfg->postgres.retry_interval_ms)) {
             ib->stop_seen = true;
             return; /* stopping: nothing will be read from these partitions */
         }
@@ -1009,13 +1073,18 @@ static void consume(struct inbox *ib)
                 /* librdkafka goes on with the next message: this one must not vanish. */
                 if (add_unreadable(ib, m) < 0)
                     fail(ib, "inbox: out of memory");
+                else
+                    m = NULL; /* the batch holds it */
             } else {
                 log_warn("inbox: kafka: %s", rd_kafka_message_errstr(m));
             }
         } else if (add_message(ib, m) < 0) {
             fail(ib, "inbox: out of memory");
+        } else {
+            m = NULL; /* the batch holds it */
         }
-        rd_kafka_message_destroy(m);
+        if (m)
+            rd_kafka_message_destroy(m);
     }
 }
 
@@ -1068,6 +1137,8 @@ static void close_all(struct inbox *ib)
     if (ib->rk) {
         /* Leaves the group: the revoke writes what is in hand (the database permitting). */
         rd_kafka_consumer_close(ib->rk);
+        /* The rows hold messages: they go before the client does. */
+        batch_clear(ib);
         if (ib->queue)
             rd_kafka_queue_destroy(ib->queue);
         rd_kafka_destroy(ib->rk);
@@ -1175,18 +1246,28 @@ int inbox_run(const struct relay_config *cfg, int stop_fd, char *errstr, size_t 
 int inbox_check(const struct relay_config *cfg, int timeout_ms, FILE *out)
 {
     struct inbox ib = {.cfg = cfg, .kafka_pipe = {-1, -1}};
+    /*
+     * What the relay does to each table: the inbox gets its rows (and loses processed
+     * ones to retention), the positions are read at every assignment and upserted,
+     * the dead letters get rows numbered by their sequence.
+     */
     const struct {
         const char *what;
         char **table;
         const char *columns;
+        const char *privileges[4];
+        const char *sequence_column; /* whose sequence the role must use; NULL: none */
     } tables[] = {
         {"inbox table", &ib.q_inbox,
          "consumer, event_id, type, source, subject, event_time, key, headers, content_type, "
-         "payload, payload_bytes, topic, partition, \"offset\", received_at, processed_at"},
-        {"position table", &ib.q_position, "consumer, topic, partition, next_offset"},
+         "payload, payload_bytes, topic, partition, \"offset\", received_at, processed_at",
+         {"INSERT", "SELECT", cfg->inbox.retention_ms > 0 ? "DELETE" : NULL}, NULL},
+        {"position table", &ib.q_position, "consumer, topic, partition, next_offset",
+         {"SELECT", "INSERT", "UPDATE"}, NULL},
         {"dead-letter table", &ib.q_dead,
          "consumer, topic, partition, \"offset\", reason, error, event_id, key, value, "
-         "headers"},
+         "headers",
+         {"INSERT"}, "id"},
     };
     char errstr[512];
     int failed = 0;
@@ -1203,19 +1284,38 @@ int inbox_check(const struct relay_config *cfg, int timeout_ms, FILE *out)
             PGresult *res;
             bool ok;
 
-            /* Read every column the relay writes (no row), then ask for the privilege. */
+            char lacking[80] = "";
+
+            /* Read every column the relay writes (no row), then ask for the privileges. */
             snprintf(sql, sizeof(sql), "SELECT %s FROM %s WHERE false", tables[i].columns,
                      *tables[i].table);
             res = PQexec(ib.db, sql);
             ok = PQresultStatus(res) == PGRES_TUPLES_OK;
-            if (ok) {
-                const char *name = *tables[i].table;
+            for (int k = 0; ok && k < 4 && tables[i].privileges[k]; k++) {
+                const char *params[2] = {*tables[i].table, tables[i].privileges[k]};
 
                 PQclear(res);
-                res = PQexecParams(ib.db, "SELECT has_table_privilege($1, 'INSERT')", 1, NULL,
-                                   &name, NULL, NULL, 0);
+                res = PQexecParams(ib.db, "SELECT has_table_privilege($1, $2)", 2, NULL,
+                                   params, NULL, NULL, 0);
                 ok = PQresultStatus(res) == PGRES_TUPLES_OK &&
                      strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+                if (!ok)
+                    snprintf(lacking, sizeof(lacking), "the role lacks the %s privilege on it",
+                             tables[i].privileges[k]);
+            }
+            if (ok && tables[i].sequence_column) {
+                const char *params[2] = {*tables[i].table, tables[i].sequence_column};
+
+                PQclear(res);
+                res = PQexecParams(ib.db, "SELECT coalesce(has_sequence_privilege("
+                                          "pg_get_serial_sequence($1, $2), 'USAGE'), true)",
+                                   2, NULL, params, NULL, NULL, 0);
+                ok = PQresultStatus(res) == PGRES_TUPLES_OK &&
+                     strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+                if (!ok)
+                    snprintf(lacking, sizeof(lacking), "the role may not use the sequence of "
+                                                       "its %s column",
+                             tables[i].sequence_column);
             }
             if (ok) {
                 fprintf(out, "ok   %s %s: present, writable\n", tables[i].what,
@@ -1223,9 +1323,8 @@ int inbox_check(const struct relay_config *cfg, int timeout_ms, FILE *out)
             } else {
                 char line[300];
 
-                repl_first_line(PQresultStatus(res) == PGRES_TUPLES_OK
-                                    ? "the role may not INSERT into it"
-                                    : PQresultErrorMessage(res),
+                repl_first_line(PQresultStatus(res) == PGRES_TUPLES_OK ? lacking
+                                                                       : PQresultErrorMessage(res),
                                 line, sizeof(line));
                 fprintf(out, "FAIL %s %s: %s (run sql/007_inbox.sql in that database)\n",
                         tables[i].what, *tables[i].table, line);

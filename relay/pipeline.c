@@ -424,7 +424,7 @@ static void set_aside(pipeline *p, const struct dl_record *rec, uint64_t tag, bo
         return;
     }
     if (rc < 0) {
-        char why[700];
+        char why[900]; /* room for the table's name and the whole error */
 
         snprintf(why, sizeof(why), "cannot write a dead-letter record to table %s: %s",
                  p->dl_table, err);

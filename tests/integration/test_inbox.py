@@ -270,6 +270,40 @@ def db_outage(env, inbox, first):
     return first + 1000
 
 
+def outage_at_assignment(env, inbox, first):
+    """The database goes away and a rebalance (a second member joining) comes before it
+    is back: the first inbox's new partitions wait inside the rebalance for their
+    positions, its admin endpoint answering meanwhile; nothing is written, and
+    everything once, after."""
+    pg = env.pg
+    before = inbox_count(pg)
+    pg.psql("ALTER ROLE shipping NOLOGIN")
+    pg.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'shipping'")
+    second = env.relay(inbox_config(env), name="inbox-second", command="inbox").start()
+    h.wait_for(lambda: "partitions wait for" in inbox.log_text(), 60,
+               "the first inbox to wait for the database at its new assignment")
+    t0 = time.time()
+    codes = [admin_get(inbox, path)[0] for path in ("/healthz", "/readyz")]
+    took = time.time() - t0
+    _, metrics = admin_get(inbox, "/metrics")
+    h.check(codes == [200, 503] and took < 2 and "outbox_relay_inbox_database_up 0" in metrics,
+            f"the admin endpoint while the partitions wait: {codes} in {took:.1f}s")
+    pg.psql(h.insert_sql(first, 5, 100))
+    time.sleep(2)
+    h.check(inbox_count(pg) == before, "rows written while the database refused the relay")
+    pg.psql("ALTER ROLE shipping LOGIN")
+    h.wait_for(lambda: inbox_count(pg) >= before + 500, 60, "the events after the outage")
+    rc, _ = second.stop()
+    h.check(rc == 0, f"the second inbox's exit {rc}")
+    h.wait_for(lambda: admin_get(inbox, "/readyz")[0] == 200, 30, "/readyz 200 again")
+    time.sleep(1)
+    h.check(inbox_count(pg) == before + 500, "rows doubled after the outage")
+    h.log(f"inbox: the database down at a rebalance: /healthz 200 and /readyz 503 answered "
+          f"in {took:.2f}s while the partitions waited; all 500 events written after, none "
+          "twice")
+    return first + 500
+
+
 def checks(env):
     pg = env.pg
     relay = env.relay(inbox_config(env), name="inbox-check", command="inbox")
@@ -277,6 +311,21 @@ def checks(env):
                         relay.cfg], capture_output=True, text=True, timeout=60)
     h.check(r.returncode == 0 and r.stdout.count("ok   ") == 5,
             f"check with the tables: exit {r.returncode}\n{r.stdout}{r.stderr}")
+    # What the relay needs besides INSERT: retention's DELETE, the dead letters' sequence.
+    for revoke, grant, says in (
+            ("REVOKE DELETE ON public.inbox FROM shipping",
+             "GRANT DELETE ON public.inbox TO shipping", "lacks the DELETE privilege"),
+            ("REVOKE UPDATE ON public.inbox_position FROM shipping",
+             "GRANT UPDATE ON public.inbox_position TO shipping", "lacks the UPDATE privilege"),
+            ("REVOKE USAGE ON SEQUENCE public.inbox_dead_letter_id_seq FROM shipping",
+             "GRANT USAGE ON SEQUENCE public.inbox_dead_letter_id_seq TO shipping",
+             "may not use the sequence")):
+        pg.psql(revoke, db="shipping")
+        r = subprocess.run([os.path.join(env.args.build_dir, "outbox-relay"), "check", "-c",
+                            relay.cfg], capture_output=True, text=True, timeout=60)
+        pg.psql(grant, db="shipping")
+        h.check(r.returncode == 1 and says in r.stdout and r.stdout.count("ok   ") == 4,
+                f"check after {revoke}: exit {r.returncode}\n{r.stdout}{r.stderr}")
     r = subprocess.run([os.path.join(env.args.build_dir, "outbox-relay"), "status", "--json",
                         "-c", relay.cfg], capture_output=True, text=True, timeout=60)
     h.check(r.returncode == 0, f"status: exit {r.returncode}\n{r.stdout}{r.stderr}")
@@ -321,7 +370,8 @@ def test(env):
     outbox, inbox = kills(env, n, h.scaled(20, 4))
     nxt = throughput(env, outbox, inbox, n + 1, h.scaled(20000, 1000))
     poison(env, inbox, nxt)
-    db_outage(env, inbox, nxt + 100)
+    nxt = db_outage(env, inbox, nxt + 100)
+    outage_at_assignment(env, inbox, nxt)
     checks(env)
     rc, _ = inbox.stop()
     h.check(rc == 0, f"inbox exit {rc}")
