@@ -151,6 +151,8 @@ static int check_listen(struct parser_ctx *ctx, const char *name, const char *va
 
 static int check_notify_channel(struct parser_ctx *ctx, const char *name, const char *value,
                                 struct relay_pos pos);
+static int check_inbox_broker(struct parser_ctx *ctx, const char *name, const char *value,
+                              struct relay_pos pos);
 
 /* A file may configure the outbox side, the inbox side, or both (inbox.c). */
 static bool has_inbox(const struct relay_config *cfg)
@@ -238,6 +240,8 @@ static const struct relay_option core_options[] = {
     {.section = "inbox", .key = "dead_letter_table", .type = OPT_QUALIFIED_NAME,
      .offset = FIELD(inbox.dead_letter_schema), .offset2 = FIELD(inbox.dead_letter_table),
      .def = "public.inbox_dead_letter"},
+    {.section = "inbox", .key = "broker", .type = OPT_STRING,
+     .offset = FIELD(inbox.broker), .def = "kafka", .check = check_inbox_broker},
     {.section = "inbox", .key = "consumer", .type = OPT_STRING,
      .offset = FIELD(inbox.consumer), .required = true, .required_if = has_inbox,
      .check = check_nonempty},
@@ -1071,6 +1075,16 @@ static int check_column(struct parser_ctx *ctx, const char *name, const char *va
  * pg_notify('name', ...) (which does not fold).
  */
 /* pg_notify()'s channel: any name PostgreSQL takes, at most 63 bytes; "" for none. */
+/* inbox.broker: a broker the inbox reads (inbox_source.h). */
+static int check_inbox_broker(struct parser_ctx *ctx, const char *name, const char *value,
+                              struct relay_pos pos)
+{
+    if (strcmp(value, "kafka") != 0 && strcmp(value, "nats") != 0)
+        return relay_config_fail(ctx, pos, "%s: \"%s\" is not a broker the inbox reads "
+                                 "(kafka, nats)", name, value);
+    return 0;
+}
+
 static int check_notify_channel(struct parser_ctx *ctx, const char *name, const char *value,
                                 struct relay_pos pos)
 {

@@ -1,9 +1,10 @@
 /*
  * inbox.c -- the inbox relay: broker -> the consuming service's PostgreSQL (inbox.h).
  *
- * One thread, one poll() loop over the stop pipe, librdkafka's consumer queue (made
- * to write to a pipe when it fills) and the admin endpoint.  Messages are read into a
- * batch of at most inbox.batch_size; the batch is written when full, or when
+ * The core; the brokers are sources (inbox_source.h: Kafka in inbox_kafka.c, NATS
+ * JetStream in inbox_nats.c).  One thread, one poll() loop over the stop pipe, the
+ * source's descriptor and the admin endpoint.  Messages are read into a batch of at
+ * most inbox.batch_size; the batch is written when full, or when
  * inbox.batch_wait has passed since its first message, as ONE SQL statement:
  *
  *   WITH ins AS (INSERT INTO inbox ... VALUES ... ON CONFLICT DO NOTHING RETURNING 1),
@@ -13,15 +14,13 @@
  *   SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM dl), pg_notify(...)
  *
  * A statement is its own transaction: the events, the set-aside messages and the
- * positions become visible together or not at all.  Only then are the offsets
- * committed to Kafka (asynchronously: they are informative, for lag tools; the
- * database's positions are the truth).  On every assignment the relay reads
- * inbox_position and starts each partition there; a partition without a row starts at
- * the group's committed offset, which is never ahead of the database (it is committed
- * after it), or at the beginning.  So after any crash the relay resumes exactly where
- * the last committed batch ended, and a message redelivered anyway (a zombie member
- * after a rebalance, the outbox side's own duplicates) is a no-op on the primary key.
- * Positions only move forward (GREATEST), so a late writer cannot move one back.
+ * positions become visible together or not at all.  Only then is the broker told
+ * (offsets committed, messages acknowledged).  A source starts each topic-partition
+ * where inbox_position says (inbox_core_positions()); so after any crash the relay
+ * resumes exactly where the last committed batch ended, and a message redelivered
+ * anyway (a zombie member after a rebalance, the outbox side's own duplicates) is a
+ * no-op on the primary key.  Positions only move forward (GREATEST), so a late writer
+ * cannot move one back.
  *
  * A statement that PostgreSQL refuses for one row's content (a time that is not a
  * timestamp, an id too long for the index) is replayed row by row inside one
@@ -30,10 +29,12 @@
  * it after postgres.retry_interval, reading nothing meanwhile (back-pressure: the
  * broker keeps the messages).  A missing table or privilege stops the relay.
  *
- * On a revoke the batch in hand is written first (or, when the database is down,
- * dropped unwritten: its position did not move, the next owner reads it again).
+ * A row holds the message as its source delivered it (the source's handle) until the
+ * batch is written: a message set aside keeps its exact key, value and headers, and
+ * nothing is copied for the others.
  */
 #include "inbox.h"
+#include "inbox_source.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -47,17 +48,14 @@
 #include <unistd.h>
 
 #include <libpq-fe.h>
-#include <librdkafka/rdkafka.h>
 
 #include "admin.h"
 #include "inbox_event.h"
 #include "jsonbuf.h"
-#include "kafka_conf.h"
 #include "log.h"
 #include "metrics.h"
 #include "redact.h"
 #include "replication.h"
-#include "sink_kafka.h"
 
 /* How often processed rows are looked for when inbox.retention is set. */
 #define RETENTION_PERIOD_MS 60000
@@ -74,8 +72,13 @@ struct row {
     struct inbox_event ev; /* event */
     char *reason;          /* not an event: "not-an-event" or "refused" */
     char *error;
-    /* The message as read, owned; its exact bytes for a dead-letter record. */
-    rd_kafka_message_t *msg;
+    /* The message as read: the source's handle, and its bytes (borrowed from it). */
+    void *handle;
+    const void *key, *value;
+    size_t key_len, value_len;
+    struct inbox_header *hdrs; /* the header array, copied; names and values borrowed */
+    size_t nhdrs;
+    bool unreadable;
     /* Those bytes as the dead-letter record keeps them: set when the row is set aside. */
     char *key_hex, *value_hex, *headers;
 };
@@ -86,9 +89,8 @@ struct counters {
 
 struct inbox {
     const struct relay_config *cfg;
-    rd_kafka_t *rk;
-    rd_kafka_queue_t *queue;
-    int kafka_pipe[2];
+    const struct inbox_source_ops *ops;
+    void *src;
     PGconn *db;
     char *q_inbox, *q_position, *q_dead;
     admin_server *admin;
@@ -117,7 +119,7 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void row_free(struct row *r)
+static void row_free(struct inbox *ib, struct row *r)
 {
     free(r->topic);
     inbox_event_free(&r->ev);
@@ -126,8 +128,9 @@ static void row_free(struct row *r)
     free(r->key_hex);
     free(r->value_hex);
     free(r->headers);
-    if (r->msg)
-        rd_kafka_message_destroy(r->msg);
+    free(r->hdrs);
+    if (r->handle)
+        ib->ops->release(ib->src, r->handle);
     memset(r, 0, sizeof(*r));
 }
 
@@ -139,38 +142,30 @@ static void row_free(struct row *r)
  */
 static int keep_raw(struct row *r)
 {
-    const rd_kafka_message_t *m = r->msg;
-    rd_kafka_headers_t *hdrs = NULL;
-    const char *name;
-    const void *val;
-    size_t size;
     struct jbuf b;
 
     if (r->headers)
         return 0;
-    /* An unreadable message's headers are not to be trusted: none are kept. */
-    if (!m->err && rd_kafka_message_headers(m, &hdrs) != RD_KAFKA_RESP_ERR_NO_ERROR)
-        hdrs = NULL;
     jbuf_init(&b);
     jbuf_putc(&b, '{');
-    for (size_t i = 0; hdrs && rd_kafka_header_get_all(hdrs, i, &name, &val, &size) ==
-                                   RD_KAFKA_RESP_ERR_NO_ERROR;
-         i++) {
+    for (size_t i = 0; i < r->nhdrs; i++) {
+        const struct inbox_header *h = &r->hdrs[i];
+
         if (i)
             jbuf_putc(&b, ',');
-        inbox_put_json_text(&b, name, strlen(name), false);
+        inbox_put_json_text(&b, h->name, strlen(h->name), false);
         jbuf_putc(&b, ':');
-        if (val)
-            inbox_put_json_text(&b, val, size, true);
+        if (h->value)
+            inbox_put_json_text(&b, h->value, h->value_len, true);
         else
             jbuf_puts(&b, "null");
     }
     jbuf_putc(&b, '}');
-    r->key_hex = m->key ? inbox_hex(m->key, m->key_len) : NULL;
-    r->value_hex = m->payload ? inbox_hex(m->payload, m->len) : NULL;
+    r->key_hex = r->key ? inbox_hex(r->key, r->key_len) : NULL;
+    r->value_hex = r->value ? inbox_hex(r->value, r->value_len) : NULL;
     r->headers = b.oom ? NULL : strndup(b.data, b.len);
     jbuf_free(&b);
-    return !r->headers || (m->key && !r->key_hex) || (m->payload && !r->value_hex) ? -1 : 0;
+    return !r->headers || (r->key && !r->key_hex) || (r->value && !r->value_hex) ? -1 : 0;
 }
 
 /* Mark r as set aside for reason, saying why in the log. */
@@ -189,12 +184,11 @@ static int set_aside(struct row *r, const char *reason, const char *why)
 static void batch_clear(struct inbox *ib)
 {
     for (size_t i = 0; i < ib->nrows; i++)
-        row_free(&ib->rows[i]);
+        row_free(ib, &ib->rows[i]);
     ib->nrows = 0;
 }
 
-static void fail(struct inbox *ib, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void fail(struct inbox *ib, const char *fmt, ...)
+void inbox_core_fail(struct inbox *ib, const char *fmt, ...)
 {
     va_list ap;
 
@@ -493,7 +487,7 @@ static int write_row_by_row(struct inbox *ib, char *nums, struct position *pos, 
         res = PQexec(ib->db, "SAVEPOINT row");
         PQclear(res);
         if (build(ib, r, 1, nums + i * 48, NULL, 0, false) < 0) {
-            fail(ib, "inbox: out of memory");
+            inbox_core_fail(ib, "inbox: out of memory");
             rc = -1;
             break;
         }
@@ -504,13 +498,13 @@ static int write_row_by_row(struct inbox *ib, char *nums, struct position *pos, 
         } else if (row_fault(sqlstate(res))) {
             PQclear(PQexec(ib->db, "ROLLBACK TO SAVEPOINT row"));
             if (refuse_row(r, PQresultErrorMessage(res)) < 0) {
-                fail(ib, "inbox: out of memory");
+                inbox_core_fail(ib, "inbox: out of memory");
                 rc = -1;
             }
         } else {
             rc = transient(res, ib->db) ? 1 : -1;
             if (rc < 0)
-                fail(ib, "inbox: writing event \"%s\" failed: %s", r->ev.id,
+                inbox_core_fail(ib, "inbox: writing event \"%s\" failed: %s", r->ev.id,
                      PQresultErrorMessage(res));
         }
         PQclear(res);
@@ -527,13 +521,13 @@ static int write_row_by_row(struct inbox *ib, char *nums, struct position *pos, 
             size_t k = 0;
 
             if (!tmp) {
-                fail(ib, "inbox: out of memory");
+                inbox_core_fail(ib, "inbox: out of memory");
                 rc = -1;
             } else {
                 char *tnums = malloc(ndl * 48 + 1);
 
                 if (!tnums) {
-                    fail(ib, "inbox: out of memory");
+                    inbox_core_fail(ib, "inbox: out of memory");
                     rc = -1;
                 } else {
                     for (size_t i = 0; i < ib->nrows; i++)
@@ -542,7 +536,7 @@ static int write_row_by_row(struct inbox *ib, char *nums, struct position *pos, 
                             k++;
                         }
                     if (build(ib, tmp, k, tnums, pos, npos, true) < 0) {
-                        fail(ib, "inbox: out of memory");
+                        inbox_core_fail(ib, "inbox: out of memory");
                         rc = -1;
                     } else {
                         res = exec(ib);
@@ -551,7 +545,7 @@ static int write_row_by_row(struct inbox *ib, char *nums, struct position *pos, 
                         } else {
                             rc = transient(res, ib->db) ? 1 : -1;
                             if (rc < 0)
-                                fail(ib, "inbox: writing the batch failed: %s",
+                                inbox_core_fail(ib, "inbox: writing the batch failed: %s",
                                      PQresultErrorMessage(res));
                         }
                         PQclear(res);
@@ -567,18 +561,6 @@ static int write_row_by_row(struct inbox *ib, char *nums, struct position *pos, 
         rc = 1;
     PQclear(res);
     return rc;
-}
-
-/* Tell Kafka the positions the database now holds (informative: lag tools read them). */
-static void commit_offsets(struct inbox *ib, const struct position *pos, size_t npos)
-{
-    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new((int)npos);
-
-    for (size_t k = 0; k < npos; k++)
-        rd_kafka_topic_partition_list_add(list, pos[k].topic, pos[k].partition)->offset =
-            pos[k].next;
-    rd_kafka_commit(ib->rk, list, 1);
-    rd_kafka_topic_partition_list_destroy(list);
 }
 
 /*
@@ -612,14 +594,14 @@ static int flush(struct inbox *ib)
     if (!pos || !nums) {
         free(pos);
         free(nums);
-        fail(ib, "inbox: out of memory");
+        inbox_core_fail(ib, "inbox: out of memory");
         return -1;
     }
     npos = positions(ib, pos);
     for (size_t i = 0; i < ib->nrows; i++)
         events += ib->rows[i].event;
     if (build(ib, ib->rows, ib->nrows, nums, pos, npos, true) < 0) {
-        fail(ib, "inbox: out of memory");
+        inbox_core_fail(ib, "inbox: out of memory");
         rc = -1;
         goto out;
     }
@@ -649,7 +631,7 @@ static int flush(struct inbox *ib)
         char line[600];
 
         repl_first_line(PQresultErrorMessage(res), line, sizeof(line));
-        fail(ib, "inbox: writing into %s failed: %s (has sql/007_inbox.sql been run in that "
+        inbox_core_fail(ib, "inbox: writing into %s failed: %s (has sql/007_inbox.sql been run in that "
                  "database, and may the relay's role write its tables?)",
              ib->q_inbox, line);
         rc = -1;
@@ -669,7 +651,16 @@ static int flush(struct inbox *ib)
     ib->n.inserted += (uint64_t)inserted;
     ib->n.duplicates += (uint64_t)(events - inserted);
     ib->n.dead_letters += (uint64_t)dead;
-    commit_offsets(ib, pos, npos);
+    {
+        struct inbox_pos *told = calloc(npos ? npos : 1, sizeof(*told));
+
+        /* Told to the broker only: the database has them already. */
+        for (size_t k = 0; told && k < npos; k++)
+            told[k] = (struct inbox_pos){pos[k].topic, pos[k].partition, pos[k].next};
+        if (told)
+            ib->ops->written(ib->src, told, npos);
+        free(told);
+    }
     log_debug("inbox: batch of %zu messages: %lld inserted, %lld duplicates, %lld set aside",
               ib->nrows, inserted, events - inserted, dead);
     batch_clear(ib);
@@ -683,29 +674,7 @@ out:
  * Messages
  */
 
-/*
- * A new row at the end of the batch for message m (not counted yet), holding m; NULL:
- * no memory.  On failure later, free_new_row() gives m back to the caller.
- */
-static struct row *new_row(struct inbox *ib, rd_kafka_message_t *m)
-{
-    struct row *r = &ib->rows[ib->nrows];
-
-    memset(r, 0, sizeof(*r));
-    r->partition = m->partition;
-    r->offset = m->offset;
-    r->msg = m;
-    return (r->topic = strdup(rd_kafka_topic_name(m->rkt))) ? r : NULL;
-}
-
-/* Undo new_row(): the row freed, its message left to the caller. */
-static void free_new_row(struct row *r)
-{
-    r->msg = NULL;
-    row_free(r);
-}
-
-/* Count row r (the last new_row()) into the batch. */
+/* Count row r (the last one filled) into the batch. */
 static void commit_row(struct inbox *ib)
 {
     if (ib->nrows == 0)
@@ -713,72 +682,77 @@ static void commit_row(struct inbox *ib)
     ib->nrows++;
 }
 
-/*
- * Add message m to the batch, as an event or set aside.  Returns 0 (the batch holds m
- * now) or -1 (out of memory; m is still the caller's).
- */
-static int add_message(struct inbox *ib, rd_kafka_message_t *m)
+int inbox_core_add(struct inbox *ib, const struct inbox_in *in)
 {
-    struct inbox_header hs[64];
-    struct inbox_message im = {.key = m->key, .key_len = m->key_len, .value = m->payload,
-                               .value_len = m->len, .headers = hs};
-    rd_kafka_headers_t *hdrs = NULL;
-    struct row *r;
+    struct row *r = &ib->rows[ib->nrows];
     char why[300];
-    bool too_many = false;
     int rc;
 
-    if (rd_kafka_message_headers(m, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR) {
-        const char *name;
-        const void *val;
-        size_t size;
-
-        while (im.nheaders < sizeof(hs) / sizeof(hs[0]) &&
-               rd_kafka_header_get_all(hdrs, im.nheaders, &name, &val, &size) ==
-                   RD_KAFKA_RESP_ERR_NO_ERROR) {
-            hs[im.nheaders] = (struct inbox_header){name, val, size};
-            im.nheaders++;
-        }
-        too_many = rd_kafka_header_cnt(hdrs) > im.nheaders;
-    }
-    if (!(r = new_row(ib, m))) {
-        free_new_row(&ib->rows[ib->nrows]);
+    memset(r, 0, sizeof(*r));
+    r->partition = in->partition;
+    r->offset = in->offset;
+    r->key = in->m.key;
+    r->key_len = in->m.key_len;
+    r->value = in->m.value;
+    r->value_len = in->m.value_len;
+    r->nhdrs = in->m.nheaders;
+    r->unreadable = in->unreadable != NULL;
+    if (!(r->topic = strdup(in->topic)) ||
+        (r->nhdrs && !(r->hdrs = malloc(r->nhdrs * sizeof(*r->hdrs))))) {
+        row_free(ib, r);
+        inbox_core_fail(ib, "inbox: out of memory");
         return -1;
     }
-    if (too_many) {
+    if (r->nhdrs)
+        memcpy(r->hdrs, in->m.headers, r->nhdrs * sizeof(*r->hdrs));
+    if (in->unreadable) {
+        snprintf(why, sizeof(why), "%s", in->unreadable);
+        rc = INBOX_NOT_AN_EVENT;
+    } else if (in->m.nheaders > INBOX_MAX_HEADERS) {
         /* Not one header dropped in silence: the message is set aside whole. */
-        snprintf(why, sizeof(why), "more than %zu headers", sizeof(hs) / sizeof(hs[0]));
+        snprintf(why, sizeof(why), "more than %d headers", INBOX_MAX_HEADERS);
         rc = INBOX_NOT_AN_EVENT;
     } else {
-        rc = inbox_event_parse(&im, &r->ev, why, sizeof(why));
+        rc = inbox_event_parse(&in->m, &r->ev, why, sizeof(why));
     }
     r->event = rc == 0;
-    if (rc < 0 || (rc > 0 && set_aside(r, "not-an-event", why) < 0)) {
-        free_new_row(r);
+    if (rc < 0 ||
+        (rc > 0 && set_aside(r, in->unreadable ? "unreadable" : "not-an-event", why) < 0)) {
+        row_free(ib, r);
+        inbox_core_fail(ib, "inbox: out of memory");
         return -1;
     }
+    r->handle = in->handle;
     commit_row(ib);
     return 0;
 }
 
-/*
- * A message the client could not read (a bad CRC, a failed decompression): set aside.
- * Returns 0 (the batch holds m now) or -1 (out of memory; m is still the caller's).
- */
-static int add_unreadable(struct inbox *ib, rd_kafka_message_t *m)
+void inbox_core_assigned(struct inbox *ib, int partitions)
 {
-    struct row *r = new_row(ib, m);
+    ib->assigned = partitions;
+}
 
-    if (!r || set_aside(r, "unreadable", rd_kafka_message_errstr(m)) < 0) {
-        free_new_row(&ib->rows[ib->nrows]);
-        return -1;
-    }
-    commit_row(ib);
-    return 0;
+void inbox_core_joined(struct inbox *ib)
+{
+    ib->joined = true;
+}
+
+int inbox_core_flush(struct inbox *ib)
+{
+    return ib->nrows > 0 ? flush(ib) : 0;
+}
+
+void inbox_core_drop(struct inbox *ib)
+{
+    if (ib->nrows > 0)
+        log_warn("inbox: %zu messages not written before the revoke: the next owner reads "
+                 "them again",
+                 ib->nrows);
+    batch_clear(ib);
 }
 
 /*
- * Rebalances
+ * Positions
  */
 
 static int render(void *opaque, const char *path, struct jbuf *body, const char **content_type);
@@ -813,14 +787,14 @@ static bool wait_serving(struct inbox *ib, int ms)
 }
 
 /*
- * Start each partition where the database says (the group's committed offset, never
- * ahead of it, for a partition the database has no row for).  The database must
- * answer first: the group's offset alone could have expired, and auto.offset.reset
- * would then decide where to start.  So this waits, retrying every
- * postgres.retry_interval, until it does -- or until a stop is asked for -- with the
- * admin endpoint answering meanwhile (/readyz: the database is down).
+ * The database's positions.  The database must answer first: a source's own idea
+ * (a group's offset) could have expired, and the broker's default would then decide
+ * where to start.  So this waits, retrying every postgres.retry_interval, until it
+ * does -- or until a stop is asked for -- with the admin endpoint answering meanwhile
+ * (/readyz: the database is down).
  */
-static void set_start_offsets(struct inbox *ib, rd_kafka_topic_partition_list_t *parts)
+int inbox_core_positions(struct inbox *ib, void (*each)(void *arg, const struct inbox_pos *pos),
+                         void *arg)
 {
     const char *params[1] = {ib->cfg->inbox.consumer};
     PGresult *res = NULL;
@@ -852,98 +826,17 @@ static void set_start_offsets(struct inbox *ib, rd_kafka_topic_partition_list_t 
         ib->retry_at_ms = now_ms() + ib->cfg->postgres.retry_interval_ms;
         if (wait_serving(ib, (int)ib->cfg->postgres.retry_interval_ms)) {
             ib->stop_seen = true;
-            return; /* stopping: nothing will be read from these partitions */
+            return 1; /* stopping: nothing will be read */
         }
     }
     for (int i = 0; i < PQntuples(res); i++) {
-        rd_kafka_topic_partition_t *p =
-            rd_kafka_topic_partition_list_find(parts, PQgetvalue(res, i, 0),
-                                               atoi(PQgetvalue(res, i, 1)));
+        struct inbox_pos pos = {PQgetvalue(res, i, 0), atoi(PQgetvalue(res, i, 1)),
+                                atoll(PQgetvalue(res, i, 2))};
 
-        if (p)
-            p->offset = atoll(PQgetvalue(res, i, 2));
+        each(arg, &pos);
     }
     PQclear(res);
-}
-
-static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
-                         rd_kafka_topic_partition_list_t *parts, void *opaque)
-{
-    struct inbox *ib = opaque;
-    char list[512];
-    size_t o = 0;
-
-    list[0] = '\0';
-    for (int i = 0; i < parts->cnt && o < sizeof(list) - 64; i++)
-        o += (size_t)snprintf(list + o, sizeof(list) - o, "%s%s[%d]", i ? " " : "",
-                              parts->elems[i].topic, (int)parts->elems[i].partition);
-    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
-        rd_kafka_resp_err_t aerr;
-
-        set_start_offsets(ib, parts);
-        if ((aerr = rd_kafka_assign(rk, parts)) != RD_KAFKA_RESP_ERR_NO_ERROR) {
-            fail(ib, "inbox: cannot take the assigned partitions: %s", rd_kafka_err2str(aerr));
-            return;
-        }
-        ib->joined = true;
-        ib->assigned = parts->cnt;
-        log_info("inbox: assigned %d partitions: %s", parts->cnt, list);
-        return;
-    }
-    /* Revoked (or an error): write what is in hand first, or drop it unwritten. */
-    if (ib->nrows > 0 && flush(ib) != 0) {
-        log_warn("inbox: %zu messages not written before the revoke: the next owner reads "
-                 "them again",
-                 ib->nrows);
-        batch_clear(ib);
-    }
-    rd_kafka_assign(rk, NULL);
-    ib->assigned = 0;
-    log_info("inbox: revoked %d partitions: %s", parts->cnt, list);
-}
-
-/*
- * The consumer's configuration: the kafka section's (kafka_conf.c), inbox.properties,
- * then what the guarantee rests on.
- */
-static rd_kafka_conf_t *consumer_conf(const struct relay_config *cfg, char *errstr,
-                                      size_t errstr_size)
-{
-    const struct kafka_settings *k = relay_config_sink_settings(cfg, "kafka");
-    rd_kafka_conf_t *conf = kafka_consumer_conf(cfg, "inbox", "outbox-relay-inbox",
-                                                cfg->inbox.properties, cfg->inbox.nproperties,
-                                                errstr, errstr_size);
-
-    if (!conf)
-        return NULL;
-    /*
-     * The rebalance callback assigns and revokes whole assignments: the eager protocol.
-     * A cooperative strategy would leave the relay assigned nothing, in silence.
-     */
-    for (size_t i = 0; i < cfg->inbox.nproperties + k->nproperties; i++) {
-        const struct relay_kv *kv = i < k->nproperties ? &k->properties[i]
-                                                       : &cfg->inbox.properties[i - k->nproperties];
-
-        if ((strcmp(kv->key, "partition.assignment.strategy") == 0 &&
-             strstr(kv->value, "cooperative")) ||
-            (strcmp(kv->key, "group.protocol") == 0 && strcmp(kv->value, "classic") != 0)) {
-            snprintf(errstr, errstr_size,
-                     "inbox: kafka property \"%s\" = \"%s\": the inbox needs the eager "
-                     "protocol (range or roundrobin)",
-                     kv->key, kv->value);
-            goto fail;
-        }
-    }
-    /* Offsets only after the database, by the relay. */
-    if (kafka_conf_set(conf, "group.id", cfg->inbox.consumer, errstr, errstr_size) < 0 ||
-        kafka_conf_set(conf, "enable.auto.commit", "false", errstr, errstr_size) < 0 ||
-        kafka_conf_set(conf, "enable.auto.offset.store", "false", errstr, errstr_size) < 0 ||
-        kafka_conf_set(conf, "enable.partition.eof", "false", errstr, errstr_size) < 0)
-        goto fail;
-    return conf;
-fail:
-    rd_kafka_conf_destroy(conf);
-    return NULL;
+    return 0;
 }
 
 /*
@@ -1043,87 +936,18 @@ static void retention(struct inbox *ib)
  * The loop
  */
 
-static void drain_pipe(int fd)
+/* The source inbox.broker names. */
+static const struct inbox_source_ops *source_of(const struct relay_config *cfg)
 {
-    char buf[256];
-
-    while (read(fd, buf, sizeof(buf)) > 0) {
-    }
-}
-
-/* Read what the consumer has, up to a full batch. */
-static void consume(struct inbox *ib)
-{
-    rd_kafka_message_t *m;
-
-    while (!ib->fatal && ib->nrows < (size_t)ib->cfg->inbox.batch_size &&
-           (m = rd_kafka_consumer_poll(ib->rk, 0)) != NULL) {
-        if (m->err) {
-            if (m->err == RD_KAFKA_RESP_ERR__FATAL) {
-                char why[512];
-
-                rd_kafka_fatal_error(ib->rk, why, sizeof(why));
-                fail(ib, "inbox: kafka: %s", why);
-            } else if (m->err == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED ||
-                       m->err == RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED) {
-                fail(ib, "inbox: kafka refused the relay: %s", rd_kafka_message_errstr(m));
-            } else if ((m->err == RD_KAFKA_RESP_ERR__BAD_MSG ||
-                        m->err == RD_KAFKA_RESP_ERR__BAD_COMPRESSION) &&
-                       m->rkt && m->partition >= 0 && m->offset >= 0) {
-                /* librdkafka goes on with the next message: this one must not vanish. */
-                if (add_unreadable(ib, m) < 0)
-                    fail(ib, "inbox: out of memory");
-                else
-                    m = NULL; /* the batch holds it */
-            } else {
-                log_warn("inbox: kafka: %s", rd_kafka_message_errstr(m));
-            }
-        } else if (add_message(ib, m) < 0) {
-            fail(ib, "inbox: out of memory");
-        } else {
-            m = NULL; /* the batch holds it */
-        }
-        if (m)
-            rd_kafka_message_destroy(m);
-    }
+    return strcmp(cfg->inbox.broker, "nats") == 0 ? &inbox_source_nats : &inbox_source_kafka;
 }
 
 static int open_all(struct inbox *ib, char *errstr, size_t errstr_size)
 {
     const struct relay_config *cfg = ib->cfg;
-    rd_kafka_topic_partition_list_t *topics;
-    rd_kafka_conf_t *conf = consumer_conf(cfg, errstr, errstr_size);
-    rd_kafka_resp_err_t err;
 
-    if (!conf)
+    if (!(ib->src = ib->ops->open(cfg, ib, errstr, errstr_size)))
         return -1;
-    rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
-    rd_kafka_conf_set_opaque(conf, ib);
-    if (!(ib->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, (size_t)errstr_size))) {
-        rd_kafka_conf_destroy(conf);
-        return -1;
-    }
-    rd_kafka_poll_set_consumer(ib->rk);
-    ib->queue = rd_kafka_queue_get_consumer(ib->rk);
-    if (pipe(ib->kafka_pipe) < 0) {
-        snprintf(errstr, errstr_size, "pipe: %s", strerror(errno));
-        return -1;
-    }
-    for (int i = 0; i < 2; i++) {
-        fcntl(ib->kafka_pipe[i], F_SETFL, fcntl(ib->kafka_pipe[i], F_GETFL) | O_NONBLOCK);
-        fcntl(ib->kafka_pipe[i], F_SETFD, FD_CLOEXEC);
-    }
-    rd_kafka_queue_io_event_enable(ib->queue, ib->kafka_pipe[1], "1", 1);
-    topics = rd_kafka_topic_partition_list_new((int)cfg->inbox.ntopics);
-    for (size_t i = 0; i < cfg->inbox.ntopics; i++)
-        rd_kafka_topic_partition_list_add(topics, cfg->inbox.topics[i], RD_KAFKA_PARTITION_UA);
-    err = rd_kafka_subscribe(ib->rk, topics);
-    rd_kafka_topic_partition_list_destroy(topics);
-    if (err) {
-        snprintf(errstr, errstr_size, "inbox: subscribing to the topics: %s",
-                 rd_kafka_err2str(err));
-        return -1;
-    }
     if (cfg->admin.listen[0] && !(ib->admin = admin_open(cfg->admin.listen, errstr, errstr_size)))
         return -1;
     if (ib->admin)
@@ -1134,18 +958,13 @@ static int open_all(struct inbox *ib, char *errstr, size_t errstr_size)
 
 static void close_all(struct inbox *ib)
 {
-    if (ib->rk) {
-        /* Leaves the group: the revoke writes what is in hand (the database permitting). */
-        rd_kafka_consumer_close(ib->rk);
-        /* The rows hold messages: they go before the client does. */
+    if (ib->src) {
+        ib->ops->leave(ib->src);
+        /* The rows hold the source's messages: they go before the source does. */
         batch_clear(ib);
-        if (ib->queue)
-            rd_kafka_queue_destroy(ib->queue);
-        rd_kafka_destroy(ib->rk);
+        ib->ops->close(ib->src);
+        ib->src = NULL;
     }
-    for (int i = 0; i < 2; i++)
-        if (ib->kafka_pipe[i] >= 0)
-            close(ib->kafka_pipe[i]);
     batch_clear(ib);
     free(ib->rows);
     free(ib->params);
@@ -1156,16 +975,16 @@ static void close_all(struct inbox *ib)
 
 int inbox_run(const struct relay_config *cfg, int stop_fd, char *errstr, size_t errstr_size)
 {
-    struct inbox ib = {.cfg = cfg, .kafka_pipe = {-1, -1}, .stop_fd = stop_fd};
+    struct inbox ib = {.cfg = cfg, .ops = source_of(cfg), .stop_fd = stop_fd};
     char redacted[512];
     bool stopping = false;
 
     jbuf_init(&ib.sql);
     redact_dsn(cfg->inbox.dsn, redacted, sizeof(redacted));
-    log_info("outbox-relay %s inbox starting: consumer \"%s\", %zu topics, table \"%s.%s\", "
-             "dsn \"%s\"",
-             RELAY_VERSION, cfg->inbox.consumer, cfg->inbox.ntopics, cfg->inbox.schema,
-             cfg->inbox.table, redacted);
+    log_info("outbox-relay %s inbox starting: consumer \"%s\", %zu topics on %s, table "
+             "\"%s.%s\", dsn \"%s\"",
+             RELAY_VERSION, cfg->inbox.consumer, cfg->inbox.ntopics, ib.ops->broker,
+             cfg->inbox.schema, cfg->inbox.table, redacted);
     ib.rows = calloc((size_t)cfg->inbox.batch_size, sizeof(*ib.rows));
     if (!ib.rows) {
         snprintf(errstr, errstr_size, "inbox: out of memory");
@@ -1183,6 +1002,7 @@ int inbox_run(const struct relay_config *cfg, int stop_fd, char *errstr, size_t 
         size_t nadmin = ib.admin ? admin_pollfds(ib.admin, fds + 2, ADMIN_MAX_POLLFDS) : 0;
         int64_t now = now_ms();
         int timeout = 1000; /* the consumer is polled at least this often */
+        int sfd = ib.ops->fd(ib.src), read_wait = 0;
 
         if (ib.retry_at_ms)
             timeout = (int)(ib.retry_at_ms > now ? ib.retry_at_ms - now : 0);
@@ -1193,14 +1013,19 @@ int inbox_run(const struct relay_config *cfg, int stop_fd, char *errstr, size_t 
         if (timeout > 1000)
             timeout = 1000;
         /* A batch filled up with messages left in the queue: no wakeup will come for them. */
-        if (!ib.retry_at_ms && rd_kafka_queue_length(ib.queue) > 0)
+        if (!ib.retry_at_ms && ib.ops->pending(ib.src))
             timeout = 0;
         if (ib.admin && admin_timeout_ms(ib.admin) >= 0 && admin_timeout_ms(ib.admin) < timeout)
             timeout = admin_timeout_ms(ib.admin);
+        /* A source without a descriptor waits inside its read, a little at a time. */
+        if (sfd < 0 && !ib.retry_at_ms) {
+            read_wait = timeout < 200 ? timeout : 200;
+            timeout = 0;
+        }
         fds[0] = (struct pollfd){.fd = stop_fd, .events = POLLIN};
-        fds[1] = (struct pollfd){.fd = ib.kafka_pipe[0], .events = POLLIN};
+        fds[1] = (struct pollfd){.fd = sfd, .events = POLLIN};
         if (poll(fds, (nfds_t)(2 + nadmin), timeout) < 0 && errno != EINTR) {
-            fail(&ib, "poll: %s", strerror(errno));
+            inbox_core_fail(&ib, "poll: %s", strerror(errno));
             break;
         }
         if (ib.admin)
@@ -1209,8 +1034,6 @@ int inbox_run(const struct relay_config *cfg, int stop_fd, char *errstr, size_t 
             log_info("inbox: stopping: writing the %zu messages in hand", ib.nrows);
             stopping = true;
         }
-        if (fds[1].revents)
-            drain_pipe(ib.kafka_pipe[0]);
         now = now_ms();
         if (ib.retry_at_ms) {
             /* The database was down: the batch in hand first, nothing read meanwhile. */
@@ -1220,8 +1043,8 @@ int inbox_run(const struct relay_config *cfg, int stop_fd, char *errstr, size_t 
                 continue;
             log_info("inbox: the database takes batches again");
         }
-        if (!stopping)
-            consume(&ib);
+        if (!stopping && ib.nrows < (size_t)cfg->inbox.batch_size)
+            ib.ops->read(ib.src, (size_t)cfg->inbox.batch_size - ib.nrows, read_wait);
         if (ib.nrows > 0 && (stopping || ib.nrows >= (size_t)cfg->inbox.batch_size ||
                              now - ib.batch_started_ms >= cfg->inbox.batch_wait_ms))
             flush(&ib);
@@ -1245,7 +1068,7 @@ int inbox_run(const struct relay_config *cfg, int stop_fd, char *errstr, size_t 
 
 int inbox_check(const struct relay_config *cfg, int timeout_ms, FILE *out)
 {
-    struct inbox ib = {.cfg = cfg, .kafka_pipe = {-1, -1}};
+    struct inbox ib = {.cfg = cfg, .ops = source_of(cfg)};
     /*
      * What the relay does to each table: the inbox gets its rows (and loses processed
      * ones to retention), the positions are read at every assignment and upserted,
@@ -1269,10 +1092,7 @@ int inbox_check(const struct relay_config *cfg, int timeout_ms, FILE *out)
          "headers",
          {"INSERT"}, "id"},
     };
-    char errstr[512];
     int failed = 0;
-    rd_kafka_conf_t *conf;
-    rd_kafka_t *rk;
 
     if (db_open(&ib) < 0) {
         fprintf(out, "FAIL inbox database: cannot connect (see the log line above)\n");
@@ -1334,40 +1154,7 @@ int inbox_check(const struct relay_config *cfg, int timeout_ms, FILE *out)
         }
     }
     db_close(&ib);
-    if (!(conf = consumer_conf(cfg, errstr, sizeof(errstr))) ||
-        !(rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr)))) {
-        if (conf)
-            rd_kafka_conf_destroy(conf);
-        fprintf(out, "FAIL kafka consumer: %s\n", errstr);
-        return -1;
-    }
-    for (size_t i = 0; i < cfg->inbox.ntopics; i++) {
-        rd_kafka_topic_t *t = rd_kafka_topic_new(rk, cfg->inbox.topics[i], NULL);
-        const struct rd_kafka_metadata *md = NULL;
-        rd_kafka_resp_err_t err;
-
-        if (!t) {
-            fprintf(out, "FAIL kafka topic \"%s\": %s\n", cfg->inbox.topics[i],
-                    rd_kafka_err2str(rd_kafka_last_error()));
-            failed++;
-            continue;
-        }
-        err = rd_kafka_metadata(rk, 0, t, &md, timeout_ms);
-
-        if (err || md->topic_cnt < 1 || md->topics[0].err) {
-            fprintf(out, "FAIL kafka topic \"%s\": %s\n", cfg->inbox.topics[i],
-                    rd_kafka_err2str(err ? err : md->topic_cnt < 1 ? RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC
-                                                                   : md->topics[0].err));
-            failed++;
-        } else {
-            fprintf(out, "ok   kafka topic \"%s\": %d partitions\n", cfg->inbox.topics[i],
-                    md->topics[0].partition_cnt);
-        }
-        if (md)
-            rd_kafka_metadata_destroy(md);
-        rd_kafka_topic_destroy(t);
-    }
-    rd_kafka_destroy(rk);
+    failed += ib.ops->check(cfg, timeout_ms, out);
     return failed ? -1 : 0;
 }
 
@@ -1396,11 +1183,10 @@ static PGresult *query_consumer(struct inbox *ib, const char *sql, char *errstr,
 int inbox_status(const struct relay_config *cfg, bool json, int timeout_ms, FILE *out,
                  char *errstr, size_t errstr_size)
 {
-    struct inbox ib = {.cfg = cfg, .kafka_pipe = {-1, -1}};
+    struct inbox ib = {.cfg = cfg, .ops = source_of(cfg)};
     PGresult *rows = NULL, *dead = NULL, *pos = NULL;
-    rd_kafka_conf_t *conf;
-    rd_kafka_t *rk = NULL;
-    char sql[700], kerr[256];
+    void *st = NULL;
+    char sql[700];
     int rc = -1;
     struct jbuf b;
 
@@ -1425,9 +1211,7 @@ int inbox_status(const struct relay_config *cfg, bool json, int timeout_ms, FILE
     if (!(pos = query_consumer(&ib, sql, errstr, errstr_size)))
         goto out;
     /* The broker's end of each partition, for the lag; without it, positions alone. */
-    if ((conf = consumer_conf(cfg, kerr, sizeof(kerr))) != NULL &&
-        !(rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, kerr, sizeof(kerr))))
-        rd_kafka_conf_destroy(conf);
+    st = ib.ops->status_open(cfg);
     if (json) {
         jbuf_puts(&b, "{\"consumer\":");
         jbuf_put_json_string(&b, cfg->inbox.consumer, strlen(cfg->inbox.consumer));
@@ -1449,10 +1233,8 @@ int inbox_status(const struct relay_config *cfg, bool json, int timeout_ms, FILE
         const char *topic = PQgetvalue(pos, i, 0);
         int part = atoi(PQgetvalue(pos, i, 1));
         long long at = atoll(PQgetvalue(pos, i, 2));
-        int64_t lo = 0, hi = -1;
-        bool end = rk && rd_kafka_query_watermark_offsets(rk, topic, part, &lo, &hi,
-                                                          timeout_ms) ==
-                             RD_KAFKA_RESP_ERR_NO_ERROR;
+        int64_t hi = ib.ops->status_end(st, topic, part, timeout_ms);
+        bool end = hi >= 0;
 
         if (json) {
             jbuf_puts(&b, i ? ",{\"topic\":" : "{\"topic\":");
@@ -1479,8 +1261,7 @@ int inbox_status(const struct relay_config *cfg, bool json, int timeout_ms, FILE
     }
     rc = 0;
 out:
-    if (rk)
-        rd_kafka_destroy(rk);
+    ib.ops->status_close(st);
     PQclear(rows);
     PQclear(dead);
     PQclear(pos);

@@ -1,13 +1,14 @@
 /*
  * inbox.h -- `outbox-relay inbox`: the consuming half of the pattern.
  *
- * Reads events from Kafka (kafka.brokers, kafka.properties, then inbox.properties)
- * as the consumer group inbox.consumer, and writes them, a batch per transaction,
+ * Reads events from the broker inbox.broker names -- Kafka (kafka.brokers,
+ * kafka.properties, then inbox.properties) as the consumer group inbox.consumer, or
+ * NATS JetStream (the nats section) -- and writes them, a batch per transaction,
  * into the consuming service's inbox table (sql/007_inbox.sql) together with the
  * position after the batch; a message that is not an event goes to the inbox's
- * dead-letter table in the same transaction.  The broker's offsets are committed
- * only after that transaction, and every assignment starts where the database says:
- * after any crash, nothing is skipped and nothing is written twice.
+ * dead-letter table in the same transaction.  The broker is told (offsets committed,
+ * messages acknowledged) only after that transaction, and reading always starts where
+ * the database says: after any crash, nothing is skipped and nothing is written twice.
  * docs/consumers.md says how a service takes work from the table.
  */
 #ifndef RELAY_INBOX_H
@@ -23,8 +24,8 @@
  * Run the inbox relay until a byte arrives on stop_fd; the batch in hand is then
  * written (the database permitting) before it returns.  Returns 0 after a clean stop,
  * or -1 with errstr set for a
- * permanent error: the tables missing or not writable, Kafka refusing the relay, a
- * consumer setting librdkafka refuses.  Database and broker outages are waited out.
+ * permanent error: the tables missing or not writable, the broker refusing the relay,
+ * a consumer setting the client refuses.  Database and broker outages are waited out.
  */
 int inbox_run(const struct relay_config *cfg, int stop_fd, char *errstr, size_t errstr_size);
 

@@ -28,6 +28,7 @@
  * user by is derived from it here, with OpenSSL's Ed25519, as NATS's own tools do).
  */
 #include "sink_impl.h"
+#include "sink_nats.h"
 
 #include <errno.h>
 #include <nats/nats.h>
@@ -875,3 +876,37 @@ const struct sink_type sink_type_nats = {
             .unreachable = "nats unreachable",
         },
 };
+
+/*
+ * For the inbox's NATS source (inbox_nats.c), which reads the broker this section
+ * configures.
+ */
+
+natsOptions *sink_nats_options(const struct relay_config *cfg, int timeout_ms, char *errstr,
+                               size_t errstr_size)
+{
+    const struct nats_settings *k = settings_of(cfg);
+
+    if (!k || !k->url || !k->url[0]) {
+        snprintf(errstr, errstr_size, "nats.url is not set (the inbox reads the broker of the "
+                                      "nats section)");
+        return NULL;
+    }
+    return make_options(k, timeout_ms, errstr, errstr_size);
+}
+
+bool sink_nats_refusal(const struct relay_config *cfg, natsStatus st, char *why, size_t size)
+{
+    natsStatus last;
+    const char *text = nats_GetLastError(&last);
+    char reason[600];
+
+    refusal(st, text, reason, sizeof(reason));
+    if (reason[0]) {
+        snprintf(why, size, "nats at %s %s", redacted(settings_of(cfg)->url), reason);
+        return true;
+    }
+    failure(settings_of(cfg), st, reason, sizeof(reason));
+    snprintf(why, size, "nats at %s: %s", redacted(settings_of(cfg)->url), reason);
+    return false;
+}

@@ -15,14 +15,14 @@ The broker is read and written here with another Kafka client than the relay's.
 
 import json
 import os
-import random
-import signal
 import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as h  # noqa: E402
+from inboxlib import (admin_get, inbox_count, kill_while_publishing, positions,  # noqa: E402,F401
+                      setup_shipping)
 
 h.in_venv("confluent_kafka", "confluent-kafka==2.16.1", "inbox")
 import confluent_kafka  # noqa: E402
@@ -30,14 +30,6 @@ import confluent_kafka  # noqa: E402
 TOPIC = "outbox.event.order"
 
 
-def setup_shipping(pg):
-    """The shipping service's database, with the inbox tables and a role of its own."""
-    pg.psql("CREATE ROLE shipping LOGIN")
-    pg.psql("CREATE DATABASE shipping OWNER shipping")
-    for _ in range(2):  # idempotent
-        pg.psql_file(os.path.join(h.ROOT, "sql", "007_inbox.sql"), db="shipping")
-    pg.psql("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO shipping; "
-            "GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO shipping", db="shipping")
 
 
 def inbox_config(env, extra="", bootstrap=None, topic=TOPIC):
@@ -58,9 +50,6 @@ inbox:
 {extra}"""
 
 
-def inbox_count(pg):
-    return int(pg.psql("SELECT count(*) FROM public.inbox WHERE consumer = 'shipping'",
-                       db="shipping"))
 
 
 def watermarks(bootstrap, topic=TOPIC):
@@ -75,9 +64,6 @@ def watermarks(bootstrap, topic=TOPIC):
     return total
 
 
-def positions(pg):
-    return int(pg.psql("SELECT coalesce(sum(next_offset), 0) FROM public.inbox_position "
-                       "WHERE consumer = 'shipping'", db="shipping"))
 
 
 def check_inbox(env, total, bootstrap, topic=TOPIC):
@@ -114,29 +100,7 @@ def kills(env, n_events, n_kills, outbox_config=None, bootstrap=None, topic=TOPI
                       command="inbox")
     outbox.start()
     inbox.start()
-    per_tx = 100
-    sql = h.insert_sql(1, n_events // per_tx, per_tx).replace(
-        "COMMIT;\n", "COMMIT;\nSELECT pg_sleep(0.03);\n")
-    job, text = h.start_insert_job(pg, sql)
-    job.stdin.write(text)
-    job.stdin.close()
-    rng = random.Random(14)
-    t0 = time.time()
-    done = {"outbox": 0, "inbox": 0}
-    for i in range(n_kills):
-        time.sleep(rng.uniform(0.1, 0.6))
-        name = rng.choice(["outbox", "inbox"])
-        victim = outbox if name == "outbox" else inbox
-        victim.signal(signal.SIGKILL)
-        victim.wait(10)
-        victim.start()
-        done[name] += 1
-        if midway and i == n_kills // 2:
-            midway()
-    h.check(job.wait(timeout=300) == 0, "insert job failed")
-    h.wait_for(lambda: inbox_count(pg) >= n_events, 180,
-               f"{n_events} events in the inbox (have {inbox_count(pg)})", interval=0.5)
-    took = time.time() - t0
+    done, took = kill_while_publishing(pg, outbox, inbox, n_events, n_kills, 14, midway=midway)
     time.sleep(1.0)
     held = check_inbox(env, n_events, bootstrap, topic)
     h.log(f"inbox: {n_events} events, outbox relay SIGKILLed {done['outbox']} and inbox relay "
@@ -231,17 +195,6 @@ def poison(env, inbox, first):
           "LISTENing worker woken")
 
 
-def admin_get(relay, path):
-    """(status, body) of GET path on the relay's admin endpoint."""
-    import re
-    import urllib.error
-    import urllib.request
-    port = re.findall(r"\(port (\d+)\)", relay.log_text())[-1]
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
 
 
 def db_outage(env, inbox, first):

@@ -1,0 +1,73 @@
+"""What the inbox's tests share (test_inbox.py, test_inbox_nats.py, the real-Kafka
+case): the shipping service's database, and reading the inbox's tables and admin
+endpoint.  No broker client here: each test brings its own (in its own venv)."""
+
+import os
+import random
+import signal
+import time
+
+import harness as h
+
+
+def setup_shipping(pg):
+    """The shipping service's database, with the inbox tables and a role of its own."""
+    pg.psql("CREATE ROLE shipping LOGIN")
+    pg.psql("CREATE DATABASE shipping OWNER shipping")
+    for _ in range(2):  # idempotent
+        pg.psql_file(os.path.join(h.ROOT, "sql", "007_inbox.sql"), db="shipping")
+    pg.psql("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO shipping; "
+            "GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO shipping", db="shipping")
+
+
+def inbox_count(pg):
+    return int(pg.psql("SELECT count(*) FROM public.inbox WHERE consumer = 'shipping'",
+                       db="shipping"))
+
+
+def positions(pg):
+    return int(pg.psql("SELECT coalesce(sum(next_offset), 0) FROM public.inbox_position "
+                       "WHERE consumer = 'shipping'", db="shipping"))
+
+
+def admin_get(relay, path):
+    """(status, body) of GET path on the relay's admin endpoint."""
+    import re
+    import urllib.error
+    import urllib.request
+    port = re.findall(r"\(port (\d+)\)", relay.log_text())[-1]
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def kill_while_publishing(pg, outbox, inbox, n_events, n_kills, seed, pause=0.03,
+                          midway=None):
+    """Insert n_events outbox rows (100 per transaction, pause seconds between them)
+    while SIGKILLing the outbox or the inbox relay, at random, n_kills times (midway(),
+    when given, runs after half the kills: a broker restart); then wait for every event
+    in the inbox.  Returns ({"outbox": kills, "inbox": kills}, seconds taken)."""
+    sql = h.insert_sql(1, n_events // 100, 100).replace(
+        "COMMIT;\n", f"COMMIT;\nSELECT pg_sleep({pause});\n")
+    job, text = h.start_insert_job(pg, sql)
+    job.stdin.write(text)
+    job.stdin.close()
+    rng = random.Random(seed)
+    t0 = time.time()
+    done = {"outbox": 0, "inbox": 0}
+    for i in range(n_kills):
+        time.sleep(rng.uniform(0.1, 0.6))
+        name = rng.choice(["outbox", "inbox"])
+        victim = outbox if name == "outbox" else inbox
+        victim.signal(signal.SIGKILL)
+        victim.wait(10)
+        victim.start()
+        done[name] += 1
+        if midway and i == n_kills // 2:
+            midway()
+    h.check(job.wait(timeout=300) == 0, "insert job failed")
+    h.wait_for(lambda: inbox_count(pg) >= n_events, 180,
+               f"{n_events} events in the inbox (have {inbox_count(pg)})", interval=0.5)
+    return done, time.time() - t0
