@@ -1079,9 +1079,10 @@ static int check_column(struct parser_ctx *ctx, const char *name, const char *va
 static int check_inbox_broker(struct parser_ctx *ctx, const char *name, const char *value,
                               struct relay_pos pos)
 {
-    if (strcmp(value, "kafka") != 0 && strcmp(value, "nats") != 0)
+    if (strcmp(value, "kafka") != 0 && strcmp(value, "nats") != 0 &&
+        strcmp(value, "redis") != 0)
         return relay_config_fail(ctx, pos, "%s: \"%s\" is not a broker the inbox reads "
-                                 "(kafka, nats)", name, value);
+                                 "(kafka, nats, redis)", name, value);
     return 0;
 }
 

@@ -2,10 +2,10 @@
  * inbox.c -- the inbox relay: broker -> the consuming service's PostgreSQL (inbox.h).
  *
  * The core; the brokers are sources (inbox_source.h: Kafka in inbox_kafka.c, NATS
- * JetStream in inbox_nats.c).  One thread, one poll() loop over the stop pipe, the
- * source's descriptor and the admin endpoint.  Messages are read into a batch of at
- * most inbox.batch_size; the batch is written when full, or when
- * inbox.batch_wait has passed since its first message, as ONE SQL statement:
+ * JetStream in inbox_nats.c, Redis Streams in inbox_redis.c).  One thread, one poll()
+ * loop over the stop pipe, the source's descriptor and the admin endpoint.  Messages
+ * are read into a batch of at most inbox.batch_size; the batch is written when full,
+ * or when inbox.batch_wait has passed since its first message, as ONE SQL statement:
  *
  *   WITH ins AS (INSERT INTO inbox ... VALUES ... ON CONFLICT DO NOTHING RETURNING 1),
  *        dl  AS (INSERT INTO inbox_dead_letter ... ON CONFLICT DO NOTHING RETURNING 1),
@@ -631,9 +631,10 @@ static int flush(struct inbox *ib)
         char line[600];
 
         repl_first_line(PQresultErrorMessage(res), line, sizeof(line));
-        inbox_core_fail(ib, "inbox: writing into %s failed: %s (has sql/007_inbox.sql been run in that "
-                 "database, and may the relay's role write its tables?)",
-             ib->q_inbox, line);
+        inbox_core_fail(ib,
+                        "inbox: writing into %s failed: %s (has sql/007_inbox.sql been run in "
+                        "that database, and may the relay's role write its tables?)",
+                        ib->q_inbox, line);
         rc = -1;
     }
     PQclear(res);
@@ -939,7 +940,11 @@ static void retention(struct inbox *ib)
 /* The source inbox.broker names. */
 static const struct inbox_source_ops *source_of(const struct relay_config *cfg)
 {
-    return strcmp(cfg->inbox.broker, "nats") == 0 ? &inbox_source_nats : &inbox_source_kafka;
+    if (strcmp(cfg->inbox.broker, "nats") == 0)
+        return &inbox_source_nats;
+    if (strcmp(cfg->inbox.broker, "redis") == 0)
+        return &inbox_source_redis;
+    return &inbox_source_kafka;
 }
 
 static int open_all(struct inbox *ib, char *errstr, size_t errstr_size)

@@ -521,3 +521,27 @@ int inbox_event_parse(const struct inbox_message *m, struct inbox_event *ev, cha
     }
     return rc;
 }
+
+int inbox_redis_id_encode(const char *id, int64_t *pos)
+{
+    uint64_t ms = 0, seq = 0;
+    const char *p = id;
+    int digits = 0;
+
+    for (; *p >= '0' && *p <= '9' && digits < 20; p++, digits++)
+        ms = ms * 10 + (uint64_t)(*p - '0');
+    if (digits == 0 || *p++ != '-')
+        return -1;
+    for (digits = 0; *p >= '0' && *p <= '9' && digits < 20; p++, digits++)
+        seq = seq * 10 + (uint64_t)(*p - '0');
+    if (digits == 0 || *p != '\0' || ms >= (UINT64_C(1) << 43) || seq >= (UINT64_C(1) << 20))
+        return -1;
+    *pos = (int64_t)(ms << 20 | seq);
+    return 0;
+}
+
+void inbox_redis_id_decode(int64_t pos, char *buf, size_t size)
+{
+    snprintf(buf, size, "%llu-%llu", (unsigned long long)((uint64_t)pos >> 20),
+             (unsigned long long)((uint64_t)pos & ((UINT64_C(1) << 20) - 1)));
+}

@@ -24,6 +24,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* One message header: a NUL-terminated name, and a value (NULL: a header without one). */
 struct inbox_header {
@@ -96,5 +97,15 @@ struct jbuf;
  * and hex is false, otherwise its bytea hex text.  Out of memory sets b->oom.
  */
 void inbox_put_json_text(struct jbuf *b, const void *p, size_t n, bool hex);
+
+/*
+ * A Redis stream entry ID ("<ms>-<seq>") as the inbox's position, a bigint that keeps
+ * their order: ms * 2^20 + seq.  Returns 0, or -1 when id is not an entry ID or does
+ * not fit (ms from 2^43 -- the year 2248 for generated IDs -- or seq from 2^20).
+ */
+int inbox_redis_id_encode(const char *id, int64_t *pos);
+
+/* The entry ID of a position from inbox_redis_id_encode(), into buf (at least 48). */
+void inbox_redis_id_decode(int64_t pos, char *buf, size_t size);
 
 #endif /* RELAY_INBOX_EVENT_H */

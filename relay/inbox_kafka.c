@@ -340,10 +340,13 @@ static int kafka_check(const struct relay_config *cfg, int timeout_ms, FILE *out
             continue;
         }
         err = rd_kafka_metadata(rk, 0, t, &md, timeout_ms);
-        if (err || md->topic_cnt < 1 || md->topics[0].err) {
+        if (!err && md->topic_cnt < 1)
+            err = RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC;
+        else if (!err)
+            err = md->topics[0].err;
+        if (err) {
             fprintf(out, "FAIL kafka topic \"%s\": %s\n", cfg->inbox.topics[i],
-                    rd_kafka_err2str(err ? err : md->topic_cnt < 1 ? RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC
-                                                                   : md->topics[0].err));
+                    rd_kafka_err2str(err));
             failed++;
         } else {
             fprintf(out, "ok   kafka topic \"%s\": %d partitions\n", cfg->inbox.topics[i],

@@ -55,6 +55,7 @@
 
 #include "config_schema.h"
 #include "log.h"
+#include "sink_redis.h"
 
 extern const struct sink_type sink_type_redis;
 
@@ -865,25 +866,20 @@ static sink *redis_create(const struct relay_config *cfg, sink_report_fn *report
  * freeReplyObject()), or NULL with why set -- the connection's failure, or no answer in
  * time.
  */
-static redisReply *check_command(struct conn *x, int64_t deadline, char *why, size_t size,
-                                 const char *fmt, ...)
+/*
+ * The reply to the command appended last, waiting until deadline; as check_command().
+ * *refused says a failure is one no retry cures (a certificate that does not verify).
+ */
+static redisReply *await_reply(struct conn *x, int64_t deadline, char *why, size_t size,
+                               bool *refused)
 {
     void *reply = NULL;
-    va_list ap;
-    bool refused;
 
-    va_start(ap, fmt);
-    if (redisvAppendCommand(x->c, fmt, ap) != REDIS_OK) {
-        va_end(ap);
-        snprintf(why, size, "%s", x->c->errstr);
-        return NULL;
-    }
-    va_end(ap);
     for (;;) {
         struct pollfd fd;
         int64_t left;
 
-        if (conn_io(x, why, size, &refused) < 0)
+        if (conn_io(x, why, size, refused) < 0)
             return NULL;
         if (redisGetReplyFromReader(x->c, &reply) != REDIS_OK) {
             snprintf(why, size, "%s", x->c->errstr);
@@ -901,6 +897,22 @@ static redisReply *check_command(struct conn *x, int64_t deadline, char *why, si
             return NULL;
         }
     }
+}
+
+static redisReply *check_command(struct conn *x, int64_t deadline, char *why, size_t size,
+                                 const char *fmt, ...)
+{
+    va_list ap;
+    bool refused;
+
+    va_start(ap, fmt);
+    if (redisvAppendCommand(x->c, fmt, ap) != REDIS_OK) {
+        va_end(ap);
+        snprintf(why, size, "%s", x->c->errstr);
+        return NULL;
+    }
+    va_end(ap);
+    return await_reply(x, deadline, why, size, &refused);
 }
 
 /*
@@ -1033,3 +1045,92 @@ const struct sink_type sink_type_redis = {
             .unreachable = "redis unreachable",
         },
 };
+
+/*
+ * A blocking client of the redis section's server, for the inbox's Redis source
+ * (inbox_redis.c): the sink's connection (TLS included), one command at a time.
+ */
+
+struct sink_redis_client {
+    struct redis_url u;
+    struct conn x;
+    SSL_CTX *ctx;
+};
+
+void sink_redis_client_close(struct sink_redis_client *cl)
+{
+    if (!cl)
+        return;
+    conn_close(&cl->x);
+    SSL_CTX_free(cl->ctx);
+    free(cl);
+}
+
+struct sink_redis_client *sink_redis_client_open(const struct relay_config *cfg, int timeout_ms,
+                                                 char *errstr, size_t errstr_size,
+                                                 bool *refused)
+{
+    const struct redis_settings *k = settings_of(cfg);
+    struct sink_redis_client *cl = calloc(1, sizeof(*cl));
+    int64_t deadline = now_ms() + timeout_ms;
+    const char *why = NULL;
+    redisReply *r = NULL;
+    char err[512];
+
+    *refused = false;
+    if (!cl) {
+        snprintf(errstr, errstr_size, "redis: out of memory");
+        return NULL;
+    }
+    if (!k || !k->url || !k->url[0] || parse_url(k->url, &cl->u, &why) < 0) {
+        snprintf(errstr, errstr_size, "redis.url: %s", why ? why : "not set (the inbox reads "
+                                                                   "the redis section's server)");
+        *refused = true;
+        free(cl);
+        return NULL;
+    }
+    if ((cl->u.tls && !(cl->ctx = tls_context(k, errstr, errstr_size))) ||
+        conn_open(&cl->x, &cl->u, cl->ctx, errstr, errstr_size) < 0) {
+        *refused = cl->u.tls && !cl->ctx;
+        sink_redis_client_close(cl);
+        return NULL;
+    }
+    if (cl->u.password[0]) {
+        r = cl->u.user[0] ? check_command(&cl->x, deadline, err, sizeof(err), "AUTH %s %s",
+                                          cl->u.user, cl->u.password)
+                          : check_command(&cl->x, deadline, err, sizeof(err), "AUTH %s",
+                                          cl->u.password);
+        if (r && r->type == REDIS_REPLY_ERROR)
+            *refused = true;
+    } else {
+        r = check_command(&cl->x, deadline, err, sizeof(err), "PING");
+    }
+    if (r && r->type != REDIS_REPLY_ERROR && cl->u.db != 0) {
+        freeReplyObject(r);
+        r = check_command(&cl->x, deadline, err, sizeof(err), "SELECT %d", cl->u.db);
+        if (r && r->type == REDIS_REPLY_ERROR)
+            *refused = true;
+    }
+    if (!r || r->type == REDIS_REPLY_ERROR) {
+        snprintf(errstr, errstr_size, "redis at %s:%d: %s", cl->u.host, cl->u.port,
+                 r ? r->str : err);
+        freeReplyObject(r);
+        sink_redis_client_close(cl);
+        return NULL;
+    }
+    freeReplyObject(r);
+    return cl;
+}
+
+redisReply *sink_redis_client_command(struct sink_redis_client *cl, int timeout_ms, char *why,
+                                      size_t size, int argc, const char **argv,
+                                      const size_t *lens)
+{
+    bool refused;
+
+    if (redisAppendCommandArgv(cl->x.c, argc, argv, lens) != REDIS_OK) {
+        snprintf(why, size, "%s", cl->x.c->errstr);
+        return NULL;
+    }
+    return await_reply(&cl->x, now_ms() + timeout_ms, why, size, &refused);
+}

@@ -71,3 +71,23 @@ def kill_while_publishing(pg, outbox, inbox, n_events, n_kills, seed, pause=0.03
     h.wait_for(lambda: inbox_count(pg) >= n_events, 180,
                f"{n_events} events in the inbox (have {inbox_count(pg)})", interval=0.5)
     return done, time.time() - t0
+
+
+def check_rows(pg, total, topic):
+    """Every outbox row once in the inbox (total of them), each row's topic the one
+    read, per-key order of arrival kept."""
+    outbox = set(pg.psql("SELECT id FROM public.outbox").split())
+    rows = [line.split("|") for line in pg.psql(
+        "SELECT event_id, key, payload->>'n', topic FROM public.inbox "
+        "WHERE consumer = 'shipping' ORDER BY seq", db="shipping").splitlines()]
+    ids = [r[0] for r in rows]
+    h.check(len(ids) == len(set(ids)), "an event is twice in the inbox")
+    h.check(set(ids) == outbox and len(ids) == total,
+            f"inbox holds {len(ids)} events, {len(set(ids) & outbox)} of the {len(outbox)} "
+            "outbox rows")
+    h.check(all(r[3] == topic for r in rows), f"a row's topic is not {topic}")
+    last = {}
+    for _, key, n, _ in rows:
+        h.check(int(n) > last.get(key, -1), f"key {key}: event {n} arrived after "
+                f"{last.get(key)}")
+        last[key] = int(n)

@@ -21,8 +21,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as h  # noqa: E402
-from inboxlib import (admin_get, inbox_count, kill_while_publishing, positions,  # noqa: E402
-                      setup_shipping)
+from inboxlib import (admin_get, check_rows, inbox_count, kill_while_publishing,  # noqa: E402
+                      positions, setup_shipping)
 from test_nats import NatsServer, config as outbox_config  # noqa: E402
 
 FILTER = "outbox.order.>"
@@ -47,21 +47,7 @@ inbox:
 def check_inbox(env, srv, total):
     """Every outbox row once, per-key order of arrival, the position at the stream's end."""
     pg = env.pg
-    outbox = set(pg.psql("SELECT id FROM public.outbox").split())
-    rows = [line.split("|") for line in pg.psql(
-        "SELECT event_id, key, payload->>'n', topic FROM public.inbox "
-        "WHERE consumer = 'shipping' ORDER BY seq", db="shipping").splitlines()]
-    ids = [r[0] for r in rows]
-    h.check(len(ids) == len(set(ids)), "an event is twice in the inbox")
-    h.check(set(ids) == outbox and len(ids) == total,
-            f"inbox holds {len(ids)} events, {len(set(ids) & outbox)} of the {len(outbox)} "
-            "outbox rows")
-    h.check(all(r[3] == FILTER for r in rows), "a row's topic is not the subject filter")
-    last = {}
-    for _, key, n, _ in rows:
-        h.check(int(n) > last.get(key, -1), f"key {key}: event {n} arrived after "
-                f"{last.get(key)}")
-        last[key] = int(n)
+    check_rows(pg, total, FILTER)
     end = srv.last_seq() + 1
     h.wait_for(lambda: positions(pg) == end, 30, f"the position to reach {end}")
     return end - 1

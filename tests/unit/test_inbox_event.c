@@ -237,6 +237,28 @@ static void test_hex(void **state)
     free(s);
 }
 
+/* Redis stream entry IDs as positions: exact both ways, in order, the limits refused. */
+static void test_redis_ids(void **state)
+{
+    const char *ids[] = {"0-0", "0-1", "1-0", "1764960000000-0", "1764960000000-7",
+                         "1764960000001-0", "8796093022207-1048575"};
+    const char *bad[] = {"", "-", "1", "1-", "-1", "1-2-3", "a-1", "1-a", "8796093022208-0",
+                         "1-1048576", "99999999999999999999-0"};
+    int64_t prev = -1, pos;
+    char back[48];
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
+        assert_int_equal(inbox_redis_id_encode(ids[i], &pos), 0);
+        assert_true(pos > prev);
+        inbox_redis_id_decode(pos, back, sizeof(back));
+        assert_string_equal(back, ids[i]);
+        prev = pos;
+    }
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_int_equal(inbox_redis_id_encode(bad[i], &pos), -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -244,6 +266,7 @@ int main(void)
         cmocka_unit_test(test_binary_headers), cmocka_unit_test(test_not_events),
         cmocka_unit_test(test_structured), cmocka_unit_test(test_structured_not_events),
         cmocka_unit_test(test_debezium),   cmocka_unit_test(test_hex),
+        cmocka_unit_test(test_redis_ids),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

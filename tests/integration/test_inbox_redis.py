@@ -1,0 +1,141 @@
+"""The inbox relay reading Redis Streams (inbox.broker: redis), against a real
+redis-server from Debian (AOF, appendfsync always).
+
+The outbox relay appends to the stream outbox.inbox.order (sink: redis) and the
+inbox relay reads it into the shipping database's inbox, each entry's position being
+its entry ID as a number (ms * 2^20 + seq):
+
+1. Events while both relays are SIGKILLed at random and redis-server is SIGKILLed and
+   started again halfway: every event in the inbox exactly once, per-key order of
+   arrival kept, the position at the stream's last entry.
+2. An entry that is not an event (appended by another client) is set aside with its
+   reason; the event after it is written.
+3. `check` finds the stream; `status --json` shows the lag 0; /readyz 200; a key that
+   holds a string stops the inbox with the reason named.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness as h  # noqa: E402
+from inboxlib import (admin_get, check_rows, inbox_count, kill_while_publishing,  # noqa: E402
+                      positions, setup_shipping)
+from test_redis import PASSWORD, RedisServer, config as outbox_config  # noqa: E402
+
+STREAM = "outbox.inbox.order"
+
+
+def inbox_config(env, srv, stream=STREAM):
+    return f"""admin:
+  listen: "127.0.0.1:0"
+postgres:
+  retry_interval: 1s
+sink: redis
+redis:
+  url: "redis://:{PASSWORD}@127.0.0.1:{srv.port}/0"
+inbox:
+  broker: redis
+  dsn: "{env.pg.dsn(db='shipping', user='shipping')}"
+  consumer: shipping
+  topics: ["{stream}"]
+"""
+
+
+def encode(entry_id):
+    ms, seq = entry_id.decode().split("-")
+    return int(ms) << 20 | int(seq)
+
+
+def check_inbox(env, srv, total):
+    """Every outbox row once, per-key order of arrival, the position after the last entry."""
+    pg = env.pg
+    check_rows(pg, total, STREAM)
+    r = srv.client()
+    end = encode(r.xrevrange(STREAM, count=1)[0][0]) + 1
+    h.wait_for(lambda: positions(pg) == end, 30, f"the position to reach {end}")
+    return r.xlen(STREAM)
+
+
+def kills(env, srv, n_events, n_kills):
+    pg = env.pg
+    outbox = env.relay(outbox_config(pg, srv, "inbox"), name="outbox")
+    inbox = env.relay(inbox_config(env, srv), name="inbox", command="inbox")
+    outbox.start()
+    inbox.start()
+
+    def restart():
+        srv.kill()
+        time.sleep(1)
+        srv.start()
+    # The stream grows slowly enough for the kills to land while it does.
+    done, took = kill_while_publishing(pg, outbox, inbox, n_events, n_kills, 16, pause=0.08,
+                                       midway=restart)
+    time.sleep(1.0)
+    held = check_inbox(env, srv, n_events)
+    h.log(f"inbox from Redis: {n_events} events, outbox relay SIGKILLed {done['outbox']} and "
+          f"inbox relay {done['inbox']} times, redis-server SIGKILLed and restarted once: the "
+          f"stream held {held} entries ({held - n_events} duplicates from the outbox side), "
+          f"the inbox {n_events} rows, 0 duplicates, per-key order kept; {took:.1f}s")
+    return outbox, inbox
+
+
+def poison(env, srv, first):
+    pg = env.pg
+    before = inbox_count(pg)
+    srv.client().xadd(STREAM, {"from": "elsewhere", "value": "not an event"})
+    pg.psql(h.insert_sql(first, 1, 1))
+    h.wait_for(lambda: inbox_count(pg) == before + 1, 30, "the event after the stranger's")
+    dead = pg.psql("SELECT reason, convert_from(value, 'UTF8'), headers->>'from' "
+                   "FROM public.inbox_dead_letter WHERE consumer = 'shipping'",
+                   db="shipping").splitlines()
+    # The record keeps the field's exact bytes, as bytea hex text.
+    h.check(dead == ["not-an-event|not an event|\\x" + b"elsewhere".hex()],
+            f"dead letters {dead}")
+    h.log("inbox from Redis: an entry that is not an event set aside, the event after it "
+          "written")
+
+
+def checks(env, srv, inbox):
+    relay = os.path.join(env.args.build_dir, "outbox-relay")
+    r = subprocess.run([relay, "check", "-c", inbox.cfg], capture_output=True, text=True,
+                       timeout=60)
+    h.check(r.returncode == 0 and f'ok   redis stream "{STREAM}"' in r.stdout,
+            f"check: exit {r.returncode}\n{r.stdout}{r.stderr}")
+    r = subprocess.run([relay, "status", "--json", "-c", inbox.cfg], capture_output=True,
+                       text=True, timeout=60)
+    st = json.loads(r.stdout) if r.returncode == 0 else {}
+    h.check(r.returncode == 0 and len(st["partitions"]) == 1 and
+            st["partitions"][0]["lag"] == 0 and st["dead_letters"] == 1,
+            f"status: exit {r.returncode}\n{r.stdout}{r.stderr}")
+    h.check(admin_get(inbox, "/readyz")[0] == 200, "/readyz")
+    srv.client().set("not.a.stream", "x")
+    wrong = env.relay(inbox_config(env, srv, "not.a.stream").replace(
+        "consumer: shipping", "consumer: wrong"), name="inbox-wrong", command="inbox").start()
+    rc = wrong.wait(30)
+    h.check(rc == 1 and "WRONGTYPE" in wrong.log_text(),
+            f"a key that is not a stream: exit {rc}\n{wrong.log_text()[-600:]}")
+    h.log("inbox from Redis: check finds the stream, status shows lag 0, /readyz 200; a key "
+          "holding a string stops the inbox with WRONGTYPE")
+
+
+def test(env):
+    setup_shipping(env.pg)
+    srv = RedisServer(env.tmp).start()
+    try:
+        n = h.scaled(10000, 1000)
+        outbox, inbox = kills(env, srv, n, h.scaled(16, 4))
+        poison(env, srv, n + 1)
+        checks(env, srv, inbox)
+        for relay in (inbox, outbox):
+            rc, _ = relay.stop()
+            h.check(rc == 0, f"{relay.name} exit {rc}")
+    finally:
+        srv.stop()
+
+
+if __name__ == "__main__":
+    h.main(test)
