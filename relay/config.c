@@ -1080,9 +1080,9 @@ static int check_inbox_broker(struct parser_ctx *ctx, const char *name, const ch
                               struct relay_pos pos)
 {
     if (strcmp(value, "kafka") != 0 && strcmp(value, "nats") != 0 &&
-        strcmp(value, "redis") != 0)
+        strcmp(value, "redis") != 0 && strcmp(value, "rabbitmq") != 0)
         return relay_config_fail(ctx, pos, "%s: \"%s\" is not a broker the inbox reads "
-                                 "(kafka, nats, redis)", name, value);
+                                 "(kafka, nats, redis, rabbitmq)", name, value);
     return 0;
 }
 

@@ -175,8 +175,9 @@ struct relay_config {
         char *position_table;    /* default "inbox_position" */
         char *dead_letter_schema; /* from inbox.dead_letter_table, default "public" */
         char *dead_letter_table;  /* default "inbox_dead_letter" */
-        char *broker;         /* default "kafka": the broker read ("kafka", "nats", "redis"); its
-                                 connection is that sink's section */
+        char *broker;         /* default "kafka": the broker read ("kafka", "nats",
+                                 "redis", "rabbitmq"); its connection is that sink's
+                                 section */
         char *consumer;       /* required with dsn: primary key part and consumer group */
         char **topics;        /* required with dsn: the topics read */
         size_t ntopics;

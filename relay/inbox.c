@@ -2,8 +2,9 @@
  * inbox.c -- the inbox relay: broker -> the consuming service's PostgreSQL (inbox.h).
  *
  * The core; the brokers are sources (inbox_source.h: Kafka in inbox_kafka.c, NATS
- * JetStream in inbox_nats.c, Redis Streams in inbox_redis.c).  One thread, one poll()
- * loop over the stop pipe, the source's descriptor and the admin endpoint.  Messages
+ * JetStream in inbox_nats.c, Redis Streams in inbox_redis.c, RabbitMQ streams in
+ * inbox_rabbitmq.c).  One thread, one poll() loop over the stop pipe, the source's
+ * descriptor and the admin endpoint.  Messages
  * are read into a batch of at most inbox.batch_size; the batch is written when full,
  * or when inbox.batch_wait has passed since its first message, as ONE SQL statement:
  *
@@ -944,6 +945,8 @@ static const struct inbox_source_ops *source_of(const struct relay_config *cfg)
         return &inbox_source_nats;
     if (strcmp(cfg->inbox.broker, "redis") == 0)
         return &inbox_source_redis;
+    if (strcmp(cfg->inbox.broker, "rabbitmq") == 0)
+        return &inbox_source_rabbitmq;
     return &inbox_source_kafka;
 }
 

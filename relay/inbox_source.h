@@ -5,9 +5,10 @@
  * The inbox's core -- the batch, the one statement that writes it with its positions,
  * the database's outages, the admin endpoint, retention -- is the same whatever the
  * broker; a source reads messages and says where each one is: a topic (a Kafka topic,
- * a JetStream subject filter, a Redis stream key), a partition (0 where the broker has
- * none) and an offset (the Kafka offset, the JetStream stream sequence, the Redis
- * entry ID as inbox_redis_id_encode() makes it a number).  The position after a committed batch
+ * a JetStream subject filter, a Redis stream key, a RabbitMQ stream queue), a
+ * partition (0 where the broker has none) and an offset (the Kafka offset, the
+ * JetStream stream sequence, the Redis entry ID as inbox_redis_id_encode() makes it a
+ * number, the RabbitMQ stream offset).  The position after a committed batch
  * is stored in inbox_position in the batch's own transaction, and a source starts
  * each of its topics where the database says (inbox_core_positions()), so after any
  * crash nothing is skipped and a message read again is a no-op on the primary key.
@@ -51,7 +52,7 @@ struct inbox_pos {
 };
 
 struct inbox_source_ops {
-    const char *broker; /* its section's name: "kafka", "nats", "redis" */
+    const char *broker; /* its section's name: "kafka", "nats", "redis", "rabbitmq" */
     /*
      * Connect and subscribe to inbox.topics.  Returns the source, or NULL with errstr
      * set (a setting the client refuses; an unreachable broker is waited out instead).
@@ -84,10 +85,11 @@ struct inbox_source_ops {
 };
 
 /* The sources: Kafka (inbox_kafka.c), NATS JetStream (inbox_nats.c), Redis Streams
- * (inbox_redis.c). */
+ * (inbox_redis.c), RabbitMQ stream queues (inbox_rabbitmq.c). */
 extern const struct inbox_source_ops inbox_source_kafka;
 extern const struct inbox_source_ops inbox_source_nats;
 extern const struct inbox_source_ops inbox_source_redis;
+extern const struct inbox_source_ops inbox_source_rabbitmq;
 
 /*
  * Add a message to the batch, as an event or set aside.  Returns 0 (the batch holds

@@ -34,6 +34,7 @@
  * CloudEvents' AMQP binding has them in binary mode.
  */
 #include "sink_impl.h"
+#include "sink_rabbitmq.h"
 
 #include <amqp.h>
 #include <amqp_ssl_socket.h>
@@ -1083,3 +1084,36 @@ const struct sink_type sink_type_rabbitmq = {
             .unreachable = "rabbitmq unreachable",
         },
 };
+
+/*
+ * For the inbox's RabbitMQ source (inbox_rabbitmq.c), which reads stream queues of
+ * the broker this section configures.
+ */
+
+amqp_connection_state_t sink_rabbitmq_connect(const struct relay_config *cfg, int timeout_ms,
+                                              char *why, size_t why_size, bool *refused)
+{
+    const struct rabbitmq_settings *k = settings_of(cfg);
+    amqp_connection_state_t c;
+    struct amqp_url u;
+    const char *bad;
+
+    *refused = true;
+    if (!k || !k->url || !k->url[0]) {
+        snprintf(why, why_size, "rabbitmq.url is not set (the inbox reads the broker of the "
+                                "rabbitmq section)");
+        return NULL;
+    }
+    if (parse_url(k->url, &u, &bad) < 0) {
+        snprintf(why, why_size, "rabbitmq.url %s", bad);
+        return NULL;
+    }
+    c = open_connection(k, &u.info, false, timeout_ms, why, why_size, refused);
+    free(u.buf);
+    return c;
+}
+
+void sink_rabbitmq_reply_text(amqp_rpc_reply_t r, char *out, size_t size)
+{
+    reply_text(r, out, size);
+}

@@ -1,0 +1,156 @@
+"""The inbox relay reading a RabbitMQ stream queue (inbox.broker: rabbitmq), against a
+real rabbitmq-server from Debian 12.
+
+The outbox relay publishes to the exchange outbox (sink: rabbitmq); a stream queue
+(x-queue-type: stream) bound to it keeps every message with its offset, and the inbox
+relay reads it into the shipping database's inbox, each message's position being its
+stream offset:
+
+1. Events while both relays are SIGKILLed at random and rabbitmq-server is SIGKILLed
+   and started again halfway: every event in the inbox exactly once, per-key order of
+   arrival kept, the position at the stream's end.
+2. A message that is not an event (published by another client) is set aside with its
+   reason; the event after it is written.
+3. `check` finds the queue; /readyz 200; a classic queue (no offsets) stops the inbox
+   with the reason named.
+"""
+
+import os
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness as h  # noqa: E402
+from inboxlib import (admin_get, check_rows, inbox_count, kill_while_publishing,  # noqa: E402
+                      positions, setup_shipping)
+from test_rabbitmq import RabbitServer, config as outbox_config, pika  # noqa: E402
+
+QUEUE = "orders.stream"
+
+
+def inbox_config(env, srv, queue=QUEUE):
+    return f"""admin:
+  listen: "127.0.0.1:0"
+postgres:
+  retry_interval: 1s
+sink: rabbitmq
+rabbitmq:
+  url: "{srv.url()}"
+  exchange: outbox
+inbox:
+  broker: rabbitmq
+  dsn: "{env.pg.dsn(db='shipping', user='shipping')}"
+  consumer: shipping
+  topics: ["{queue}"]
+"""
+
+
+def declare(srv):
+    """The stream queue, bound to the outbox exchange for the order events; and a
+    classic queue, which the inbox must refuse."""
+    conn = srv.connection()
+    ch = conn.channel()
+    ch.queue_declare(QUEUE, durable=True, arguments={"x-queue-type": "stream"})
+    ch.queue_bind(QUEUE, "outbox", routing_key="order.#")
+    ch.queue_declare("classic", durable=True)
+    conn.close()
+
+
+def stream_end(srv):
+    """(messages in the stream, the offset after its last), read with pika: a stream
+    queue does not tell its length to a declare."""
+    conn = srv.connection()
+    ch = conn.channel()
+    ch.basic_qos(prefetch_count=1000)
+    count, end = 0, 0
+    for method, props, _ in ch.consume(QUEUE, arguments={"x-stream-offset": "first"},
+                                       inactivity_timeout=2):
+        if method is None:
+            break
+        count += 1
+        end = max(end, props.headers["x-stream-offset"] + 1)
+        ch.basic_ack(method.delivery_tag)
+    conn.close()
+    return count, end
+
+
+def kills(env, srv, n_events, n_kills):
+    pg = env.pg
+    outbox = env.relay(outbox_config(pg, srv), name="outbox")
+    inbox = env.relay(inbox_config(env, srv), name="inbox", command="inbox")
+    outbox.start()
+    inbox.start()
+
+    def restart():
+        srv.kill()
+        srv.start()
+    # The stream grows slowly enough for the kills to land while it does.
+    done, took = kill_while_publishing(pg, outbox, inbox, n_events, n_kills, 17, pause=0.08,
+                                       midway=restart)
+    time.sleep(1.0)
+    check_rows(pg, n_events, QUEUE)
+    held, end = stream_end(srv)
+    h.wait_for(lambda: positions(pg) == end, 30, f"the position to reach {end}")
+    h.log(f"inbox from RabbitMQ: {n_events} events, outbox relay SIGKILLed {done['outbox']} "
+          f"and inbox relay {done['inbox']} times, rabbitmq-server SIGKILLed and restarted "
+          f"once: the stream held {held} messages ({held - n_events} duplicates from the "
+          f"outbox side), the inbox {n_events} rows, 0 duplicates, per-key order kept; "
+          f"{took:.1f}s")
+    return outbox, inbox
+
+
+def poison(env, srv, first):
+    pg = env.pg
+    before = inbox_count(pg)
+    conn = srv.connection()
+    conn.channel().basic_publish("outbox", "order.stranger", b"not an event",
+                                 pika.BasicProperties(headers={"from": "elsewhere"}))
+    conn.close()
+    pg.psql(h.insert_sql(first, 1, 1))
+    h.wait_for(lambda: inbox_count(pg) == before + 1, 30, "the event after the stranger's")
+    dead = pg.psql("SELECT reason, convert_from(value, 'UTF8'), headers->>'from' "
+                   "FROM public.inbox_dead_letter WHERE consumer = 'shipping'",
+                   db="shipping").splitlines()
+    # The record keeps the header's exact bytes, as bytea hex text.
+    h.check(dead == ["not-an-event|not an event|\\x" + b"elsewhere".hex()],
+            f"dead letters {dead}")
+    h.log("inbox from RabbitMQ: a message that is not an event set aside, the event after "
+          "it written")
+
+
+def checks(env, srv, inbox):
+    relay = os.path.join(env.args.build_dir, "outbox-relay")
+    r = subprocess.run([relay, "check", "-c", inbox.cfg], capture_output=True, text=True,
+                       timeout=60)
+    h.check(r.returncode == 0 and f'ok   rabbitmq queue "{QUEUE}"' in r.stdout,
+            f"check: exit {r.returncode}\n{r.stdout}{r.stderr}")
+    h.check(admin_get(inbox, "/readyz")[0] == 200, "/readyz")
+    classic = env.relay(inbox_config(env, srv, "classic").replace(
+        "consumer: shipping", "consumer: classic"), name="inbox-classic",
+        command="inbox").start()
+    rc = classic.wait(30)
+    h.check(rc == 1 and "x-queue-type stream" in classic.log_text(),
+            f"a classic queue: exit {rc}\n{classic.log_text()[-800:]}")
+    h.log("inbox from RabbitMQ: check finds the queue, /readyz 200; a classic queue stops "
+          "the inbox, naming stream queues")
+
+
+def test(env):
+    setup_shipping(env.pg)
+    srv = RabbitServer(env.tmp).start()
+    try:
+        declare(srv)
+        n = h.scaled(10000, 1000)
+        outbox, inbox = kills(env, srv, n, h.scaled(16, 4))
+        poison(env, srv, n + 1)
+        checks(env, srv, inbox)
+        for relay in (inbox, outbox):
+            rc, _ = relay.stop()
+            h.check(rc == 0, f"{relay.name} exit {rc}")
+    finally:
+        srv.stop()
+
+
+if __name__ == "__main__":
+    h.main(test)
