@@ -1074,7 +1074,6 @@ static int check_column(struct parser_ctx *ctx, const char *name, const char *va
  * writes NOTIFY name (which folds unquoted names to lowercase) or
  * pg_notify('name', ...) (which does not fold).
  */
-/* pg_notify()'s channel: any name PostgreSQL takes, at most 63 bytes; "" for none. */
 /* inbox.broker: a broker the inbox reads (inbox_source.h). */
 static int check_inbox_broker(struct parser_ctx *ctx, const char *name, const char *value,
                               struct relay_pos pos)
@@ -1086,6 +1085,7 @@ static int check_inbox_broker(struct parser_ctx *ctx, const char *name, const ch
     return 0;
 }
 
+/* pg_notify()'s channel: any name PostgreSQL takes, at most 63 bytes; "" for none. */
 static int check_notify_channel(struct parser_ctx *ctx, const char *name, const char *value,
                                 struct relay_pos pos)
 {

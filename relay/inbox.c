@@ -120,6 +120,19 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+int64_t inbox_now_ms(void)
+{
+    return now_ms();
+}
+
+void inbox_backoff(int64_t retry_at, int wait_ms)
+{
+    int64_t left = retry_at - now_ms();
+
+    if (left > 0)
+        poll(NULL, 0, (int)(left < wait_ms ? left : wait_ms));
+}
+
 static void row_free(struct inbox *ib, struct row *r)
 {
     free(r->topic);
@@ -690,6 +703,12 @@ int inbox_core_add(struct inbox *ib, const struct inbox_in *in)
     char why[300];
     int rc;
 
+    if (ib->nrows >= (size_t)ib->cfg->inbox.batch_size) {
+        /* A source's bug: read() was given the room left; never past the array. */
+        inbox_core_fail(ib, "inbox: internal error: the %s source read past the batch's room",
+                        ib->ops->broker);
+        return -1;
+    }
     memset(r, 0, sizeof(*r));
     r->partition = in->partition;
     r->offset = in->offset;

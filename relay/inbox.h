@@ -2,8 +2,9 @@
  * inbox.h -- `outbox-relay inbox`: the consuming half of the pattern.
  *
  * Reads events from the broker inbox.broker names -- Kafka (kafka.brokers,
- * kafka.properties, then inbox.properties) as the consumer group inbox.consumer, or
- * NATS JetStream (the nats section) -- and writes them, a batch per transaction,
+ * kafka.properties, then inbox.properties) as the consumer group inbox.consumer, NATS
+ * JetStream, Redis Streams or RabbitMQ stream queues (their sinks' sections) -- and
+ * writes them, a batch per transaction,
  * into the consuming service's inbox table (sql/007_inbox.sql) together with the
  * position after the batch; a message that is not an event goes to the inbox's
  * dead-letter table in the same transaction.  The broker is told (offsets committed,

@@ -534,7 +534,9 @@ int inbox_redis_id_encode(const char *id, int64_t *pos)
         return -1;
     for (digits = 0; *p >= '0' && *p <= '9' && digits < 20; p++, digits++)
         seq = seq * 10 + (uint64_t)(*p - '0');
-    if (digits == 0 || *p != '\0' || ms >= (UINT64_C(1) << 43) || seq >= (UINT64_C(1) << 20))
+    /* The largest pair would be INT64_MAX, whose next position does not exist. */
+    if (digits == 0 || *p != '\0' || ms >= (UINT64_C(1) << 43) || seq >= (UINT64_C(1) << 20) ||
+        (ms == (UINT64_C(1) << 43) - 1 && seq == (UINT64_C(1) << 20) - 1))
         return -1;
     *pos = (int64_t)(ms << 20 | seq);
     return 0;

@@ -101,7 +101,8 @@ void inbox_put_json_text(struct jbuf *b, const void *p, size_t n, bool hex);
 /*
  * A Redis stream entry ID ("<ms>-<seq>") as the inbox's position, a bigint that keeps
  * their order: ms * 2^20 + seq.  Returns 0, or -1 when id is not an entry ID or does
- * not fit (ms from 2^43 -- the year 2248 for generated IDs -- or seq from 2^20).
+ * not fit (ms from 2^43 -- the year 2248 for generated IDs -- or seq from 2^20, or
+ * the very last pair, whose next position would overflow).
  */
 int inbox_redis_id_encode(const char *id, int64_t *pos);
 

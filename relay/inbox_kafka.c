@@ -110,8 +110,9 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
         rd_kafka_resp_err_t aerr;
 
-        /* A stop during the wait: assigned as they are, nothing will be read. */
-        inbox_core_positions(k->core, seed, parts);
+        /* A stop during the wait: nothing is taken, nothing will be read. */
+        if (inbox_core_positions(k->core, seed, parts) != 0)
+            return;
         if ((aerr = rd_kafka_assign(rk, parts)) != RD_KAFKA_RESP_ERR_NO_ERROR) {
             inbox_core_fail(k->core, "inbox: cannot take the assigned partitions: %s",
                             rd_kafka_err2str(aerr));
@@ -212,10 +213,12 @@ static bool kafka_pending(void *src)
 static bool add(struct kafka_in *k, rd_kafka_message_t *m, const char *unreadable)
 {
     struct inbox_header few[INBOX_MAX_HEADERS + 1], *hs = few;
+    /* An unreadable message's payload is librdkafka's error text: no value is kept. */
     struct inbox_in in = {.topic = rd_kafka_topic_name(m->rkt), .partition = m->partition,
                           .offset = m->offset, .unreadable = unreadable, .handle = m,
-                          .m = {.key = m->key, .key_len = m->key_len, .value = m->payload,
-                                .value_len = m->len}};
+                          .m = {.key = m->key, .key_len = m->key_len,
+                                .value = unreadable ? NULL : m->payload,
+                                .value_len = unreadable ? 0 : m->len}};
     rd_kafka_headers_t *hdrs = NULL;
     bool held;
 

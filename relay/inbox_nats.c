@@ -58,21 +58,17 @@ struct held {
     const char **keys;
 };
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void unsubscribe(struct nats_in *n)
 {
     for (size_t i = 0; i < n->nsubs; i++) {
-        if (n->subs[i].sub) {
-            natsSubscription_Unsubscribe(n->subs[i].sub);
+        /*
+         * Destroyed without the request that deletes the consumer (it would wait for a
+         * server that may be gone): an ephemeral consumer without a client is deleted
+         * by the server once inactive.
+         */
+        if (n->subs[i].sub)
             natsSubscription_Destroy(n->subs[i].sub);
-        }
         n->subs[i].sub = NULL;
         free(n->subs[i].last_reply);
         n->subs[i].last_reply = NULL;
@@ -108,7 +104,7 @@ static int subscribe(struct nats_in *n)
             } else {
                 log_warn("inbox: %s; retrying in %lld ms", why,
                          (long long)n->cfg->postgres.retry_interval_ms);
-                n->retry_at_ms = now_ms() + n->cfg->postgres.retry_interval_ms;
+                n->retry_at_ms = inbox_now_ms() + n->cfg->postgres.retry_interval_ms;
             }
             if (n->nc)
                 natsConnection_Destroy(n->nc);
@@ -123,9 +119,12 @@ static int subscribe(struct nats_in *n)
     for (size_t i = 0; i < n->nsubs; i++) {
         struct nats_sub *s = &n->subs[i];
         jsSubOptions so;
+        jsOptions jo;
         jsErrCode jerr = 0;
 
         jsSubOptions_Init(&so);
+        jsOptions_Init(&jo);
+        jo.Wait = CONNECT_TIMEOUT_MS; /* the consumer's creation: not libnats's 5 s */
         so.Config.AckPolicy = js_AckAll;
         so.Config.AckWait = ACK_WAIT_NS;
         so.Config.MaxAckPending = n->cfg->inbox.batch_size * 2;
@@ -135,7 +134,7 @@ static int subscribe(struct nats_in *n)
         } else {
             so.Config.DeliverPolicy = js_DeliverAll;
         }
-        st = js_PullSubscribe(&s->sub, n->js, s->subject, NULL, NULL, &so, &jerr);
+        st = js_PullSubscribe(&s->sub, n->js, s->subject, NULL, &jo, &so, &jerr);
         if (st != NATS_OK) {
             natsStatus last;
             const char *text = nats_GetLastError(&last);
@@ -151,7 +150,7 @@ static int subscribe(struct nats_in *n)
                              ? ": is a stream holding the subject?"
                              : "",
                          (long long)n->cfg->postgres.retry_interval_ms);
-                n->retry_at_ms = now_ms() + n->cfg->postgres.retry_interval_ms;
+                n->retry_at_ms = inbox_now_ms() + n->cfg->postgres.retry_interval_ms;
             }
             unsubscribe(n);
             return -1;
@@ -227,12 +226,14 @@ static bool add(struct nats_in *n, struct nats_sub *s, natsMsg *m)
     bool held = false;
 
     if (!h || natsMsg_GetMetaData(&meta, m) != NATS_OK) {
-        free(h);
+        /* Without its stream sequence it has no position: never skipped in silence. */
         if (h)
-            log_warn("inbox: a message of \"%s\" without JetStream metadata: ignored",
-                     s->subject);
+            inbox_core_fail(n->core, "inbox: a message of \"%s\" without JetStream "
+                                     "metadata (its stream sequence)",
+                            s->subject);
         else
             inbox_core_fail(n->core, "inbox: out of memory");
+        free(h);
         return false;
     }
     in.offset = (int64_t)meta->Sequence.Stream;
@@ -298,7 +299,11 @@ static void nats_read(void *src, size_t room, int wait_ms)
     if (!n->nsubs)
         return;
     if (!n->subs[0].sub) {
-        if (now_ms() < n->retry_at_ms || subscribe(n) < 0)
+        if (inbox_now_ms() < n->retry_at_ms) {
+            inbox_backoff(n->retry_at_ms, wait_ms);
+            return;
+        }
+        if (subscribe(n) < 0)
             return;
     }
     /* Each subject in turn, so that a busy one does not starve the others. */
@@ -309,6 +314,7 @@ static void nats_read(void *src, size_t room, int wait_ms)
         natsStatus st = natsSubscription_Fetch(&list, s->sub, (int)(room < 256 ? room : 256),
                                                wait_ms > 0 ? wait_ms : 1, &jerr);
 
+        wait_ms = 0; /* one wait per read, whatever came of it */
         if (st == NATS_TIMEOUT)
             continue;
         if (st != NATS_OK) {
@@ -319,7 +325,7 @@ static void nats_read(void *src, size_t room, int wait_ms)
                      "from the database's positions",
                      s->subject, text && *text ? text : natsStatus_GetText(st));
             unsubscribe(n);
-            n->retry_at_ms = now_ms() + n->cfg->postgres.retry_interval_ms;
+            n->retry_at_ms = inbox_now_ms() + n->cfg->postgres.retry_interval_ms;
             return;
         }
         for (int i = 0; i < list.Count; i++) {
@@ -331,7 +337,6 @@ static void nats_read(void *src, size_t room, int wait_ms)
             room--;
         }
         natsMsgList_Destroy(&list);
-        wait_ms = 0; /* one wait per read */
     }
     n->next++;
 }

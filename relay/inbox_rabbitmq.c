@@ -63,13 +63,6 @@ struct held {
     char *names;
 };
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void seed(void *arg, const struct inbox_pos *pos)
 {
@@ -110,7 +103,7 @@ static int subscribe(struct rmq_in *x)
         } else {
             log_warn("inbox: %s; retrying in %lld ms", why,
                      (long long)x->cfg->postgres.retry_interval_ms);
-            x->retry_at_ms = now_ms() + x->cfg->postgres.retry_interval_ms;
+            x->retry_at_ms = inbox_now_ms() + x->cfg->postgres.retry_interval_ms;
         }
         return -1;
     }
@@ -173,7 +166,7 @@ failed:
     log_warn("inbox: rabbitmq: %s; retrying in %lld ms", why,
              (long long)x->cfg->postgres.retry_interval_ms);
     disconnect(x);
-    x->retry_at_ms = now_ms() + x->cfg->postgres.retry_interval_ms;
+    x->retry_at_ms = inbox_now_ms() + x->cfg->postgres.retry_interval_ms;
     return -1;
 }
 
@@ -339,7 +332,11 @@ static void rmq_read(void *src, size_t room, int wait_ms)
 {
     struct rmq_in *x = src;
 
-    if (!x->conn && (now_ms() < x->retry_at_ms || subscribe(x) < 0))
+    if (!x->conn && inbox_now_ms() < x->retry_at_ms) {
+        inbox_backoff(x->retry_at_ms, wait_ms);
+        return;
+    }
+    if (!x->conn && subscribe(x) < 0)
         return;
     while (room > 0) {
         struct timeval tv = {wait_ms / 1000, (wait_ms % 1000) * 1000};
@@ -371,7 +368,7 @@ static void rmq_read(void *src, size_t room, int wait_ms)
                          : why,
                      (long long)x->cfg->postgres.retry_interval_ms);
             disconnect(x);
-            x->retry_at_ms = now_ms() + x->cfg->postgres.retry_interval_ms;
+            x->retry_at_ms = inbox_now_ms() + x->cfg->postgres.retry_interval_ms;
             return;
         }
         x->last_tag = h->env.delivery_tag;

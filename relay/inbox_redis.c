@@ -55,13 +55,6 @@ struct shared_reply {
     size_t refs;
 };
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void seed(void *arg, const struct inbox_pos *pos)
 {
@@ -128,7 +121,7 @@ static int connect_redis(struct redis_in *x)
         } else {
             log_warn("inbox: %s; retrying in %lld ms", why,
                      (long long)x->cfg->postgres.retry_interval_ms);
-            x->retry_at_ms = now_ms() + x->cfg->postgres.retry_interval_ms;
+            x->retry_at_ms = inbox_now_ms() + x->cfg->postgres.retry_interval_ms;
         }
         return -1;
     }
@@ -143,7 +136,7 @@ static void drop(struct redis_in *x, const char *why)
              (long long)x->cfg->postgres.retry_interval_ms);
     sink_redis_client_close(x->cl);
     x->cl = NULL;
-    x->retry_at_ms = now_ms() + x->cfg->postgres.retry_interval_ms;
+    x->retry_at_ms = inbox_now_ms() + x->cfg->postgres.retry_interval_ms;
 }
 
 /* One entry [id, [field, value, ...]] of stream s to the batch; false: not held. */
@@ -185,9 +178,11 @@ static bool add(struct redis_in *x, struct stream *s, const redisReply *e,
     in.m.nheaders = nh;
     held = inbox_core_add(x->core, &in) == 0;
     free(hs);
-    if (held)
+    if (held) {
         shared->refs++;
-    snprintf(s->last, sizeof(s->last), "%s", id->str);
+        /* Only an entry the batch holds moves the stream on: the next XREAD reads the rest. */
+        snprintf(s->last, sizeof(s->last), "%s", id->str);
+    }
     return held;
 }
 
@@ -208,7 +203,11 @@ static void redis_read(void *src, size_t room, int wait_ms)
     struct shared_reply *shared;
     redisReply *r;
 
-    if (!x->cl && (now_ms() < x->retry_at_ms || connect_redis(x) < 0))
+    if (!x->cl && inbox_now_ms() < x->retry_at_ms) {
+        inbox_backoff(x->retry_at_ms, wait_ms);
+        return;
+    }
+    if (!x->cl && connect_redis(x) < 0)
         return;
     if (!x->positioned) {
         if (inbox_core_positions(x->core, seed, x) != 0)
@@ -274,13 +273,17 @@ static void redis_read(void *src, size_t room, int wait_ms)
         if (sr->type != REDIS_REPLY_ARRAY || sr->elements != 2 ||
             !(s = stream_named(x, sr->element[0])) || sr->element[1]->type != REDIS_REPLY_ARRAY)
             continue;
-        for (size_t j = 0; j < sr->element[1]->elements; j++) {
+        /* COUNT is per stream: the batch's room is the limit of the whole reply. */
+        for (size_t j = 0; j < sr->element[1]->elements && room > 0; j++) {
             const redisReply *e = sr->element[1]->element[j];
 
             if (e->type == REDIS_REPLY_ARRAY && e->elements == 2 &&
                 e->element[0]->type == REDIS_REPLY_STRING &&
-                e->element[1]->type == REDIS_REPLY_ARRAY)
-                add(x, s, e, shared);
+                e->element[1]->type == REDIS_REPLY_ARRAY) {
+                if (!add(x, s, e, shared))
+                    break; /* the inbox failed */
+                room--;
+            }
         }
     }
     if (shared->refs == 0) {
@@ -371,32 +374,17 @@ static void *redis_status_open(const struct relay_config *cfg)
     return sink_redis_client_open(cfg, CONNECT_TIMEOUT_MS, errstr, sizeof(errstr), &refused);
 }
 
-/* A stream's end: the position after its last generated entry. */
+/*
+ * A stream's end is not told: positions are entry IDs made numbers, whose difference
+ * is not a count of entries (status shows the position alone).
+ */
 static int64_t redis_status_end(void *st, const char *topic, int32_t partition, int timeout_ms)
 {
-    char why[300];
-    redisReply *r;
-    int64_t end = -1;
-
+    (void)st;
+    (void)topic;
+    (void)partition;
     (void)timeout_ms;
-    if (!st || partition != 0)
-        return -1;
-    {
-        const char *argv[3] = {"XINFO", "STREAM", topic};
-        size_t lens[3] = {5, 6, strlen(topic)};
-
-        r = sink_redis_client_command(st, CONNECT_TIMEOUT_MS, why, sizeof(why), 3, argv, lens);
-    }
-    for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements; i += 2) {
-        const redisReply *f = r->element[i], *v = r->element[i + 1];
-        int64_t pos;
-
-        if (f->type == REDIS_REPLY_STRING && strcmp(f->str, "last-generated-id") == 0 &&
-            v->type == REDIS_REPLY_STRING && inbox_redis_id_encode(v->str, &pos) == 0)
-            end = pos + 1;
-    }
-    freeReplyObject(r);
-    return end;
+    return -1;
 }
 
 static void redis_status_close(void *st)

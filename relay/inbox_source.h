@@ -64,11 +64,15 @@ struct inbox_source_ops {
     /* Whether messages wait already read (poll() would not wake for them). */
     bool (*pending)(void *src);
     /*
-     * Hand at most room messages to inbox_core_add(), waiting at most wait_ms for the
-     * first.  Errors go to inbox_core_fail() (permanent) or the log (passing).
+     * Hand at most room messages to inbox_core_add() -- never more: the batch has no
+     * room beyond -- waiting at most wait_ms for the first.  Errors go to
+     * inbox_core_fail() (permanent) or the log (passing).
      */
     void (*read)(void *src, size_t room, int wait_ms);
-    /* The batch ending at these positions is committed: tell the broker. */
+    /*
+     * The batch ending at these positions is committed: tell the broker.  pos is
+     * valid during the call only.
+     */
     void (*written)(void *src, const struct inbox_pos *pos, size_t npos);
     /* Free a message the batch no longer holds. */
     void (*release)(void *src, void *handle);
@@ -78,7 +82,11 @@ struct inbox_source_ops {
     void (*close)(void *src);
     /* `check`: the broker answers and has the topics; one line each on out; failures. */
     int (*check)(const struct relay_config *cfg, int timeout_ms, FILE *out);
-    /* `status`: the end of a topic-partition (the next position to be written), or -1. */
+    /*
+     * `status`: a handle (NULL when the broker cannot be reached: the others then take
+     * NULL), the end of a topic-partition (the next position to be written) or -1 when
+     * unknown, and closing the handle.
+     */
     void *(*status_open)(const struct relay_config *cfg);
     int64_t (*status_end)(void *st, const char *topic, int32_t partition, int timeout_ms);
     void (*status_close)(void *st);
@@ -99,14 +107,18 @@ extern const struct inbox_source_ops inbox_source_rabbitmq;
 int inbox_core_add(struct inbox *core, const struct inbox_in *in);
 
 /*
- * The database's positions for this consumer, each passed to each().  Waits for the
- * database (retrying every postgres.retry_interval, the admin endpoint answering
- * meanwhile).  Returns 0, or 1 when a stop was asked for first.
+ * The database's positions for this consumer, each passed to each() (pos valid during
+ * that call only).  Waits for the database (retrying every postgres.retry_interval,
+ * the admin endpoint answering meanwhile).  Returns 0, or 1 when a stop was asked for
+ * first.
  */
 int inbox_core_positions(struct inbox *core,
                          void (*each)(void *arg, const struct inbox_pos *pos), void *arg);
 
-/* Write the batch in hand now (a revoke).  Returns 0 written, else not (see the log). */
+/*
+ * Write the batch in hand now (a revoke).  Returns 0 (written, or nothing in hand), 1
+ * (the database is down: the batch is kept), -1 (the inbox failed).
+ */
 int inbox_core_flush(struct inbox *core);
 
 /* Drop the batch in hand unwritten (a revoke while the database is down). */
@@ -121,5 +133,15 @@ void inbox_core_assigned(struct inbox *core, int partitions);
 
 /* The first join happened (readiness). */
 void inbox_core_joined(struct inbox *core);
+
+/* The monotonic clock, in milliseconds. */
+int64_t inbox_now_ms(void);
+
+/*
+ * For a source without a descriptor that is waiting to reconnect: sleep what the loop
+ * allowed its read (wait_ms), but not past retry_at (inbox_now_ms() time).  The loop
+ * polls such a source without waiting, so its read must wait instead of spinning.
+ */
+void inbox_backoff(int64_t retry_at, int wait_ms);
 
 #endif /* RELAY_INBOX_SOURCE_H */

@@ -105,7 +105,8 @@ char *replay_unhex(const char *hex, size_t *n);
 /*
  * Replay the records of the dead-letter topic (replay_topic.c), from its beginning to
  * its end when the replay started.  Returns 0 when it ran, -1 with ctx->errstr set.
- * *stopped is set when a byte on stop_fd stopped it.
+ * *stopped is set when a byte on stop_fd stopped it.  It sets ctx->mark and
+ * ctx->source to its own state, valid during the call only.
  */
 int replay_topic(struct replay_ctx *ctx, const char *topic, int stop_fd, bool *stopped);
 

@@ -233,6 +233,14 @@ static int one_message(struct replay_ctx *c, struct topic_source *t,
              "s.\"partition\" = $2::integer AND s.\"offset\" = $3::bigint",
              t->qstate);
     res = PQexecParams(c->db, sql, 6, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK && params[3] &&
+        strncmp(PQresultErrorField(res, PG_DIAG_SQLSTATE) ? PQresultErrorField(res,
+                PG_DIAG_SQLSTATE) : "", "22", 2) == 0) {
+        /* A dlq_time PostgreSQL does not take (a 13th month): read as no time at all. */
+        PQclear(res);
+        params[3] = NULL;
+        res = PQexecParams(c->db, sql, 6, NULL, params, NULL, NULL, 0);
+    }
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         pg_error(c, res, "reading the replay's state");
         PQclear(res);
@@ -416,8 +424,13 @@ int replay_topic(struct replay_ctx *c, const char *topic, int stop_fd, bool *sto
         struct part *p;
         bool selected;
 
-        if (replay_stop_requested(stop_fd))
+        if (replay_stop_requested(stop_fd)) {
+            /* Stopped: the message in hand waits for the next replay. */
             *stopped = true;
+            if (msg)
+                rd_kafka_message_destroy(msg);
+            break;
+        }
         if (!msg) {
             if (now_ms() - last_ms > IDLE_TIMEOUT_MS) {
                 snprintf(c->errstr, c->errstr_size, "the dead-letter topic \"%s\" sent "

@@ -91,3 +91,19 @@ def check_rows(pg, total, topic):
         h.check(int(n) > last.get(key, -1), f"key {key}: event {n} arrived after "
                 f"{last.get(key)}")
         last[key] = int(n)
+
+
+def stranger_set_aside(pg, publish, header, first):
+    """publish() puts a message that is not an event (value "not an event", a header
+    named header with the value "elsewhere") on what the inbox reads; then one event
+    (outbox row first) follows.  The event must be written and the stranger set aside
+    as not-an-event, its record keeping the header's exact bytes (bytea hex text)."""
+    before = inbox_count(pg)
+    publish()
+    pg.psql(h.insert_sql(first, 1, 1))
+    h.wait_for(lambda: inbox_count(pg) == before + 1, 30, "the event after the stranger's")
+    dead = pg.psql(f"SELECT reason, convert_from(value, 'UTF8'), headers->>'{header}' "
+                   "FROM public.inbox_dead_letter WHERE consumer = 'shipping'",
+                   db="shipping").splitlines()
+    h.check(dead == ["not-an-event|not an event|\\x" + b"elsewhere".hex()],
+            f"dead letters {dead}")

@@ -21,8 +21,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as h  # noqa: E402
-from inboxlib import (admin_get, check_rows, inbox_count, kill_while_publishing,  # noqa: E402
-                      positions, setup_shipping)
+from inboxlib import (admin_get, check_rows, kill_while_publishing,  # noqa: E402
+                      positions, setup_shipping, stranger_set_aside)
 from test_nats import NatsServer, config as outbox_config  # noqa: E402
 
 FILTER = "outbox.order.>"
@@ -77,23 +77,13 @@ def kills(env, srv, n_events, n_kills):
 
 
 def poison(env, srv, inbox, first):
-    pg = env.pg
-    before = inbox_count(pg)
-
     async def publish(nc, js):
         await js.publish("outbox.order.stranger", b"not an event", headers={"x-from": "elsewhere"})
         return True
-    h.check(srv.run(publish), "cannot publish the stranger's message")
-    pg.psql(h.insert_sql(first, 1, 1))
-    h.wait_for(lambda: inbox_count(pg) == before + 1, 30, "the event after the stranger's")
-    dead = pg.psql("SELECT reason, convert_from(value, 'UTF8'), headers->>'x-from', \"offset\" "
-                   "FROM public.inbox_dead_letter WHERE consumer = 'shipping'",
-                   db="shipping").splitlines()
-    # The record keeps the header's exact bytes, as bytea hex text.
-    h.check(len(dead) == 1 and dead[0].startswith(
-        "not-an-event|not an event|\\x" + b"elsewhere".hex() + "|"), f"dead letters {dead}")
-    h.log(f"inbox from JetStream: a message that is not an event set aside ({dead[0]}), the "
-          "event after it written")
+    stranger_set_aside(env.pg, lambda: h.check(srv.run(publish), "cannot publish"), "x-from",
+                       first)
+    h.log("inbox from JetStream: a message that is not an event set aside, the event after "
+          "it written")
 
 
 def checks(env, inbox):
