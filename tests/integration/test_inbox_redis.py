@@ -12,6 +12,8 @@ its entry ID as a number (ms * 2^20 + seq):
    reason; the event after it is written.
 3. `check` finds the stream; `status --json` shows the position after its last entry;
    /readyz 200; a key that holds a string stops the inbox with the reason named.
+4. Two streams with a backlog each, in batches of 10 (one XREAD may return more than
+   a batch has room for): every event once, both positions at their ends.
 """
 
 import json
@@ -116,6 +118,35 @@ def checks(env, srv, inbox):
           "/readyz 200; a key holding a string stops the inbox with WRONGTYPE")
 
 
+def two_streams(env, srv):
+    """Two streams with a backlog each and a batch of 10: XREAD's COUNT is per stream, so
+    one reply may hold more than the batch has room for; the inbox must take what fits
+    and read the rest again.  Every event of both once, both positions at their ends."""
+    pg, r = env.pg, srv.client()
+    other = "outbox.inbox.other"
+    for _, fields in r.xrange(STREAM, count=500):
+        r.xadd(other, fields)
+    ids = {f[b"id"] for s in (STREAM, other) for _, f in r.xrange(s) if b"id" in f}
+    ends = sum(encode(r.xrevrange(s, count=1)[0][0]) + 1 for s in (STREAM, other))
+    cfg = inbox_config(env, srv).replace("consumer: shipping", "consumer: multi").replace(
+        f'topics: ["{STREAM}"]', f'topics: ["{STREAM}", "{other}"]\n  batch_size: 10')
+    multi = env.relay(cfg, name="inbox-multi", command="inbox").start()
+
+    def count():
+        return int(pg.psql("SELECT count(*) FROM public.inbox WHERE consumer = 'multi'",
+                           db="shipping"))
+
+    def position():
+        return int(pg.psql("SELECT coalesce(sum(next_offset), 0) FROM public.inbox_position "
+                           "WHERE consumer = 'multi'", db="shipping"))
+    h.wait_for(lambda: position() == ends, 120, "both streams read to their ends")
+    h.check(count() == len(ids), f"{count()} rows for {len(ids)} distinct events")
+    rc, _ = multi.stop()
+    h.check(rc == 0, f"the two-stream inbox's exit {rc}")
+    h.log(f"inbox from Redis: two streams in batches of 10: {len(ids)} distinct events, each "
+          "once, both positions at their streams' ends")
+
+
 def test(env):
     setup_shipping(env.pg)
     srv = RedisServer(env.tmp).start()
@@ -124,6 +155,7 @@ def test(env):
         outbox, inbox = kills(env, srv, n, h.scaled(16, 4))
         poison(env, srv, n + 1)
         checks(env, srv, inbox)
+        two_streams(env, srv)
         for relay in (inbox, outbox):
             rc, _ = relay.stop()
             h.check(rc == 0, f"{relay.name} exit {rc}")
