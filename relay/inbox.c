@@ -66,7 +66,7 @@
 
 /* One message of a batch: an event, or a message set aside with its reason. */
 struct row {
-    char *topic;
+    const char *topic; /* borrowed from the source: valid while the row holds handle */
     int32_t partition;
     int64_t offset;
     bool event;
@@ -135,7 +135,6 @@ void inbox_backoff(int64_t retry_at, int wait_ms)
 
 static void row_free(struct inbox *ib, struct row *r)
 {
-    free(r->topic);
     inbox_event_free(&r->ev);
     free(r->reason);
     free(r->error);
@@ -331,12 +330,12 @@ struct position {
 };
 
 /*
- * Build the statement for rows[0..n) where use[i] (events as events, others as dead
- * letters), with the positions when with_positions.  Numbers are formatted into
- * nums (n * 48 bytes).  Returns 0 or -1 (out of memory).
+ * Build the statement for rows[0..n): the events (unless !events: they are written
+ * already) and the dead letters, with the positions when with_positions.  Numbers are
+ * formatted into nums (n * 48 bytes).  Returns 0 or -1 (out of memory).
  */
 static int build(struct inbox *ib, const struct row *rows, size_t n, char *nums,
-                 struct position *pos, size_t npos, bool with_positions)
+                 struct position *pos, size_t npos, bool with_positions, bool events)
 {
     static const char *const ev_casts[] = {"::text", "::text", "::text", "::text", "::text",
                                            "::timestamptz", "::text", "::jsonb", "::text",
@@ -354,7 +353,7 @@ static int build(struct inbox *ib, const struct row *rows, size_t n, char *nums,
 
         snprintf(part, 16, "%d", (int)rows[i].partition);
         snprintf(off, 32, "%lld", (long long)rows[i].offset);
-        if (rows[i].event) {
+        if (rows[i].event && events) {
             const struct inbox_event *e = &rows[i].ev;
             const char *v[] = {consumer, e->id, e->type, e->source, e->subject, e->time,
                                e->key, e->headers, e->content_type, e->payload, e->payload_hex,
@@ -500,7 +499,7 @@ static int write_row_by_row(struct inbox *ib, char *nums, struct position *pos, 
             continue;
         res = PQexec(ib->db, "SAVEPOINT row");
         PQclear(res);
-        if (build(ib, r, 1, nums + i * 48, NULL, 0, false) < 0) {
+        if (build(ib, r, 1, nums + i * 48, NULL, 0, false, true) < 0) {
             inbox_core_fail(ib, "inbox: out of memory");
             rc = -1;
             break;
@@ -524,51 +523,20 @@ static int write_row_by_row(struct inbox *ib, char *nums, struct position *pos, 
         PQclear(res);
     }
     /* The dead letters (the refused rows among them) and the positions. */
-    if (rc == 0) {
-        size_t ndl = 0;
-
-        for (size_t i = 0; i < ib->nrows; i++)
-            ndl += !ib->rows[i].event;
-        /* build() walks all rows: mark the events done by leaving only dead letters. */
-        {
-            struct row *tmp = malloc(ndl * sizeof(*tmp) + 1);
-            size_t k = 0;
-
-            if (!tmp) {
-                inbox_core_fail(ib, "inbox: out of memory");
-                rc = -1;
-            } else {
-                char *tnums = malloc(ndl * 48 + 1);
-
-                if (!tnums) {
-                    inbox_core_fail(ib, "inbox: out of memory");
-                    rc = -1;
-                } else {
-                    for (size_t i = 0; i < ib->nrows; i++)
-                        if (!ib->rows[i].event) {
-                            tmp[k] = ib->rows[i];
-                            k++;
-                        }
-                    if (build(ib, tmp, k, tnums, pos, npos, true) < 0) {
-                        inbox_core_fail(ib, "inbox: out of memory");
-                        rc = -1;
-                    } else {
-                        res = exec(ib);
-                        if (PQresultStatus(res) == PGRES_TUPLES_OK) {
-                            *dead = atoll(PQgetvalue(res, 0, 1));
-                        } else {
-                            rc = transient(res, ib->db) ? 1 : -1;
-                            if (rc < 0)
-                                inbox_core_fail(ib, "inbox: writing the batch failed: %s",
-                                     PQresultErrorMessage(res));
-                        }
-                        PQclear(res);
-                    }
-                    free(tnums);
-                }
-                free(tmp);
-            }
+    if (rc == 0 && build(ib, ib->rows, ib->nrows, nums, pos, npos, true, false) < 0) {
+        inbox_core_fail(ib, "inbox: out of memory");
+        rc = -1;
+    } else if (rc == 0) {
+        res = exec(ib);
+        if (PQresultStatus(res) == PGRES_TUPLES_OK) {
+            *dead = atoll(PQgetvalue(res, 0, 1));
+        } else {
+            rc = transient(res, ib->db) ? 1 : -1;
+            if (rc < 0)
+                inbox_core_fail(ib, "inbox: writing the batch failed: %s",
+                                PQresultErrorMessage(res));
         }
+        PQclear(res);
     }
     res = PQexec(ib->db, rc == 0 ? "COMMIT" : "ROLLBACK");
     if (rc == 0 && PQresultStatus(res) != PGRES_COMMAND_OK)
@@ -614,7 +582,7 @@ static int flush(struct inbox *ib)
     npos = positions(ib, pos);
     for (size_t i = 0; i < ib->nrows; i++)
         events += ib->rows[i].event;
-    if (build(ib, ib->rows, ib->nrows, nums, pos, npos, true) < 0) {
+    if (build(ib, ib->rows, ib->nrows, nums, pos, npos, true, true) < 0) {
         inbox_core_fail(ib, "inbox: out of memory");
         rc = -1;
         goto out;
@@ -672,7 +640,7 @@ static int flush(struct inbox *ib)
         /* Told to the broker only: the database has them already. */
         for (size_t k = 0; told && k < npos; k++)
             told[k] = (struct inbox_pos){pos[k].topic, pos[k].partition, pos[k].next};
-        if (told)
+        if (told && ib->ops->written)
             ib->ops->written(ib->src, told, npos);
         free(told);
     }
@@ -718,8 +686,8 @@ int inbox_core_add(struct inbox *ib, const struct inbox_in *in)
     r->value_len = in->m.value_len;
     r->nhdrs = in->m.nheaders;
     r->unreadable = in->unreadable != NULL;
-    if (!(r->topic = strdup(in->topic)) ||
-        (r->nhdrs && !(r->hdrs = malloc(r->nhdrs * sizeof(*r->hdrs))))) {
+    r->topic = in->topic;
+    if (r->nhdrs && !(r->hdrs = malloc(r->nhdrs * sizeof(*r->hdrs)))) {
         row_free(ib, r);
         inbox_core_fail(ib, "inbox: out of memory");
         return -1;
@@ -986,7 +954,8 @@ static int open_all(struct inbox *ib, char *errstr, size_t errstr_size)
 static void close_all(struct inbox *ib)
 {
     if (ib->src) {
-        ib->ops->leave(ib->src);
+        if (ib->ops->leave)
+            ib->ops->leave(ib->src);
         /* The rows hold the source's messages: they go before the source does. */
         batch_clear(ib);
         ib->ops->close(ib->src);
@@ -1029,7 +998,7 @@ int inbox_run(const struct relay_config *cfg, int stop_fd, char *errstr, size_t 
         size_t nadmin = ib.admin ? admin_pollfds(ib.admin, fds + 2, ADMIN_MAX_POLLFDS) : 0;
         int64_t now = now_ms();
         int timeout = 1000; /* the consumer is polled at least this often */
-        int sfd = ib.ops->fd(ib.src), read_wait = 0;
+        int sfd = ib.ops->fd ? ib.ops->fd(ib.src) : -1, read_wait = 0;
 
         if (ib.retry_at_ms)
             timeout = (int)(ib.retry_at_ms > now ? ib.retry_at_ms - now : 0);
@@ -1040,7 +1009,7 @@ int inbox_run(const struct relay_config *cfg, int stop_fd, char *errstr, size_t 
         if (timeout > 1000)
             timeout = 1000;
         /* A batch filled up with messages left in the queue: no wakeup will come for them. */
-        if (!ib.retry_at_ms && ib.ops->pending(ib.src))
+        if (!ib.retry_at_ms && ib.ops->pending && ib.ops->pending(ib.src))
             timeout = 0;
         if (ib.admin && admin_timeout_ms(ib.admin) >= 0 && admin_timeout_ms(ib.admin) < timeout)
             timeout = admin_timeout_ms(ib.admin);
@@ -1238,7 +1207,7 @@ int inbox_status(const struct relay_config *cfg, bool json, int timeout_ms, FILE
     if (!(pos = query_consumer(&ib, sql, errstr, errstr_size)))
         goto out;
     /* The broker's end of each partition, for the lag; without it, positions alone. */
-    st = ib.ops->status_open(cfg);
+    st = ib.ops->status_open ? ib.ops->status_open(cfg) : NULL;
     if (json) {
         jbuf_puts(&b, "{\"consumer\":");
         jbuf_put_json_string(&b, cfg->inbox.consumer, strlen(cfg->inbox.consumer));
@@ -1260,7 +1229,7 @@ int inbox_status(const struct relay_config *cfg, bool json, int timeout_ms, FILE
         const char *topic = PQgetvalue(pos, i, 0);
         int part = atoi(PQgetvalue(pos, i, 1));
         long long at = atoll(PQgetvalue(pos, i, 2));
-        int64_t hi = ib.ops->status_end(st, topic, part, timeout_ms);
+        int64_t hi = ib.ops->status_end ? ib.ops->status_end(st, topic, part, timeout_ms) : -1;
         bool end = hi >= 0;
 
         if (json) {
@@ -1288,7 +1257,8 @@ int inbox_status(const struct relay_config *cfg, bool json, int timeout_ms, FILE
     }
     rc = 0;
 out:
-    ib.ops->status_close(st);
+    if (ib.ops->status_close)
+        ib.ops->status_close(st);
     PQclear(rows);
     PQclear(dead);
     PQclear(pos);

@@ -203,18 +203,6 @@ static void *nats_open(const struct relay_config *cfg, struct inbox *core, char 
     return n;
 }
 
-static int nats_fd(void *src)
-{
-    (void)src;
-    return -1;
-}
-
-static bool nats_pending(void *src)
-{
-    (void)src;
-    return false;
-}
-
 /* Message m to the batch; returns true when the batch holds it now. */
 static bool add(struct nats_in *n, struct nats_sub *s, natsMsg *m)
 {
@@ -505,8 +493,6 @@ static void nats_status_close(void *p)
 const struct inbox_source_ops inbox_source_nats = {
     .broker = "nats",
     .open = nats_open,
-    .fd = nats_fd,
-    .pending = nats_pending,
     .read = nats_read,
     .written = nats_written,
     .release = nats_release,

@@ -198,12 +198,6 @@ static void *rmq_open(const struct relay_config *cfg, struct inbox *core, char *
     return x;
 }
 
-static int rmq_fd(void *src)
-{
-    (void)src;
-    return -1;
-}
-
 static bool rmq_pending(void *src)
 {
     struct rmq_in *x = src;
@@ -400,27 +394,21 @@ static void rmq_release(void *src, void *handle)
     held_free(handle);
 }
 
-static void rmq_leave(void *src)
-{
-    (void)src;
-}
-
 /*
- * check and status
+ * check
  */
 
-/* A stream queue's message count and end, by a passive declare; 0 or -1 (why set). */
-static int queue_info(amqp_connection_state_t c, const char *name, uint32_t *messages,
-                      char *why, size_t size)
+/*
+ * Whether the queue exists, by a passive declare (which tells neither a stream's type
+ * nor its length); 0 or -1 (why set).
+ */
+static int queue_exists(amqp_connection_state_t c, const char *name, char *why, size_t size)
 {
-    amqp_queue_declare_ok_t *ok = amqp_queue_declare(c, CHANNEL, amqp_cstring_bytes(name), 1, 0,
-                                                     0, 0, amqp_empty_table);
-
-    if (!ok) {
+    if (!amqp_queue_declare(c, CHANNEL, amqp_cstring_bytes(name), 1, 0, 0, 0,
+                            amqp_empty_table)) {
         sink_rabbitmq_reply_text(amqp_get_rpc_reply(c), why, size);
         return -1;
     }
-    *messages = ok->message_count;
     return 0;
 }
 
@@ -437,52 +425,25 @@ static int rmq_check(const struct relay_config *cfg, int timeout_ms, FILE *out)
         return 1;
     }
     for (size_t i = 0; i < cfg->inbox.ntopics; i++) {
-        uint32_t count = 0;
-
-        if (queue_info(c, cfg->inbox.topics[i], &count, why, sizeof(why)) < 0) {
+        if (queue_exists(c, cfg->inbox.topics[i], why, sizeof(why)) < 0) {
             fprintf(out, "FAIL rabbitmq queue \"%s\": %s\n", cfg->inbox.topics[i], why);
             failed++;
             break; /* the channel is closed */
         }
-        fprintf(out, "ok   rabbitmq queue \"%s\": %u messages\n", cfg->inbox.topics[i], count);
+        fprintf(out, "ok   rabbitmq queue \"%s\": exists (the inbox reads stream queues only)\n",
+                cfg->inbox.topics[i]);
     }
     amqp_destroy_connection(c);
     return failed;
 }
 
-static void *rmq_status_open(const struct relay_config *cfg)
-{
-    (void)cfg;
-    return NULL;
-}
-
-/* A stream's end is not told by AMQP 0-9-1: the lag is shown as unknown. */
-static int64_t rmq_status_end(void *st, const char *topic, int32_t partition, int timeout_ms)
-{
-    (void)st;
-    (void)topic;
-    (void)partition;
-    (void)timeout_ms;
-    return -1;
-}
-
-static void rmq_status_close(void *st)
-{
-    (void)st;
-}
-
 const struct inbox_source_ops inbox_source_rabbitmq = {
     .broker = "rabbitmq",
     .open = rmq_open,
-    .fd = rmq_fd,
     .pending = rmq_pending,
     .read = rmq_read,
     .written = rmq_written,
     .release = rmq_release,
-    .leave = rmq_leave,
     .close = rmq_close,
     .check = rmq_check,
-    .status_open = rmq_status_open,
-    .status_end = rmq_status_end,
-    .status_close = rmq_status_close,
 };

@@ -96,18 +96,6 @@ static void *redis_open(const struct relay_config *cfg, struct inbox *core, char
     return x;
 }
 
-static int redis_fd(void *src)
-{
-    (void)src;
-    return -1;
-}
-
-static bool redis_pending(void *src)
-{
-    (void)src;
-    return false;
-}
-
 /* Connect.  Returns 0, or -1 (retry later, or the inbox failed for good). */
 static int connect_redis(struct redis_in *x)
 {
@@ -292,14 +280,6 @@ static void redis_read(void *src, size_t room, int wait_ms)
     }
 }
 
-/* Nothing to tell Redis: the positions are in the database. */
-static void redis_written(void *src, const struct inbox_pos *pos, size_t npos)
-{
-    (void)src;
-    (void)pos;
-    (void)npos;
-}
-
 static void redis_release(void *src, void *handle)
 {
     struct shared_reply *shared = handle;
@@ -311,13 +291,8 @@ static void redis_release(void *src, void *handle)
     }
 }
 
-static void redis_leave(void *src)
-{
-    (void)src;
-}
-
 /*
- * check and status
+ * check
  */
 
 static redisReply *one(struct sink_redis_client *cl, const char *cmd, const char *key,
@@ -366,44 +341,11 @@ static int redis_check(const struct relay_config *cfg, int timeout_ms, FILE *out
     return failed;
 }
 
-static void *redis_status_open(const struct relay_config *cfg)
-{
-    char errstr[700];
-    bool refused;
-
-    return sink_redis_client_open(cfg, CONNECT_TIMEOUT_MS, errstr, sizeof(errstr), &refused);
-}
-
-/*
- * A stream's end is not told: positions are entry IDs made numbers, whose difference
- * is not a count of entries (status shows the position alone).
- */
-static int64_t redis_status_end(void *st, const char *topic, int32_t partition, int timeout_ms)
-{
-    (void)st;
-    (void)topic;
-    (void)partition;
-    (void)timeout_ms;
-    return -1;
-}
-
-static void redis_status_close(void *st)
-{
-    sink_redis_client_close(st);
-}
-
 const struct inbox_source_ops inbox_source_redis = {
     .broker = "redis",
     .open = redis_open,
-    .fd = redis_fd,
-    .pending = redis_pending,
     .read = redis_read,
-    .written = redis_written,
     .release = redis_release,
-    .leave = redis_leave,
     .close = redis_close,
     .check = redis_check,
-    .status_open = redis_status_open,
-    .status_end = redis_status_end,
-    .status_close = redis_status_close,
 };

@@ -33,7 +33,10 @@
 /* The inbox's core, as a source sees it. */
 struct inbox;
 
-/* One message as a source read it; everything borrowed until the source's release(). */
+/*
+ * One message as a source read it; everything borrowed until the source's release()
+ * of handle -- the topic too (a source's own name for it, or the configuration's).
+ */
 struct inbox_in {
     const char *topic;
     int32_t partition;
@@ -59,9 +62,12 @@ struct inbox_source_ops {
      */
     void *(*open)(const struct relay_config *cfg, struct inbox *core, char *errstr,
                   size_t errstr_size);
-    /* A descriptor readable when messages wait, or -1: read() is called on a timer. */
+    /*
+     * A descriptor readable when messages wait, or -1 (or no function): read() is
+     * called on a short timer and waits inside.
+     */
     int (*fd)(void *src);
-    /* Whether messages wait already read (poll() would not wake for them). */
+    /* Whether messages wait already read (poll() would not wake for them); optional. */
     bool (*pending)(void *src);
     /*
      * Hand at most room messages to inbox_core_add() -- never more: the batch has no
@@ -73,10 +79,13 @@ struct inbox_source_ops {
      * The batch ending at these positions is committed: tell the broker.  pos is
      * valid during the call only.
      */
-    void (*written)(void *src, const struct inbox_pos *pos, size_t npos);
+    void (*written)(void *src, const struct inbox_pos *pos, size_t npos); /* optional */
     /* Free a message the batch no longer holds. */
     void (*release)(void *src, void *handle);
-    /* Leave (a consumer group's revoke may write the batch in hand); free nothing yet. */
+    /*
+     * Leave (a consumer group's revoke may write the batch in hand); free nothing yet.
+     * Optional.
+     */
     void (*leave)(void *src);
     /* Free the source; every handle has been released. */
     void (*close)(void *src);
@@ -85,7 +94,7 @@ struct inbox_source_ops {
     /*
      * `status`: a handle (NULL when the broker cannot be reached: the others then take
      * NULL), the end of a topic-partition (the next position to be written) or -1 when
-     * unknown, and closing the handle.
+     * unknown, and closing the handle.  Optional: without them no lag is shown.
      */
     void *(*status_open)(const struct relay_config *cfg);
     int64_t (*status_end)(void *st, const char *topic, int32_t partition, int timeout_ms);
