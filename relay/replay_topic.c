@@ -188,21 +188,21 @@ static bool looks_like_time(const char *s)
 }
 
 /*
- * Deal with one message.  Returns 0, or -1 with c->errstr set.  *selected says
- * whether it was handed to the engine (and counted against --max).
+ * Deal with one message: hand it to the engine when it is selected (counted against
+ * --max), pass it over otherwise.  Returns 0, or -1 with c->errstr set.
  */
 static int one_message(struct replay_ctx *c, struct topic_source *t,
-                       const rd_kafka_message_t *msg, bool *selected)
+                       const rd_kafka_message_t *msg)
 {
     const struct replay_options *opts = c->opts;
     struct dlq_fields f = {0};
     struct replay_record r = {0};
     const char *params[6];
+    bool selected;
     char sql[700];
     PGresult *res;
     int rc = 0;
 
-    *selected = false;
     snprintf(t->part, sizeof(t->part), "%d", (int)msg->partition);
     snprintf(t->offset, sizeof(t->offset), "%lld", (long long)msg->offset);
     if (read_headers(msg, &f, &r) < 0 ||
@@ -252,10 +252,10 @@ static int one_message(struct replay_ctx *c, struct topic_source *t,
         bool in_window = strcmp(PQgetvalue(res, 0, 2), "t") == 0;
 
         r.replay_count = atoi(PQgetvalue(res, 0, 1));
-        *selected = in_window && (!state[0] || strcmp(state, "failed") == 0);
+        selected = in_window && (!state[0] || strcmp(state, "failed") == 0);
     }
     PQclear(res);
-    if (!*selected)
+    if (!selected)
         goto out;
     c->left--;
     snprintf(r.label, sizeof(r.label), "%s[%s]@%s", t->topic, t->part, t->offset);
@@ -422,7 +422,6 @@ int replay_topic(struct replay_ctx *c, const char *topic, int stop_fd, bool *sto
     while (left > 0 && c->left > 0 && !*stopped) {
         rd_kafka_message_t *msg = rd_kafka_consumer_poll(rk, 500);
         struct part *p;
-        bool selected;
 
         if (replay_stop_requested(stop_fd)) {
             /* Stopped: the message in hand waits for the next replay. */
@@ -453,7 +452,7 @@ int replay_topic(struct replay_ctx *c, const char *topic, int stop_fd, bool *sto
         } else if (msg->err) {
             log_warn("replay: reading \"%s\": %s", topic, rd_kafka_message_errstr(msg));
         } else if (p && !p->done && msg->offset < p->end) {
-            rc = one_message(c, &t, msg, &selected);
+            rc = one_message(c, &t, msg);
             if (msg->offset + 1 >= p->end) {
                 p->done = true;
                 left--;
