@@ -107,3 +107,24 @@ def stranger_set_aside(pg, publish, header, first):
                    db="shipping").splitlines()
     h.check(dead == ["not-an-event|not an event|\\x" + b"elsewhere".hex()],
             f"dead letters {dead}")
+
+
+def broker_kills(env, broker, server, outbox_cfg, inbox_cfg, n_events, n_kills, seed, restart,
+                 check):
+    """The outbox relay (outbox_cfg) feeding the inbox relay (inbox_cfg) through broker
+    while both are SIGKILLed n_kills times at random and the broker's server is
+    restarted (restart()) halfway; the stream grows slowly enough for the kills to land
+    while it does.  check(n_events) checks the inbox and returns how many messages the
+    broker held.  Returns the two relays, running."""
+    pg = env.pg
+    outbox = env.relay(outbox_cfg, name="outbox").start()
+    inbox = env.relay(inbox_cfg, name="inbox", command="inbox").start()
+    done, took = kill_while_publishing(pg, outbox, inbox, n_events, n_kills, seed, pause=0.08,
+                                       midway=restart)
+    time.sleep(1.0)
+    held = check(n_events)
+    h.log(f"inbox from {broker}: {n_events} events, outbox relay SIGKILLed {done['outbox']} "
+          f"and inbox relay {done['inbox']} times, {server} SIGKILLed and restarted once: "
+          f"the stream held {held} messages ({held - n_events} duplicates from the outbox "
+          f"side), the inbox {n_events} rows, 0 duplicates, per-key order kept; {took:.1f}s")
+    return outbox, inbox

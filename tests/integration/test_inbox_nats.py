@@ -21,7 +21,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as h  # noqa: E402
-from inboxlib import (admin_get, check_rows, kill_while_publishing,  # noqa: E402
+from inboxlib import (admin_get, check_rows, broker_kills,  # noqa: E402
                       positions, setup_shipping, stranger_set_aside)
 from test_nats import NatsServer, config as outbox_config  # noqa: E402
 
@@ -54,26 +54,13 @@ def check_inbox(env, srv, total):
 
 
 def kills(env, srv, n_events, n_kills):
-    pg = env.pg
-    outbox = env.relay(outbox_config(pg, srv), name="outbox")
-    inbox = env.relay(inbox_config(env, srv), name="inbox", command="inbox")
-    outbox.start()
-    inbox.start()
-
     def restart():
         srv.kill()
         time.sleep(1)
         srv.start()
-    # The stream grows slowly enough for the kills to land while it does.
-    done, took = kill_while_publishing(pg, outbox, inbox, n_events, n_kills, 15, pause=0.08,
-                                       midway=restart)
-    time.sleep(1.0)
-    held = check_inbox(env, srv, n_events)
-    h.log(f"inbox from JetStream: {n_events} events, outbox relay SIGKILLed {done['outbox']} "
-          f"and inbox relay {done['inbox']} times, nats-server SIGKILLed and restarted once: "
-          f"the stream held {held} messages, the inbox {n_events} rows, 0 duplicates, "
-          f"per-key order kept; {took:.1f}s")
-    return outbox, inbox
+    return broker_kills(env, "JetStream", "nats-server", outbox_config(env.pg, srv),
+                        inbox_config(env, srv), n_events, n_kills, 15, restart,
+                        lambda total: check_inbox(env, srv, total))
 
 
 def poison(env, srv, inbox, first):

@@ -18,11 +18,10 @@ stream offset:
 import os
 import subprocess
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as h  # noqa: E402
-from inboxlib import (admin_get, check_rows, kill_while_publishing,  # noqa: E402
+from inboxlib import (admin_get, check_rows, broker_kills,  # noqa: E402
                       positions, setup_shipping, stranger_set_aside)
 from test_rabbitmq import RabbitServer, config as outbox_config, pika  # noqa: E402
 
@@ -76,28 +75,17 @@ def stream_end(srv):
 
 
 def kills(env, srv, n_events, n_kills):
-    pg = env.pg
-    outbox = env.relay(outbox_config(pg, srv), name="outbox")
-    inbox = env.relay(inbox_config(env, srv), name="inbox", command="inbox")
-    outbox.start()
-    inbox.start()
-
     def restart():
         srv.kill()
         srv.start()
-    # The stream grows slowly enough for the kills to land while it does.
-    done, took = kill_while_publishing(pg, outbox, inbox, n_events, n_kills, 17, pause=0.08,
-                                       midway=restart)
-    time.sleep(1.0)
-    check_rows(pg, n_events, QUEUE)
-    held, end = stream_end(srv)
-    h.wait_for(lambda: positions(pg) == end, 30, f"the position to reach {end}")
-    h.log(f"inbox from RabbitMQ: {n_events} events, outbox relay SIGKILLed {done['outbox']} "
-          f"and inbox relay {done['inbox']} times, rabbitmq-server SIGKILLed and restarted "
-          f"once: the stream held {held} messages ({held - n_events} duplicates from the "
-          f"outbox side), the inbox {n_events} rows, 0 duplicates, per-key order kept; "
-          f"{took:.1f}s")
-    return outbox, inbox
+
+    def check(total):
+        check_rows(env.pg, total, QUEUE)
+        held, end = stream_end(srv)
+        h.wait_for(lambda: positions(env.pg) == end, 30, f"the position to reach {end}")
+        return held
+    return broker_kills(env, "RabbitMQ", "rabbitmq-server", outbox_config(env.pg, srv),
+                        inbox_config(env, srv), n_events, n_kills, 17, restart, check)
 
 
 def poison(env, srv, first):
