@@ -36,7 +36,7 @@
 #include "log.h"
 #include "sink_rabbitmq.h"
 
-#define CONNECT_TIMEOUT_MS 5000
+#define CONNECT_TIMEOUT_MS 2000
 #define CHANNEL 1
 #define OFFSET_HEADER "x-stream-offset"
 

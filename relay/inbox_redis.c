@@ -30,7 +30,7 @@
 
 /* How long connecting may take; and a command beyond its own BLOCK. */
 #define CONNECT_TIMEOUT_MS 2000
-#define COMMAND_SLACK_MS 5000
+#define COMMAND_SLACK_MS 1000
 /* Entries read per XREAD at most. */
 #define READ_MAX 1000
 
