@@ -58,7 +58,7 @@ def kills(env, srv, n_events, n_kills):
         srv.kill()
         time.sleep(1)
         srv.start()
-    return broker_kills(env, "JetStream", "nats-server", outbox_config(env.pg, srv),
+    return broker_kills(env, "JetStream", "nats-server (SIGKILL)", outbox_config(env.pg, srv),
                         inbox_config(env, srv), n_events, n_kills, 15, restart,
                         lambda total: check_inbox(env, srv, total))
 

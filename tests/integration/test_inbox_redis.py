@@ -67,7 +67,7 @@ def kills(env, srv, n_events, n_kills):
         srv.kill()
         time.sleep(1)
         srv.start()
-    return broker_kills(env, "Redis", "redis-server", outbox_config(env.pg, srv, "inbox"),
+    return broker_kills(env, "Redis", "redis-server (SIGKILL)", outbox_config(env.pg, srv, "inbox"),
                         inbox_config(env, srv), n_events, n_kills, 16, restart,
                         lambda total: check_inbox(env, srv, total))
 
